@@ -1,0 +1,106 @@
+//! `agora devnet`: a local Base Sepolia look-alike for development and tests.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+use devnet::{Devnet, DevnetConfig, DevnetSummary};
+use x402::Money;
+
+/// Options of `agora devnet`.
+#[derive(Debug, Args)]
+pub struct DevnetArgs {
+    /// Funded accounts to create (account 0 deploys the contracts and mints USDC).
+    #[arg(long, default_value_t = 10)]
+    accounts: usize,
+    /// USDC minted to each account, in whole USDC.
+    #[arg(long, default_value = "1000")]
+    usdc: String,
+    /// Loopback port for the JSON-RPC endpoint (0 picks a free one).
+    #[arg(long, default_value_t = 8545)]
+    port: u16,
+    /// The anvil binary (default: $AGORA_ANVIL, PATH, then the project's tools/ install).
+    #[arg(long)]
+    anvil: Option<PathBuf>,
+    /// Print one JSON object describing the chain instead of the human summary.
+    #[arg(long)]
+    json: bool,
+}
+
+impl DevnetArgs {
+    /// The devnet configuration these flags describe.
+    pub fn config(&self) -> anyhow::Result<DevnetConfig> {
+        let usdc = Money::parse(&self.usdc, 6)
+            .with_context(|| format!("--usdc {:?} is not a USDC amount", self.usdc))?;
+        Ok(DevnetConfig {
+            accounts: self.accounts,
+            usdc_per_account: usdc,
+            port: self.port,
+            anvil: self.anvil.clone(),
+            ..DevnetConfig::default()
+        })
+    }
+}
+
+/// Starts the devnet, prints its summary, waits for Ctrl-C (or anvil dying), stops it.
+pub async fn run(args: DevnetArgs) -> anyhow::Result<()> {
+    let config = args.config()?;
+    if !args.json {
+        eprintln!(
+            "starting anvil (chain id {}) and installing USDC and the ERC-8004 registry...",
+            devnet::CHAIN_ID
+        );
+    }
+    let mut chain = Devnet::start(config).await.with_context(|| {
+        if args.port != 0 {
+            format!(
+                "could not start the devnet on port {} (is it in use? try --port 0)",
+                args.port
+            )
+        } else {
+            "could not start the devnet".to_string()
+        }
+    })?;
+    let summary = chain.summary().await?;
+    if args.json {
+        println!("{}", serde_json::to_string(&summary)?);
+    } else {
+        print_summary(&summary);
+        eprintln!("\ndevnet running; press Ctrl-C to stop");
+    }
+    tokio::select! {
+        signal = tokio::signal::ctrl_c() => {
+            signal.context("cannot listen for Ctrl-C")?;
+            chain.stop().await;
+            if !args.json {
+                eprintln!("devnet stopped");
+            }
+            Ok(())
+        }
+        why = chain.exited() => anyhow::bail!("{why}; the devnet is gone"),
+    }
+}
+
+fn print_summary(summary: &DevnetSummary) {
+    println!("agora devnet");
+    println!("  RPC URL            {}", summary.rpc_url);
+    println!(
+        "  chain              {} ({})",
+        summary.chain_id, summary.network
+    );
+    println!(
+        "  USDC               {} (EIP-712 {:?} v{}, {} decimals)",
+        summary.usdc.address, summary.usdc.name, summary.usdc.version, summary.usdc.decimals
+    );
+    println!(
+        "  Identity Registry  {} (ERC-8004 2.0.0)",
+        summary.identity_registry
+    );
+    println!("\n  funded accounts ({})", summary.keys_note);
+    for (i, account) in summary.accounts.iter().enumerate() {
+        println!(
+            "  [{i}] {}  {} USDC  {} ETH\n      key {}",
+            account.address, account.usdc, account.eth, account.private_key
+        );
+    }
+}

@@ -1,0 +1,45 @@
+//! `agora`: monetize a machine with x402 payments and the ERC-8004 registry.
+
+mod demo;
+mod devnet_cmd;
+
+use clap::{Parser, Subcommand};
+
+/// agora: sell, buy and discover x402-paid services.
+#[derive(Debug, Parser)]
+#[command(name = "agora", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a local chain that looks like Base Sepolia (USDC + ERC-8004 registry) until Ctrl-C.
+    Devnet(devnet_cmd::DevnetArgs),
+    /// Start a devnet and pay with a signed USDC authorization end to end, printing the proof.
+    Demo(demo::DemoArgs),
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("AGORA_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Devnet(args) => devnet_cmd::run(args).await,
+        Command::Demo(args) => demo::run(args).await,
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,22 @@
+//! The x402 payment protocol as agora speaks it: wire types for v1 and v2, the header
+//! codec, networks and assets, exact money, and EIP-3009 signing and verification.
+//!
+//! Everything that crosses a wire is parsed here once into typed values, so the rest of
+//! agora never handles raw amounts, network strings or signatures.
+
+pub mod eip3009;
+pub mod header;
+mod lenient;
+pub mod money;
+pub mod network;
+pub mod reason;
+pub mod wire;
+
+pub use money::{Money, MoneyError, Price};
+pub use network::{Asset, Network, NetworkError};
+pub use reason::{ErrorReason, Invalid};
+pub use wire::{
+    Authorization, ExactEvmPayload, Extra, FacilitatorRequest, PaymentPayload, PaymentRequired,
+    PaymentRequirements, ResourceInfo, SettleResponse, Supported, SupportedKind, VerifyResponse,
+    X402Version,
+};
