@@ -2,6 +2,8 @@
 //! Python x402 SDK settle on the installed USDC, replays and wrong domains revert, and
 //! the ERC-8004 registry mints agent ids from 0.
 
+#![allow(clippy::unwrap_used)]
+
 use std::path::PathBuf;
 use std::process::Stdio;
 

@@ -1,1 +1,65 @@
-fn main() {}
+//! Cost of verifying an x402 exact-EVM payment offline, against the bare secp256k1
+//! recovery it is built on (the baseline, measured in the same run).
+
+use alloy::primitives::{Address, Signature, U256};
+use alloy::signers::local::PrivateKeySigner;
+use criterion::{Criterion, criterion_group, criterion_main};
+use std::hint::black_box;
+use x402::eip3009::{self, signing_hash};
+use x402::{Network, PaymentPayload, PaymentRequirements, X402Version, header};
+
+const NOW: u64 = 1_800_000_000;
+
+fn bench_verify(c: &mut Criterion) {
+    let asset = Network::BASE_SEPOLIA
+        .default_asset()
+        .expect("Base Sepolia has USDC");
+    let requirement = PaymentRequirements::exact(
+        Network::BASE_SEPOLIA,
+        &asset,
+        U256::from(1000),
+        Address::repeat_byte(0x42),
+        60,
+    );
+    let signer = PrivateKeySigner::random();
+    let payload =
+        eip3009::authorize(&signer, &requirement, NOW).expect("signing a valid requirement");
+    let payment = PaymentPayload {
+        x402_version: X402Version::V2,
+        scheme: requirement.scheme.clone(),
+        network: requirement.network.clone(),
+        accepted: Some(requirement.clone()),
+        resource: None,
+        payload,
+        extensions: None,
+    };
+    let encoded = header::encode(&payment).expect("payment serializes");
+    let domain = eip3009::domain("USDC", "2", 84532, asset.address);
+    let digest = signing_hash(&payment.payload.authorization, &domain);
+    let signature =
+        Signature::from_raw(&payment.payload.signature).expect("65-byte signature from signing");
+
+    let mut group = c.benchmark_group("verify");
+    group.bench_function("baseline_ecrecover", |b| {
+        b.iter(|| black_box(signature.recover_address_from_prehash(black_box(&digest))))
+    });
+    group.bench_function("verify_offline", |b| {
+        b.iter(|| {
+            black_box(eip3009::verify_offline(
+                black_box(&payment),
+                &requirement,
+                NOW,
+            ))
+        })
+    });
+    group.bench_function("decode_header_and_verify", |b| {
+        b.iter(|| {
+            let decoded = header::decode_payment(black_box(&encoded)).expect("valid header");
+            black_box(eip3009::verify_offline(&decoded, &requirement, NOW))
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench_verify);
+criterion_main!(benches);
