@@ -218,11 +218,25 @@ impl Devnet {
             .raw_request::<_, i64>("evm_increaseTime".into(), (by.as_secs(),))
             .await
             .map_err(rpc)?;
-        provider
+        self.mine().await
+    }
+
+    /// Turns mining on every transaction on or off (off keeps transactions pending,
+    /// to test what happens between broadcast and receipt).
+    pub async fn set_automine(&self, enabled: bool) -> Result<(), DevnetError> {
+        self.provider()?
+            .raw_request::<_, ()>("evm_setAutomine".into(), (enabled,))
+            .await
+            .map_err(rpc)
+    }
+
+    /// Mines one block now.
+    pub async fn mine(&self) -> Result<(), DevnetError> {
+        self.provider()?
             .raw_request::<_, String>("evm_mine".into(), ())
             .await
-            .map_err(rpc)?;
-        Ok(())
+            .map(drop)
+            .map_err(rpc)
     }
 
     /// Installs both contracts at their public addresses: deploy normally (so

@@ -1,0 +1,11 @@
+//! agora's facilitator: an x402 facilitator that runs in-process (for the seller's
+//! gateway and `agora demo`) or as a server (`agora facilitator`), settling EIP-3009
+//! USDC payments from its own key with a persisted replay guard and a crash-safe
+//! settlement journal.
+
+mod embedded;
+mod router;
+pub mod store;
+
+pub use embedded::{ChainConfig, EmbeddedConfig, EmbeddedFacilitator, OpenError, network_of_rpc};
+pub use router::{MAX_BODY_BYTES, router};

@@ -1,0 +1,572 @@
+//! The facilitator's durable state in SQLite: the replay guard on each authorization
+//! and the settlement journal.
+//!
+//! The journal is written ahead of the chain: a settlement is recorded as `sent`, with
+//! its hash and raw bytes, before it is broadcast, so a crash at any point leaves enough
+//! on disk to find out what happened and never to pay twice or lose the record.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use alloy::primitives::{Address, B256, Bytes, U256};
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+
+/// Identifies one EIP-3009 authorization: a token on a chain, a payer and a nonce.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct AuthorizationKey {
+    /// EIP-155 chain id.
+    pub chain_id: u64,
+    /// Token contract.
+    pub asset: Address,
+    /// Payer.
+    pub payer: Address,
+    /// The authorization nonce.
+    pub nonce: B256,
+}
+
+/// Where an authorization stands in the replay guard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GuardState {
+    /// Verified and held for a settle until the lease ends.
+    Reserved,
+    /// A settlement is being sent or awaited.
+    Settling,
+    /// Paid.
+    Settled,
+}
+
+impl GuardState {
+    fn as_str(self) -> &'static str {
+        match self {
+            GuardState::Reserved => "reserved",
+            GuardState::Settling => "settling",
+            GuardState::Settled => "settled",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "reserved" => Some(GuardState::Reserved),
+            "settling" => Some(GuardState::Settling),
+            "settled" => Some(GuardState::Settled),
+            _ => None,
+        }
+    }
+}
+
+/// Status of one settlement in the journal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SettlementStatus {
+    /// Recorded, not yet broadcast.
+    Pending,
+    /// Signed and (about to be) broadcast; hash and raw bytes are known.
+    Sent,
+    /// Mined with success.
+    Confirmed,
+    /// Reverted, refused, or abandoned.
+    Failed,
+}
+
+impl SettlementStatus {
+    fn as_str(self) -> &'static str {
+        match self {
+            SettlementStatus::Pending => "pending",
+            SettlementStatus::Sent => "sent",
+            SettlementStatus::Confirmed => "confirmed",
+            SettlementStatus::Failed => "failed",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "pending" => Some(SettlementStatus::Pending),
+            "sent" => Some(SettlementStatus::Sent),
+            "confirmed" => Some(SettlementStatus::Confirmed),
+            "failed" => Some(SettlementStatus::Failed),
+            _ => None,
+        }
+    }
+}
+
+/// One journal row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Settlement {
+    /// Row id.
+    pub id: i64,
+    /// Chain.
+    pub chain_id: u64,
+    /// Token.
+    pub asset: Address,
+    /// Payer.
+    pub payer: Address,
+    /// Authorization nonce.
+    pub nonce: B256,
+    /// Recipient.
+    pub pay_to: Address,
+    /// Atomic amount.
+    pub amount: U256,
+    /// Where it stands.
+    pub status: SettlementStatus,
+    /// Transaction hash once signed.
+    pub tx_hash: Option<B256>,
+    /// Signed transaction, kept to rebroadcast after a crash.
+    #[serde(skip)]
+    pub raw_tx: Option<Bytes>,
+    /// Why it failed.
+    pub error: Option<String>,
+}
+
+impl Settlement {
+    /// The authorization this row settles.
+    pub fn key(&self) -> AuthorizationKey {
+        AuthorizationKey {
+            chain_id: self.chain_id,
+            asset: self.asset,
+            payer: self.payer,
+            nonce: self.nonce,
+        }
+    }
+}
+
+/// Why the store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite said no.
+    #[error("facilitator database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// A row holds something this version cannot read.
+    #[error("facilitator database holds an unreadable value: {0}")]
+    Corrupt(String),
+}
+
+/// The outcome of trying to take an authorization for verify or settle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// Taken.
+    Granted,
+    /// Someone holds it (verified and in flight, or settling).
+    InFlight,
+    /// Already paid.
+    Settled,
+}
+
+/// SQLite-backed guard and journal; one connection, short transactions.
+pub struct Store {
+    conn: Mutex<Connection>,
+}
+
+const SCHEMA: &str = "
+PRAGMA journal_mode = WAL;
+PRAGMA synchronous = FULL;
+CREATE TABLE IF NOT EXISTS authorizations (
+    chain_id    INTEGER NOT NULL,
+    asset       TEXT NOT NULL,
+    payer       TEXT NOT NULL,
+    nonce       TEXT NOT NULL,
+    state       TEXT NOT NULL CHECK (state IN ('reserved', 'settling', 'settled')),
+    lease_until INTEGER NOT NULL,
+    PRIMARY KEY (chain_id, asset, payer, nonce)
+);
+CREATE TABLE IF NOT EXISTS settlements (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    chain_id   INTEGER NOT NULL,
+    asset      TEXT NOT NULL,
+    payer      TEXT NOT NULL,
+    nonce      TEXT NOT NULL,
+    pay_to     TEXT NOT NULL,
+    amount     TEXT NOT NULL,
+    status     TEXT NOT NULL CHECK (status IN ('pending', 'sent', 'confirmed', 'failed')),
+    tx_hash    TEXT,
+    raw_tx     BLOB,
+    error      TEXT,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS settlements_open ON settlements (status) WHERE status IN ('pending', 'sent');
+";
+
+fn key_params(key: &AuthorizationKey) -> (i64, String, String, String) {
+    (
+        i64::try_from(key.chain_id).unwrap_or(i64::MAX),
+        key.asset.to_string(),
+        key.payer.to_string(),
+        key.nonce.to_string(),
+    )
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `path`.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Self {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self
+            .conn
+            .lock()
+            .map_err(|_| StoreError::Corrupt("a previous database call panicked".into()))?;
+        f(&mut conn)
+    }
+
+    /// Takes `key` for `want` (Reserved for verify, Settling for settle), atomically.
+    ///
+    /// A reservation whose lease ended counts as free; a settle may take over a live
+    /// reservation (verify then settle is the normal path), a verify may not.
+    pub fn claim(
+        &self,
+        key: &AuthorizationKey,
+        want: GuardState,
+        now: u64,
+        lease_seconds: u64,
+    ) -> Result<Claim, StoreError> {
+        let (chain, asset, payer, nonce) = key_params(key);
+        self.with(|conn| {
+            let tx = conn.transaction()?;
+            let current: Option<(String, i64)> = tx
+                .query_row(
+                    "SELECT state, lease_until FROM authorizations
+                     WHERE chain_id = ?1 AND asset = ?2 AND payer = ?3 AND nonce = ?4",
+                    params![chain, asset, payer, nonce],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )
+                .optional()?;
+            let now_i = i64::try_from(now).unwrap_or(i64::MAX);
+            let verdict = match current {
+                None => Claim::Granted,
+                Some((state, lease_until)) => match GuardState::parse(&state) {
+                    Some(GuardState::Settled) => Claim::Settled,
+                    Some(GuardState::Settling) => Claim::InFlight,
+                    Some(GuardState::Reserved)
+                        if want == GuardState::Settling || lease_until < now_i =>
+                    {
+                        Claim::Granted
+                    }
+                    Some(GuardState::Reserved) => Claim::InFlight,
+                    None => return Err(StoreError::Corrupt(format!("guard state {state:?}"))),
+                },
+            };
+            if verdict == Claim::Granted {
+                let lease = i64::try_from(now.saturating_add(lease_seconds)).unwrap_or(i64::MAX);
+                tx.execute(
+                    "INSERT INTO authorizations (chain_id, asset, payer, nonce, state, lease_until)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     ON CONFLICT (chain_id, asset, payer, nonce)
+                     DO UPDATE SET state = excluded.state, lease_until = excluded.lease_until",
+                    params![chain, asset, payer, nonce, want.as_str(), lease],
+                )?;
+            }
+            tx.commit()?;
+            Ok(verdict)
+        })
+    }
+
+    /// Frees a verified-but-unsettled `key` so the same authorization can be used
+    /// again; a settlement in flight or done is never freed this way.
+    pub fn release(&self, key: &AuthorizationKey) -> Result<(), StoreError> {
+        let (chain, asset, payer, nonce) = key_params(key);
+        self.with(|conn| {
+            conn.execute(
+                "DELETE FROM authorizations
+                 WHERE chain_id = ?1 AND asset = ?2 AND payer = ?3 AND nonce = ?4 AND state = 'reserved'",
+                params![chain, asset, payer, nonce],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Records a settlement about to be signed; returns its journal id.
+    pub fn begin_settlement(
+        &self,
+        key: &AuthorizationKey,
+        pay_to: Address,
+        amount: U256,
+        now: u64,
+    ) -> Result<i64, StoreError> {
+        let (chain, asset, payer, nonce) = key_params(key);
+        let now = i64::try_from(now).unwrap_or(i64::MAX);
+        self.with(|conn| {
+            conn.execute(
+                "INSERT INTO settlements (chain_id, asset, payer, nonce, pay_to, amount, status, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?7)",
+                params![chain, asset, payer, nonce, pay_to.to_string(), amount.to_string(), now],
+            )?;
+            Ok(conn.last_insert_rowid())
+        })
+    }
+
+    /// Records the signed transaction before it is broadcast.
+    pub fn mark_sent(
+        &self,
+        id: i64,
+        tx_hash: B256,
+        raw: &[u8],
+        now: u64,
+    ) -> Result<(), StoreError> {
+        let now = i64::try_from(now).unwrap_or(i64::MAX);
+        self.with(|conn| {
+            conn.execute(
+                "UPDATE settlements SET status = 'sent', tx_hash = ?2, raw_tx = ?3, updated_at = ?4 WHERE id = ?1",
+                params![id, tx_hash.to_string(), raw, now],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Closes a settlement: confirmed marks the authorization settled for good; failed
+    /// releases it.
+    pub fn finish_settlement(
+        &self,
+        settlement: &Settlement,
+        status: SettlementStatus,
+        error: Option<&str>,
+        now: u64,
+    ) -> Result<(), StoreError> {
+        let (chain, asset, payer, nonce) = key_params(&settlement.key());
+        let now = i64::try_from(now).unwrap_or(i64::MAX);
+        self.with(|conn| {
+            let tx = conn.transaction()?;
+            tx.execute(
+                "UPDATE settlements SET status = ?2, error = ?3, updated_at = ?4 WHERE id = ?1",
+                params![settlement.id, status.as_str(), error, now],
+            )?;
+            match status {
+                SettlementStatus::Confirmed => {
+                    tx.execute(
+                        "INSERT INTO authorizations (chain_id, asset, payer, nonce, state, lease_until)
+                         VALUES (?1, ?2, ?3, ?4, 'settled', 0)
+                         ON CONFLICT (chain_id, asset, payer, nonce) DO UPDATE SET state = 'settled'",
+                        params![chain, asset, payer, nonce],
+                    )?;
+                }
+                SettlementStatus::Failed => {
+                    tx.execute(
+                        "DELETE FROM authorizations
+                         WHERE chain_id = ?1 AND asset = ?2 AND payer = ?3 AND nonce = ?4 AND state != 'settled'",
+                        params![chain, asset, payer, nonce],
+                    )?;
+                }
+                SettlementStatus::Pending | SettlementStatus::Sent => {}
+            }
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
+    /// One settlement by id.
+    pub fn settlement(&self, id: i64) -> Result<Option<Settlement>, StoreError> {
+        self.query("WHERE id = ?1", params![id])
+            .map(|mut v| v.pop())
+    }
+
+    /// Settlements not yet confirmed or failed (to resolve after a restart).
+    pub fn open_settlements(&self) -> Result<Vec<Settlement>, StoreError> {
+        self.query("WHERE status IN ('pending', 'sent')", params![])
+    }
+
+    /// The whole journal, oldest first.
+    pub fn journal(&self) -> Result<Vec<Settlement>, StoreError> {
+        self.query("", params![])
+    }
+
+    fn query(
+        &self,
+        filter: &str,
+        args: impl rusqlite::Params,
+    ) -> Result<Vec<Settlement>, StoreError> {
+        let sql = format!(
+            "SELECT id, chain_id, asset, payer, nonce, pay_to, amount, status, tx_hash, raw_tx, error
+             FROM settlements {filter} ORDER BY id"
+        );
+        self.with(|conn| {
+            let mut stmt = conn.prepare(&sql)?;
+            let rows = stmt.query_map(args, |row| {
+                Ok((
+                    row.get::<_, i64>(0)?,
+                    row.get::<_, i64>(1)?,
+                    [
+                        row.get::<_, String>(2)?,
+                        row.get::<_, String>(3)?,
+                        row.get::<_, String>(4)?,
+                        row.get::<_, String>(5)?,
+                        row.get::<_, String>(6)?,
+                        row.get::<_, String>(7)?,
+                    ],
+                    row.get::<_, Option<String>>(8)?,
+                    row.get::<_, Option<Vec<u8>>>(9)?,
+                    row.get::<_, Option<String>>(10)?,
+                ))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (
+                    id,
+                    chain_id,
+                    [asset, payer, nonce, pay_to, amount, status],
+                    tx_hash,
+                    raw,
+                    error,
+                ) = row?;
+                let bad =
+                    |what: &str, value: &str| StoreError::Corrupt(format!("{what} {value:?}"));
+                out.push(Settlement {
+                    id,
+                    chain_id: u64::try_from(chain_id)
+                        .map_err(|_| bad("chain id", &chain_id.to_string()))?,
+                    asset: asset.parse().map_err(|_| bad("asset", &asset))?,
+                    payer: payer.parse().map_err(|_| bad("payer", &payer))?,
+                    nonce: nonce.parse().map_err(|_| bad("nonce", &nonce))?,
+                    pay_to: pay_to.parse().map_err(|_| bad("payTo", &pay_to))?,
+                    amount: amount.parse().map_err(|_| bad("amount", &amount))?,
+                    status: SettlementStatus::parse(&status)
+                        .ok_or_else(|| bad("status", &status))?,
+                    tx_hash: tx_hash
+                        .as_deref()
+                        .map(|h| h.parse().map_err(|_| bad("tx hash", h)))
+                        .transpose()?,
+                    raw_tx: raw.map(Bytes::from),
+                    error,
+                });
+            }
+            Ok(out)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(n: u8) -> AuthorizationKey {
+        AuthorizationKey {
+            chain_id: 84532,
+            asset: Address::repeat_byte(1),
+            payer: Address::repeat_byte(2),
+            nonce: B256::repeat_byte(n),
+        }
+    }
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("f.db")).unwrap();
+        (dir, store)
+    }
+
+    #[test]
+    fn guard_holds_from_verify_until_settle_or_release() {
+        let (_dir, s) = store();
+        let k = key(1);
+        assert_eq!(
+            s.claim(&k, GuardState::Reserved, 100, 60).unwrap(),
+            Claim::Granted
+        );
+        assert_eq!(
+            s.claim(&k, GuardState::Reserved, 101, 60).unwrap(),
+            Claim::InFlight
+        );
+        assert_eq!(
+            s.claim(&k, GuardState::Reserved, 161, 60).unwrap(),
+            Claim::Granted,
+            "lease ended"
+        );
+        assert_eq!(
+            s.claim(&k, GuardState::Settling, 162, 60).unwrap(),
+            Claim::Granted
+        );
+        assert_eq!(
+            s.claim(&k, GuardState::Settling, 163, 60).unwrap(),
+            Claim::InFlight
+        );
+        assert_eq!(
+            s.claim(&k, GuardState::Reserved, 9999, 60).unwrap(),
+            Claim::InFlight
+        );
+        s.release(&k).unwrap();
+        assert_eq!(
+            s.claim(&k, GuardState::Reserved, 164, 60).unwrap(),
+            Claim::InFlight,
+            "release never frees a settlement in flight"
+        );
+        let other = key(9);
+        s.claim(&other, GuardState::Reserved, 1, 60).unwrap();
+        s.release(&other).unwrap();
+        assert_eq!(
+            s.claim(&other, GuardState::Reserved, 2, 60).unwrap(),
+            Claim::Granted
+        );
+    }
+
+    #[test]
+    fn journal_survives_reopen_and_settled_stays_settled() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.db");
+        let k = key(2);
+        let id = {
+            let s = Store::open(&path).unwrap();
+            assert_eq!(
+                s.claim(&k, GuardState::Settling, 1, 60).unwrap(),
+                Claim::Granted
+            );
+            let id = s
+                .begin_settlement(&k, Address::repeat_byte(3), U256::from(1000), 1)
+                .unwrap();
+            s.mark_sent(id, B256::repeat_byte(9), &[1, 2, 3], 2)
+                .unwrap();
+            id
+        };
+        let s = Store::open(&path).unwrap();
+        let open = s.open_settlements().unwrap();
+        assert_eq!(open.len(), 1);
+        assert_eq!(open[0].status, SettlementStatus::Sent);
+        assert_eq!(
+            open[0].raw_tx.as_ref().map(|b| b.to_vec()),
+            Some(vec![1u8, 2, 3])
+        );
+        assert_eq!(open[0].amount, U256::from(1000));
+        s.finish_settlement(&open[0], SettlementStatus::Confirmed, None, 3)
+            .unwrap();
+        assert!(s.open_settlements().unwrap().is_empty());
+        assert_eq!(
+            s.settlement(id).unwrap().unwrap().status,
+            SettlementStatus::Confirmed
+        );
+        assert_eq!(
+            s.claim(&k, GuardState::Settling, 4, 60).unwrap(),
+            Claim::Settled
+        );
+        s.release(&k).unwrap();
+        assert_eq!(
+            s.claim(&k, GuardState::Reserved, 5, 60).unwrap(),
+            Claim::Settled,
+            "release never frees a paid authorization"
+        );
+    }
+
+    #[test]
+    fn failed_settlement_frees_the_authorization() {
+        let (_dir, s) = store();
+        let k = key(3);
+        s.claim(&k, GuardState::Settling, 1, 60).unwrap();
+        let id = s
+            .begin_settlement(&k, Address::ZERO, U256::from(1), 1)
+            .unwrap();
+        let row = s.settlement(id).unwrap().unwrap();
+        s.finish_settlement(&row, SettlementStatus::Failed, Some("reverted"), 2)
+            .unwrap();
+        assert_eq!(
+            s.claim(&k, GuardState::Reserved, 3, 60).unwrap(),
+            Claim::Granted
+        );
+        assert_eq!(s.journal().unwrap()[0].error.as_deref(), Some("reverted"));
+    }
+}

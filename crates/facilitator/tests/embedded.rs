@@ -1,0 +1,473 @@
+//! The embedded facilitator on a real devnet: every bad payment gets its reason and
+//! moves no money, a good one settles exactly, 50 payers settle concurrently, a
+//! settlement interrupted between broadcast and receipt is resolved from the journal,
+//! and the HTTP API answers malformed requests with 400.
+
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use alloy::primitives::{Address, B256, U256};
+use alloy::providers::Provider;
+use alloy::signers::local::PrivateKeySigner;
+use alloy::sol_types::SolEvent;
+use devnet::{Devnet, DevnetConfig};
+use facilitator::store::SettlementStatus;
+use facilitator::{ChainConfig, EmbeddedConfig, EmbeddedFacilitator};
+use x402::eip3009::{self, IEip3009Token, unix_now};
+use x402::{
+    Authorization, ErrorReason, Facilitator, FacilitatorRequest, Network, PaymentPayload,
+    PaymentRequirements, X402Version,
+};
+
+const PRICE: u64 = 1000;
+
+struct Fixture {
+    chain: Devnet,
+    facilitator: Arc<EmbeddedFacilitator>,
+    seller: Address,
+    _db: tempfile::TempDir,
+}
+
+async fn fixture() -> Fixture {
+    let chain = Devnet::start(DevnetConfig {
+        accounts: 3,
+        ..DevnetConfig::default()
+    })
+    .await
+    .unwrap();
+    let db = tempfile::tempdir().unwrap();
+    let facilitator = open(&chain, &db, Duration::from_secs(30)).await;
+    let seller = chain.accounts()[1].address();
+    Fixture {
+        chain,
+        facilitator: Arc::new(facilitator),
+        seller,
+        _db: db,
+    }
+}
+
+async fn open(
+    chain: &Devnet,
+    db: &tempfile::TempDir,
+    receipt_timeout: Duration,
+) -> EmbeddedFacilitator {
+    let mut config = EmbeddedConfig::new(
+        vec![ChainConfig {
+            network: chain.network(),
+            rpc_url: chain.rpc_url().to_string(),
+        }],
+        chain.accounts()[0].signer(),
+        db.path().join("facilitator.db"),
+    );
+    config.receipt_timeout = receipt_timeout;
+    EmbeddedFacilitator::open(config).await.unwrap()
+}
+
+impl Fixture {
+    fn requirement(&self) -> PaymentRequirements {
+        PaymentRequirements::exact(
+            self.chain.network(),
+            self.chain.usdc(),
+            U256::from(PRICE),
+            self.seller,
+            60,
+        )
+    }
+
+    fn buyer(&self) -> PrivateKeySigner {
+        self.chain.accounts()[2].signer()
+    }
+
+    fn request(
+        &self,
+        requirement: &PaymentRequirements,
+        signer: &PrivateKeySigner,
+    ) -> FacilitatorRequest {
+        let payload = eip3009::authorize(signer, requirement, unix_now()).unwrap();
+        wrap(requirement, payload)
+    }
+
+    /// A payment signed for `requirement` with its authorization changed by `edit`.
+    fn tampered(
+        &self,
+        requirement: &PaymentRequirements,
+        edit: impl FnOnce(&mut Authorization),
+    ) -> FacilitatorRequest {
+        let mut request = self.request(requirement, &self.buyer());
+        let mut auth = request.payment_payload.payload.authorization.clone();
+        edit(&mut auth);
+        let domain = eip3009::domain("USDC", "2", 84532, requirement.asset);
+        request.payment_payload.payload =
+            eip3009::sign_authorization(&self.buyer(), auth, &domain).unwrap();
+        request
+    }
+}
+
+fn wrap(requirement: &PaymentRequirements, payload: x402::ExactEvmPayload) -> FacilitatorRequest {
+    FacilitatorRequest {
+        x402_version: X402Version::V2,
+        payment_payload: PaymentPayload {
+            x402_version: X402Version::V2,
+            scheme: requirement.scheme.clone(),
+            network: requirement.network.clone(),
+            accepted: Some(requirement.clone()),
+            resource: None,
+            payload,
+            extensions: None,
+        },
+        payment_requirements: requirement.clone(),
+    }
+}
+
+async fn verify_reason(f: &EmbeddedFacilitator, request: &FacilitatorRequest) -> String {
+    let answer = f.verify(request).await.unwrap();
+    assert!(!answer.is_valid, "expected a refusal");
+    assert!(
+        answer
+            .invalid_message
+            .as_deref()
+            .is_some_and(|m| !m.is_empty())
+    );
+    answer.invalid_reason.unwrap()
+}
+
+async fn settle_reason(f: &EmbeddedFacilitator, request: &FacilitatorRequest) -> String {
+    let answer = f.settle(request).await.unwrap();
+    assert!(!answer.success, "expected a failed settlement");
+    answer.error_reason.unwrap()
+}
+
+#[tokio::test]
+async fn every_bad_payment_gets_its_reason_and_moves_no_money() {
+    let fx = fixture().await;
+    let f = &fx.facilitator;
+    let req = fx.requirement();
+    let seller_before = fx.chain.usdc_balance(fx.seller).await.unwrap();
+    let buyer_before = fx.chain.usdc_balance(fx.buyer().address()).await.unwrap();
+    let code = |r: ErrorReason| r.as_str().to_string();
+
+    let mut wrong_name = req.clone();
+    wrong_name.extra.as_mut().unwrap().name = Some("USD Coin".into());
+    let signed_wrong_domain = wrap(
+        &req,
+        eip3009::authorize(&fx.buyer(), &wrong_name, unix_now()).unwrap(),
+    );
+    let seller_says_wrong_name = fx.request(&wrong_name, &fx.buyer());
+
+    let mut other_chain = req.clone();
+    other_chain.network = Network::Eip155(8453);
+    let mut other_scheme = fx.request(&req, &fx.buyer());
+    other_scheme.payment_requirements.scheme = "upto".into();
+    other_scheme.payment_payload.scheme = "upto".into();
+    let mut bad_signature = fx.request(&req, &fx.buyer());
+    bad_signature.payment_payload.payload.signature = vec![7u8; 65].into();
+    let poor = PrivateKeySigner::random();
+    let now = unix_now();
+
+    let cases: Vec<(&str, FacilitatorRequest, ErrorReason)> = vec![
+        (
+            "signed with the wrong domain name",
+            signed_wrong_domain,
+            ErrorReason::InvalidSignature,
+        ),
+        (
+            "requirement names the wrong token name",
+            seller_says_wrong_name,
+            ErrorReason::TokenNameMismatch,
+        ),
+        (
+            "a chain this facilitator does not serve",
+            fx.request(&other_chain, &fx.buyer()),
+            ErrorReason::InvalidNetwork,
+        ),
+        (
+            "expired",
+            fx.tampered(&req, |a| a.valid_before = U256::from(now + 3)),
+            ErrorReason::ValidBefore,
+        ),
+        (
+            "not yet valid",
+            fx.tampered(&req, |a| a.valid_after = U256::from(now + 600)),
+            ErrorReason::ValidAfter,
+        ),
+        (
+            "wrong recipient",
+            fx.tampered(&req, |a| a.to = Address::repeat_byte(9)),
+            ErrorReason::RecipientMismatch,
+        ),
+        (
+            "value above the amount",
+            fx.tampered(&req, |a| a.value = U256::from(PRICE + 1)),
+            ErrorReason::ValueMismatch,
+        ),
+        (
+            "value below the amount",
+            fx.tampered(&req, |a| a.value = U256::from(PRICE - 1)),
+            ErrorReason::ValueMismatch,
+        ),
+        (
+            "insufficient balance",
+            fx.request(&req, &poor),
+            ErrorReason::InsufficientFunds,
+        ),
+        (
+            "bad signature",
+            bad_signature,
+            ErrorReason::InvalidSignature,
+        ),
+        (
+            "unsupported scheme",
+            other_scheme,
+            ErrorReason::InvalidScheme,
+        ),
+    ];
+    for (what, request, expected) in &cases {
+        assert_eq!(
+            verify_reason(f, request).await,
+            code(*expected),
+            "verify: {what}"
+        );
+        assert_eq!(
+            settle_reason(f, request).await,
+            code(*expected),
+            "settle: {what}"
+        );
+    }
+
+    let in_flight = fx.request(&req, &fx.buyer());
+    assert!(f.verify(&in_flight).await.unwrap().is_valid);
+    assert_eq!(
+        verify_reason(f, &in_flight).await,
+        code(ErrorReason::NonceAlreadyUsed),
+        "verify while in flight"
+    );
+    f.release(&in_flight).await.unwrap();
+    assert!(
+        f.verify(&in_flight).await.unwrap().is_valid,
+        "released authorizations can be retried"
+    );
+
+    assert_eq!(
+        fx.chain.usdc_balance(fx.seller).await.unwrap(),
+        seller_before
+    );
+    assert_eq!(
+        fx.chain.usdc_balance(fx.buyer().address()).await.unwrap(),
+        buyer_before
+    );
+    fx.chain.stop().await;
+}
+
+#[tokio::test]
+async fn a_valid_payment_settles_exactly_once() {
+    let fx = fixture().await;
+    let f = &fx.facilitator;
+    let req = fx.requirement();
+    let request = fx.request(&req, &fx.buyer());
+    let seller_before = fx.chain.usdc_balance(fx.seller).await.unwrap();
+
+    let verified = f.verify(&request).await.unwrap();
+    assert!(verified.is_valid, "{verified:?}");
+    assert_eq!(verified.payer, Some(fx.buyer().address()));
+    let settled = f.settle(&request).await.unwrap();
+    assert!(settled.success, "{settled:?}");
+    assert_eq!(settled.amount, Some(U256::from(PRICE)));
+    assert_eq!(settled.payer, Some(fx.buyer().address()));
+
+    let provider = fx.chain.provider().unwrap();
+    let receipt = provider
+        .get_transaction_receipt(settled.transaction.unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let transfer = receipt
+        .inner
+        .logs()
+        .iter()
+        .find_map(|l| IEip3009Token::Transfer::decode_log_data(l.data()).ok())
+        .unwrap();
+    assert_eq!(
+        (transfer.from, transfer.to, transfer.value),
+        (fx.buyer().address(), fx.seller, U256::from(PRICE))
+    );
+    let token = IEip3009Token::new(req.asset, &provider);
+    let nonce = request.payment_payload.payload.authorization.nonce;
+    assert!(
+        token
+            .authorizationState(fx.buyer().address(), nonce)
+            .call()
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        fx.chain.usdc_balance(fx.seller).await.unwrap() - seller_before,
+        U256::from(PRICE)
+    );
+
+    let already = ErrorReason::NonceAlreadyUsed.as_str();
+    assert_eq!(verify_reason(f, &request).await, already);
+    assert_eq!(settle_reason(f, &request).await, already);
+    assert_eq!(
+        fx.chain.usdc_balance(fx.seller).await.unwrap() - seller_before,
+        U256::from(PRICE)
+    );
+    fx.chain.stop().await;
+}
+
+#[tokio::test]
+async fn fifty_payers_settle_concurrently_each_exactly_once() {
+    let fx = fixture().await;
+    let req = fx.requirement();
+    let payers: Vec<PrivateKeySigner> = (0..50).map(|_| PrivateKeySigner::random()).collect();
+    for payer in &payers {
+        fx.chain
+            .mint_usdc(payer.address(), U256::from(PRICE * 3))
+            .await
+            .unwrap();
+    }
+    let seller_before = fx.chain.usdc_balance(fx.seller).await.unwrap();
+    let requests: Vec<FacilitatorRequest> = payers.iter().map(|p| fx.request(&req, p)).collect();
+    let tasks: Vec<_> = requests
+        .iter()
+        .cloned()
+        .map(|request| {
+            let f = Arc::clone(&fx.facilitator);
+            tokio::spawn(async move { f.settle(&request).await })
+        })
+        .collect();
+    let mut hashes = std::collections::HashSet::new();
+    for task in tasks {
+        let answer = task.await.unwrap().unwrap();
+        assert!(answer.success, "{answer:?}");
+        assert!(hashes.insert(answer.transaction.unwrap()));
+    }
+    assert_eq!(hashes.len(), 50);
+    assert_eq!(
+        fx.chain.usdc_balance(fx.seller).await.unwrap() - seller_before,
+        U256::from(PRICE * 50)
+    );
+    for payer in &payers {
+        assert_eq!(
+            fx.chain.usdc_balance(payer.address()).await.unwrap(),
+            U256::from(PRICE * 2)
+        );
+    }
+    let journal = fx.facilitator.journal().unwrap();
+    assert_eq!(journal.len(), 50);
+    assert!(
+        journal
+            .iter()
+            .all(|s| s.status == SettlementStatus::Confirmed)
+    );
+    fx.chain.stop().await;
+}
+
+#[tokio::test]
+async fn a_settlement_interrupted_before_its_receipt_is_resolved_from_the_journal() {
+    let fx = fixture().await;
+    let db = tempfile::tempdir().unwrap();
+    let impatient = open(&fx.chain, &db, Duration::from_millis(300)).await;
+    let req = fx.requirement();
+    let request = fx.request(&req, &fx.buyer());
+    let seller_before = fx.chain.usdc_balance(fx.seller).await.unwrap();
+
+    fx.chain.set_automine(false).await.unwrap();
+    let answer = impatient.settle(&request).await.unwrap();
+    assert!(!answer.success);
+    assert_eq!(
+        answer.error_reason.as_deref(),
+        Some(ErrorReason::UnexpectedSettleError.as_str())
+    );
+    let hash: B256 = answer.transaction.expect("the broadcast hash is reported");
+    let journal = impatient.journal().unwrap();
+    assert_eq!(
+        (journal[0].status, journal[0].tx_hash),
+        (SettlementStatus::Sent, Some(hash))
+    );
+    drop(impatient);
+
+    fx.chain.mine().await.unwrap();
+    fx.chain.set_automine(true).await.unwrap();
+    let restarted = open(&fx.chain, &db, Duration::from_secs(5)).await;
+    let journal = restarted.journal().unwrap();
+    assert_eq!(journal.len(), 1);
+    assert_eq!(journal[0].status, SettlementStatus::Confirmed);
+    assert_eq!(
+        fx.chain.usdc_balance(fx.seller).await.unwrap() - seller_before,
+        U256::from(PRICE)
+    );
+    assert_eq!(
+        settle_reason(&restarted, &request).await,
+        ErrorReason::NonceAlreadyUsed.as_str()
+    );
+    assert_eq!(
+        fx.chain.usdc_balance(fx.seller).await.unwrap() - seller_before,
+        U256::from(PRICE)
+    );
+    fx.chain.stop().await;
+}
+
+#[tokio::test]
+async fn http_api_serves_supported_and_refuses_malformed_requests() {
+    let fx = fixture().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let app = facilitator::router(fx.facilitator.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let http = reqwest::Client::new();
+
+    let supported: x402::Supported = http
+        .get(format!("{base}/supported"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(supported.supports("exact", &Network::BASE_SEPOLIA));
+    assert_eq!(
+        supported.signers["eip155:*"],
+        vec![fx.chain.accounts()[0].address().to_checksum(None)]
+    );
+    for body in ["{not json", "{\"x402Version\":2}", ""] {
+        let answer = http
+            .post(format!("{base}/verify"))
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 400, "{body:?}");
+        let error: serde_json::Value = answer.json().await.unwrap();
+        assert!(
+            error["error"]
+                .as_str()
+                .unwrap()
+                .contains("not an x402 facilitator request")
+        );
+    }
+    let request = fx.request(&fx.requirement(), &fx.buyer());
+    let verify: serde_json::Value = http
+        .post(format!("{base}/verify"))
+        .json(&request)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(verify["isValid"], true, "{verify}");
+    let settle: serde_json::Value = http
+        .post(format!("{base}/settle"))
+        .json(&request)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(settle["success"], true, "{settle}");
+    assert_eq!(settle["amount"], "1000");
+    fx.chain.stop().await;
+}
