@@ -5,13 +5,17 @@
 //! agora never handles raw amounts, network strings or signatures.
 
 pub mod eip3009;
+pub mod facilitator;
 pub mod header;
+pub mod http_facilitator;
 mod lenient;
 pub mod money;
 pub mod network;
 pub mod reason;
 pub mod wire;
 
+pub use facilitator::{Facilitator, FacilitatorError};
+pub use http_facilitator::HttpFacilitator;
 pub use money::{Money, MoneyError, Price};
 pub use network::{Asset, Network, NetworkError};
 pub use reason::{ErrorReason, Invalid};

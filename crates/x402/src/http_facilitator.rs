@@ -1,0 +1,420 @@
+//! A client of any remote x402 facilitator over its standard HTTP API.
+//!
+//! Sellers who do not hold a gas key (or who prefer a hosted facilitator) point agora
+//! at `POST /verify`, `POST /settle` and `GET /supported` of a facilitator URL. Real
+//! facilitators disagree on status codes: the TypeScript one answers an invalid payment
+//! with 200 and `isValid:false`, x402-rs with 400 (or 412) and the same body. Both are
+//! answers, not failures, so this client reads an x402 body on 2xx and on
+//! 400/402/412/422; everything else becomes a [`FacilitatorError`] that names the URL,
+//! so an operator reading a 503 in the gateway log knows which facilitator to look at.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, StatusCode, Url};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::facilitator::{BoxFuture, Facilitator, FacilitatorError};
+use crate::wire::{FacilitatorRequest, SettleResponse, Supported, VerifyResponse};
+
+/// How long a facilitator may take to answer before the gateway gives up on it.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a `/supported` answer is reused: it changes only when the facilitator is
+/// reconfigured, and a gateway may consult it on every request.
+pub const DEFAULT_SUPPORTED_TTL: Duration = Duration::from_secs(5 * 60);
+
+/// Statuses whose body is read as an x402 answer when it carries `isValid`/`success`
+/// (besides 2xx): the ones real facilitators use for a refused payment.
+const ANSWER_STATUSES: [u16; 4] = [400, 402, 412, 422];
+
+/// How much of an unusable body is quoted in an error.
+const BODY_QUOTE_CHARS: usize = 300;
+
+/// A facilitator URL that cannot be used, caught when the client is built rather than
+/// on the first payment.
+#[derive(Debug, thiserror::Error)]
+pub enum FacilitatorUrlError {
+    /// Not a URL at all.
+    #[error(
+        "facilitator URL {url:?} is not a URL ({reason}); give one like https://x402.org/facilitator"
+    )]
+    Invalid {
+        /// What was given.
+        url: String,
+        /// The parser's complaint.
+        reason: String,
+    },
+    /// Neither http nor https.
+    #[error(
+        "facilitator URL {url:?} uses scheme {scheme:?}; use https:// (or http:// on loopback)"
+    )]
+    Scheme {
+        /// What was given.
+        url: String,
+        /// The scheme found.
+        scheme: String,
+    },
+    /// Plain http to another machine would expose payments to anyone on the path.
+    #[error(
+        "facilitator URL {url:?} uses plain http to {host}, which is not loopback; use {suggested}"
+    )]
+    InsecureHost {
+        /// What was given.
+        url: String,
+        /// The non-loopback host.
+        host: String,
+        /// The same URL with https.
+        suggested: String,
+    },
+    /// A query or fragment cannot be combined with the `/verify`, `/settle` paths.
+    #[error(
+        "facilitator URL {url:?} has a query or fragment; give only the base URL (scheme, host, port, path)"
+    )]
+    QueryOrFragment {
+        /// What was given.
+        url: String,
+    },
+    /// The HTTP client could not be built (TLS setup).
+    #[error("cannot build an HTTP client for facilitator {url}: {reason}")]
+    Client {
+        /// The facilitator URL.
+        url: String,
+        /// reqwest's message.
+        reason: String,
+    },
+}
+
+/// The remote-facilitator implementation of [`Facilitator`].
+///
+/// Cheap to share behind an `Arc`; requests run concurrently over one connection pool.
+#[derive(Debug)]
+pub struct HttpFacilitator {
+    /// Base URL without a trailing slash, e.g. `https://x402.org/facilitator`.
+    base: String,
+    client: reqwest::Client,
+    timeout: Duration,
+    supported_ttl: Duration,
+    supported_cache: Mutex<Option<(Instant, Supported)>>,
+}
+
+impl HttpFacilitator {
+    /// A client for the facilitator at `base_url` (the part before `/verify`).
+    ///
+    /// Only `https://` is accepted, except `http://` to a loopback host (a facilitator
+    /// on the same machine), because payment authorizations are bearer instruments
+    /// until settled. Trailing slashes are ignored.
+    pub fn new(base_url: &str) -> Result<Self, FacilitatorUrlError> {
+        let url = Url::parse(base_url.trim()).map_err(|e| FacilitatorUrlError::Invalid {
+            url: base_url.to_string(),
+            reason: e.to_string(),
+        })?;
+        match url.scheme() {
+            "https" => {}
+            "http" if is_loopback(&url) => {}
+            "http" => {
+                let mut suggested = url.clone();
+                // Switching http -> https on a parsed http URL cannot fail.
+                let _ = suggested.set_scheme("https");
+                return Err(FacilitatorUrlError::InsecureHost {
+                    url: base_url.to_string(),
+                    host: url.host_str().unwrap_or_default().to_string(),
+                    suggested: suggested.as_str().trim_end_matches('/').to_string(),
+                });
+            }
+            other => {
+                return Err(FacilitatorUrlError::Scheme {
+                    url: base_url.to_string(),
+                    scheme: other.to_string(),
+                });
+            }
+        }
+        if url.query().is_some() || url.fragment().is_some() {
+            return Err(FacilitatorUrlError::QueryOrFragment {
+                url: base_url.to_string(),
+            });
+        }
+        let base = url.as_str().trim_end_matches('/').to_string();
+        let client = reqwest::Client::builder()
+            .user_agent(concat!("agora-x402/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| FacilitatorUrlError::Client {
+                url: base.clone(),
+                reason: e.to_string(),
+            })?;
+        Ok(Self {
+            base,
+            client,
+            timeout: DEFAULT_TIMEOUT,
+            supported_ttl: DEFAULT_SUPPORTED_TTL,
+            supported_cache: Mutex::new(None),
+        })
+    }
+
+    /// Sets how long each request may take in total (connect, send, read the body).
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Sets how long a `/supported` answer is reused; zero asks every time.
+    pub fn with_supported_ttl(mut self, ttl: Duration) -> Self {
+        self.supported_ttl = ttl;
+        self
+    }
+
+    /// The normalized base URL (no trailing slash), for logs and error messages.
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    fn endpoint(&self, path: &str) -> String {
+        format!("{}/{path}", self.base)
+    }
+
+    /// Sends one request and returns the status and the whole body, mapping transport
+    /// failures to errors that name `endpoint`.
+    async fn exchange(
+        &self,
+        method: Method,
+        endpoint: &str,
+        body: Option<&FacilitatorRequest>,
+    ) -> Result<(StatusCode, Vec<u8>), FacilitatorError> {
+        let mut request = self
+            .client
+            .request(method, endpoint)
+            .timeout(self.timeout)
+            .header(reqwest::header::ACCEPT, "application/json");
+        if let Some(body) = body {
+            let json = serde_json::to_vec(body).map_err(|e| {
+                FacilitatorError::Internal(format!(
+                    "cannot serialize the request for {endpoint}: {e}"
+                ))
+            })?;
+            request = request
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(json);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| self.transport_error(endpoint, &e))?;
+        let status = response.status();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| self.transport_error(endpoint, &e))?;
+        Ok((status, bytes.to_vec()))
+    }
+
+    fn transport_error(&self, endpoint: &str, e: &reqwest::Error) -> FacilitatorError {
+        if e.is_timeout() {
+            FacilitatorError::Timeout {
+                endpoint: endpoint.to_string(),
+                // Round up so a sub-second limit never reads as "within 0s".
+                seconds: self.timeout.as_secs() + u64::from(self.timeout.subsec_nanos() > 0),
+            }
+        } else {
+            FacilitatorError::Unreachable {
+                endpoint: endpoint.to_string(),
+                message: error_chain(e),
+            }
+        }
+    }
+
+    /// POSTs `request` and reads the answer, which must carry `key` (`isValid` or
+    /// `success`) to count as one.
+    async fn post_answer<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        key: &str,
+        request: &FacilitatorRequest,
+    ) -> Result<T, FacilitatorError> {
+        let endpoint = self.endpoint(path);
+        let (status, body) = self
+            .exchange(Method::POST, &endpoint, Some(request))
+            .await?;
+        let bad = |why: Option<String>| bad_response(&endpoint, status, &body, why);
+        if !(status.is_success() || ANSWER_STATUSES.contains(&status.as_u16())) {
+            return Err(bad(None));
+        }
+        let mut value: Value = serde_json::from_slice(&body).map_err(|_| bad(None))?;
+        let Some(object) = value.as_object_mut() else {
+            return Err(bad(None));
+        };
+        if !object.contains_key(key) {
+            return Err(bad(None));
+        }
+        // x402-rs writes `payer: ""` on refusals; that means "unknown", not an address.
+        if object.get("payer").and_then(Value::as_str) == Some("") {
+            object.remove("payer");
+        }
+        serde_json::from_value(value).map_err(|e| bad(Some(e.to_string())))
+    }
+}
+
+impl Facilitator for HttpFacilitator {
+    fn verify<'a>(
+        &'a self,
+        request: &'a FacilitatorRequest,
+    ) -> BoxFuture<'a, Result<VerifyResponse, FacilitatorError>> {
+        Box::pin(self.post_answer("verify", "isValid", request))
+    }
+
+    fn settle<'a>(
+        &'a self,
+        request: &'a FacilitatorRequest,
+    ) -> BoxFuture<'a, Result<SettleResponse, FacilitatorError>> {
+        Box::pin(self.post_answer("settle", "success", request))
+    }
+
+    fn supported(&self) -> BoxFuture<'_, Result<Supported, FacilitatorError>> {
+        Box::pin(async move {
+            if let Some(hit) = self.cached_supported() {
+                return Ok(hit);
+            }
+            let endpoint = self.endpoint("supported");
+            let (status, body) = self.exchange(Method::GET, &endpoint, None).await?;
+            if !status.is_success() {
+                return Err(bad_response(&endpoint, status, &body, None));
+            }
+            let supported: Supported = serde_json::from_slice(&body)
+                .map_err(|e| bad_response(&endpoint, status, &body, Some(e.to_string())))?;
+            if let Ok(mut cache) = self.supported_cache.lock() {
+                *cache = Some((Instant::now(), supported.clone()));
+            }
+            Ok(supported)
+        })
+    }
+}
+
+impl HttpFacilitator {
+    fn cached_supported(&self) -> Option<Supported> {
+        let cache = self.supported_cache.lock().ok()?;
+        let (at, supported) = cache.as_ref()?;
+        (at.elapsed() < self.supported_ttl).then(|| supported.clone())
+    }
+}
+
+/// Whether the URL's host is this machine, where plain http exposes nothing.
+fn is_loopback(url: &Url) -> bool {
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    if let Ok(ip) = bare.parse::<std::net::IpAddr>() {
+        return ip.is_loopback();
+    }
+    let name = host.trim_end_matches('.').to_ascii_lowercase();
+    name == "localhost" || name.ends_with(".localhost")
+}
+
+/// A [`FacilitatorError::BadResponse`] quoting the start of the body.
+fn bad_response(
+    endpoint: &str,
+    status: StatusCode,
+    body: &[u8],
+    why: Option<String>,
+) -> FacilitatorError {
+    let text = String::from_utf8_lossy(body);
+    let mut quote: String = text.chars().take(BODY_QUOTE_CHARS).collect();
+    if text.chars().count() > BODY_QUOTE_CHARS {
+        quote.push('…');
+    }
+    if quote.trim().is_empty() {
+        quote = "(empty body)".to_string();
+    }
+    if let Some(why) = why {
+        quote = format!("{quote} ({why})");
+    }
+    FacilitatorError::BadResponse {
+        endpoint: endpoint.to_string(),
+        status: status.as_u16(),
+        body: quote,
+    }
+}
+
+/// reqwest's message plus its causes ("error sending request: connection refused").
+fn error_chain(e: &reqwest::Error) -> String {
+    let mut message = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !message.contains(&cause_text) {
+            message.push_str(": ");
+            message.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    message
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_https_and_loopback_http_and_strips_trailing_slashes() {
+        let ok = [
+            (
+                "https://x402.org/facilitator/",
+                "https://x402.org/facilitator",
+            ),
+            ("https://x402.org", "https://x402.org"),
+            ("http://127.0.0.1:4020//", "http://127.0.0.1:4020"),
+            ("http://localhost:4020/f", "http://localhost:4020/f"),
+            ("http://[::1]:4020/", "http://[::1]:4020"),
+            ("http://127.8.9.10/", "http://127.8.9.10"),
+        ];
+        for (given, base) in ok {
+            let f = HttpFacilitator::new(given).unwrap();
+            assert_eq!(f.base_url(), base, "{given}");
+            assert_eq!(f.endpoint("verify"), format!("{base}/verify"));
+        }
+    }
+
+    #[test]
+    fn refuses_unusable_urls_with_what_to_type() {
+        let err = HttpFacilitator::new("http://facilitator.example.com/x402/").unwrap_err();
+        assert!(matches!(err, FacilitatorUrlError::InsecureHost { .. }));
+        assert!(
+            err.to_string()
+                .contains("use https://facilitator.example.com/x402"),
+            "{err}"
+        );
+        let err = HttpFacilitator::new("http://10.0.0.1:4020").unwrap_err();
+        assert!(err.to_string().contains("not loopback"), "{err}");
+        let err = HttpFacilitator::new("ftp://x402.org").unwrap_err();
+        assert!(matches!(err, FacilitatorUrlError::Scheme { .. }), "{err}");
+        let err = HttpFacilitator::new("x402.org/facilitator").unwrap_err();
+        assert!(matches!(err, FacilitatorUrlError::Invalid { .. }), "{err}");
+        assert!(err.to_string().contains("https://"), "{err}");
+        let err = HttpFacilitator::new("https://x402.org/f?key=1").unwrap_err();
+        assert!(
+            matches!(err, FacilitatorUrlError::QueryOrFragment { .. }),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn bad_response_quotes_a_bounded_body() {
+        let long = "x".repeat(1000);
+        let FacilitatorError::BadResponse { body, status, .. } = bad_response(
+            "http://127.0.0.1/verify",
+            StatusCode::BAD_GATEWAY,
+            long.as_bytes(),
+            None,
+        ) else {
+            panic!("wrong variant");
+        };
+        assert_eq!(status, 502);
+        assert_eq!(body.chars().count(), BODY_QUOTE_CHARS + 1);
+        let FacilitatorError::BadResponse { body, .. } =
+            bad_response("e", StatusCode::BAD_GATEWAY, b"", None)
+        else {
+            panic!("wrong variant");
+        };
+        assert_eq!(body, "(empty body)");
+    }
+}
