@@ -35,29 +35,20 @@ def _die(code: int, msg: str) -> None:
     sys.exit(code)
 
 
-def main(argv: list[str]) -> int:
-    as_header = False
-    for arg in argv:
-        if arg == "--header":
-            as_header = True
-        elif arg in ("-h", "--help"):
-            sys.stdout.write(__doc__ or "")
-            return 0
-        else:
-            _die(2, f"unknown argument: {arg}")
+class SignError(Exception):
+    """Signing failed; ``code`` is the exit code (1 the SDK refused, 2 bad input)."""
 
-    key = os.environ.get("X402_PRIVATE_KEY", "").strip()
-    if not key:
-        _die(2, "X402_PRIVATE_KEY is not set")
+    def __init__(self, code: int, msg: str) -> None:
+        super().__init__(msg)
+        self.code = code
 
-    raw = sys.stdin.read()
-    try:
-        required = json.loads(raw)
-    except json.JSONDecodeError as e:
-        _die(2, f"stdin is not JSON: {e}")
-    if not isinstance(required, dict):
-        _die(2, "stdin must be a JSON object (a PaymentRequired)")
 
+def sign_header(required: dict, key: str, spend_controls: bool = True) -> str:
+    """Sign a payment for a PaymentRequired object through the official SDK's buyer
+    path and return the header value (base64 JSON) it would send.
+
+    Shared with facilitator_interop.py so both sign exactly as a buyer's client does.
+    """
     try:
         from eth_account import Account
         from x402 import x402ClientSync
@@ -66,15 +57,17 @@ def main(argv: list[str]) -> int:
         from x402.mechanisms.evm.exact import register_exact_evm_client
         from x402.mechanisms.evm.signers import EthAccountSigner
     except ImportError as e:
-        _die(2, f"x402 SDK not importable ({e}); run scripts/setup and use tools/.venv/bin/python")
+        raise SignError(
+            2, f"x402 SDK not importable ({e}); run scripts/setup and use tools/.venv/bin/python"
+        ) from e
 
     try:
         account = Account.from_key(key)
     except Exception as e:  # noqa: BLE001 - report any key parsing failure
-        _die(2, f"X402_PRIVATE_KEY is not a valid private key: {e}")
+        raise SignError(2, f"X402_PRIVATE_KEY is not a valid private key: {e}") from e
 
     client = x402ClientSync()
-    if os.environ.get("X402_SPEND_CONTROLS", "").lower() in ("off", "0", "false", "no"):
+    if not spend_controls:
         client.set_spend_controls(False)
     register_exact_evm_client(client, EthAccountSigner(account))
     http_client = x402HTTPClientSync(client)
@@ -99,11 +92,48 @@ def main(argv: list[str]) -> int:
             headers, body, url or "http://localhost/"
         )
     except Exception as e:  # noqa: BLE001 - surface the SDK's own message
-        _die(1, f"{type(e).__name__}: {e}")
+        raise SignError(1, f"{type(e).__name__}: {e}") from e
 
     if not payment_headers:
-        _die(1, "the SDK produced no payment header")
+        raise SignError(1, "the SDK produced no payment header")
     (header_value,) = payment_headers.values()
+    return header_value
+
+
+def main(argv: list[str]) -> int:
+    as_header = False
+    for arg in argv:
+        if arg == "--header":
+            as_header = True
+        elif arg in ("-h", "--help"):
+            sys.stdout.write(__doc__ or "")
+            return 0
+        else:
+            _die(2, f"unknown argument: {arg}")
+
+    key = os.environ.get("X402_PRIVATE_KEY", "").strip()
+    if not key:
+        _die(2, "X402_PRIVATE_KEY is not set")
+
+    raw = sys.stdin.read()
+    try:
+        required = json.loads(raw)
+    except json.JSONDecodeError as e:
+        _die(2, f"stdin is not JSON: {e}")
+    if not isinstance(required, dict):
+        _die(2, "stdin must be a JSON object (a PaymentRequired)")
+
+    spend_controls = os.environ.get("X402_SPEND_CONTROLS", "").lower() not in (
+        "off",
+        "0",
+        "false",
+        "no",
+    )
+    try:
+        header_value = sign_header(required, key, spend_controls)
+    except SignError as e:
+        _die(e.code, str(e))
+
     if as_header:
         sys.stdout.write(header_value + "\n")
     else:

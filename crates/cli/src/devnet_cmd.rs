@@ -61,6 +61,7 @@ pub async fn run(args: DevnetArgs) -> anyhow::Result<()> {
             "could not start the devnet".to_string()
         }
     })?;
+    let shutdown = crate::signals::shutdown_signal()?;
     let summary = chain.summary().await?;
     if args.json {
         println!("{}", serde_json::to_string(&summary)?);
@@ -69,8 +70,7 @@ pub async fn run(args: DevnetArgs) -> anyhow::Result<()> {
         eprintln!("\ndevnet running; press Ctrl-C to stop");
     }
     tokio::select! {
-        signal = tokio::signal::ctrl_c() => {
-            signal.context("cannot listen for Ctrl-C")?;
+        () = shutdown => {
             chain.stop().await;
             if !args.json {
                 eprintln!("devnet stopped");

@@ -2,6 +2,9 @@
 
 mod demo;
 mod devnet_cmd;
+mod facilitator_cmd;
+mod home;
+mod signals;
 
 use clap::{Parser, Subcommand};
 
@@ -19,6 +22,9 @@ enum Command {
     Devnet(devnet_cmd::DevnetArgs),
     /// Start a devnet and pay with a signed USDC authorization end to end, printing the proof.
     Demo(demo::DemoArgs),
+    /// Serve the x402 facilitator API (/verify, /settle, /supported, /health), settling
+    /// USDC payments on the given chains with your key, until Ctrl-C.
+    Facilitator(facilitator_cmd::FacilitatorArgs),
 }
 
 #[tokio::main]
@@ -34,6 +40,7 @@ async fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Devnet(args) => devnet_cmd::run(args).await,
         Command::Demo(args) => demo::run(args).await,
+        Command::Facilitator(args) => facilitator_cmd::run(args).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

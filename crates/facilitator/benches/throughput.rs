@@ -95,7 +95,9 @@ async fn main() {
     let digest = eip3009::signing_hash(&sample.payment_payload.payload.authorization, &domain);
     let signature = Signature::from_raw(&sample.payment_payload.payload.signature).unwrap();
     for _ in 0..offline_n / 10 {
-        std::hint::black_box(eip3009::verify_offline(&sample.payment_payload, &requirement, unix_now()).unwrap());
+        std::hint::black_box(
+            eip3009::verify_offline(&sample.payment_payload, &requirement, unix_now()).unwrap(),
+        );
     }
     let start = Instant::now();
     for _ in 0..offline_n {

@@ -654,7 +654,7 @@ impl Serialize for SettleResponse {
 }
 
 /// One (version, scheme, network) a facilitator can handle.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SupportedKind {
     /// Protocol version.
@@ -664,8 +664,26 @@ pub struct SupportedKind {
     /// Network (v1 facilitators answer with names; read either).
     pub network: Network,
     /// Scheme-specific data.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub extra: Option<Value>,
+}
+
+/// Writes the network the way its version spells it (v1 names, v2 CAIP-2).
+impl Serialize for SupportedKind {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(None)?;
+        map.serialize_entry("x402Version", &self.x402_version)?;
+        map.serialize_entry("scheme", &self.scheme)?;
+        let network = match self.x402_version {
+            X402Version::V1 => self.network.v1_name(),
+            X402Version::V2 => self.network.caip2(),
+        };
+        map.serialize_entry("network", &network)?;
+        if let Some(extra) = &self.extra {
+            map.serialize_entry("extra", extra)?;
+        }
+        map.end()
+    }
 }
 
 /// Answer of `GET /supported`.

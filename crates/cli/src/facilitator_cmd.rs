@@ -1,0 +1,274 @@
+//! `agora facilitator`: agora's embedded facilitator served as the standard x402 HTTP
+//! API (`/verify`, `/settle`, `/supported`, `/health`), so any x402 resource server,
+//! agora's or not, can settle USDC payments through it.
+//!
+//! Startup reads each `--rpc`'s chain id (so the served networks are facts, not
+//! claims), loads the gas key from a private file or the environment without ever
+//! printing it, opens the settlement journal under `$AGORA_HOME`, and serves until
+//! Ctrl-C or SIGTERM, letting requests in flight finish.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use alloy::primitives::B256;
+use alloy::signers::local::PrivateKeySigner;
+use anyhow::{Context, bail};
+use clap::Args;
+use facilitator::{ChainConfig, EmbeddedConfig, EmbeddedFacilitator};
+use serde::Serialize;
+use x402::Network;
+
+use crate::home;
+
+/// Environment variable holding the settlement key when no `--key-file` is given.
+pub const KEY_ENV: &str = "AGORA_FACILITATOR_KEY";
+
+/// Options of `agora facilitator`.
+#[derive(Debug, Args)]
+pub struct FacilitatorArgs {
+    /// JSON-RPC endpoint of a chain to settle on (repeat for several chains); its chain
+    /// id is read at start.
+    #[arg(long = "rpc", value_name = "URL", required = true)]
+    rpcs: Vec<String>,
+    /// Serve only these networks (repeatable), e.g. base-sepolia or eip155:84532; each
+    /// must be served by one of the --rpc endpoints.
+    #[arg(long = "network", value_name = "NAME")]
+    networks: Vec<String>,
+    /// File holding the hex private key that sends settlements and pays their gas
+    /// (mode 0600 or stricter). Default: the AGORA_FACILITATOR_KEY environment variable.
+    #[arg(long, value_name = "PATH")]
+    key_file: Option<PathBuf>,
+    /// SQLite file for the replay guard and the settlement journal
+    /// [default: $AGORA_HOME/facilitator.db].
+    #[arg(long, value_name = "PATH")]
+    db: Option<PathBuf>,
+    /// Address to listen on (port 0 picks a free one).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:4020")]
+    listen: String,
+    /// Print the startup line as one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+/// The startup line: where the facilitator listens and who signs, never the key.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Started {
+    url: String,
+    listen: String,
+    /// Checksummed, as wallets and explorers print it.
+    signer: String,
+    networks: Vec<String>,
+    db: PathBuf,
+}
+
+/// Starts the facilitator, prints where it listens, serves until Ctrl-C or SIGTERM.
+pub async fn run(args: FacilitatorArgs) -> anyhow::Result<()> {
+    let signer = load_signer(args.key_file.as_deref())?;
+    let chains = served_chains(&args.rpcs, &args.networks).await?;
+    let db_path = match &args.db {
+        Some(path) => path.clone(),
+        None => home::agora_home()?.join("facilitator.db"),
+    };
+    if let Some(parent) = db_path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        home::create_private_dir(parent)?;
+    }
+    let networks: Vec<String> = chains.iter().map(|c| c.network.caip2()).collect();
+    let embedded = EmbeddedFacilitator::open(EmbeddedConfig::new(chains, signer, db_path.clone()))
+        .await
+        .with_context(|| {
+            format!(
+                "cannot start the facilitator (database {})",
+                db_path.display()
+            )
+        })?;
+    let signer_address = embedded.signer_address();
+
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {} (in use? try --listen 127.0.0.1:0 for a free port)",
+                args.listen
+            )
+        })?;
+    let bound = listener
+        .local_addr()
+        .context("cannot read the bound address")?;
+    let shutdown = crate::signals::shutdown_signal()?;
+    let started = Started {
+        url: format!("http://{bound}"),
+        listen: bound.to_string(),
+        signer: signer_address.to_checksum(None),
+        networks,
+        db: db_path,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string(&started)?);
+    } else {
+        println!(
+            "agora facilitator listening on {} (signer {}, networks {}, journal {})",
+            started.url,
+            started.signer,
+            started.networks.join(", "),
+            started.db.display()
+        );
+    }
+
+    let app = facilitator::router(Arc::new(embedded));
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("the HTTP server failed")?;
+    if !args.json {
+        eprintln!("facilitator stopped");
+    }
+    Ok(())
+}
+
+/// The settlement key from `--key-file` or `$AGORA_FACILITATOR_KEY`.
+fn load_signer(key_file: Option<&Path>) -> anyhow::Result<PrivateKeySigner> {
+    let (text, source) = match key_file {
+        Some(path) => (read_private_file(path)?, path.display().to_string()),
+        None => match std::env::var(KEY_ENV) {
+            Ok(key) if !key.trim().is_empty() => (key, format!("${KEY_ENV}")),
+            _ => bail!(
+                "no settlement key: pass --key-file PATH (a file with the hex private key, mode 0600) or set {KEY_ENV}"
+            ),
+        },
+    };
+    parse_key(&text).with_context(|| {
+        format!(
+            "{source} does not hold a private key: expected 64 hex digits, optionally 0x-prefixed"
+        )
+    })
+}
+
+/// Reads a key file after checking nobody but its owner can read or write it.
+fn read_private_file(path: &Path) -> anyhow::Result<String> {
+    let meta = std::fs::metadata(path)
+        .with_context(|| format!("cannot read key file {}", path.display()))?;
+    if !meta.is_file() {
+        bail!("key file {} is not a regular file", path.display());
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            bail!(
+                "key file {path} has mode {mode:04o}, so other users can read or change it; restrict it with:\n  chmod 600 {path}",
+                path = path.display()
+            );
+        }
+    }
+    std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read key file {}", path.display()))
+}
+
+/// Parses a hex private key; the error never repeats the input.
+fn parse_key(text: &str) -> anyhow::Result<PrivateKeySigner> {
+    let trimmed = text.trim();
+    let hex = trimmed
+        .strip_prefix("0x")
+        .or_else(|| trimmed.strip_prefix("0X"))
+        .unwrap_or(trimmed);
+    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        bail!("not 64 hex digits");
+    }
+    let bytes: B256 = hex.parse().map_err(|_| anyhow::anyhow!("not hex"))?;
+    PrivateKeySigner::from_bytes(&bytes)
+        .map_err(|_| anyhow::anyhow!("not a valid secp256k1 private key"))
+}
+
+/// Reads each RPC's chain and applies the `--network` restriction.
+async fn served_chains(rpcs: &[String], networks: &[String]) -> anyhow::Result<Vec<ChainConfig>> {
+    let mut by_chain: BTreeMap<u64, ChainConfig> = BTreeMap::new();
+    for rpc in rpcs {
+        let network = facilitator::network_of_rpc(rpc).await.with_context(|| {
+            format!("cannot read the chain id of --rpc {rpc} (is the node running?)")
+        })?;
+        let Some(chain_id) = network.chain_id() else {
+            bail!("--rpc {rpc} does not serve an EVM chain");
+        };
+        if let Some(other) = by_chain.get(&chain_id) {
+            bail!(
+                "--rpc {rpc} and --rpc {} both serve {}; give one --rpc per chain",
+                other.rpc_url,
+                network.caip2()
+            );
+        }
+        by_chain.insert(
+            chain_id,
+            ChainConfig {
+                network,
+                rpc_url: rpc.clone(),
+            },
+        );
+    }
+    if networks.is_empty() {
+        return Ok(by_chain.into_values().collect());
+    }
+    let mut wanted = Vec::new();
+    for name in networks {
+        let network = Network::parse(name).with_context(|| format!("--network {name:?}"))?;
+        let Some(chain_id) = network.chain_id() else {
+            bail!(
+                "--network {name} is not an EVM network; agora's facilitator settles eip155 chains"
+            );
+        };
+        if !wanted.contains(&chain_id) {
+            wanted.push(chain_id);
+        }
+        if !by_chain.contains_key(&chain_id) {
+            let served: Vec<String> = by_chain
+                .values()
+                .map(|c| format!("{} ({})", c.network.caip2(), c.rpc_url))
+                .collect();
+            bail!(
+                "--network {name} ({}) has no matching --rpc; the RPCs given serve {}. Add --rpc URL with the JSON-RPC endpoint of a {} node",
+                network.caip2(),
+                served.join(", "),
+                network
+                    .known()
+                    .map_or_else(|| network.caip2(), |k| k.display_name.to_string())
+            );
+        }
+    }
+    let mut chains = Vec::new();
+    for (chain_id, chain) in by_chain {
+        if wanted.contains(&chain_id) {
+            chains.push(chain);
+        } else {
+            tracing::warn!(
+                rpc = %chain.rpc_url,
+                "not serving {}: it is not among the --network values",
+                chain.network.caip2()
+            );
+        }
+    }
+    Ok(chains)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_parse_with_or_without_0x_and_errors_do_not_echo_them() {
+        let hex = "ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
+        let a = parse_key(hex).unwrap();
+        let b = parse_key(&format!("  0x{hex}\n")).unwrap();
+        assert_eq!(a.address(), b.address());
+        assert_eq!(
+            a.address(),
+            alloy::primitives::address!("0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266")
+        );
+        let zeros = "0".repeat(64);
+        for bad in [&hex[..63], "zz", "", zeros.as_str()] {
+            let err = format!("{:#}", parse_key(bad).unwrap_err());
+            assert!(bad.is_empty() || !err.contains(bad), "{err}");
+        }
+    }
+}

@@ -1,0 +1,575 @@
+//! `agora facilitator` as an operator runs it, against a real devnet: agora's HTTP
+//! facilitator client and the official Python x402 package verify and settle through
+//! it, bad requests and unsafe key files are refused with what to type, and it stops
+//! cleanly on SIGINT.
+
+#![allow(clippy::unwrap_used)]
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use alloy::primitives::{Address, B256, U256};
+use devnet::{Devnet, DevnetConfig};
+use facilitator::store::SettlementStatus;
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::process::{Child, Command};
+use x402::eip3009;
+use x402::{
+    Facilitator, FacilitatorRequest, HttpFacilitator, Network, PaymentPayload, PaymentRequirements,
+    X402Version,
+};
+
+const PRICE: u64 = 1000;
+
+fn agora() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_agora"));
+    command
+        .kill_on_drop(true)
+        .env_remove("AGORA_FACILITATOR_KEY");
+    command
+}
+
+fn project_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+async fn start_chain() -> Devnet {
+    Devnet::start(DevnetConfig {
+        accounts: 3,
+        ..DevnetConfig::default()
+    })
+    .await
+    .expect("devnet starts (run scripts/setup if anvil is missing)")
+}
+
+/// Writes `key` as hex into `dir/name` with `mode`.
+fn key_file(dir: &Path, name: &str, key: B256, mode: u32) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, format!("{key}\n")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+    path
+}
+
+/// A running `agora facilitator --json` and its startup line.
+struct Running {
+    child: Child,
+    started: Value,
+    stdout_rest: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+}
+
+impl Running {
+    fn url(&self) -> &str {
+        self.started["url"].as_str().unwrap()
+    }
+
+    /// Sends SIGINT and returns the exit status and everything printed after startup.
+    async fn interrupt(mut self) -> (std::process::ExitStatus, String, String) {
+        let pid = self.child.id().unwrap().to_string();
+        let killed = Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .await
+            .unwrap();
+        assert!(killed.success());
+        let status = tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .expect("the facilitator exits after SIGINT")
+            .unwrap();
+        let mut rest = String::new();
+        while let Some(line) = self.stdout_rest.next_line().await.unwrap() {
+            rest.push_str(&line);
+            rest.push('\n');
+        }
+        let mut stderr = String::new();
+        self.child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .await
+            .unwrap();
+        (status, rest, stderr)
+    }
+}
+
+/// Starts `agora facilitator --json --listen 127.0.0.1:0` with `args` and reads its line.
+async fn spawn_facilitator(mut command: Command, args: &[&str]) -> Running {
+    let mut child = command
+        .args(["facilitator", "--json", "--listen", "127.0.0.1:0"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+        .await
+        .expect("the facilitator prints its startup line")
+        .unwrap();
+    let Some(first) = first else {
+        let mut stderr = String::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .await
+            .unwrap();
+        panic!("agora facilitator exited before starting: {stderr}");
+    };
+    Running {
+        child,
+        started: serde_json::from_str(&first).unwrap(),
+        stdout_rest: lines,
+    }
+}
+
+fn requirement(chain: &Devnet, pay_to: Address) -> PaymentRequirements {
+    PaymentRequirements::exact(chain.network(), chain.usdc(), U256::from(PRICE), pay_to, 60)
+}
+
+/// A v2 facilitator request for a payment signed by agora's EIP-3009 code.
+fn signed_request(buyer: &devnet::DevAccount, req: &PaymentRequirements) -> FacilitatorRequest {
+    let payload = eip3009::authorize(&buyer.signer(), req, eip3009::unix_now()).unwrap();
+    FacilitatorRequest {
+        x402_version: X402Version::V2,
+        payment_payload: PaymentPayload {
+            x402_version: X402Version::V2,
+            scheme: req.scheme.clone(),
+            network: req.network.clone(),
+            accepted: Some(req.clone()),
+            resource: None,
+            payload,
+            extensions: None,
+        },
+        payment_requirements: req.clone(),
+    }
+}
+
+#[tokio::test]
+async fn serves_verify_and_settle_to_the_http_client_and_stops_on_sigint() {
+    let chain = start_chain().await;
+    let (gas, buyer, seller) = (
+        &chain.accounts()[0],
+        &chain.accounts()[1],
+        &chain.accounts()[2],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let key = key_file(dir.path(), "facilitator.key", gas.private_key(), 0o600);
+    let db = dir.path().join("state/journal.db");
+    let running = spawn_facilitator(
+        agora(),
+        &[
+            "--rpc",
+            chain.rpc_url(),
+            "--key-file",
+            key.to_str().unwrap(),
+            "--db",
+            db.to_str().unwrap(),
+        ],
+    )
+    .await;
+
+    let started = &running.started.clone();
+    let listen = started["listen"].as_str().unwrap().to_string();
+    assert!(listen.starts_with("127.0.0.1:"), "{started}");
+    assert_ne!(listen, "127.0.0.1:0", "the real bound port is printed");
+    assert_eq!(running.url(), format!("http://{listen}"));
+    assert_eq!(
+        started["signer"].as_str().unwrap(),
+        gas.address().to_checksum(None),
+        "the signer address, checksummed"
+    );
+    assert_eq!(started["networks"], serde_json::json!(["eip155:84532"]));
+    assert_eq!(started["db"].as_str().unwrap(), db.to_str().unwrap());
+    let key_hex = gas.private_key().to_string();
+    assert!(!started.to_string().contains(&key_hex[2..]), "key leaked");
+    assert!(db.is_file(), "the journal is created at --db");
+
+    let client = HttpFacilitator::new(running.url()).unwrap();
+    let supported = client.supported().await.unwrap();
+    assert!(
+        supported.supports("exact", &Network::BASE_SEPOLIA),
+        "{supported:?}"
+    );
+
+    let req = requirement(&chain, seller.address());
+    let request = signed_request(buyer, &req);
+    let buyer_before = chain.usdc_balance(buyer.address()).await.unwrap();
+    let seller_before = chain.usdc_balance(seller.address()).await.unwrap();
+
+    let verified = client.verify(&request).await.unwrap();
+    assert!(verified.is_valid, "{verified:?}");
+    assert_eq!(verified.payer, Some(buyer.address()));
+    let settled = client.settle(&request).await.unwrap();
+    assert!(settled.success, "{settled:?}");
+    assert!(settled.transaction.is_some(), "{settled:?}");
+    assert_eq!(settled.payer, Some(buyer.address()));
+    assert_eq!(settled.network, Network::BASE_SEPOLIA);
+    assert_eq!(
+        chain.usdc_balance(seller.address()).await.unwrap() - seller_before,
+        U256::from(PRICE)
+    );
+    assert_eq!(
+        buyer_before - chain.usdc_balance(buyer.address()).await.unwrap(),
+        U256::from(PRICE)
+    );
+
+    // The same authorization again is an answer (not an error) and moves nothing.
+    let replay = client.settle(&request).await.unwrap();
+    assert!(!replay.success, "{replay:?}");
+    assert!(replay.error_reason.is_some(), "{replay:?}");
+    assert_eq!(
+        chain.usdc_balance(seller.address()).await.unwrap() - seller_before,
+        U256::from(PRICE)
+    );
+
+    // Malformed requests: 400 with a JSON error body.
+    let http = reqwest::Client::new();
+    for (path, body) in [
+        ("verify", "{not json"),
+        ("settle", "{not json"),
+        ("verify", r#"{"x402Version":2}"#),
+    ] {
+        let response = http
+            .post(format!("{}/{path}", running.url()))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 400, "/{path} {body}");
+        let error: Value = response.json().await.unwrap();
+        assert!(
+            error["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{error}"
+        );
+    }
+    let health = http
+        .get(format!("{}/health", running.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+
+    let (status, rest, stderr) = running.interrupt().await;
+    assert!(status.success(), "{status}: {stderr}");
+    assert!(rest.is_empty(), "--json prints one line only: {rest}");
+    assert!(!stderr.contains(&key_hex[2..]), "key leaked on stderr");
+    assert!(
+        reqwest::get(format!("http://{listen}/health"))
+            .await
+            .is_err(),
+        "still listening after SIGINT"
+    );
+    chain.stop().await;
+}
+
+#[tokio::test]
+async fn a_key_file_others_can_read_is_refused_with_the_chmod_to_type() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = B256::repeat_byte(0x42);
+    let key = key_file(dir.path(), "open.key", secret, 0o644);
+    let out = agora()
+        .args(["facilitator", "--rpc", "http://127.0.0.1:9"])
+        .arg("--key-file")
+        .arg(&key)
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("0644"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("chmod 600 {}", key.display())),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("4242424242"), "key leaked: {stderr}");
+    assert!(out.stdout.is_empty());
+
+    // A group-readable file is refused too; a key that is not hex is not echoed.
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let out = agora()
+        .args(["facilitator", "--rpc", "http://127.0.0.1:9"])
+        .arg("--key-file")
+        .arg(&key)
+        .output()
+        .await
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("chmod 600"));
+    let garbage = dir.path().join("garbage.key");
+    std::fs::write(&garbage, "hunter2-not-a-key").unwrap();
+    std::fs::set_permissions(&garbage, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let out = agora()
+        .args(["facilitator", "--rpc", "http://127.0.0.1:9"])
+        .arg("--key-file")
+        .arg(&garbage)
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("64 hex digits"), "{stderr}");
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+
+    // No key at all names both ways to give one.
+    let out = agora()
+        .args(["facilitator", "--rpc", "http://127.0.0.1:9"])
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--key-file") && stderr.contains("AGORA_FACILITATOR_KEY"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn networks_are_checked_against_the_rpcs_and_state_defaults_to_agora_home() {
+    let chain = start_chain().await;
+    let gas = &chain.accounts()[0];
+    let home = tempfile::tempdir().unwrap();
+    let agora_home = home.path().join("nested/agora-home");
+
+    // A network no --rpc serves: the error says which --rpc to add.
+    let out = agora()
+        .env("AGORA_FACILITATOR_KEY", gas.private_key().to_string())
+        .args(["facilitator", "--rpc", chain.rpc_url(), "--network", "base"])
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--network base (eip155:8453)"), "{stderr}");
+    assert!(stderr.contains("Add --rpc URL"), "{stderr}");
+    assert!(stderr.contains("Base node"), "{stderr}");
+    assert!(
+        stderr.contains("eip155:84532"),
+        "lists what is served: {stderr}"
+    );
+
+    // A dead RPC names itself.
+    let out = agora()
+        .env("AGORA_FACILITATOR_KEY", gas.private_key().to_string())
+        .args(["facilitator", "--rpc", "http://127.0.0.1:9"])
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--rpc http://127.0.0.1:9"), "{stderr}");
+
+    // The key from the environment, the journal under $AGORA_HOME.
+    let mut command = agora();
+    command
+        .env("AGORA_FACILITATOR_KEY", gas.private_key().to_string())
+        .env("AGORA_HOME", &agora_home);
+    let running = spawn_facilitator(
+        command,
+        &["--rpc", chain.rpc_url(), "--network", "base-sepolia"],
+    )
+    .await;
+    let db = agora_home.join("facilitator.db");
+    assert_eq!(
+        running.started["db"].as_str().unwrap(),
+        db.to_str().unwrap()
+    );
+    assert!(db.is_file());
+    assert_eq!(
+        std::fs::metadata(&agora_home).unwrap().permissions().mode() & 0o777,
+        0o700,
+        "AGORA_HOME is created private"
+    );
+    assert_eq!(
+        running.started["networks"],
+        serde_json::json!(["eip155:84532"])
+    );
+    assert_eq!(
+        running.started["signer"]
+            .as_str()
+            .unwrap()
+            .parse::<Address>()
+            .unwrap(),
+        gas.address()
+    );
+    let (status, _, stderr) = running.interrupt().await;
+    assert!(status.success(), "{status}: {stderr}");
+    chain.stop().await;
+}
+
+#[tokio::test]
+async fn official_python_x402_facilitator_client_verifies_and_settles_through_agora() {
+    let root = project_root();
+    let python = root.join("tools/.venv/bin/python");
+    assert!(
+        python.is_file(),
+        "the official Python x402 package is not installed ({} is missing): run scripts/setup",
+        python.display()
+    );
+    let chain = start_chain().await;
+    let (gas, buyer, seller) = (
+        &chain.accounts()[0],
+        &chain.accounts()[1],
+        &chain.accounts()[2],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = agora();
+    command.env("AGORA_FACILITATOR_KEY", gas.private_key().to_string());
+    let running = spawn_facilitator(
+        command,
+        &[
+            "--rpc",
+            chain.rpc_url(),
+            "--db",
+            dir.path().join("f.db").to_str().unwrap(),
+        ],
+    )
+    .await;
+    let req = requirement(&chain, seller.address());
+    let seller_before = chain.usdc_balance(seller.address()).await.unwrap();
+    let buyer_before = chain.usdc_balance(buyer.address()).await.unwrap();
+
+    let out = Command::new(&python)
+        .arg(root.join("tools/python/facilitator_interop.py"))
+        .args(["--facilitator", running.url(), "--requirements"])
+        .arg(serde_json::to_string(&req).unwrap())
+        .env("X402_PRIVATE_KEY", buyer.private_key().to_string())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "interop script failed ({}): {stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let result: Value = serde_json::from_str(stdout.trim()).unwrap();
+
+    let kinds = result["supported"]["kinds"].as_array().unwrap();
+    assert!(
+        kinds
+            .iter()
+            .any(|k| k["network"] == "eip155:84532" && k["scheme"] == "exact"),
+        "{result}"
+    );
+    assert_eq!(
+        result["payment"]["accepted"],
+        serde_json::to_value(&req).unwrap()
+    );
+    assert_eq!(result["verify"]["isValid"], true, "{result}");
+    assert_eq!(
+        result["verify"]["payer"]
+            .as_str()
+            .unwrap()
+            .parse::<Address>()
+            .unwrap(),
+        buyer.address()
+    );
+    let settle = &result["settle"];
+    assert_eq!(settle["success"], true, "{result}");
+    assert_eq!(settle["network"], "eip155:84532");
+    assert_eq!(settle["amount"], PRICE.to_string());
+    let tx: B256 = settle["transaction"].as_str().unwrap().parse().unwrap();
+    let receipt =
+        alloy::providers::Provider::get_transaction_receipt(&chain.provider().unwrap(), tx)
+            .await
+            .unwrap()
+            .expect("the settlement transaction is mined");
+    assert!(receipt.status(), "the settlement transaction succeeded");
+    assert_eq!(
+        chain.usdc_balance(seller.address()).await.unwrap() - seller_before,
+        U256::from(PRICE)
+    );
+    assert_eq!(
+        buyer_before - chain.usdc_balance(buyer.address()).await.unwrap(),
+        U256::from(PRICE)
+    );
+
+    let (status, _, stderr) = running.interrupt().await;
+    assert!(status.success(), "{status}: {stderr}");
+    chain.stop().await;
+}
+
+#[tokio::test]
+async fn a_facilitator_killed_between_broadcast_and_receipt_resolves_it_on_restart() {
+    let chain = start_chain().await;
+    let dir = tempfile::tempdir().unwrap();
+    let key = key_file(dir.path(), "key", chain.accounts()[0].private_key(), 0o600);
+    let db = dir.path().join("facilitator.db");
+    let args = [
+        "--rpc",
+        chain.rpc_url(),
+        "--key-file",
+        key.to_str().unwrap(),
+        "--db",
+        db.to_str().unwrap(),
+    ];
+    let seller = chain.accounts()[1].address();
+    let req = requirement(&chain, seller);
+    let request = signed_request(&chain.accounts()[2], &req);
+    let seller_before = chain.usdc_balance(seller).await.unwrap();
+
+    let mut first = spawn_facilitator(agora(), &args).await;
+    chain.set_automine(false).await.unwrap();
+    let client = HttpFacilitator::new(first.url()).unwrap();
+    let in_flight = {
+        let request = request.clone();
+        tokio::spawn(async move { client.settle(&request).await })
+    };
+    let journal = facilitator::store::Store::open(&db).unwrap();
+    let mut sent = None;
+    for _ in 0..300 {
+        let rows = journal.journal().unwrap();
+        if let Some(row) = rows.iter().find(|r| r.status == SettlementStatus::Sent) {
+            sent = row.tx_hash;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let hash = sent.expect("the settlement is journaled as sent while its block is not mined");
+    first.child.start_kill().unwrap();
+    first.child.wait().await.unwrap();
+    assert!(
+        in_flight.await.unwrap().is_err(),
+        "the killed facilitator gave no answer"
+    );
+
+    chain.mine().await.unwrap();
+    chain.set_automine(true).await.unwrap();
+    let second = spawn_facilitator(agora(), &args).await;
+    let rows = journal.journal().unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(
+        (rows[0].status, rows[0].tx_hash),
+        (SettlementStatus::Confirmed, Some(hash))
+    );
+    assert_eq!(
+        chain.usdc_balance(seller).await.unwrap() - seller_before,
+        U256::from(PRICE)
+    );
+
+    let again = HttpFacilitator::new(second.url())
+        .unwrap()
+        .settle(&request)
+        .await
+        .unwrap();
+    assert!(!again.success);
+    assert_eq!(
+        again.error_reason.as_deref(),
+        Some("invalid_exact_evm_nonce_already_used")
+    );
+    assert_eq!(
+        chain.usdc_balance(seller).await.unwrap() - seller_before,
+        U256::from(PRICE)
+    );
+    let (status, _, _) = second.interrupt().await;
+    assert!(status.success());
+    chain.stop().await;
+}
