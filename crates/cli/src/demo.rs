@@ -16,7 +16,7 @@ use clap::Args;
 use devnet::{Devnet, DevnetConfig};
 use serde::Serialize;
 use x402::eip3009::{self, IEip3009Token};
-use x402::{Money, PaymentPayload, PaymentRequirements, X402Version, header};
+use x402::{Money, PaymentPayload, PaymentRequirements, header};
 
 /// Options of `agora demo`.
 #[derive(Debug, Args)]
@@ -121,15 +121,7 @@ async fn pay_once(
     ));
 
     let signed = eip3009::authorize(&buyer.signer(), &requirement, eip3009::unix_now())?;
-    let payment = PaymentPayload {
-        x402_version: X402Version::V2,
-        scheme: requirement.scheme.clone(),
-        network: requirement.network.clone(),
-        accepted: Some(requirement.clone()),
-        resource: None,
-        payload: signed,
-        extensions: None,
-    };
+    let payment = PaymentPayload::v2(&requirement, signed);
     let header_value = header::encode(&payment)?;
     say(format!(
         "3. buyer {} signs an EIP-3009 authorization ({}-byte PAYMENT-SIGNATURE header)",

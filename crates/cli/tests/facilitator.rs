@@ -136,15 +136,7 @@ fn signed_request(buyer: &devnet::DevAccount, req: &PaymentRequirements) -> Faci
     let payload = eip3009::authorize(&buyer.signer(), req, eip3009::unix_now()).unwrap();
     FacilitatorRequest {
         x402_version: X402Version::V2,
-        payment_payload: PaymentPayload {
-            x402_version: X402Version::V2,
-            scheme: req.scheme.clone(),
-            network: req.network.clone(),
-            accepted: Some(req.clone()),
-            resource: None,
-            payload,
-            extensions: None,
-        },
+        payment_payload: PaymentPayload::v2(req, payload),
         payment_requirements: req.clone(),
     }
 }

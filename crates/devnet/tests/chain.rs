@@ -49,15 +49,7 @@ fn requirement(chain: &Devnet, pay_to: Address) -> PaymentRequirements {
 }
 
 fn as_payment(requirement: &PaymentRequirements, payload: ExactEvmPayload) -> PaymentPayload {
-    PaymentPayload {
-        x402_version: X402Version::V2,
-        scheme: requirement.scheme.clone(),
-        network: requirement.network.clone(),
-        accepted: Some(requirement.clone()),
-        resource: None,
-        payload,
-        extensions: None,
-    }
+    PaymentPayload::v2(requirement, payload)
 }
 
 /// Sends `transferWithAuthorization(v,r,s)` from `relayer`; Err carries the revert.

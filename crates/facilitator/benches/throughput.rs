@@ -25,15 +25,7 @@ fn request(requirement: &PaymentRequirements, signer: &PrivateKeySigner) -> Faci
     let payload = eip3009::authorize(signer, requirement, unix_now()).unwrap();
     FacilitatorRequest {
         x402_version: X402Version::V2,
-        payment_payload: PaymentPayload {
-            x402_version: X402Version::V2,
-            scheme: requirement.scheme.clone(),
-            network: requirement.network.clone(),
-            accepted: Some(requirement.clone()),
-            resource: None,
-            payload,
-            extensions: None,
-        },
+        payment_payload: PaymentPayload::v2(requirement, payload),
         payment_requirements: requirement.clone(),
     }
 }

@@ -108,15 +108,7 @@ impl Fixture {
 fn wrap(requirement: &PaymentRequirements, payload: x402::ExactEvmPayload) -> FacilitatorRequest {
     FacilitatorRequest {
         x402_version: X402Version::V2,
-        payment_payload: PaymentPayload {
-            x402_version: X402Version::V2,
-            scheme: requirement.scheme.clone(),
-            network: requirement.network.clone(),
-            accepted: Some(requirement.clone()),
-            resource: None,
-            payload,
-            extensions: None,
-        },
+        payment_payload: PaymentPayload::v2(requirement, payload),
         payment_requirements: requirement.clone(),
     }
 }

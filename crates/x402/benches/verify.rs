@@ -6,7 +6,7 @@ use alloy::signers::local::PrivateKeySigner;
 use criterion::{Criterion, criterion_group, criterion_main};
 use std::hint::black_box;
 use x402::eip3009::{self, signing_hash};
-use x402::{Network, PaymentPayload, PaymentRequirements, X402Version, header};
+use x402::{Network, PaymentPayload, PaymentRequirements, header};
 
 const NOW: u64 = 1_800_000_000;
 
@@ -24,15 +24,7 @@ fn bench_verify(c: &mut Criterion) {
     let signer = PrivateKeySigner::random();
     let payload =
         eip3009::authorize(&signer, &requirement, NOW).expect("signing a valid requirement");
-    let payment = PaymentPayload {
-        x402_version: X402Version::V2,
-        scheme: requirement.scheme.clone(),
-        network: requirement.network.clone(),
-        accepted: Some(requirement.clone()),
-        resource: None,
-        payload,
-        extensions: None,
-    };
+    let payment = PaymentPayload::v2(&requirement, payload);
     let encoded = header::encode(&payment).expect("payment serializes");
     let domain = eip3009::domain("USDC", "2", 84532, asset.address);
     let digest = signing_hash(&payment.payload.authorization, &domain);

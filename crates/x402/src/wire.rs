@@ -423,6 +423,21 @@ struct PaymentPayloadIn {
     extensions: Option<Value>,
 }
 
+impl PaymentPayload {
+    /// The v2 payment a buyer sends for `accepted` with a signed `payload`.
+    pub fn v2(accepted: &PaymentRequirements, payload: ExactEvmPayload) -> Self {
+        Self {
+            x402_version: X402Version::V2,
+            scheme: accepted.scheme.clone(),
+            network: accepted.network.clone(),
+            accepted: Some(accepted.clone()),
+            resource: None,
+            payload,
+            extensions: None,
+        }
+    }
+}
+
 impl<'de> Deserialize<'de> for PaymentPayload {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let raw = PaymentPayloadIn::deserialize(d)?;
