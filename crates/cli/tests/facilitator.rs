@@ -17,10 +17,7 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::{Child, Command};
 use x402::eip3009;
-use x402::{
-    Facilitator, FacilitatorRequest, HttpFacilitator, Network, PaymentPayload, PaymentRequirements,
-    X402Version,
-};
+use x402::{Facilitator, FacilitatorRequest, HttpFacilitator, Network, PaymentRequirements};
 
 const PRICE: u64 = 1000;
 
@@ -134,11 +131,7 @@ fn requirement(chain: &Devnet, pay_to: Address) -> PaymentRequirements {
 /// A v2 facilitator request for a payment signed by agora's EIP-3009 code.
 fn signed_request(buyer: &devnet::DevAccount, req: &PaymentRequirements) -> FacilitatorRequest {
     let payload = eip3009::authorize(&buyer.signer(), req, eip3009::unix_now()).unwrap();
-    FacilitatorRequest {
-        x402_version: X402Version::V2,
-        payment_payload: PaymentPayload::v2(req, payload),
-        payment_requirements: req.clone(),
-    }
+    FacilitatorRequest::v2(req, payload)
 }
 
 #[tokio::test]

@@ -17,17 +17,13 @@ use alloy::signers::local::PrivateKeySigner;
 use devnet::{Devnet, DevnetConfig};
 use facilitator::{ChainConfig, EmbeddedConfig, EmbeddedFacilitator};
 use x402::eip3009::{self, unix_now};
-use x402::{Facilitator, FacilitatorRequest, PaymentPayload, PaymentRequirements, X402Version};
+use x402::{Facilitator, FacilitatorRequest, PaymentRequirements};
 
 const PRICE: u64 = 1000;
 
 fn request(requirement: &PaymentRequirements, signer: &PrivateKeySigner) -> FacilitatorRequest {
     let payload = eip3009::authorize(signer, requirement, unix_now()).unwrap();
-    FacilitatorRequest {
-        x402_version: X402Version::V2,
-        payment_payload: PaymentPayload::v2(requirement, payload),
-        payment_requirements: requirement.clone(),
-    }
+    FacilitatorRequest::v2(requirement, payload)
 }
 
 fn rate(count: usize, elapsed: Duration) -> f64 {

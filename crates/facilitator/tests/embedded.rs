@@ -17,8 +17,7 @@ use facilitator::store::SettlementStatus;
 use facilitator::{ChainConfig, EmbeddedConfig, EmbeddedFacilitator};
 use x402::eip3009::{self, IEip3009Token, unix_now};
 use x402::{
-    Authorization, ErrorReason, Facilitator, FacilitatorRequest, Network, PaymentPayload,
-    PaymentRequirements, X402Version,
+    Authorization, ErrorReason, Facilitator, FacilitatorRequest, Network, PaymentRequirements,
 };
 
 const PRICE: u64 = 1000;
@@ -106,11 +105,7 @@ impl Fixture {
 }
 
 fn wrap(requirement: &PaymentRequirements, payload: x402::ExactEvmPayload) -> FacilitatorRequest {
-    FacilitatorRequest {
-        x402_version: X402Version::V2,
-        payment_payload: PaymentPayload::v2(requirement, payload),
-        payment_requirements: requirement.clone(),
-    }
+    FacilitatorRequest::v2(requirement, payload)
 }
 
 async fn verify_reason(f: &EmbeddedFacilitator, request: &FacilitatorRequest) -> String {

@@ -510,6 +510,17 @@ struct FacilitatorRequestIn {
     payment_requirements: PaymentRequirements,
 }
 
+impl FacilitatorRequest {
+    /// The v2 verify/settle body for a buyer's signed `payload` against `requirement`.
+    pub fn v2(requirement: &PaymentRequirements, payload: ExactEvmPayload) -> Self {
+        Self {
+            x402_version: X402Version::V2,
+            payment_payload: PaymentPayload::v2(requirement, payload),
+            payment_requirements: requirement.clone(),
+        }
+    }
+}
+
 impl<'de> Deserialize<'de> for FacilitatorRequest {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let raw = FacilitatorRequestIn::deserialize(d)?;
