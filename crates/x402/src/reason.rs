@@ -47,6 +47,33 @@ pub enum ErrorReason {
 }
 
 impl ErrorReason {
+    /// Every code, for reading peers' strings back.
+    pub const ALL: [ErrorReason; 18] = [
+        ErrorReason::InvalidScheme,
+        ErrorReason::MissingEip712Domain,
+        ErrorReason::InvalidNetwork,
+        ErrorReason::InvalidSignature,
+        ErrorReason::RecipientMismatch,
+        ErrorReason::ValidBefore,
+        ErrorReason::ValidAfter,
+        ErrorReason::ValueMismatch,
+        ErrorReason::NonceAlreadyUsed,
+        ErrorReason::TokenNameMismatch,
+        ErrorReason::TokenVersionMismatch,
+        ErrorReason::Eip3009NotSupported,
+        ErrorReason::InsufficientFunds,
+        ErrorReason::SimulationFailed,
+        ErrorReason::TransactionFailed,
+        ErrorReason::InvalidPayload,
+        ErrorReason::UnexpectedVerifyError,
+        ErrorReason::UnexpectedSettleError,
+    ];
+
+    /// The code spelled `wire`, if it is one of ours.
+    pub fn from_wire(wire: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.as_str() == wire)
+    }
+
     /// The wire string.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -95,5 +122,22 @@ impl Invalid {
             reason,
             message: message.into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_reads_back_and_codes_are_distinct() {
+        for reason in ErrorReason::ALL {
+            assert_eq!(ErrorReason::from_wire(reason.as_str()), Some(reason));
+        }
+        let mut codes: Vec<&str> = ErrorReason::ALL.iter().map(|r| r.as_str()).collect();
+        codes.sort_unstable();
+        codes.dedup();
+        assert_eq!(codes.len(), ErrorReason::ALL.len());
+        assert_eq!(ErrorReason::from_wire("made_up"), None);
     }
 }

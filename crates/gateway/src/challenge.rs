@@ -1,0 +1,280 @@
+//! The 402 challenge, in every form a client may read it.
+//!
+//! One response serves every official client: the `PAYMENT-REQUIRED` header carries
+//! the exact v2 object (current clients read only the header when it is present), and
+//! the JSON body is a v1 object (legacy clients read only the body, and only when it
+//! says `x402Version: 1`) whose entries also carry the v2 fields (`amount`, CAIP-2
+//! network in the header, top-level `resource`) for body-reading agents. A route
+//! offering a network that has no v1 name gets a v2 body instead, because no v1
+//! client could pay it anyway. Browsers get a readable HTML page, still with 402.
+
+use serde_json::{Map, Value, json};
+use x402::money::Money;
+use x402::wire::{PaymentRequired, PaymentRequirements, ResourceInfo, X402Version};
+
+use crate::route::Route;
+
+/// A built 402: header value, JSON body and the v2 object behind both.
+#[derive(Debug, Clone)]
+pub struct Challenge {
+    /// base64 of the v2 `PaymentRequired`, for `PAYMENT-REQUIRED`.
+    pub header: String,
+    /// The JSON body.
+    pub body: Value,
+    /// The v2 object (for the HTML page and tests).
+    pub required: PaymentRequired,
+}
+
+/// The requirements of `route` as offered for `resource_url`, with the v1 per-entry
+/// resource fields filled in.
+pub fn offered(route: &Route, resource_url: &str) -> Vec<PaymentRequirements> {
+    route
+        .accepts
+        .iter()
+        .map(|r| PaymentRequirements {
+            resource: Some(resource_url.to_string()),
+            description: Some(route.description.clone()),
+            mime_type: Some(route.mime_type.clone()),
+            ..r.clone()
+        })
+        .collect()
+}
+
+/// Builds the challenge for `route` at `resource_url`; `error` says why payment is
+/// required (or why the last one failed) and `failure` lands in
+/// `extensions.paymentFailure`.
+pub fn build(
+    route: &Route,
+    resource_url: &str,
+    error: &str,
+    failure: Option<Value>,
+) -> Result<Challenge, serde_json::Error> {
+    let accepts = offered(route, resource_url);
+    let resource = ResourceInfo {
+        url: resource_url.to_string(),
+        description: Some(route.description.clone()),
+        mime_type: Some(route.mime_type.clone()),
+    };
+    let extensions = failure.map(|f| json!({ "paymentFailure": f }));
+    let required = PaymentRequired {
+        x402_version: X402Version::V2,
+        error: Some(error.to_string()),
+        resource: Some(resource.clone()),
+        accepts: accepts.clone(),
+        extensions: extensions.clone(),
+    };
+    let header = x402::header::encode(&required)?;
+    let body_version = if accepts.iter().all(|r| r.network.known().is_some()) {
+        X402Version::V1
+    } else {
+        X402Version::V2
+    };
+    let entries: Vec<Value> = accepts
+        .iter()
+        .map(|r| body_entry(r, body_version))
+        .collect();
+    let mut body = Map::new();
+    body.insert("x402Version".into(), json!(body_version.number()));
+    body.insert("error".into(), json!(error));
+    body.insert("resource".into(), serde_json::to_value(&resource)?);
+    body.insert("accepts".into(), Value::Array(entries));
+    if let Some(extensions) = extensions {
+        body.insert("extensions".into(), extensions);
+    }
+    Ok(Challenge {
+        header,
+        body: Value::Object(body),
+        required,
+    })
+}
+
+/// One `accepts` entry carrying both amount spellings and the v1 resource fields.
+fn body_entry(requirement: &PaymentRequirements, version: X402Version) -> Value {
+    let mut entry = requirement.to_wire(X402Version::V1);
+    if let Value::Object(map) = &mut entry {
+        map.insert("amount".into(), json!(requirement.amount.to_string()));
+        if version == X402Version::V2 {
+            map.insert("network".into(), json!(requirement.network.caip2()));
+        }
+    }
+    entry
+}
+
+/// The price of one requirement for people: "0.001 USDC on Base Sepolia".
+pub fn describe_price(requirement: &PaymentRequirements) -> String {
+    let chain = requirement.network.known();
+    let network = chain.map_or_else(
+        || requirement.network.caip2(),
+        |c| c.display_name.to_string(),
+    );
+    match chain.filter(|c| c.usdc.address == requirement.asset) {
+        Some(c) => format!(
+            "{} {} on {network}",
+            Money::from_atomic(requirement.amount, c.usdc.decimals),
+            c.usdc.symbol
+        ),
+        None => format!(
+            "{} atomic units of token {} on {network}",
+            requirement.amount, requirement.asset
+        ),
+    }
+}
+
+/// Escapes text for HTML element content and attribute values.
+pub fn escape_html(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The paywall page a browser sees instead of JSON.
+pub fn html_page(route: &Route, challenge: &Challenge) -> String {
+    let mut options = String::new();
+    for r in &challenge.required.accepts {
+        options.push_str(&format!(
+            "<li><strong>{}</strong><br>pay to <code>{}</code>, token <code>{}</code>, network <code>{}</code>, scheme <code>{}</code></li>\n",
+            escape_html(&describe_price(r)),
+            r.pay_to,
+            r.asset,
+            escape_html(&r.network.caip2()),
+            escape_html(&r.scheme),
+        ));
+    }
+    let note = route
+        .price_note
+        .as_deref()
+        .map(|n| format!("<p>{}</p>", escape_html(n)))
+        .unwrap_or_default();
+    let raw = serde_json::to_string_pretty(&challenge.body).unwrap_or_default();
+    format!(
+        r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Payment required: {name}</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>body{{font-family:system-ui,sans-serif;max-width:46rem;margin:2rem auto;padding:0 1rem;line-height:1.5}}code,pre{{background:#f4f4f4;padding:.1rem .3rem;border-radius:4px}}pre{{padding:1rem;overflow:auto}}</style>
+</head><body>
+<h1>402: payment required</h1>
+<p><strong>{name}</strong>: {description}</p>
+{note}
+<p>Each call costs:</p>
+<ul>
+{options}</ul>
+<h2>How to pay</h2>
+<p>This endpoint speaks <a href="https://www.x402.org/">x402</a>. Any x402 client pays it without configuration,
+for example the official <code>@x402/fetch</code> package or the <code>x402</code> Python package:
+retry the request with a signed EIP-3009 authorization in the <code>PAYMENT-SIGNATURE</code> (or <code>X-PAYMENT</code>) header.
+You are charged only when the service answers successfully. The full list of services is at <a href="/">the storefront</a>
+and <a href="/api/services.json">/api/services.json</a>.</p>
+<details><summary>Payment requirements (JSON)</summary><pre>{raw}</pre></details>
+</body></html>
+"#,
+        name = escape_html(&route.name),
+        description = escape_html(&route.description),
+        raw = escape_html(&raw),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use alloy::primitives::{U256, address};
+    use reqwest::Url;
+    use x402::network::Network;
+
+    use super::*;
+
+    fn route_on(network: Network, asset: &x402::network::Asset) -> Route {
+        let req = PaymentRequirements::exact(
+            network,
+            asset,
+            U256::from(1500),
+            address!("0x1111111111111111111111111111111111111111"),
+            300,
+        );
+        Route::new(
+            "echo",
+            "/services/echo",
+            Url::parse("http://127.0.0.1:9").unwrap(),
+            vec![req],
+        )
+    }
+
+    #[test]
+    fn header_is_exact_v2_and_body_is_v1_with_both_amounts() {
+        let net = Network::BASE_SEPOLIA;
+        let route = route_on(net.clone(), &net.default_asset().unwrap());
+        let c = build(&route, "http://h/services/echo/x", "payment required", None).unwrap();
+        let header: Value = serde_json::from_slice(
+            &base64_decode(&c.header), // the exact v2 object
+        )
+        .unwrap();
+        assert_eq!(header["x402Version"], 2);
+        assert_eq!(header["accepts"][0]["network"], "eip155:84532");
+        assert_eq!(header["accepts"][0]["amount"], "1500");
+        assert!(header["accepts"][0].get("maxAmountRequired").is_none());
+        assert_eq!(header["resource"]["url"], "http://h/services/echo/x");
+
+        let body = &c.body;
+        assert_eq!(body["x402Version"], 1);
+        let entry = &body["accepts"][0];
+        assert_eq!(entry["network"], "base-sepolia");
+        assert_eq!(entry["amount"], "1500");
+        assert_eq!(entry["maxAmountRequired"], "1500");
+        assert_eq!(entry["resource"], "http://h/services/echo/x");
+        assert_eq!(entry["extra"]["name"], "USDC");
+        assert_eq!(entry["extra"]["version"], "2");
+        assert_eq!(body["resource"]["url"], "http://h/services/echo/x");
+        let parsed: PaymentRequired = serde_json::from_value(body.clone()).unwrap();
+        assert_eq!(parsed.accepts[0].amount, U256::from(1500));
+    }
+
+    #[test]
+    fn unnamed_network_gets_a_v2_body() {
+        let asset = x402::network::Asset {
+            address: address!("0x2222222222222222222222222222222222222222"),
+            decimals: 6,
+            symbol: "TST".into(),
+            eip712_name: "Test".into(),
+            eip712_version: "1".into(),
+        };
+        let route = route_on(Network::Eip155(31337), &asset);
+        let c = build(&route, "http://h/services/echo", "payment required", None).unwrap();
+        assert_eq!(c.body["x402Version"], 2);
+        assert_eq!(c.body["accepts"][0]["network"], "eip155:31337");
+        assert_eq!(c.body["accepts"][0]["maxAmountRequired"], "1500");
+        assert!(describe_price(&route.accepts[0]).contains("atomic units"));
+    }
+
+    #[test]
+    fn failure_goes_into_extensions_and_html_is_escaped() {
+        let net = Network::BASE_SEPOLIA;
+        let mut route = route_on(net.clone(), &net.default_asset().unwrap());
+        route.description = "<script>alert(1)</script>".into();
+        let c = build(
+            &route,
+            "http://h/services/echo",
+            "amount mismatch",
+            Some(json!({"reason": "invalid_exact_evm_payload_authorization_value_mismatch"})),
+        )
+        .unwrap();
+        assert_eq!(
+            c.body["extensions"]["paymentFailure"]["reason"],
+            "invalid_exact_evm_payload_authorization_value_mismatch"
+        );
+        let page = html_page(&route, &c);
+        assert!(page.contains("0.0015 USDC on Base Sepolia"));
+        assert!(!page.contains("<script>alert"));
+    }
+
+    fn base64_decode(s: &str) -> Vec<u8> {
+        let value: Value = x402::header::decode(s).unwrap();
+        serde_json::to_vec(&value).unwrap()
+    }
+}
