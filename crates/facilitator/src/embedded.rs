@@ -606,7 +606,7 @@ impl EmbeddedFacilitator {
 
     async fn await_receipt(&self, chain: &Chain, hash: B256) -> Option<TransactionReceipt> {
         let deadline = tokio::time::Instant::now() + self.receipt_timeout;
-        let mut interval = Duration::from_millis(50);
+        let mut interval = Duration::from_millis(5);
         loop {
             if let Ok(Some(receipt)) = chain.provider.get_transaction_receipt(hash).await {
                 return Some(receipt);
