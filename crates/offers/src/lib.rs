@@ -1,0 +1,17 @@
+//! ServiceOffers: what a seller sells, where each offer stands, and the reconciler
+//! that turns stored offers into the gateway's routes and published documents.
+//!
+//! The model is field-compatible with obol's `ServiceOffer` CRD ([`spec`]), checked
+//! into typed values once ([`validate`]), kept in SQLite with an event log
+//! ([`store`]), and driven through six stages continuously ([`reconcile`]).
+
+pub mod reconcile;
+pub mod spec;
+pub mod store;
+pub mod time;
+pub mod validate;
+
+pub use reconcile::{Reconciler, ReconcilerConfig, STAGES};
+pub use spec::{OfferSpec, OfferStatus, OfferType, ServiceOffer};
+pub use store::{Change, Event, Store, StoreError};
+pub use validate::{OfferName, ResolvedOffer, ValidationError};

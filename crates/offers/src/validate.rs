@@ -1,0 +1,628 @@
+//! From what the user wrote to typed values: names, wallets, paths, networks, prices.
+//!
+//! Messages follow the reference CLI's wording so people (and agents) who know it
+//! recognise them, and each says what to type instead.
+
+use std::fmt;
+use std::time::Duration;
+
+use alloy::primitives::Address;
+use erc8004::oasf::Taxonomy;
+use reqwest::Url;
+use x402::money::{Money, Price};
+use x402::network::{Asset, Network};
+use x402::wire::{PaymentRequirements, SCHEME_EXACT};
+
+use crate::spec::{ModelSpec, OfferType, RegistrationSpec, ServiceOffer};
+
+/// Paths the gateway serves itself; an offer may not sit on or under them.
+pub const RESERVED_PATHS: &[&str] = &[
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    "/skill.md",
+    "/api",
+    "/openapi.json",
+    "/.well-known",
+];
+
+/// Longest `maxTimeoutSeconds` accepted (24 h, as the reference caps it).
+pub const MAX_TIMEOUT_SECONDS: u64 = 86_400;
+
+/// A refused offer field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ValidationError {
+    /// No name.
+    #[error("name cannot be empty")]
+    EmptyName,
+    /// Bad name.
+    #[error(
+        "invalid name {0:?}: must be lowercase alphanumeric with hyphens, 1-63 chars, starting with a letter or digit"
+    )]
+    InvalidName(String),
+    /// Bad recipient.
+    #[error("invalid wallet address {0:?}: must be 0x-prefixed 40-char hex")]
+    InvalidWallet(String),
+    /// No recipient.
+    #[error("recipient required: use --pay-to <addr> or set X402_WALLET")]
+    RecipientRequired,
+    /// No price key.
+    #[error("price required: use --price, --per-request, --per-mtok, or --per-hour")]
+    PriceRequired,
+    /// Several price keys.
+    #[error("set exactly one price (perRequest, perMTok or perHour); got {0}")]
+    SeveralPrices(String),
+    /// A price that does not parse.
+    #[error("invalid {field} value {value:?}: {reason}")]
+    InvalidPrice {
+        /// `--per-request` or the spec key.
+        field: String,
+        /// What was given.
+        value: String,
+        /// Why it is wrong.
+        reason: String,
+    },
+    /// perEpoch cannot be charged per call.
+    #[error(
+        "perEpoch pricing ({0}) cannot be charged per request with the exact scheme; set perRequest or perHour instead"
+    )]
+    PerEpoch(String),
+    /// Unknown network or asset problem.
+    #[error("{0}")]
+    Network(String),
+    /// A scheme other than exact.
+    #[error("payment scheme {0:?} is not supported; use \"exact\"")]
+    Scheme(String),
+    /// A token agora cannot settle.
+    #[error("{0}")]
+    Asset(String),
+    /// maxTimeoutSeconds out of range.
+    #[error("maxTimeoutSeconds {0} is out of range; use 1 to 86400")]
+    Timeout(u64),
+    /// No upstream.
+    #[error("upstream required: use --upstream <url> (e.g. http://127.0.0.1:8080)")]
+    UpstreamRequired,
+    /// Upstream that is not an http(s) URL.
+    #[error("invalid upstream {0:?}: {1}")]
+    InvalidUpstream(String, String),
+    /// Path with bad characters.
+    #[error("invalid path {0:?}: must start with / and use only letters, digits, /, _, . and -")]
+    InvalidPath(String),
+    /// Path with a dot segment.
+    #[error("invalid path {0:?}: path traversal not allowed")]
+    PathTraversal(String),
+    /// Path on a gateway path.
+    #[error(
+        "path {path} collides with the reserved platform path {reserved}; pass --path /services/<name>"
+    )]
+    ReservedPath {
+        /// The offer's path.
+        path: String,
+        /// The reserved one.
+        reserved: String,
+    },
+    /// Path taken by another offer.
+    #[error("path {path} is already used by offer {other} — pass --path to choose another")]
+    PathInUse {
+        /// The path.
+        path: String,
+        /// The offer using it.
+        other: String,
+    },
+    /// Inference without a model.
+    #[error("--model is required for inference offers (or run interactively to auto-detect)")]
+    ModelRequired,
+    /// An OASF name that is not in the taxonomy.
+    #[error("{0}")]
+    Oasf(String),
+    /// A drain time or grace period that does not parse.
+    #[error("{0}")]
+    Drain(String),
+}
+
+/// A validated offer name: `^[a-z0-9][a-z0-9-]{0,62}$`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct OfferName(String);
+
+impl OfferName {
+    /// Checks `name`.
+    pub fn parse(name: &str) -> Result<Self, ValidationError> {
+        if name.is_empty() {
+            return Err(ValidationError::EmptyName);
+        }
+        let mut chars = name.chars();
+        let first_ok = chars
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+        let rest_ok = chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if !first_ok || !rest_ok || name.len() > 63 {
+            return Err(ValidationError::InvalidName(name.to_string()));
+        }
+        Ok(Self(name.to_string()))
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for OfferName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Parses a recipient: `0x` or `0X` and 40 hex digits.
+pub fn parse_wallet(input: &str) -> Result<Address, ValidationError> {
+    let trimmed = input.trim();
+    if trimmed.is_empty() {
+        return Err(ValidationError::RecipientRequired);
+    }
+    let hex = trimmed
+        .strip_prefix("0x")
+        .or_else(|| trimmed.strip_prefix("0X"))
+        .filter(|h| h.len() == 40 && h.chars().all(|c| c.is_ascii_hexdigit()))
+        .ok_or_else(|| ValidationError::InvalidWallet(input.to_string()))?;
+    format!("0x{hex}")
+        .parse()
+        .map_err(|_| ValidationError::InvalidWallet(input.to_string()))
+}
+
+/// Checks a public path (`/services/<name>` by default).
+pub fn check_path(path: &str) -> Result<String, ValidationError> {
+    let path = path.trim_end_matches('/');
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '/' | '_' | '.' | '-');
+    if !path.starts_with('/') || !path.chars().all(allowed) || path.len() < 2 {
+        return Err(ValidationError::InvalidPath(path.to_string()));
+    }
+    if path.split('/').any(|s| s == ".." || s == ".") {
+        return Err(ValidationError::PathTraversal(path.to_string()));
+    }
+    for reserved in RESERVED_PATHS {
+        if path == *reserved || path.starts_with(&format!("{reserved}/")) {
+            return Err(ValidationError::ReservedPath {
+                path: path.to_string(),
+                reserved: (*reserved).to_string(),
+            });
+        }
+    }
+    Ok(path.to_string())
+}
+
+/// Parses a decimal price flag or key into a [`Price`] of `asset`.
+pub fn parse_price(field: &str, value: &str, asset: &Asset) -> Result<Money, ValidationError> {
+    Money::parse(value, asset.decimals).map_err(|e| ValidationError::InvalidPrice {
+        field: field.to_string(),
+        value: value.to_string(),
+        reason: e.to_string(),
+    })
+}
+
+/// Parses a Go-style duration (`1h`, `30m`, `1h0m0s`, `90s`, `0s`).
+pub fn parse_duration(input: &str) -> Result<Duration, ValidationError> {
+    let bad = || {
+        ValidationError::Drain(format!(
+            "invalid duration {input:?}: use hours, minutes and seconds such as 1h, 30m or 1h0m0s"
+        ))
+    };
+    let mut total = 0u64;
+    let mut digits = String::new();
+    for c in input.trim().chars() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+            continue;
+        }
+        let n: u64 = digits.parse().map_err(|_| bad())?;
+        digits.clear();
+        total += n * match c {
+            'h' => 3600,
+            'm' => 60,
+            's' => 1,
+            _ => return Err(bad()),
+        };
+    }
+    if !digits.is_empty() {
+        return Err(bad());
+    }
+    Ok(Duration::from_secs(total))
+}
+
+/// Writes a duration the Go way (`1h0m0s`).
+pub fn format_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    format!("{}h{}m{}s", s / 3600, (s % 3600) / 60, s % 60)
+}
+
+/// An offer with every field checked and typed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResolvedOffer {
+    /// Name.
+    pub name: OfferName,
+    /// Kind.
+    pub offer_type: OfferType,
+    /// Served model.
+    pub model: Option<ModelSpec>,
+    /// Upstream base URL.
+    pub upstream: Url,
+    /// Health path checked by UpstreamHealthy.
+    pub health_path: String,
+    /// Public path prefix.
+    pub path: String,
+    /// Payment network.
+    pub network: Network,
+    /// Token.
+    pub asset: Asset,
+    /// Recipient.
+    pub pay_to: Address,
+    /// The price as set.
+    pub price: Price,
+    /// What one call costs.
+    pub per_request: Money,
+    /// Authorization validity.
+    pub max_timeout_seconds: u64,
+    /// Limits.
+    pub limits: gateway::Limits,
+    /// Listing (defaults filled).
+    pub registration: RegistrationSpec,
+}
+
+impl ResolvedOffer {
+    /// The x402 requirement the gateway offers for this price.
+    pub fn requirement(&self) -> PaymentRequirements {
+        PaymentRequirements::exact(
+            self.network.clone(),
+            &self.asset,
+            self.per_request.atomic,
+            self.pay_to,
+            self.max_timeout_seconds,
+        )
+    }
+
+    /// `0.0005 USDC/request (approx from 0.5 USDC/MTok @ 1000 tok/request)`.
+    pub fn price_text(&self) -> String {
+        let base = format!("{} {}/request", self.per_request, self.asset.symbol);
+        match self.price.approximation_note(&self.asset.symbol) {
+            Some(note) => format!("{base} ({note})"),
+            None => base,
+        }
+    }
+}
+
+fn upstream_url(offer: &ServiceOffer) -> Result<Url, ValidationError> {
+    let up = &offer.spec.upstream;
+    let text = match (&up.url, &up.service, up.port) {
+        (Some(url), _, _) => url.clone(),
+        (None, Some(service), Some(port)) => {
+            let host = if service == "localhost" || service.contains('.') {
+                service.as_str()
+            } else {
+                "127.0.0.1"
+            };
+            format!("http://{host}:{port}")
+        }
+        (None, _, Some(port)) => format!("http://127.0.0.1:{port}"),
+        _ => return Err(ValidationError::UpstreamRequired),
+    };
+    let url = Url::parse(&text)
+        .map_err(|e| ValidationError::InvalidUpstream(text.clone(), e.to_string()))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(ValidationError::InvalidUpstream(
+            text,
+            "must be an http:// or https:// URL with a host".into(),
+        ));
+    }
+    Ok(url)
+}
+
+fn resolve_asset(offer: &ServiceOffer, network: &Network) -> Result<Asset, ValidationError> {
+    let Some(spec) = &offer.spec.payment.asset else {
+        return network
+            .default_asset()
+            .map_err(|e| ValidationError::Network(e.to_string()));
+    };
+    if let Some(method) = &spec.transfer_method
+        && method != "eip3009"
+    {
+        return Err(ValidationError::Asset(format!(
+            "asset transfer method {method:?} is not supported; agora settles EIP-3009 tokens (transferMethod: eip3009)"
+        )));
+    }
+    let address = parse_wallet(&spec.address).map_err(|_| {
+        ValidationError::Asset(format!(
+            "invalid asset address {:?}: must be 0x-prefixed 40-char hex",
+            spec.address
+        ))
+    })?;
+    let known = network.known().filter(|c| c.usdc.address == address);
+    match (known, &spec.eip712_name, &spec.eip712_version) {
+        (Some(chain), _, _) => Ok(chain.usdc.to_asset()),
+        (None, Some(name), Some(version)) => Ok(Asset {
+            address,
+            decimals: spec.decimals,
+            symbol: spec.symbol.clone().unwrap_or_else(|| "TOKEN".into()),
+            eip712_name: name.clone(),
+            eip712_version: version.clone(),
+        }),
+        _ => Err(ValidationError::Asset(format!(
+            "asset {address} needs eip712Name and eip712Version (its EIP-712 domain) so buyers can sign for it"
+        ))),
+    }
+}
+
+fn resolve_price(offer: &ServiceOffer, asset: &Asset) -> Result<Price, ValidationError> {
+    let p = &offer.spec.payment.price;
+    let set: Vec<&str> = [
+        ("perRequest", &p.per_request),
+        ("perMTok", &p.per_mtok),
+        ("perHour", &p.per_hour),
+        ("perEpoch", &p.per_epoch),
+    ]
+    .iter()
+    .filter(|(_, v)| v.is_some())
+    .map(|(k, _)| *k)
+    .collect();
+    if set.len() > 1 {
+        return Err(ValidationError::SeveralPrices(set.join(", ")));
+    }
+    match (&p.per_request, &p.per_mtok, &p.per_hour, &p.per_epoch) {
+        (Some(v), ..) => Ok(Price::PerRequest(parse_price("perRequest", v, asset)?)),
+        (_, Some(v), ..) => Ok(Price::PerMTok(parse_price("perMTok", v, asset)?)),
+        (_, _, Some(v), _) => Ok(Price::PerHour(parse_price("perHour", v, asset)?)),
+        (_, _, _, Some(v)) => Err(ValidationError::PerEpoch(v.clone())),
+        _ => Err(ValidationError::PriceRequired),
+    }
+}
+
+/// Validates OASF names in a registration block against the shipped taxonomy.
+pub fn check_oasf(registration: &RegistrationSpec) -> Result<(), ValidationError> {
+    for skill in &registration.skills {
+        Taxonomy::validate_skill(skill).map_err(|e| ValidationError::Oasf(e.to_string()))?;
+    }
+    for domain in &registration.domains {
+        Taxonomy::validate_domain(domain).map_err(|e| ValidationError::Oasf(e.to_string()))?;
+    }
+    Ok(())
+}
+
+/// Checks every field of `offer`.
+pub fn resolve(offer: &ServiceOffer) -> Result<ResolvedOffer, ValidationError> {
+    let name = OfferName::parse(&offer.metadata.name)?;
+    let spec = &offer.spec;
+    if spec.offer_type == OfferType::Inference
+        && spec.model.as_ref().is_none_or(|m| m.name.trim().is_empty())
+    {
+        return Err(ValidationError::ModelRequired);
+    }
+    let upstream = upstream_url(offer)?;
+    let health_path = match spec.upstream.health_path.as_deref() {
+        Some(p) if p.starts_with('/') => p.to_string(),
+        Some(p) => format!("/{p}"),
+        None => "/".to_string(),
+    };
+    let path = check_path(spec.path.as_deref().unwrap_or(&format!("/services/{name}")))?;
+    let network = Network::parse(&spec.payment.network)
+        .map_err(|e| ValidationError::Network(e.to_string()))?;
+    if network.chain_id().is_none() {
+        return Err(ValidationError::Network(format!(
+            "network {} is not an EVM chain; agora sells on eip155 networks such as base or base-sepolia",
+            network.caip2()
+        )));
+    }
+    if spec.payment.scheme != SCHEME_EXACT {
+        return Err(ValidationError::Scheme(spec.payment.scheme.clone()));
+    }
+    let pay_to = parse_wallet(&spec.payment.pay_to)?;
+    let timeout = spec.payment.max_timeout_seconds;
+    if timeout == 0 || timeout > MAX_TIMEOUT_SECONDS {
+        return Err(ValidationError::Timeout(timeout));
+    }
+    let asset = resolve_asset(offer, &network)?;
+    let price = resolve_price(offer, &asset)?;
+    let per_request = price
+        .per_request()
+        .map_err(|e| ValidationError::InvalidPrice {
+            field: price.unit().to_string(),
+            value: price_value(&price),
+            reason: e.to_string(),
+        })?;
+    let mut registration = spec.registration.clone().unwrap_or_default();
+    check_oasf(&registration)?;
+    if registration.name.is_none() {
+        registration.name = Some(name.to_string());
+    }
+    let limits = spec.limits.unwrap_or_default();
+    if let Some(grace) = &spec.drain_grace_period {
+        parse_duration(grace)?;
+    }
+    if let Some(at) = &spec.drain_at {
+        crate::time::parse_rfc3339(at).map_err(ValidationError::Drain)?;
+    }
+    Ok(ResolvedOffer {
+        name,
+        offer_type: spec.offer_type,
+        model: spec.model.clone(),
+        upstream,
+        health_path,
+        path,
+        network,
+        asset,
+        pay_to,
+        price,
+        per_request,
+        max_timeout_seconds: timeout,
+        limits: gateway::Limits {
+            rps: limits.rps,
+            max_in_flight: limits.max_in_flight,
+        },
+        registration,
+    })
+}
+
+fn price_value(price: &Price) -> String {
+    match price {
+        Price::PerRequest(m) | Price::PerMTok(m) | Price::PerHour(m) => m.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::{OfferSpec, PaymentSpec, PriceSpec, UpstreamSpec};
+
+    fn offer(price: PriceSpec) -> ServiceOffer {
+        ServiceOffer::new(
+            "echo",
+            OfferSpec {
+                upstream: UpstreamSpec {
+                    url: Some("http://127.0.0.1:8080".into()),
+                    ..UpstreamSpec::default()
+                },
+                payment: PaymentSpec {
+                    network: "base-sepolia".into(),
+                    pay_to: "0x70997970C51812dc3A010C7d01b50e0d17dc79C8".into(),
+                    scheme: "exact".into(),
+                    max_timeout_seconds: 300,
+                    price,
+                    asset: None,
+                },
+                ..OfferSpec::default()
+            },
+        )
+    }
+
+    fn per_request(v: &str) -> PriceSpec {
+        PriceSpec {
+            per_request: Some(v.into()),
+            ..PriceSpec::default()
+        }
+    }
+
+    #[test]
+    fn names_follow_the_reference_rule() {
+        assert!(OfferName::parse("my-qwen-3").is_ok());
+        assert_eq!(
+            OfferName::parse("").unwrap_err().to_string(),
+            "name cannot be empty"
+        );
+        for bad in ["My-Qwen", "-x", "a_b", "a.b", &"a".repeat(64)] {
+            assert_eq!(
+                OfferName::parse(bad).unwrap_err().to_string(),
+                format!(
+                    "invalid name {bad:?}: must be lowercase alphanumeric with hyphens, 1-63 chars, starting with a letter or digit"
+                )
+            );
+        }
+    }
+
+    #[test]
+    fn wallets_follow_the_reference_rule() {
+        assert!(parse_wallet("0X70997970C51812dc3A010C7d01b50e0d17dc79C8").is_ok());
+        for bad in [
+            "70997970C51812dc3A010C7d01b50e0d17dc79C8",
+            "0x1234",
+            "0xZZ997970C51812dc3A010C7d01b50e0d17dc79C8",
+        ] {
+            assert_eq!(
+                parse_wallet(bad).unwrap_err().to_string(),
+                format!("invalid wallet address {bad:?}: must be 0x-prefixed 40-char hex")
+            );
+        }
+        assert_eq!(
+            parse_wallet("").unwrap_err().to_string(),
+            "recipient required: use --pay-to <addr> or set X402_WALLET"
+        );
+    }
+
+    #[test]
+    fn paths_are_checked() {
+        assert_eq!(check_path("/services/x/").unwrap(), "/services/x");
+        assert_eq!(
+            check_path("services/x").unwrap_err().to_string(),
+            "invalid path \"services/x\": must start with / and use only letters, digits, /, _, . and -"
+        );
+        assert_eq!(
+            check_path("/services/../x").unwrap_err().to_string(),
+            "invalid path \"/services/../x\": path traversal not allowed"
+        );
+        assert_eq!(
+            check_path("/api/x").unwrap_err().to_string(),
+            "path /api/x collides with the reserved platform path /api; pass --path /services/<name>"
+        );
+    }
+
+    #[test]
+    fn prices_resolve_exactly_with_the_approximation_text() {
+        let r = resolve(&offer(per_request("0.001"))).unwrap();
+        assert_eq!(r.per_request.atomic, alloy::primitives::U256::from(1000));
+        assert_eq!(r.price_text(), "0.001 USDC/request");
+        assert_eq!(r.path, "/services/echo");
+        assert_eq!(r.health_path, "/");
+        let mtok = resolve(&offer(PriceSpec {
+            per_mtok: Some("0.50".into()),
+            ..PriceSpec::default()
+        }))
+        .unwrap();
+        assert_eq!(
+            mtok.price_text(),
+            "0.0005 USDC/request (approx from 0.5 USDC/MTok @ 1000 tok/request)"
+        );
+        assert_eq!(
+            resolve(&offer(PriceSpec::default())).unwrap_err(),
+            ValidationError::PriceRequired
+        );
+        assert!(matches!(
+            resolve(&offer(per_request("abc"))).unwrap_err(),
+            ValidationError::InvalidPrice { .. }
+        ));
+        let both = PriceSpec {
+            per_request: Some("1".into()),
+            per_hour: Some("1".into()),
+            ..PriceSpec::default()
+        };
+        assert_eq!(
+            resolve(&offer(both)).unwrap_err().to_string(),
+            "set exactly one price (perRequest, perMTok or perHour); got perRequest, perHour"
+        );
+    }
+
+    #[test]
+    fn reference_upstreams_map_to_loopback() {
+        let mut o = offer(per_request("0.001"));
+        o.spec.upstream = UpstreamSpec {
+            service: Some("ollama".into()),
+            namespace: Some("llm".into()),
+            port: Some(11434),
+            ..UpstreamSpec::default()
+        };
+        assert_eq!(
+            resolve(&o).unwrap().upstream.as_str(),
+            "http://127.0.0.1:11434/"
+        );
+        o.spec.upstream = UpstreamSpec::default();
+        assert_eq!(resolve(&o).unwrap_err(), ValidationError::UpstreamRequired);
+    }
+
+    #[test]
+    fn oasf_names_are_checked_with_a_suggestion() {
+        let mut o = offer(per_request("0.001"));
+        o.spec.registration = Some(RegistrationSpec {
+            skills: vec!["devops_mlops/model_versionin".into()],
+            ..RegistrationSpec::default()
+        });
+        let message = resolve(&o).unwrap_err().to_string();
+        assert!(
+            message.contains("devops_mlops/model_versioning"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn durations_read_the_go_way() {
+        assert_eq!(parse_duration("1h0m0s").unwrap(), Duration::from_secs(3600));
+        assert_eq!(parse_duration("90s").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("0s").unwrap(), Duration::ZERO);
+        assert!(parse_duration("1d").is_err());
+        assert_eq!(format_duration(Duration::from_secs(3661)), "1h1m1s");
+    }
+}

@@ -1,0 +1,265 @@
+//! The reconciler against real things: a devnet with the embedded facilitator, a
+//! loopback upstream that can be stopped and restarted, an Ollama-shaped model server,
+//! and the gateway serving what the reconciler installs.
+
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::get;
+use devnet::{Devnet, DevnetConfig};
+use facilitator::{ChainConfig, EmbeddedConfig, EmbeddedFacilitator};
+use gateway::{Gateway, GatewayConfig};
+use offers::{Reconciler, ReconcilerConfig, STAGES, ServiceOffer, Store};
+use serde_json::json;
+use tokio::net::TcpListener;
+use x402::Facilitator;
+
+struct Server {
+    port: u16,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Server {
+    async fn start(router: Router, port: u16) -> Self {
+        let listener = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .await
+                .unwrap();
+        });
+        Self {
+            port,
+            stop: Some(stop),
+        }
+    }
+
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+fn echo() -> Router {
+    Router::new()
+        .route("/health", get(|| async { "ok" }))
+        .fallback(|| async { "paid content" })
+}
+
+fn ollama() -> Router {
+    Router::new()
+        .route("/", get(|| async { "Ollama is running" }))
+        .route(
+            "/api/tags",
+            get(|| async { axum::Json(json!({"models": [{"name": "qwen3:0.6b"}]})) }),
+        )
+}
+
+struct Fixture {
+    chain: Devnet,
+    store: Arc<Store>,
+    reconciler: Reconciler,
+    gateway_url: String,
+    _dir: tempfile::TempDir,
+}
+
+async fn fixture() -> Fixture {
+    let chain = Devnet::start(DevnetConfig {
+        accounts: 2,
+        ..DevnetConfig::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let facilitator: Arc<dyn Facilitator> = Arc::new(
+        EmbeddedFacilitator::open(EmbeddedConfig::new(
+            vec![ChainConfig {
+                network: chain.network(),
+                rpc_url: chain.rpc_url().to_string(),
+            }],
+            chain.accounts()[0].signer(),
+            dir.path().join("facilitator.db"),
+        ))
+        .await
+        .unwrap(),
+    );
+    let store = Arc::new(Store::open(&dir.path().join("agora.db")).unwrap());
+    let gateway = Gateway::new(GatewayConfig::default(), facilitator.clone()).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let gateway_url = format!("http://{}", listener.local_addr().unwrap());
+    let served = gateway.clone();
+    tokio::spawn(async move {
+        gateway::serve(&served, listener, std::future::pending())
+            .await
+            .unwrap()
+    });
+    let reconciler = Reconciler::new(
+        store.clone(),
+        gateway,
+        facilitator,
+        ReconcilerConfig::default(),
+    )
+    .unwrap();
+    Fixture {
+        chain,
+        store,
+        reconciler,
+        gateway_url,
+        _dir: dir,
+    }
+}
+
+fn manifest(name: &str, upstream: &str, seller: &str) -> ServiceOffer {
+    ServiceOffer::from_manifest(&format!(
+        "metadata: {{name: {name}}}\nspec:\n  upstream: {{url: '{upstream}', healthPath: /health}}\n  payment: {{network: base-sepolia, payTo: '{seller}', price: {{perRequest: '0.001'}}}}\n"
+    ))
+    .unwrap()
+}
+
+fn conditions(store: &Store, name: &str) -> Vec<(String, String, String)> {
+    store
+        .get(name)
+        .unwrap()
+        .unwrap()
+        .status
+        .conditions
+        .into_iter()
+        .map(|c| (c.kind, c.status, c.reason))
+        .collect()
+}
+
+async fn status_of(url: &str) -> u16 {
+    reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap()
+        .get(url)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn an_http_offer_goes_ready_falls_back_when_its_upstream_dies_and_recovers() {
+    let f = fixture().await;
+    let upstream = Server::start(echo(), 0).await;
+    let port = upstream.port;
+    let seller = f.chain.accounts()[1].address().to_string();
+    f.store
+        .put(&manifest(
+            "echo",
+            &format!("http://127.0.0.1:{port}"),
+            &seller,
+        ))
+        .unwrap();
+    let summary = f.reconciler.pass().await.unwrap();
+    assert_eq!((summary.offers, summary.ready), (1, 1));
+    let expected: Vec<(String, String, String)> = [
+        ("ModelReady", "Skipped"),
+        ("UpstreamHealthy", "Healthy"),
+        ("PaymentGateReady", "Reconciled"),
+        ("RoutePublished", "Reconciled"),
+        ("Registered", "Disabled"),
+        ("Ready", "Reconciled"),
+    ]
+    .iter()
+    .map(|(k, r)| ((*k).to_string(), "True".to_string(), (*r).to_string()))
+    .collect();
+    assert_eq!(conditions(&f.store, "echo"), expected);
+    let offer = f.store.get("echo").unwrap().unwrap();
+    assert_eq!(offer.status.endpoint.as_deref(), Some("/services/echo"));
+    assert_eq!(offer.status.observed_generation, 1);
+    let paid = format!("{}/services/echo/x", f.gateway_url);
+    assert_eq!(status_of(&paid).await, 402);
+    assert_eq!(
+        status_of(&format!("{}/services/echo/health", f.gateway_url)).await,
+        200,
+        "health path is free"
+    );
+
+    upstream.stop().await;
+    f.reconciler.pass().await.unwrap();
+    let now = conditions(&f.store, "echo");
+    assert_eq!(now[1].1, "False");
+    assert_eq!(now[1].2, "Unhealthy");
+    assert_eq!(now[5].1, "False", "not Ready while the upstream is down");
+    assert_eq!(
+        status_of(&paid).await,
+        503,
+        "the route refuses instead of charging"
+    );
+
+    let _back = Server::start(echo(), port).await;
+    f.reconciler.pass().await.unwrap();
+    assert_eq!(conditions(&f.store, "echo")[5].1, "True");
+    assert_eq!(status_of(&paid).await, 402);
+    let events = f.store.events("echo", 50).unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| e.message.starts_with("UpstreamHealthy False (Unhealthy)"))
+    );
+}
+
+#[tokio::test]
+async fn inference_offers_need_their_model_listed() {
+    let f = fixture().await;
+    let server = Server::start(ollama(), 0).await;
+    let seller = f.chain.accounts()[1].address().to_string();
+    let reference = format!(
+        "apiVersion: obol.org/v1alpha1\nkind: ServiceOffer\nmetadata: {{name: qwen, namespace: llm}}\nspec:\n  type: inference\n  model: {{name: 'qwen3:0.6b', runtime: ollama}}\n  upstream: {{service: ollama, namespace: llm, port: {}}}\n  payment: {{network: base-sepolia, payTo: '{seller}', price: {{perMTok: '0.50'}}}}\n",
+        server.port
+    );
+    f.store
+        .put(&ServiceOffer::from_manifest(&reference).unwrap())
+        .unwrap();
+    let mut missing = ServiceOffer::from_manifest(&reference).unwrap();
+    missing.metadata.name = "llama".into();
+    missing.spec.model.as_mut().unwrap().name = "llama3:70b".into();
+    f.store.put(&missing).unwrap();
+    let summary = f.reconciler.pass().await.unwrap();
+    assert_eq!((summary.offers, summary.ready), (2, 1));
+    assert_eq!(
+        conditions(&f.store, "qwen")[0],
+        ("ModelReady".into(), "True".into(), "Available".into())
+    );
+    let llama = f.store.get("llama").unwrap().unwrap();
+    let model = llama.condition("ModelReady").unwrap();
+    assert_eq!(
+        (model.status.as_str(), model.reason.as_str()),
+        ("False", "ModelNotFound")
+    );
+    assert!(
+        model.message.contains("llama3:70b") && model.message.contains("qwen3:0.6b"),
+        "{}",
+        model.message
+    );
+    assert_eq!(STAGES.len(), llama.status.conditions.len());
+    let required = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap()
+        .post(format!(
+            "{}/services/qwen/v1/chat/completions",
+            f.gateway_url
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(required.status(), 402);
+    let body: serde_json::Value = required.json().await.unwrap();
+    assert_eq!(
+        body["accepts"][0]["maxAmountRequired"], "500",
+        "0.50 USDC/MTok is 0.0005 per request"
+    );
+}
