@@ -1,27 +1,39 @@
-//! `agora demo`: the whole payment path on a local chain, with the on-chain proof.
+//! `agora demo`: the whole seller and buyer story on a local chain, with the proof.
 //!
-//! A buyer signs an EIP-3009 authorization for a seller's x402 requirement, it travels
-//! as a `PAYMENT-SIGNATURE` header, agora verifies it, a relayer settles it with
-//! `transferWithAuthorization`, and the USDC `Transfer` log is checked against the
-//! price. Replaying the same authorization is shown to fail.
+//! It starts a devnet, the seller daemon with the embedded facilitator, and a small
+//! sample service; sells the service; waits for the offer to be Ready; probes its
+//! 402; pays it as a buyer through the gateway; and checks the USDC Transfer on chain
+//! and both balances. A replay of the same payment is shown to be refused. Everything
+//! it started is stopped on exit, and its state lives in a temporary directory.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use alloy::primitives::{Address, B256, U256};
 use alloy::providers::Provider;
-use alloy::rpc::types::{TransactionReceipt, TransactionRequest};
-use alloy::sol_types::{SolCall, SolEvent};
+use alloy::rpc::types::TransactionReceipt;
+use alloy::sol_types::SolEvent;
 use anyhow::{Context, bail, ensure};
+use axum::Router;
+use axum::http::HeaderMap;
 use clap::Args;
 use devnet::{Devnet, DevnetConfig};
+use facilitator::{ChainConfig, EmbeddedConfig, EmbeddedFacilitator};
+use offers::ServiceOffer;
+use offers::spec::{OfferSpec, PaymentSpec, PriceSpec, UpstreamSpec};
 use serde::Serialize;
+use serde_json::json;
 use x402::eip3009::{self, IEip3009Token};
-use x402::{Money, PaymentPayload, PaymentRequirements, header};
+use x402::wire::SettleResponse;
+use x402::{Money, PaymentPayload, header};
+
+use crate::admin_client::AdminClient;
+use crate::daemon::{Daemon, DaemonConfig};
 
 /// Options of `agora demo`.
 #[derive(Debug, Args)]
 pub struct DemoArgs {
-    /// Price of the demo request in USDC.
+    /// Price of the sample service per request, in USDC.
     #[arg(long, default_value = "0.001")]
     price: String,
     /// The anvil binary (default: $AGORA_ANVIL, PATH, then the project's tools/ install).
@@ -39,6 +51,10 @@ struct DemoProof {
     rpc_url: String,
     network: String,
     asset: Address,
+    offer: String,
+    url: String,
+    conditions: Vec<String>,
+    probe_passed: bool,
     price: String,
     amount_atomic: String,
     payer: Address,
@@ -50,6 +66,7 @@ struct DemoProof {
     payer_balance_after: String,
     seller_balance_before: String,
     seller_balance_after: String,
+    service_answer: serde_json::Value,
     nonce_used_on_chain: bool,
     replay_rejected: bool,
 }
@@ -68,7 +85,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         "--price must be above zero to demonstrate a payment"
     );
 
-    say("1. starting a local Base Sepolia look-alike (anvil, chain id 84532)".into());
+    say("1. starting a local Base Sepolia look-alike (anvil, chain id 84532, USDC, ERC-8004 registry)".into());
     let chain = Devnet::start(DevnetConfig {
         accounts: 3,
         anvil: args.anvil.clone(),
@@ -76,137 +93,307 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     })
     .await
     .context("could not start the devnet")?;
-    let result = pay_once(&chain, price, &say).await;
+    let home = tempfile::tempdir().context("cannot create a temporary AGORA_HOME")?;
+    let result = sell_and_buy(&chain, home.path(), &args.price, price, args.json, &say).await;
     chain.stop().await;
     let proof = result?;
     if args.json {
         println!("{}", serde_json::to_string(&proof)?);
     } else {
         println!(
-            "\nproof: tx {} in block {}",
-            proof.transaction, proof.block_number
+            "\nproof: tx {} in block {} on {}",
+            proof.transaction, proof.block_number, proof.network
         );
         println!(
             "  seller {} USDC -> {} USDC (+{} USDC, exactly the price)",
             proof.seller_balance_before, proof.seller_balance_after, proof.price
         );
-        println!("  chain stopped; run `agora devnet` to keep one running");
+        println!(
+            "  buyer  {} USDC -> {} USDC",
+            proof.payer_balance_before, proof.payer_balance_after
+        );
+        println!("  everything stopped; run `agora devnet` and `agora serve` to keep them running");
     }
     Ok(())
 }
 
-async fn pay_once(
+/// The built-in service being sold: it greets whoever paid.
+async fn sample_service() -> anyhow::Result<(String, tokio::task::JoinHandle<()>)> {
+    let app = Router::new()
+        .route("/health", axum::routing::get(|| async { "ok" }))
+        .fallback(|headers: HeaderMap, uri: axum::http::Uri| async move {
+            let payer = headers
+                .get("x-payment-payer")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("nobody")
+                .to_string();
+            axum::Json(json!({
+                "message": "hello from agora's sample service",
+                "path": uri.path(),
+                "paidBy": payer,
+            }))
+        });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let task = tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!("sample service stopped: {e}");
+        }
+    });
+    Ok((url, task))
+}
+
+async fn sell_and_buy(
     chain: &Devnet,
+    home: &std::path::Path,
+    price_text: &str,
     price: Money,
+    quiet: bool,
     say: &impl Fn(String),
 ) -> anyhow::Result<DemoProof> {
     let [relayer, buyer, seller] = chain.accounts() else {
         bail!("the demo devnet should have exactly three accounts");
     };
-    let usdc = chain.usdc();
-    say(format!(
-        "   USDC {} (EIP-712 {:?} v{}) at {}",
-        usdc.symbol, usdc.eip712_name, usdc.eip712_version, usdc.address
-    ));
-
-    let mut requirement =
-        PaymentRequirements::exact(chain.network(), usdc, price.atomic, seller.address(), 60);
-    requirement.description = Some("agora demo request".into());
-    say(format!(
-        "2. seller {} asks {} USDC ({} atomic) per request on {}",
-        seller.address(),
-        price,
-        price.atomic,
-        requirement.network
-    ));
-
-    let signed = eip3009::authorize(&buyer.signer(), &requirement, eip3009::unix_now())?;
-    let payment = PaymentPayload::v2(&requirement, signed);
-    let header_value = header::encode(&payment)?;
-    say(format!(
-        "3. buyer {} signs an EIP-3009 authorization ({}-byte PAYMENT-SIGNATURE header)",
-        buyer.address(),
-        header_value.len()
-    ));
-
-    let received = header::decode_payment(&header_value)?;
-    let payer = eip3009::verify_offline(&received, &requirement, eip3009::unix_now())?;
-    say(format!(
-        "4. verified: signature recovers to {payer}, amount and recipient match"
-    ));
-
-    let payer_before = chain.usdc_balance(payer).await?;
-    let seller_before = chain.usdc_balance(seller.address()).await?;
-    let provider = chain.provider_for(relayer.signer())?;
-    let call = eip3009::settlement_call(&received.payload)?;
-    let tx = TransactionRequest::default()
-        .to(usdc.address)
-        .input(call.abi_encode().into());
-    let receipt = provider
-        .send_transaction(tx.clone())
-        .await?
-        .get_receipt()
-        .await?;
-    ensure!(
-        receipt.status(),
-        "transferWithAuthorization reverted: {}",
-        receipt.transaction_hash
-    );
-    let transfer = transfer_log(&receipt, usdc.address)?;
-    ensure!(
-        transfer.from == payer && transfer.to == seller.address() && transfer.value == price.atomic,
-        "the Transfer log ({} -> {}, {}) does not match the payment",
-        transfer.from,
-        transfer.to,
-        transfer.value
-    );
-    say(format!(
-        "5. relayer {} settled it: tx {} (Transfer {} -> {}, {} atomic)",
-        relayer.address(),
-        receipt.transaction_hash,
-        transfer.from,
-        transfer.to,
-        transfer.value
-    ));
-
-    let token = IEip3009Token::new(usdc.address, &provider);
-    let nonce_used = token
-        .authorizationState(payer, received.payload.authorization.nonce)
-        .call()
-        .await?;
-    let replay_rejected = provider.call(tx).await.is_err();
-    ensure!(nonce_used, "the token does not mark the nonce as used");
-    ensure!(
-        replay_rejected,
-        "the token accepted the same authorization twice"
-    );
-    say("6. replaying the same authorization is rejected by the token (nonce used)".into());
-
-    let payer_after = chain.usdc_balance(payer).await?;
-    let seller_after = chain.usdc_balance(seller.address()).await?;
-    ensure!(
-        seller_after - seller_before == price.atomic && payer_before - payer_after == price.atomic,
-        "balances moved by something other than the price"
-    );
-    let show = |atomic: U256| Money::from_atomic(atomic, usdc.decimals).to_string();
-    Ok(DemoProof {
-        rpc_url: chain.rpc_url().to_string(),
-        network: requirement.network.caip2(),
-        asset: usdc.address,
-        price: price.to_string(),
-        amount_atomic: price.atomic.to_string(),
-        payer,
-        pay_to: seller.address(),
-        transaction: receipt.transaction_hash,
-        block_number: receipt.block_number.unwrap_or_default(),
-        transfer_value_atomic: transfer.value.to_string(),
-        payer_balance_before: show(payer_before),
-        payer_balance_after: show(payer_after),
-        seller_balance_before: show(seller_before),
-        seller_balance_after: show(seller_after),
-        nonce_used_on_chain: nonce_used,
-        replay_rejected,
+    let facilitator = EmbeddedFacilitator::open(EmbeddedConfig::new(
+        vec![ChainConfig {
+            network: chain.network(),
+            rpc_url: chain.rpc_url().to_string(),
+        }],
+        relayer.signer(),
+        home.join("facilitator.db"),
+    ))
+    .await
+    .context("cannot start the embedded facilitator")?;
+    let daemon = Daemon::start(DaemonConfig {
+        home: home.to_path_buf(),
+        listen: "127.0.0.1:0".into(),
+        public_url: None,
+        facilitator: Arc::new(facilitator),
+        facilitator_label: format!("embedded (settles as {})", relayer.address()),
+        title: "agora demo seller".into(),
     })
+    .await?;
+    say(format!(
+        "2. seller daemon up: gateway {}, facilitator settles as {}",
+        daemon.gateway_url,
+        relayer.address()
+    ));
+    let (service_url, service) = sample_service().await?;
+    let story = Story {
+        chain,
+        daemon: &daemon,
+        service_url: &service_url,
+        price_text,
+        price,
+        buyer,
+        seller,
+        quiet,
+    };
+    let outcome = story.run(say).await;
+    service.abort();
+    daemon.shutdown().await;
+    outcome
+}
+
+/// Everything the selling-and-buying story works with.
+struct Story<'a> {
+    chain: &'a Devnet,
+    daemon: &'a Daemon,
+    service_url: &'a str,
+    price_text: &'a str,
+    price: Money,
+    buyer: &'a devnet::DevAccount,
+    seller: &'a devnet::DevAccount,
+    quiet: bool,
+}
+
+impl Story<'_> {
+    async fn run(&self, say: &impl Fn(String)) -> anyhow::Result<DemoProof> {
+        let Story {
+            chain,
+            daemon,
+            service_url,
+            price_text,
+            price,
+            buyer,
+            seller,
+            quiet,
+        } = *self;
+        let name = "hello";
+        let offer = ServiceOffer::new(
+            name,
+            OfferSpec {
+                upstream: UpstreamSpec {
+                    url: Some(service_url.to_string()),
+                    health_path: Some("/health".into()),
+                    ..UpstreamSpec::default()
+                },
+                payment: PaymentSpec {
+                    network: "base-sepolia".into(),
+                    pay_to: seller.address().to_string(),
+                    scheme: "exact".into(),
+                    max_timeout_seconds: 300,
+                    price: PriceSpec {
+                        per_request: Some(price_text.to_string()),
+                        ..PriceSpec::default()
+                    },
+                    asset: None,
+                },
+                ..OfferSpec::default()
+            },
+        );
+        let client = AdminClient::new(&daemon.socket);
+        client
+            .request(
+                "PUT",
+                &format!("/v1/offers/{name}"),
+                Some(&serde_json::to_value(&offer)?),
+            )
+            .await?
+            .ok()?;
+        say(format!(
+            "3. selling the sample service {service_url} as `{name}` for {price} USDC per request to {}",
+            seller.address()
+        ));
+        let ready =
+            crate::sell::wait_ready(&client, name, std::time::Duration::from_secs(60), quiet)
+                .await?;
+        let conditions: Vec<String> = ready
+            .status
+            .conditions
+            .iter()
+            .map(|c| format!("{}={} ({})", c.kind, c.status, c.reason))
+            .collect();
+        let resolved = offers::validate::resolve(&ready)?;
+        let requirement = resolved.requirement();
+        let path = ready
+            .status
+            .endpoint
+            .clone()
+            .context("the Ready offer has no endpoint")?;
+        let url = format!("{}{path}/greeting", daemon.gateway_url);
+
+        let report = crate::probe::probe(&url, &requirement).await?;
+        ensure!(
+            report.passed,
+            "the probe failed: {:?}",
+            report.checks.iter().filter(|c| !c.ok).collect::<Vec<_>>()
+        );
+        say(format!(
+            "4. probe: {url} answers 402 with the offer's exact terms ({} checks passed)",
+            report.checks.len()
+        ));
+
+        let payer_before = chain.usdc_balance(buyer.address()).await?;
+        let seller_before = chain.usdc_balance(seller.address()).await?;
+        let signed = eip3009::authorize(&buyer.signer(), &requirement, eip3009::unix_now())?;
+        let header_value = header::encode(&PaymentPayload::v2(&requirement, signed.clone()))?;
+        let http = reqwest::Client::builder().no_proxy().build()?;
+        let paid = http
+            .get(&url)
+            .header(header::PAYMENT_SIGNATURE, &header_value)
+            .send()
+            .await
+            .context("the paid request failed")?;
+        ensure!(
+            paid.status().is_success(),
+            "the paid request answered HTTP {}",
+            paid.status()
+        );
+        let receipt: SettleResponse = paid
+            .headers()
+            .get(header::PAYMENT_RESPONSE)
+            .and_then(|v| v.to_str().ok())
+            .map(header::decode)
+            .transpose()?
+            .context("the paid answer carries no PAYMENT-RESPONSE receipt")?;
+        let answer: serde_json::Value = paid
+            .json()
+            .await
+            .context("the service's answer is not JSON")?;
+        let transaction = receipt
+            .transaction
+            .context("the receipt names no transaction")?;
+        say(format!(
+            "5. buyer {} paid through the gateway; the service answered {answer}",
+            buyer.address()
+        ));
+
+        let provider = chain.provider()?;
+        let mined = provider
+            .get_transaction_receipt(transaction)
+            .await?
+            .context("the receipt's transaction is not on chain")?;
+        ensure!(
+            mined.status(),
+            "settlement transaction {transaction} reverted"
+        );
+        let transfer = transfer_log(&mined, requirement.asset)?;
+        ensure!(
+            transfer.from == buyer.address()
+                && transfer.to == seller.address()
+                && transfer.value == price.atomic,
+            "the Transfer log ({} -> {}, {}) does not match the payment",
+            transfer.from,
+            transfer.to,
+            transfer.value
+        );
+        say(format!(
+            "6. on chain: tx {transaction} moved exactly {} atomic USDC {} -> {}",
+            transfer.value, transfer.from, transfer.to
+        ));
+
+        let replay = http
+            .get(&url)
+            .header(header::PAYMENT_SIGNATURE, &header_value)
+            .send()
+            .await?;
+        let replay_rejected = replay.status().as_u16() == 402;
+        let token = IEip3009Token::new(requirement.asset, &provider);
+        let nonce_used = token
+            .authorizationState(buyer.address(), signed.authorization.nonce)
+            .call()
+            .await?;
+        ensure!(
+            replay_rejected,
+            "the gateway accepted the same payment twice (HTTP {})",
+            replay.status()
+        );
+        ensure!(nonce_used, "the token does not mark the nonce as used");
+        say("7. sending the same payment again is refused (402, nonce already used)".into());
+
+        let payer_after = chain.usdc_balance(buyer.address()).await?;
+        let seller_after = chain.usdc_balance(seller.address()).await?;
+        ensure!(
+            seller_after - seller_before == price.atomic
+                && payer_before - payer_after == price.atomic,
+            "balances moved by something other than the price"
+        );
+        let show = |atomic: U256| Money::from_atomic(atomic, resolved.asset.decimals).to_string();
+        Ok(DemoProof {
+            rpc_url: chain.rpc_url().to_string(),
+            network: requirement.network.caip2(),
+            asset: requirement.asset,
+            offer: name.to_string(),
+            url,
+            conditions,
+            probe_passed: report.passed,
+            price: price.to_string(),
+            amount_atomic: price.atomic.to_string(),
+            payer: buyer.address(),
+            pay_to: seller.address(),
+            transaction,
+            block_number: mined.block_number.unwrap_or_default(),
+            transfer_value_atomic: transfer.value.to_string(),
+            payer_balance_before: show(payer_before),
+            payer_balance_after: show(payer_after),
+            seller_balance_before: show(seller_before),
+            seller_balance_after: show(seller_after),
+            service_answer: answer,
+            nonce_used_on_chain: nonce_used,
+            replay_rejected,
+        })
+    }
 }
 
 fn transfer_log(

@@ -128,13 +128,19 @@ pub async fn run(args: FacilitatorArgs) -> anyhow::Result<()> {
 }
 
 /// The settlement key from `--key-file` or `$AGORA_FACILITATOR_KEY`.
-fn load_signer(key_file: Option<&Path>) -> anyhow::Result<PrivateKeySigner> {
+pub(crate) fn load_signer(key_file: Option<&Path>) -> anyhow::Result<PrivateKeySigner> {
+    load_key(key_file, KEY_ENV)
+}
+
+/// A private key from a 0600 file, else from the environment variable `env`; the key
+/// itself is never printed.
+pub(crate) fn load_key(key_file: Option<&Path>, env: &str) -> anyhow::Result<PrivateKeySigner> {
     let (text, source) = match key_file {
         Some(path) => (read_private_file(path)?, path.display().to_string()),
-        None => match std::env::var(KEY_ENV) {
-            Ok(key) if !key.trim().is_empty() => (key, format!("${KEY_ENV}")),
+        None => match std::env::var(env) {
+            Ok(key) if !key.trim().is_empty() => (key, format!("${env}")),
             _ => bail!(
-                "no settlement key: pass --key-file PATH (a file with the hex private key, mode 0600) or set {KEY_ENV}"
+                "no key: pass --key-file PATH (a file with the hex private key, mode 0600) or set {env}"
             ),
         },
     };
@@ -183,7 +189,10 @@ fn parse_key(text: &str) -> anyhow::Result<PrivateKeySigner> {
 }
 
 /// Reads each RPC's chain and applies the `--network` restriction.
-async fn served_chains(rpcs: &[String], networks: &[String]) -> anyhow::Result<Vec<ChainConfig>> {
+pub(crate) async fn served_chains(
+    rpcs: &[String],
+    networks: &[String],
+) -> anyhow::Result<Vec<ChainConfig>> {
     let mut by_chain: BTreeMap<u64, ChainConfig> = BTreeMap::new();
     for rpc in rpcs {
         let network = facilitator::network_of_rpc(rpc).await.with_context(|| {

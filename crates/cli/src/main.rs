@@ -1,9 +1,15 @@
 //! `agora`: monetize a machine with x402 payments and the ERC-8004 registry.
 
+mod admin_client;
+mod daemon;
 mod demo;
+mod detect;
 mod devnet_cmd;
 mod facilitator_cmd;
 mod home;
+mod probe;
+mod sell;
+mod serve_cmd;
 mod signals;
 
 use clap::{Parser, Subcommand};
@@ -20,11 +26,18 @@ struct Cli {
 enum Command {
     /// Run a local chain that looks like Base Sepolia (USDC + ERC-8004 registry) until Ctrl-C.
     Devnet(devnet_cmd::DevnetArgs),
-    /// Start a devnet and pay with a signed USDC authorization end to end, printing the proof.
+    /// Start a devnet, the seller daemon and a sample service; sell it, probe it, buy it,
+    /// and print the on-chain proof.
     Demo(demo::DemoArgs),
     /// Serve the x402 facilitator API (/verify, /settle, /supported, /health), settling
     /// USDC payments on the given chains with your key, until Ctrl-C.
     Facilitator(facilitator_cmd::FacilitatorArgs),
+    /// Run the seller daemon (offers, reconciler, gateway, admin socket); in the
+    /// background unless --foreground.
+    Serve(serve_cmd::ServeArgs),
+    /// Sell services behind the x402 gate: http, inference, list, status, update, stop,
+    /// delete, pricing, get, apply, probe.
+    Sell(Box<sell::SellArgs>),
 }
 
 #[tokio::main]
@@ -41,6 +54,8 @@ async fn main() -> std::process::ExitCode {
         Command::Devnet(args) => devnet_cmd::run(args).await,
         Command::Demo(args) => demo::run(args).await,
         Command::Facilitator(args) => facilitator_cmd::run(args).await,
+        Command::Serve(args) => serve_cmd::run(args).await,
+        Command::Sell(args) => sell::run(*args).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

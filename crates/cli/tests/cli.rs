@@ -1,4 +1,4 @@
-//! The `agora` binary as a user runs it: `agora demo` proves a payment on a real local
+//! The `agora` binary as a user runs it: `agora demo` sells, probes and buys on a real local
 //! chain, `agora devnet` serves a usable chain until Ctrl-C, bad flags say what to type.
 
 #![allow(clippy::unwrap_used)]
@@ -39,6 +39,15 @@ async fn demo_json_proves_an_exact_payment_on_chain() {
     assert_eq!(proof["sellerBalanceAfter"], "1000.0025");
     assert_eq!(proof["payerBalanceAfter"], "999.9975");
     assert_ne!(proof["payer"], proof["payTo"]);
+    assert_eq!(proof["probePassed"], true);
+    let conditions = proof["conditions"].as_array().unwrap();
+    assert_eq!(conditions.len(), 6);
+    assert!(conditions.iter().all(|c| c.as_str().unwrap().contains("=True")), "{conditions:?}");
+    assert_eq!(
+        proof["serviceAnswer"]["paidBy"].as_str().unwrap().to_lowercase(),
+        proof["payer"].as_str().unwrap().to_lowercase(),
+        "the service saw the verified payer"
+    );
 }
 
 /// Starts `agora devnet --json` and returns it with its summary line.

@@ -1,0 +1,332 @@
+//! The seller daemon: the offer store, the reconciler, the gateway and the admin API
+//! in one process.
+//!
+//! `agora serve --foreground` runs it for service managers, `agora sell ...` talks to
+//! it over a Unix socket (mode 0600, so only this user can change what is sold), and
+//! `agora demo` runs it in-process.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use axum::extract::{Path as UrlPath, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use gateway::{Gateway, GatewayConfig, Site};
+use offers::{Reconciler, ReconcilerConfig, ServiceOffer, Store};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+use x402::Facilitator;
+
+/// Everything the daemon needs to start.
+pub struct DaemonConfig {
+    /// `$AGORA_HOME`: database and socket live here.
+    pub home: PathBuf,
+    /// Gateway listen address.
+    pub listen: String,
+    /// Public base URL buyers use; default the gateway's own address.
+    pub public_url: Option<String>,
+    /// Who verifies and settles.
+    pub facilitator: Arc<dyn Facilitator>,
+    /// How the facilitator is described in status output.
+    pub facilitator_label: String,
+    /// Seller name on the storefront.
+    pub title: String,
+}
+
+/// A running daemon.
+pub struct Daemon {
+    /// Where buyers reach the gateway locally.
+    pub gateway_url: String,
+    /// Public base URL.
+    pub public_url: String,
+    /// The admin socket.
+    pub socket: PathBuf,
+    stop: Arc<Notify>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// The admin socket's path under `home`.
+pub fn socket_path(home: &Path) -> PathBuf {
+    home.join("agora.sock")
+}
+
+#[derive(Clone)]
+struct Admin {
+    store: Arc<Store>,
+    reconciler: Arc<Reconciler>,
+    wake: Arc<Notify>,
+    info: Value,
+}
+
+impl Daemon {
+    /// Opens the store, binds the gateway and the admin socket, starts reconciling.
+    pub async fn start(config: DaemonConfig) -> anyhow::Result<Self> {
+        crate::home::create_private_dir(&config.home)?;
+        let store = Arc::new(Store::open(&config.home.join("agora.db")).with_context(|| {
+            format!(
+                "cannot open the offer database in {}",
+                config.home.display()
+            )
+        })?);
+        let listener = tokio::net::TcpListener::bind(&config.listen)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot listen on {} (in use? pass --listen 127.0.0.1:0 for a free port)",
+                    config.listen
+                )
+            })?;
+        let bound: SocketAddr = listener
+            .local_addr()
+            .context("cannot read the bound address")?;
+        let gateway_url = format!("http://{bound}");
+        let public_url = config
+            .public_url
+            .clone()
+            .unwrap_or_else(|| gateway_url.clone())
+            .trim_end_matches('/')
+            .to_string();
+        let gateway = Gateway::new(
+            GatewayConfig {
+                public_base_url: config.public_url.clone(),
+                ..GatewayConfig::default()
+            },
+            config.facilitator.clone(),
+        )?;
+        let reconciler = Arc::new(Reconciler::new(
+            store.clone(),
+            gateway.clone(),
+            config.facilitator.clone(),
+            ReconcilerConfig {
+                site: Site {
+                    title: config.title.clone(),
+                    base_url: public_url.clone(),
+                },
+                ..ReconcilerConfig::default()
+            },
+        )?);
+        let socket = socket_path(&config.home);
+        let admin_listener = bind_socket(&socket).await?;
+        let stop = Arc::new(Notify::new());
+        let mut tasks = Vec::new();
+
+        let stopped = stop.clone();
+        let served = gateway.clone();
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) =
+                gateway::serve(&served, listener, async move { stopped.notified().await }).await
+            {
+                tracing::error!("gateway stopped: {e}");
+            }
+        }));
+        let stopped = stop.clone();
+        let running = reconciler.clone();
+        tasks.push(tokio::spawn(async move {
+            running.run(async move { stopped.notified().await }).await;
+        }));
+        let admin = Admin {
+            store: store.clone(),
+            wake: reconciler.waker(),
+            reconciler,
+            info: json!({
+                "gatewayUrl": gateway_url,
+                "publicUrl": public_url,
+                "facilitator": config.facilitator_label,
+                "version": env!("CARGO_PKG_VERSION"),
+            }),
+        };
+        let stopped = stop.clone();
+        let app = admin_router(admin);
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = axum::serve(admin_listener, app)
+                .with_graceful_shutdown(async move { stopped.notified().await })
+                .await
+            {
+                tracing::error!("admin API stopped: {e}");
+            }
+        }));
+        Ok(Self {
+            gateway_url,
+            public_url,
+            socket,
+            stop,
+            tasks,
+        })
+    }
+
+    /// Stops accepting, lets paid calls in flight settle, removes the socket.
+    pub async fn shutdown(self) {
+        self.stop.notify_waiters();
+        for task in self.tasks {
+            let _ = task.await;
+        }
+        let _ = std::fs::remove_file(&self.socket);
+    }
+}
+
+/// Binds the admin socket, replacing a stale one and refusing a live one; 0600.
+async fn bind_socket(path: &Path) -> anyhow::Result<tokio::net::UnixListener> {
+    if path.exists() {
+        if tokio::net::UnixStream::connect(path).await.is_ok() {
+            bail!(
+                "an agora daemon is already running (socket {}); stop it first or use another AGORA_HOME",
+                path.display()
+            );
+        }
+        std::fs::remove_file(path)
+            .with_context(|| format!("cannot remove the stale socket {}", path.display()))?;
+    }
+    let listener = tokio::net::UnixListener::bind(path)
+        .with_context(|| format!("cannot create the admin socket {}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("cannot restrict {} to mode 0600", path.display()))?;
+    }
+    Ok(listener)
+}
+
+fn admin_router(admin: Admin) -> Router {
+    Router::new()
+        .route("/v1/status", get(status))
+        .route("/v1/offers", get(list))
+        .route("/v1/offers/{name}", get(show).put(put).delete(delete))
+        .route("/v1/reconcile", post(reconcile))
+        .route("/v1/settings", get(settings).put(put_settings))
+        .with_state(admin)
+}
+
+fn fail(status: StatusCode, message: impl std::fmt::Display) -> Response {
+    (status, Json(json!({ "error": message.to_string() }))).into_response()
+}
+
+fn internal(e: impl std::fmt::Display) -> Response {
+    fail(StatusCode::INTERNAL_SERVER_ERROR, e)
+}
+
+async fn status(State(admin): State<Admin>) -> Response {
+    Json(admin.info.clone()).into_response()
+}
+
+async fn list(State(admin): State<Admin>) -> Response {
+    match admin.store.list() {
+        Ok(offers) => Json(offers).into_response(),
+        Err(e) => internal(e),
+    }
+}
+
+async fn show(State(admin): State<Admin>, UrlPath(name): UrlPath<String>) -> Response {
+    match (admin.store.get(&name), admin.store.events(&name, 20)) {
+        (Ok(Some(offer)), Ok(events)) => {
+            Json(json!({ "offer": offer, "events": events })).into_response()
+        }
+        (Ok(None), _) => not_found(&name),
+        (Err(e), _) | (_, Err(e)) => internal(e),
+    }
+}
+
+fn not_found(name: &str) -> Response {
+    fail(
+        StatusCode::NOT_FOUND,
+        format!("no offer named {name:?}; list them with: agora sell list"),
+    )
+}
+
+async fn put(
+    State(admin): State<Admin>,
+    UrlPath(name): UrlPath<String>,
+    Json(mut offer): Json<ServiceOffer>,
+) -> Response {
+    offer.metadata.name = name;
+    if let Err(e) = offers::validate::resolve(&offer) {
+        return fail(StatusCode::BAD_REQUEST, e);
+    }
+    match admin.store.put(&offer) {
+        Ok((stored, change)) => {
+            admin.wake.notify_one();
+            Json(json!({ "offer": stored, "change": change })).into_response()
+        }
+        Err(offers::StoreError::Invalid(e)) => fail(StatusCode::BAD_REQUEST, e),
+        Err(e) => internal(e),
+    }
+}
+
+async fn delete(State(admin): State<Admin>, UrlPath(name): UrlPath<String>) -> Response {
+    match admin.store.delete(&name) {
+        Ok(true) => match admin.reconciler.pass().await {
+            Ok(_) => Json(json!({ "deleted": name })).into_response(),
+            Err(e) => internal(e),
+        },
+        Ok(false) => not_found(&name),
+        Err(e) => internal(e),
+    }
+}
+
+async fn reconcile(State(admin): State<Admin>) -> Response {
+    match admin.reconciler.pass().await {
+        Ok(summary) => {
+            Json(json!({ "offers": summary.offers, "ready": summary.ready })).into_response()
+        }
+        Err(e) => internal(e),
+    }
+}
+
+/// Selling defaults kept by the daemon (`agora sell pricing`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Settings {
+    /// Default recipient.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pay_to: Option<String>,
+    /// Default network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
+    /// Default facilitator URL for daemons started later.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub facilitator: Option<String>,
+}
+
+const SETTING_KEYS: [&str; 3] = ["payTo", "network", "facilitator"];
+
+fn read_settings(store: &Store) -> Result<Settings, offers::StoreError> {
+    Ok(Settings {
+        pay_to: store.setting(SETTING_KEYS[0])?,
+        network: store.setting(SETTING_KEYS[1])?,
+        facilitator: store.setting(SETTING_KEYS[2])?,
+    })
+}
+
+async fn settings(State(admin): State<Admin>) -> Response {
+    match read_settings(&admin.store) {
+        Ok(s) => Json(s).into_response(),
+        Err(e) => internal(e),
+    }
+}
+
+async fn put_settings(State(admin): State<Admin>, Json(next): Json<Settings>) -> Response {
+    if let Some(pay_to) = &next.pay_to
+        && let Err(e) = offers::validate::parse_wallet(pay_to)
+    {
+        return fail(StatusCode::BAD_REQUEST, e);
+    }
+    if let Some(network) = &next.network
+        && let Err(e) = x402::Network::parse(network)
+    {
+        return fail(StatusCode::BAD_REQUEST, e);
+    }
+    let values = [&next.pay_to, &next.network, &next.facilitator];
+    for (key, value) in SETTING_KEYS.iter().zip(values) {
+        if let Some(v) = value
+            && let Err(e) = admin.store.set_setting(key, v)
+        {
+            return internal(e);
+        }
+    }
+    settings(State(admin)).await
+}

@@ -1,0 +1,240 @@
+//! Probing a sold endpoint the way a buyer first meets it: an unauthenticated request
+//! that must come back as a valid x402 challenge with exactly the offer's terms, and
+//! optionally one real paid call.
+
+use alloy::signers::local::PrivateKeySigner;
+use anyhow::Context;
+use serde::Serialize;
+use serde_json::Value;
+use x402::wire::{PaymentRequired, PaymentRequirements, SettleResponse};
+use x402::{PaymentPayload, eip3009};
+
+/// One thing the probe checked.
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    /// What was checked.
+    pub what: String,
+    /// Whether it held.
+    pub ok: bool,
+    /// What was found.
+    pub detail: String,
+}
+
+/// The probe's findings.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProbeReport {
+    /// The URL probed.
+    pub url: String,
+    /// HTTP status of the unpaid request.
+    pub status: u16,
+    /// Every check, in order.
+    pub checks: Vec<Check>,
+    /// All checks held.
+    pub passed: bool,
+}
+
+fn check(checks: &mut Vec<Check>, what: &str, ok: bool, detail: impl Into<String>) -> bool {
+    checks.push(Check {
+        what: what.to_string(),
+        ok,
+        detail: detail.into(),
+    });
+    ok
+}
+
+fn client() -> anyhow::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(std::time::Duration::from_secs(30))
+        .build()
+        .context("cannot build an HTTP client")
+}
+
+/// Sends an unpaid GET to `url` and compares the challenge with `expected`.
+pub async fn probe(url: &str, expected: &PaymentRequirements) -> anyhow::Result<ProbeReport> {
+    let response = client()?
+        .get(url)
+        .send()
+        .await
+        .with_context(|| format!("probe failed: cannot reach {url}"))?;
+    let status = response.status().as_u16();
+    let header = response
+        .headers()
+        .get(x402::header::PAYMENT_REQUIRED)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let body = response.text().await.unwrap_or_default();
+    let mut checks = Vec::new();
+    let detail = match status {
+        200 => "200: the endpoint is not payment-gated".to_string(),
+        s => format!("HTTP {s}"),
+    };
+    if !check(
+        &mut checks,
+        "status is 402 Payment Required",
+        status == 402,
+        detail,
+    ) {
+        return Ok(finish(url, status, checks));
+    }
+    let required: Option<PaymentRequired> = match &header {
+        None => {
+            check(
+                &mut checks,
+                "PAYMENT-REQUIRED header parses (x402 v2)",
+                false,
+                "header missing",
+            );
+            None
+        }
+        Some(h) => match x402::header::decode::<PaymentRequired>(h) {
+            Ok(r) => {
+                check(
+                    &mut checks,
+                    "PAYMENT-REQUIRED header parses (x402 v2)",
+                    true,
+                    format!("{} payment option(s)", r.accepts.len()),
+                );
+                Some(r)
+            }
+            Err(e) => {
+                check(
+                    &mut checks,
+                    "PAYMENT-REQUIRED header parses (x402 v2)",
+                    false,
+                    e.to_string(),
+                );
+                None
+            }
+        },
+    };
+    let body_accepts: Option<Vec<PaymentRequirements>> = serde_json::from_str::<Value>(&body)
+        .ok()
+        .and_then(|v| serde_json::from_value::<PaymentRequired>(v).ok())
+        .map(|r| r.accepts);
+    check(
+        &mut checks,
+        "JSON body parses (x402Version, accepts)",
+        body_accepts.is_some(),
+        if body_accepts.is_some() {
+            "ok".to_string()
+        } else {
+            format!("body: {}", body.chars().take(200).collect::<String>())
+        },
+    );
+    for (source, accepts) in [
+        ("header", required.map(|r| r.accepts)),
+        ("body", body_accepts),
+    ] {
+        let Some(accepts) = accepts else { continue };
+        let found = accepts
+            .iter()
+            .find(|a| a.network == expected.network && a.asset == expected.asset);
+        let Some(found) = found else {
+            let offered: Vec<String> = accepts
+                .iter()
+                .map(|a| format!("{} {}", a.network.caip2(), a.asset))
+                .collect();
+            check(
+                &mut checks,
+                &format!(
+                    "{source}: network {} and asset {}",
+                    expected.network.caip2(),
+                    expected.asset
+                ),
+                false,
+                format!("offered: {}", offered.join(", ")),
+            );
+            continue;
+        };
+        check(
+            &mut checks,
+            &format!("{source}: network"),
+            true,
+            found.network.caip2(),
+        );
+        check(
+            &mut checks,
+            &format!("{source}: asset"),
+            true,
+            found.asset.to_string(),
+        );
+        check(
+            &mut checks,
+            &format!("{source}: scheme is {}", expected.scheme),
+            found.scheme == expected.scheme,
+            found.scheme.clone(),
+        );
+        check(
+            &mut checks,
+            &format!("{source}: payTo is {}", expected.pay_to),
+            found.pay_to == expected.pay_to,
+            found.pay_to.to_string(),
+        );
+        check(
+            &mut checks,
+            &format!("{source}: amount is {} atomic", expected.amount),
+            found.amount == expected.amount,
+            found.amount.to_string(),
+        );
+    }
+    Ok(finish(url, status, checks))
+}
+
+fn finish(url: &str, status: u16, checks: Vec<Check>) -> ProbeReport {
+    let passed = checks.iter().all(|c| c.ok);
+    ProbeReport {
+        url: url.to_string(),
+        status,
+        checks,
+        passed,
+    }
+}
+
+/// The outcome of one paid call.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PaidCall {
+    /// HTTP status of the paid request.
+    pub status: u16,
+    /// The settlement receipt, when one came back.
+    pub receipt: Option<SettleResponse>,
+    /// The start of the answer's body.
+    pub body: String,
+}
+
+/// Pays `requirement` once at `url` with `buyer`'s signed authorization.
+pub async fn pay_once(
+    url: &str,
+    requirement: &PaymentRequirements,
+    buyer: &PrivateKeySigner,
+) -> anyhow::Result<PaidCall> {
+    let payload = eip3009::authorize(buyer, requirement, eip3009::unix_now())
+        .context("cannot sign the payment")?;
+    let header = x402::header::encode(&PaymentPayload::v2(requirement, payload))?;
+    let response = client()?
+        .get(url)
+        .header(x402::header::PAYMENT_SIGNATURE, header)
+        .send()
+        .await
+        .with_context(|| format!("cannot reach {url}"))?;
+    let status = response.status().as_u16();
+    let receipt = response
+        .headers()
+        .get(x402::header::PAYMENT_RESPONSE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| x402::header::decode::<SettleResponse>(v).ok());
+    let body: String = response
+        .text()
+        .await
+        .unwrap_or_default()
+        .chars()
+        .take(500)
+        .collect();
+    Ok(PaidCall {
+        status,
+        receipt,
+        body,
+    })
+}

@@ -1,0 +1,227 @@
+//! `agora serve`: the seller daemon (store, reconciler, gateway, admin socket).
+//!
+//! Without `--foreground` it starts itself in the background with its log under
+//! `$AGORA_HOME/logs/` and returns once the daemon answers; with `--foreground` it runs
+//! until Ctrl-C or SIGTERM, as a service manager expects.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use facilitator::{EmbeddedConfig, EmbeddedFacilitator};
+use serde_json::json;
+use x402::{Facilitator, HttpFacilitator};
+
+use crate::admin_client::AdminClient;
+use crate::daemon::{Daemon, DaemonConfig, socket_path};
+use crate::facilitator_cmd::{load_signer, served_chains};
+use crate::home;
+
+/// The public x402 facilitator used when none is configured.
+pub const DEFAULT_FACILITATOR: &str = "https://x402.org/facilitator";
+
+/// Options of `agora serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Run in this process until Ctrl-C/SIGTERM (for systemd and other service managers).
+    #[arg(long)]
+    foreground: bool,
+    /// Gateway address buyers connect to (port 0 picks a free one).
+    #[arg(
+        long,
+        env = "AGORA_LISTEN",
+        value_name = "ADDR",
+        default_value = "127.0.0.1:8402"
+    )]
+    listen: String,
+    /// Public base URL of the gateway (e.g. a tunnel), used in 402s and the catalog.
+    #[arg(long, value_name = "URL")]
+    public_url: Option<String>,
+    /// x402 facilitator URL [default: the `agora sell pricing` setting, else https://x402.org/facilitator].
+    #[arg(
+        long,
+        env = "AGORA_FACILITATOR_URL",
+        value_name = "URL",
+        conflicts_with = "rpcs"
+    )]
+    facilitator: Option<String>,
+    /// Settle payments yourself on this chain's JSON-RPC (repeatable) with the key from
+    /// --key-file or AGORA_FACILITATOR_KEY, instead of using a remote facilitator.
+    #[arg(long = "rpc", value_name = "URL")]
+    rpcs: Vec<String>,
+    /// Settlement key file (mode 0600) for --rpc.
+    #[arg(long, value_name = "PATH")]
+    key_file: Option<PathBuf>,
+    /// Seller name shown on the storefront.
+    #[arg(long, default_value = "agora seller")]
+    title: String,
+    /// Print the startup line as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Starts the daemon in the foreground or the background.
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    if args.foreground {
+        foreground(args).await
+    } else {
+        let home = home::agora_home()?;
+        let started = start_background(&home, &args).await?;
+        if args.json {
+            println!("{started}");
+        } else {
+            println!(
+                "agora daemon started in the background: gateway {}, log {}",
+                started["gatewayUrl"].as_str().unwrap_or("?"),
+                started["log"].as_str().unwrap_or("?")
+            );
+        }
+        Ok(())
+    }
+}
+
+async fn foreground(args: ServeArgs) -> anyhow::Result<()> {
+    let home = home::agora_home()?;
+    home::create_private_dir(&home)?;
+    let (facilitator, label) = facilitator_for(&home, &args).await?;
+    let shutdown = crate::signals::shutdown_signal()?;
+    let daemon = Daemon::start(DaemonConfig {
+        home: home.clone(),
+        listen: args.listen.clone(),
+        public_url: args.public_url.clone(),
+        facilitator,
+        facilitator_label: label.clone(),
+        title: args.title.clone(),
+    })
+    .await?;
+    let line = json!({
+        "gatewayUrl": daemon.gateway_url,
+        "publicUrl": daemon.public_url,
+        "socket": daemon.socket,
+        "facilitator": label,
+        "pid": std::process::id(),
+    });
+    if args.json {
+        println!("{line}");
+    } else {
+        println!(
+            "agora daemon: gateway {} (public {}), admin socket {}, facilitator {}",
+            daemon.gateway_url,
+            daemon.public_url,
+            daemon.socket.display(),
+            label
+        );
+    }
+    shutdown.await;
+    eprintln!("agora daemon stopping: finishing paid calls in flight");
+    daemon.shutdown().await;
+    Ok(())
+}
+
+/// The facilitator the daemon uses: embedded with `--rpc`, else remote.
+async fn facilitator_for(
+    home: &std::path::Path,
+    args: &ServeArgs,
+) -> anyhow::Result<(Arc<dyn Facilitator>, String)> {
+    if !args.rpcs.is_empty() {
+        let signer = load_signer(args.key_file.as_deref())?;
+        let chains = served_chains(&args.rpcs, &[]).await?;
+        let networks: Vec<String> = chains.iter().map(|c| c.network.caip2()).collect();
+        let embedded = EmbeddedFacilitator::open(EmbeddedConfig::new(
+            chains,
+            signer,
+            home.join("facilitator.db"),
+        ))
+        .await
+        .context("cannot start the embedded facilitator")?;
+        let label = format!(
+            "embedded ({}, signer {})",
+            networks.join(", "),
+            embedded.signer_address()
+        );
+        return Ok((Arc::new(embedded), label));
+    }
+    let stored = offers::Store::open(&home.join("agora.db"))
+        .ok()
+        .and_then(|s| s.setting("facilitator").ok().flatten());
+    let url = args
+        .facilitator
+        .clone()
+        .or(stored)
+        .unwrap_or_else(|| DEFAULT_FACILITATOR.to_string());
+    let remote = HttpFacilitator::new(&url).with_context(|| format!("--facilitator {url}"))?;
+    Ok((Arc::new(remote), url))
+}
+
+/// Spawns `agora serve --foreground` detached and waits until it answers.
+pub async fn start_background(
+    home: &std::path::Path,
+    args: &ServeArgs,
+) -> anyhow::Result<serde_json::Value> {
+    home::create_private_dir(home)?;
+    let socket = socket_path(home);
+    let client = AdminClient::new(&socket);
+    if client.is_up().await {
+        bail!(
+            "an agora daemon is already running (socket {})",
+            socket.display()
+        );
+    }
+    let logs = home.join("logs");
+    home::create_private_dir(&logs)?;
+    let log_path = logs.join("serve.log");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .with_context(|| format!("cannot open {}", log_path.display()))?;
+    let exe = std::env::current_exe().context("cannot find the agora executable")?;
+    let mut command = std::process::Command::new(exe);
+    command.arg("serve").arg("--foreground").arg("--json");
+    command.args(["--listen", &args.listen, "--title", &args.title]);
+    if let Some(url) = &args.public_url {
+        command.args(["--public-url", url]);
+    }
+    if let Some(url) = &args.facilitator {
+        command.args(["--facilitator", url]);
+    }
+    for rpc in &args.rpcs {
+        command.args(["--rpc", rpc]);
+    }
+    if let Some(key) = &args.key_file {
+        command.arg("--key-file").arg(key);
+    }
+    command
+        .env("AGORA_HOME", home)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    #[cfg(unix)]
+    std::os::unix::process::CommandExt::process_group(&mut command, 0);
+    let mut child = command.spawn().context("cannot start the agora daemon")?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(answer) = client.request("GET", "/v1/status", None).await {
+            let mut info = answer.ok()?;
+            info["log"] = json!(log_path);
+            info["pid"] = json!(child.id());
+            return Ok(info);
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            bail!(
+                "the agora daemon exited at startup ({status}); see {}",
+                log_path.display()
+            );
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!(
+                "the agora daemon did not answer within 20 s; see {}",
+                log_path.display()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -1,0 +1,741 @@
+//! Selling through the `agora` binary as a user does: `agora serve` with the embedded
+//! facilitator on a devnet, `agora sell ...` against loopback upstreams, the official
+//! Python client paying, and every claim about money checked on chain.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use alloy::primitives::U256;
+use axum::Router;
+use axum::routing::get;
+use devnet::{Devnet, DevnetConfig};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::net::TcpListener;
+use tokio::process::{Child, Command};
+
+fn agora(home: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_agora"));
+    command
+        .env("AGORA_HOME", home)
+        .env("AGORA_LISTEN", "127.0.0.1:0")
+        .env("AGORA_FACILITATOR_URL", "http://127.0.0.1:9")
+        .env_remove("X402_WALLET")
+        .kill_on_drop(true);
+    command
+}
+
+struct Out {
+    ok: bool,
+    stdout: String,
+    stderr: String,
+}
+
+impl Out {
+    fn json(&self) -> Value {
+        serde_json::from_str(self.stdout.lines().last().unwrap_or_default())
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", self.stdout, self.stderr))
+    }
+}
+
+async fn run(home: &Path, args: &[&str]) -> Out {
+    let out = agora(home)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    Out {
+        ok: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+async fn ok(home: &Path, args: &[&str]) -> Out {
+    let out = run(home, args).await;
+    assert!(
+        out.ok,
+        "agora {args:?} failed:\n{}\n{}",
+        out.stdout, out.stderr
+    );
+    out
+}
+
+/// An upstream that can be stopped and brought back on the same port.
+struct Upstream {
+    port: u16,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Upstream {
+    async fn start(router: Router, port: u16) -> Self {
+        let listener = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .await
+                .unwrap();
+        });
+        Self {
+            port,
+            stop: Some(stop),
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn echo() -> Router {
+    Router::new()
+        .route("/health", get(|| async { "ok" }))
+        .fallback(|| async { axum::Json(json!({"served": true})) })
+}
+
+fn ollama(models: &'static [&'static str]) -> Router {
+    Router::new()
+        .route("/", get(|| async { "Ollama is running" }))
+        .route(
+            "/api/tags",
+            get(move || async move {
+                let list: Vec<Value> = models.iter().map(|m| json!({"name": m})).collect();
+                axum::Json(json!({ "models": list }))
+            }),
+        )
+        .fallback(|| async { axum::Json(json!({"choices": [{"message": {"content": "hi"}}]})) })
+}
+
+/// `agora serve --foreground` on a devnet, and what its startup line said.
+async fn serve(home: &Path, chain: &Devnet, key_file: &Path) -> (Child, Value) {
+    let mut child = agora(home)
+        .env_remove("AGORA_FACILITATOR_URL")
+        .args([
+            "serve",
+            "--foreground",
+            "--json",
+            "--rpc",
+            chain.rpc_url(),
+            "--key-file",
+        ])
+        .arg(key_file)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .expect("serve prints its startup line")
+        .unwrap()
+        .expect("a JSON line");
+    (child, serde_json::from_str(&first).unwrap())
+}
+
+async fn stop(mut child: Child) {
+    let pid = child.id().unwrap();
+    std::process::Command::new("kill")
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+fn key_file(dir: &Path, chain: &Devnet) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join("facilitator.key");
+    std::fs::write(&path, chain.accounts()[0].private_key().to_string()).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    path
+}
+
+async fn http_status(url: &str) -> (u16, Option<String>) {
+    let r = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap()
+        .get(url)
+        .send()
+        .await
+        .unwrap();
+    let required = r
+        .headers()
+        .get("payment-required")
+        .map(|v| v.to_str().unwrap().to_string());
+    (r.status().as_u16(), required)
+}
+
+async fn python_pay(url: &str, key: &str) -> Value {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let out = Command::new(root.join("tools/.venv/bin/python"))
+        .arg(root.join("tools/python/pay.py"))
+        .arg(url)
+        .env("X402_PRIVATE_KEY", key)
+        .output()
+        .await
+        .expect("the official Python client runs (run scripts/setup)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn conditions(status: &Value) -> Vec<(String, String)> {
+    status["offer"]["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["type"].as_str().unwrap().to_string(),
+                c["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn sell_http_end_to_end_through_the_binary() {
+    let chain = Devnet::start(DevnetConfig {
+        accounts: 3,
+        ..DevnetConfig::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let key = key_file(dir.path(), &chain);
+    let seller = chain.accounts()[1].address();
+    let buyer_key = chain.accounts()[2].private_key().to_string();
+    let upstream = Upstream::start(echo(), 0).await;
+    let port = upstream.port;
+    let (daemon, started) = serve(&home, &chain, &key).await;
+    let gateway = started["gatewayUrl"].as_str().unwrap().to_string();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(home.join("agora.sock"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600, "the admin socket is private");
+    }
+
+    let seller_text = seller.to_string();
+    let created = ok(
+        &home,
+        &[
+            "sell",
+            "http",
+            "echo",
+            "--upstream",
+            &upstream.url(),
+            "--per-request",
+            "0.001",
+            "--pay-to",
+            &seller_text,
+            "--network",
+            "base-sepolia",
+            "--no-register",
+            "--wait",
+            "30",
+            "--json",
+        ],
+    )
+    .await
+    .json();
+    assert_eq!(created["ready"], true, "{created}");
+    let status = ok(&home, &["sell", "status", "echo", "--json"])
+        .await
+        .json();
+    assert!(
+        conditions(&status).iter().all(|(_, s)| s == "True"),
+        "{status}"
+    );
+    assert_eq!(conditions(&status).len(), 6);
+    assert_eq!(status["url"], format!("{gateway}/services/echo"));
+    assert_eq!(status["price"], "0.001 USDC/request");
+    let text = ok(&home, &["sell", "status", "echo"]).await.stdout;
+    assert!(
+        text.contains("✓ UpstreamHealthy") && text.contains("ℹ Registered"),
+        "{text}"
+    );
+
+    let probe = ok(&home, &["sell", "probe", "echo", "--local", "--json"])
+        .await
+        .json();
+    assert_eq!(probe["probe"]["passed"], true, "{probe}");
+
+    let before = chain.usdc_balance(seller).await.unwrap();
+    let paid = python_pay(&format!("{gateway}/services/echo/hello"), &buyer_key).await;
+    assert_eq!(paid["status"], 200, "{paid}");
+    assert_eq!(paid["paymentResponse"]["success"], true);
+    assert_eq!(
+        chain.usdc_balance(seller).await.unwrap() - before,
+        U256::from(1000)
+    );
+
+    ok(&home, &["sell", "update", "echo", "--per-request", "0.002"]).await;
+    let (code, required) = http_status(&format!("{gateway}/services/echo/x")).await;
+    assert_eq!(code, 402);
+    let required: Value = x402::header::decode(&required.unwrap()).unwrap();
+    assert_eq!(
+        required["accepts"][0]["amount"], "2000",
+        "the next 402 shows the new price"
+    );
+
+    upstream.stop().await;
+    let down = ok(&home, &["sell", "status", "echo", "--json"])
+        .await
+        .json();
+    assert_eq!(down["ready"], false);
+    assert!(
+        conditions(&down).contains(&("UpstreamHealthy".into(), "False".into())),
+        "{down}"
+    );
+    let before = chain.usdc_balance(seller).await.unwrap();
+    let refused = python_pay(&format!("{gateway}/services/echo/hello"), &buyer_key).await;
+    assert_eq!(refused["status"], 503, "{refused}");
+    assert_eq!(
+        chain.usdc_balance(seller).await.unwrap(),
+        before,
+        "nothing charged while down"
+    );
+
+    // The daemon restarts midway and loses nothing.
+    stop(daemon).await;
+    let (daemon, started) = serve(&home, &chain, &key).await;
+    let gateway = started["gatewayUrl"].as_str().unwrap().to_string();
+    let listed = ok(&home, &["sell", "list", "--json"]).await.json();
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    assert_eq!(listed[0]["spec"]["payment"]["price"]["perRequest"], "0.002");
+    assert_eq!(listed[0]["metadata"]["generation"], 2);
+
+    let _back = Upstream::start(echo(), port).await;
+    let up = ok(&home, &["sell", "status", "echo", "--json"])
+        .await
+        .json();
+    assert_eq!(up["ready"], true, "{up}");
+    assert_eq!(
+        http_status(&format!("{gateway}/services/echo/x")).await.0,
+        402
+    );
+
+    ok(&home, &["sell", "stop", "echo", "--now"]).await;
+    let stopped = ok(&home, &["sell", "status", "echo", "--json"])
+        .await
+        .json();
+    assert!(conditions(&stopped).contains(&("RoutePublished".into(), "False".into())));
+    assert_eq!(
+        http_status(&format!("{gateway}/services/echo/x")).await.0,
+        404
+    );
+
+    let refused = run(&home, &["sell", "delete", "echo"]).await;
+    assert!(!refused.ok);
+    assert!(refused.stderr.contains("pass --yes"), "{}", refused.stderr);
+    ok(&home, &["sell", "delete", "echo", "--yes"]).await;
+    let listed = ok(&home, &["sell", "list", "--json"]).await.json();
+    assert_eq!(listed, json!([]));
+    stop(daemon).await;
+}
+
+#[tokio::test]
+async fn sell_inference_detects_the_model_server_and_reference_manifests_apply() {
+    let chain = Devnet::start(DevnetConfig {
+        accounts: 2,
+        ..DevnetConfig::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let key = key_file(dir.path(), &chain);
+    let seller = chain.accounts()[1].address().to_string();
+    let server = Upstream::start(ollama(&["qwen3:0.6b"]), 0).await;
+    let (daemon, started) = serve(&home, &chain, &key).await;
+    let gateway = started["gatewayUrl"].as_str().unwrap().to_string();
+    let ports = format!("1,{}", server.port);
+
+    let mut command = agora(&home);
+    command.env("AGORA_INFERENCE_PORTS", &ports).args([
+        "sell",
+        "inference",
+        "qwen",
+        "--per-mtok",
+        "0.50",
+        "--pay-to",
+        &seller,
+        "--wait",
+        "30",
+        "--json",
+    ]);
+    let out = command.output().await.unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let created: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(created["ready"], true, "{created}");
+    assert_eq!(
+        created["offer"]["spec"]["model"]["name"], "qwen3:0.6b",
+        "the only model was picked"
+    );
+    assert_eq!(created["offer"]["spec"]["model"]["runtime"], "ollama");
+    let (code, _) = http_status(&format!("{gateway}/services/qwen/v1/chat/completions")).await;
+    assert_eq!(code, 402);
+
+    let missing = run(
+        &home,
+        &[
+            "sell",
+            "inference",
+            "big",
+            "--upstream",
+            &server.url(),
+            "--model",
+            "llama3:70b",
+            "--price",
+            "0.01",
+            "--pay-to",
+            &seller,
+            "--wait",
+            "3",
+        ],
+    )
+    .await;
+    assert!(!missing.ok);
+    assert!(
+        missing
+            .stderr
+            .contains("ModelReady is False (ModelNotFound)"),
+        "{}",
+        missing.stderr
+    );
+    assert!(
+        missing.stderr.contains("qwen3:0.6b"),
+        "the error lists what is served: {}",
+        missing.stderr
+    );
+
+    let manifest = dir.path().join("offer.yaml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "apiVersion: obol.org/v1alpha1\nkind: ServiceOffer\nmetadata:\n  name: tagged\n  namespace: llm\nspec:\n  type: inference\n  model:\n    name: qwen3:0.6b\n    runtime: ollama\n  upstream:\n    service: ollama\n    namespace: llm\n    port: {}\n    healthPath: /api/tags\n  payment:\n    network: base-sepolia\n    payTo: \"{seller}\"\n    price:\n      perRequest: \"0.0005\"\n  path: /services/tagged\n  registration:\n    enabled: true\n    skills: [\"natural_language_processing/natural_language_generation/text_completion\"]\n    domains: [\"technology/data_science\"]\n",
+            server.port
+        ),
+    )
+    .unwrap();
+    let applied = ok(&home, &["sell", "apply", "-f", manifest.to_str().unwrap()]).await;
+    assert!(
+        applied.stdout.contains("ServiceOffer tagged created"),
+        "{}",
+        applied.stdout
+    );
+    let status = ok(&home, &["sell", "status", "tagged", "--json"])
+        .await
+        .json();
+    assert_eq!(status["ready"], true, "{status}");
+    let yaml = ok(&home, &["sell", "get", "tagged", "-o", "yaml"])
+        .await
+        .stdout;
+    assert!(
+        yaml.contains("apiVersion: obol.org/v1alpha1") && yaml.contains("perRequest: '0.0005'"),
+        "{yaml}"
+    );
+    let registration: Value = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap()
+        .get(format!("{gateway}/.well-known/agent-registration.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        registration["type"],
+        "https://eips.ethereum.org/EIPS/eip-8004#registration-v1"
+    );
+    stop(daemon).await;
+}
+
+#[tokio::test]
+async fn every_validation_error_says_what_to_type() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let wallet = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8";
+    let first = ok(&home, &["sell", "pricing", "--network", "base-sepolia"]).await;
+    assert!(
+        first
+            .stderr
+            .contains("started the agora daemon in the background"),
+        "{}",
+        first.stderr
+    );
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["sell", "http"],
+            "name required: agora sell http <name> --upstream <url> --per-request <price>",
+        ),
+        (
+            vec![
+                "sell",
+                "http",
+                "Bad_Name",
+                "--upstream",
+                "http://127.0.0.1:1",
+                "--price",
+                "1",
+            ],
+            "invalid name \"Bad_Name\": must be lowercase alphanumeric with hyphens, 1-63 chars, starting with a letter or digit",
+        ),
+        (
+            vec![
+                "sell",
+                "http",
+                "a",
+                "--upstream",
+                "http://127.0.0.1:1",
+                "--price",
+                "1",
+                "--pay-to",
+                "0x1234",
+            ],
+            "invalid wallet address \"0x1234\": must be 0x-prefixed 40-char hex",
+        ),
+        (
+            vec![
+                "sell",
+                "http",
+                "a",
+                "--upstream",
+                "http://127.0.0.1:1",
+                "--price",
+                "1",
+            ],
+            "recipient required: use --pay-to <addr> or set X402_WALLET",
+        ),
+        (
+            vec!["sell", "http", "a", "--upstream", "http://127.0.0.1:1"],
+            "price required: use --price, --per-request, --per-mtok, or --per-hour",
+        ),
+        (
+            vec!["sell", "inference", "a", "--upstream", "http://127.0.0.1:1"],
+            "price required: use --price, --per-request, or --per-mtok",
+        ),
+        (
+            vec![
+                "sell",
+                "http",
+                "a",
+                "--upstream",
+                "http://127.0.0.1:1",
+                "--price",
+                "abc",
+            ],
+            "invalid --price/--per-request value \"abc\"",
+        ),
+        (
+            vec![
+                "sell",
+                "http",
+                "a",
+                "--upstream",
+                "http://127.0.0.1:1",
+                "--per-mtok=-1",
+            ],
+            "invalid --per-mtok value \"-1\"",
+        ),
+        (
+            vec!["sell", "http", "a", "--price", "1"],
+            "upstream required: use --upstream <url> (e.g. http://127.0.0.1:8080)",
+        ),
+        (
+            vec![
+                "sell",
+                "http",
+                "a",
+                "--upstream",
+                "http://127.0.0.1:1",
+                "--price",
+                "1",
+                "--no-register",
+                "--register-skills",
+                "devops_mlops/model_versioning",
+            ],
+            "--no-register cannot be combined with registration-specific flags",
+        ),
+        (
+            vec![
+                "sell",
+                "http",
+                "a",
+                "--upstream",
+                "http://127.0.0.1:1",
+                "--price",
+                "1",
+                "--register-metadata",
+                "novalue",
+            ],
+            "invalid --register-metadata value \"novalue\": expected key=value",
+        ),
+        (
+            vec![
+                "sell",
+                "http",
+                "a",
+                "--upstream",
+                "http://127.0.0.1:1",
+                "--price",
+                "1",
+                "--pay-to",
+                wallet,
+                "--path",
+                "/api/x",
+            ],
+            "path /api/x collides with the reserved platform path /api; pass --path /services/<name>",
+        ),
+        (
+            vec![
+                "sell",
+                "http",
+                "a",
+                "--upstream",
+                "http://127.0.0.1:1",
+                "--price",
+                "1",
+                "--pay-to",
+                wallet,
+                "--path",
+                "/services/../x",
+            ],
+            "invalid path \"/services/../x\": path traversal not allowed",
+        ),
+        (
+            vec![
+                "sell",
+                "http",
+                "a",
+                "--upstream",
+                "http://127.0.0.1:1",
+                "--price",
+                "1",
+                "--pay-to",
+                wallet,
+                "--register-skills",
+                "devops_mlops/model_versionin",
+            ],
+            "devops_mlops/model_versioning",
+        ),
+        (
+            vec![
+                "sell",
+                "http",
+                "a",
+                "--upstream",
+                "http://127.0.0.1:1",
+                "--price",
+                "1",
+                "--pay-to",
+                wallet,
+                "--network",
+                "basse",
+            ],
+            "unknown network \"basse\"",
+        ),
+        (
+            vec!["sell", "update", "a"],
+            "nothing to update: pass at least one of --per-request / --per-mtok / --per-hour / --pay-to / --network",
+        ),
+        (
+            vec!["sell", "stop", "a", "--grace=-1h"],
+            "--grace must be >= 0",
+        ),
+        (
+            vec!["sell", "status", "nope"],
+            "no offer named \"nope\"; list them with: agora sell list",
+        ),
+    ];
+    for (args, message) in &cases {
+        let out = run(&home, args).await;
+        assert!(!out.ok, "agora {args:?} should fail");
+        assert!(
+            out.stderr.contains(message),
+            "agora {args:?}\nwanted: {message}\ngot: {}",
+            out.stderr
+        );
+    }
+    ok(
+        &home,
+        &[
+            "sell",
+            "http",
+            "taken",
+            "--upstream",
+            "http://127.0.0.1:1",
+            "--price",
+            "1",
+            "--pay-to",
+            wallet,
+        ],
+    )
+    .await;
+    let clash = run(
+        &home,
+        &[
+            "sell",
+            "http",
+            "other",
+            "--upstream",
+            "http://127.0.0.1:1",
+            "--price",
+            "1",
+            "--pay-to",
+            wallet,
+            "--path",
+            "/services/taken",
+        ],
+    )
+    .await;
+    assert!(
+        clash.stderr.contains(
+            "path /services/taken is already used by offer taken — pass --path to choose another"
+        ),
+        "{}",
+        clash.stderr
+    );
+    let pricing = ok(&home, &["sell", "pricing"]).await.stdout;
+    assert!(pricing.contains("chain=base-sepolia"), "{pricing}");
+
+    let log = std::fs::read_to_string(home.join("logs/serve.log")).unwrap();
+    let started: Value = serde_json::from_str(log.lines().next().unwrap()).unwrap();
+    std::process::Command::new("kill")
+        .arg(started["pid"].to_string())
+        .status()
+        .unwrap();
+}
