@@ -42,9 +42,17 @@ async fn demo_json_proves_an_exact_payment_on_chain() {
     assert_eq!(proof["probePassed"], true);
     let conditions = proof["conditions"].as_array().unwrap();
     assert_eq!(conditions.len(), 6);
-    assert!(conditions.iter().all(|c| c.as_str().unwrap().contains("=True")), "{conditions:?}");
+    assert!(
+        conditions
+            .iter()
+            .all(|c| c.as_str().unwrap().contains("=True")),
+        "{conditions:?}"
+    );
     assert_eq!(
-        proof["serviceAnswer"]["paidBy"].as_str().unwrap().to_lowercase(),
+        proof["serviceAnswer"]["paidBy"]
+            .as_str()
+            .unwrap()
+            .to_lowercase(),
         proof["payer"].as_str().unwrap().to_lowercase(),
         "the service saw the verified payer"
     );
