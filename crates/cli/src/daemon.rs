@@ -36,6 +36,8 @@ pub struct DaemonConfig {
     pub facilitator_label: String,
     /// Seller name on the storefront.
     pub title: String,
+    /// Whether ModelReady may pull missing Ollama models.
+    pub pull_models: bool,
 }
 
 /// A running daemon.
@@ -107,6 +109,7 @@ impl Daemon {
                     title: config.title.clone(),
                     base_url: public_url.clone(),
                 },
+                pull_models: config.pull_models,
                 ..ReconcilerConfig::default()
             },
         )?);

@@ -171,6 +171,7 @@ async fn sell_and_buy(
         facilitator: Arc::new(facilitator),
         facilitator_label: format!("embedded (settles as {})", relayer.address()),
         title: "agora demo seller".into(),
+        pull_models: false,
     })
     .await?;
     say(format!(

@@ -55,6 +55,9 @@ pub struct ServeArgs {
     /// Settlement key file (mode 0600) for --rpc.
     #[arg(long, value_name = "PATH")]
     key_file: Option<PathBuf>,
+    /// Let ModelReady ask Ollama to pull a model an offer names but the server lacks.
+    #[arg(long)]
+    pull_models: bool,
     /// Seller name shown on the storefront.
     #[arg(long, default_value = "agora seller")]
     title: String,
@@ -95,6 +98,7 @@ async fn foreground(args: ServeArgs) -> anyhow::Result<()> {
         facilitator,
         facilitator_label: label.clone(),
         title: args.title.clone(),
+        pull_models: args.pull_models,
     })
     .await?;
     let line = json!({
@@ -182,6 +186,9 @@ pub async fn start_background(
     let mut command = std::process::Command::new(exe);
     command.arg("serve").arg("--foreground").arg("--json");
     command.args(["--listen", &args.listen, "--title", &args.title]);
+    if args.pull_models {
+        command.arg("--pull-models");
+    }
     if let Some(url) = &args.public_url {
         command.args(["--public-url", url]);
     }

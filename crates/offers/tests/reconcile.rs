@@ -72,6 +72,10 @@ struct Fixture {
 }
 
 async fn fixture() -> Fixture {
+    fixture_with(ReconcilerConfig::default()).await
+}
+
+async fn fixture_with(config: ReconcilerConfig) -> Fixture {
     let chain = Devnet::start(DevnetConfig {
         accounts: 2,
         ..DevnetConfig::default()
@@ -101,13 +105,7 @@ async fn fixture() -> Fixture {
             .await
             .unwrap()
     });
-    let reconciler = Reconciler::new(
-        store.clone(),
-        gateway,
-        facilitator,
-        ReconcilerConfig::default(),
-    )
-    .unwrap();
+    let reconciler = Reconciler::new(store.clone(), gateway, facilitator, config).unwrap();
     Fixture {
         chain,
         store,
@@ -261,5 +259,66 @@ async fn inference_offers_need_their_model_listed() {
     assert_eq!(
         body["accepts"][0]["maxAmountRequired"], "500",
         "0.50 USDC/MTok is 0.0005 per request"
+    );
+}
+
+#[tokio::test]
+async fn a_missing_ollama_model_is_pulled_when_allowed() {
+    use std::sync::{Arc, Mutex};
+    let f = fixture_with(ReconcilerConfig {
+        pull_models: true,
+        ..ReconcilerConfig::default()
+    })
+    .await;
+    let models = Arc::new(Mutex::new(vec!["qwen3:0.6b".to_string()]));
+    let (listed, pulled) = (models.clone(), models.clone());
+    let server = Server::start(
+        Router::new()
+            .route("/", get(|| async { "Ollama is running" }))
+            .route(
+                "/api/tags",
+                get(move || {
+                    let names = listed.lock().unwrap().clone();
+                    async move {
+                        let list: Vec<serde_json::Value> =
+                            names.iter().map(|m| json!({"name": m})).collect();
+                        axum::Json(json!({ "models": list }))
+                    }
+                }),
+            )
+            .route(
+                "/api/pull",
+                axum::routing::post(move |axum::Json(body): axum::Json<serde_json::Value>| {
+                    pulled
+                        .lock()
+                        .unwrap()
+                        .push(body["name"].as_str().unwrap().to_string());
+                    async { axum::Json(json!({"status": "success"})) }
+                }),
+            ),
+        0,
+    )
+    .await;
+    let seller = f.chain.accounts()[1].address().to_string();
+    f.store
+        .put(
+            &ServiceOffer::from_manifest(&format!(
+                "metadata: {{name: llama}}\nspec:\n  type: inference\n  model: {{name: 'llama3:8b', runtime: ollama}}\n  upstream: {{url: 'http://127.0.0.1:{}'}}\n  payment: {{network: base-sepolia, payTo: '{seller}', price: {{perRequest: '0.001'}}}}\n",
+                server.port
+            ))
+            .unwrap(),
+        )
+        .unwrap();
+    f.reconciler.pass().await.unwrap();
+    assert_eq!(
+        conditions(&f.store, "llama")[0],
+        ("ModelReady".into(), "True".into(), "Pulled".into())
+    );
+    assert!(models.lock().unwrap().contains(&"llama3:8b".to_string()));
+    f.reconciler.pass().await.unwrap();
+    assert_eq!(
+        conditions(&f.store, "llama")[0].2,
+        "Available",
+        "listed once pulled"
     );
 }
