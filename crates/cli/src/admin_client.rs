@@ -54,6 +54,14 @@ impl AdminClient {
         self.request("GET", "/v1/status", None).await.is_ok()
     }
 
+    /// Creates or replaces an offer; the answer has the stored `offer` and the `change`.
+    pub async fn put_offer(&self, offer: &offers::ServiceOffer) -> anyhow::Result<Value> {
+        let path = format!("/v1/offers/{}", offer.metadata.name);
+        self.request("PUT", &path, Some(&serde_json::to_value(offer)?))
+            .await?
+            .ok()
+    }
+
     /// Sends one request and reads the whole answer.
     pub async fn request(
         &self,

@@ -244,14 +244,7 @@ impl Story<'_> {
             },
         );
         let client = AdminClient::new(&daemon.socket);
-        client
-            .request(
-                "PUT",
-                &format!("/v1/offers/{name}"),
-                Some(&serde_json::to_value(&offer)?),
-            )
-            .await?
-            .ok()?;
+        client.put_offer(&offer).await?;
         say(format!(
             "3. selling the sample service {service_url} as `{name}` for {price} USDC per request to {}",
             seller.address()

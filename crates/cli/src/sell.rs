@@ -424,6 +424,27 @@ fn limits_spec(l: &LimitArgs) -> Option<LimitsSpec> {
     })
 }
 
+/// The spec both `sell http` and `sell inference` write.
+fn spec_for(
+    offer_type: OfferType,
+    model: Option<ModelSpec>,
+    upstream: UpstreamSpec,
+    limits: &LimitArgs,
+    payment: PaymentSpec,
+    registration: RegistrationSpec,
+) -> OfferSpec {
+    OfferSpec {
+        offer_type,
+        model,
+        upstream,
+        path: limits.path.clone(),
+        payment,
+        registration: Some(registration),
+        limits: limits_spec(limits),
+        ..OfferSpec::default()
+    }
+}
+
 fn name_or(name: Option<String>, usage: &str) -> anyhow::Result<OfferName> {
     let name = name.with_context(|| format!("name required: {usage}"))?;
     Ok(OfferName::parse(&name)?)
@@ -441,19 +462,19 @@ async fn http(a: HttpArgs, json_out: bool) -> anyhow::Result<()> {
     let registration = registration_spec(&a.register, name.as_str(), None)?;
     let client = daemon(json_out).await?;
     let payment = payment_spec(&client, &a.payment, price).await?;
-    let spec = OfferSpec {
-        offer_type: OfferType::Http,
-        upstream: UpstreamSpec {
-            url: Some(upstream),
-            health_path: Some(a.health_path),
-            ..UpstreamSpec::default()
-        },
-        path: a.limits.path.clone(),
-        payment,
-        registration: Some(registration),
-        limits: limits_spec(&a.limits),
-        ..OfferSpec::default()
+    let upstream = UpstreamSpec {
+        url: Some(upstream),
+        health_path: Some(a.health_path),
+        ..UpstreamSpec::default()
     };
+    let spec = spec_for(
+        OfferType::Http,
+        None,
+        upstream,
+        &a.limits,
+        payment,
+        registration,
+    );
     create(
         &client,
         ServiceOffer::new(name.as_str(), spec),
@@ -500,23 +521,23 @@ async fn inference(a: InferenceArgs, json_out: bool) -> anyhow::Result<()> {
     };
     let client = daemon(json_out).await?;
     let payment = payment_spec(&client, &a.payment, price).await?;
-    let spec = OfferSpec {
-        offer_type: OfferType::Inference,
-        model: Some(ModelSpec {
-            name: model,
-            runtime: Some(detected.runtime.to_string()),
-        }),
-        upstream: UpstreamSpec {
-            url: Some(detected.url.clone()),
-            health_path: Some(detected.health_path.to_string()),
-            ..UpstreamSpec::default()
-        },
-        path: a.limits.path.clone(),
-        payment,
-        registration: Some(registration),
-        limits: limits_spec(&a.limits),
-        ..OfferSpec::default()
+    let model = Some(ModelSpec {
+        name: model,
+        runtime: Some(detected.runtime.to_string()),
+    });
+    let upstream = UpstreamSpec {
+        url: Some(detected.url.clone()),
+        health_path: Some(detected.health_path.to_string()),
+        ..UpstreamSpec::default()
     };
+    let spec = spec_for(
+        OfferType::Inference,
+        model,
+        upstream,
+        &a.limits,
+        payment,
+        registration,
+    );
     create(
         &client,
         ServiceOffer::new(name.as_str(), spec),
@@ -533,14 +554,7 @@ async fn create(
     json_out: bool,
 ) -> anyhow::Result<()> {
     let name = offer.metadata.name.clone();
-    let answer = client
-        .request(
-            "PUT",
-            &format!("/v1/offers/{name}"),
-            Some(&serde_json::to_value(&offer)?),
-        )
-        .await?
-        .ok()?;
+    let answer = client.put_offer(&offer).await?;
     let stored: ServiceOffer = serde_json::from_value(answer["offer"].clone())?;
     let change = answer["change"].as_str().unwrap_or("updated").to_string();
     let resolved = resolve(&stored)?;
@@ -759,17 +773,6 @@ async fn status(name: &str, json_out: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn put_offer(client: &AdminClient, offer: &ServiceOffer) -> anyhow::Result<Value> {
-    client
-        .request(
-            "PUT",
-            &format!("/v1/offers/{}", offer.metadata.name),
-            Some(&serde_json::to_value(offer)?),
-        )
-        .await?
-        .ok()
-}
-
 async fn update(a: UpdateArgs, json_out: bool) -> anyhow::Result<()> {
     if !has_price(&a.price) && a.pay_to.is_none() && a.network.is_none() {
         bail!(
@@ -788,7 +791,7 @@ async fn update(a: UpdateArgs, json_out: bool) -> anyhow::Result<()> {
     if let Some(network) = a.network {
         offer.spec.payment.network = network;
     }
-    let answer = put_offer(&client, &offer).await?;
+    let answer = client.put_offer(&offer).await?;
     client.request("POST", "/v1/reconcile", None).await?.ok()?;
     let stored: ServiceOffer = serde_json::from_value(answer["offer"].clone())?;
     if json_out {
@@ -818,7 +821,7 @@ async fn stop(a: StopArgs, json_out: bool) -> anyhow::Result<()> {
     let (mut offer, _) = fetch(&client, &a.name).await?;
     offer.spec.drain_at = Some(offers::time::format_rfc3339(x402::eip3009::unix_now()));
     offer.spec.drain_grace_period = Some(format_duration(grace));
-    let answer = put_offer(&client, &offer).await?;
+    let answer = client.put_offer(&offer).await?;
     client.request("POST", "/v1/reconcile", None).await?.ok()?;
     if json_out {
         println!("{answer}");
@@ -934,7 +937,8 @@ async fn apply(a: ApplyArgs, json_out: bool) -> anyhow::Result<()> {
                 offer.kind
             );
         }
-        let answer = put_offer(&client, &offer)
+        let answer = client
+            .put_offer(&offer)
             .await
             .with_context(|| format!("ServiceOffer {}", offer.metadata.name))?;
         if !json_out {

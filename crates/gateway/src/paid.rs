@@ -266,15 +266,13 @@ impl PaidCall {
     async fn run(self, client: &oneshot::Sender<Response>) -> Option<Response> {
         let inner = &self.inner;
         let name = self.route.name.as_str();
-        let started = Instant::now();
-        let verified = tokio::time::timeout(
-            inner.config.verify_timeout,
-            inner.facilitator.verify(&self.request),
-        )
-        .await;
-        inner
-            .metrics
-            .observe(name, Stage::Verify, started.elapsed());
+        let verified = self
+            .timed(
+                Stage::Verify,
+                inner.config.verify_timeout,
+                inner.facilitator.verify(&self.request),
+            )
+            .await;
         let verified = match verified {
             Err(_) => {
                 let why = format!("it did not answer within {:?}", inner.config.verify_timeout);
@@ -338,15 +336,13 @@ impl PaidCall {
             return None;
         }
 
-        let started = Instant::now();
-        let settled = tokio::time::timeout(
-            inner.config.settle_timeout,
-            inner.facilitator.settle(&self.request),
-        )
-        .await;
-        inner
-            .metrics
-            .observe(name, Stage::Settle, started.elapsed());
+        let settled = self
+            .timed(
+                Stage::Settle,
+                inner.config.settle_timeout,
+                inner.facilitator.settle(&self.request),
+            )
+            .await;
         let version = self.request.x402_version;
         let receipt = match settled {
             Ok(Ok(receipt)) => receipt,
@@ -387,6 +383,21 @@ impl PaidCall {
         let mut extra = HeaderMap::new();
         receipt_headers(&mut extra, &receipt, version);
         Some(proxy::relay(upstream, extra, self.permit))
+    }
+
+    /// Runs `work` under `limit`, recording its latency as `stage`.
+    async fn timed<T>(
+        &self,
+        stage: Stage,
+        limit: std::time::Duration,
+        work: impl std::future::Future<Output = T>,
+    ) -> Result<T, tokio::time::error::Elapsed> {
+        let started = Instant::now();
+        let outcome = tokio::time::timeout(limit, work).await;
+        self.inner
+            .metrics
+            .observe(&self.route.name, stage, started.elapsed());
+        outcome
     }
 
     /// Returns the authorization to the buyer: nothing will be settled for it.
