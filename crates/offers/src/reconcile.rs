@@ -105,6 +105,9 @@ pub struct Reconciler {
     http: reqwest::Client,
     config: ReconcilerConfig,
     wake: Arc<Notify>,
+    /// One pass at a time, so a pass asked for by the admin API and the periodic one
+    /// never install their tables out of order.
+    passing: tokio::sync::Mutex<()>,
 }
 
 /// Why the reconciler could not be built.
@@ -131,6 +134,7 @@ impl Reconciler {
             http,
             config,
             wake: Arc::new(Notify::new()),
+            passing: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -168,6 +172,7 @@ impl Reconciler {
 
     /// One pass over every offer, then one swap of the gateway's table.
     pub async fn pass(&self) -> Result<PassSummary, StoreError> {
+        let _one_at_a_time = self.passing.lock().await;
         let offers = self.store.list()?;
         let mut routes = Vec::new();
         let mut registered = Vec::new();
