@@ -38,6 +38,8 @@ pub struct DaemonConfig {
     pub title: String,
     /// Whether ModelReady may pull missing Ollama models.
     pub pull_models: bool,
+    /// On-chain ERC-8004 registration, when a registry key is configured.
+    pub registry: Option<offers::RegistryConfig>,
 }
 
 /// A running daemon.
@@ -110,6 +112,7 @@ impl Daemon {
                     base_url: public_url.clone(),
                 },
                 pull_models: config.pull_models,
+                registry: config.registry.clone(),
                 ..ReconcilerConfig::default()
             },
         )?);
@@ -140,6 +143,7 @@ impl Daemon {
                 "gatewayUrl": gateway_url,
                 "publicUrl": public_url,
                 "facilitator": config.facilitator_label,
+                "registry": config.registry.is_some(),
                 "version": env!("CARGO_PKG_VERSION"),
             }),
         };
@@ -201,6 +205,7 @@ fn admin_router(admin: Admin) -> Router {
         .route("/v1/offers", get(list))
         .route("/v1/offers/{name}", get(show).put(put).delete(delete))
         .route("/v1/reconcile", post(reconcile))
+        .route("/v1/registration", get(registration))
         .route("/v1/settings", get(settings).put(put_settings))
         .with_state(admin)
 }
@@ -278,6 +283,34 @@ async fn reconcile(State(admin): State<Admin>) -> Response {
         }
         Err(e) => internal(e),
     }
+}
+
+/// The seller's ERC-8004 registration as the last pass left it.
+async fn registration(State(admin): State<Admin>) -> Response {
+    if let Err(e) = admin.reconciler.pass().await {
+        return internal(e);
+    }
+    let keys = [
+        "agentId",
+        "agentUri",
+        "agentChainId",
+        "agentRegistry",
+        "registrationTx",
+    ];
+    let mut out = serde_json::Map::new();
+    for key in keys {
+        match admin.store.setting(key) {
+            Ok(value) => {
+                out.insert(key.to_string(), json!(value));
+            }
+            Err(e) => return internal(e),
+        }
+    }
+    out.insert(
+        "onChain".into(),
+        json!(admin.info["registry"].as_bool().unwrap_or(false)),
+    );
+    Json(Value::Object(out)).into_response()
 }
 
 /// Selling defaults kept by the daemon (`agora sell pricing`).

@@ -172,6 +172,7 @@ async fn sell_and_buy(
         facilitator_label: format!("embedded (settles as {})", relayer.address()),
         title: "agora demo seller".into(),
         pull_models: false,
+        registry: None,
     })
     .await?;
     say(format!(

@@ -9,6 +9,7 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
+use alloy::providers::Provider;
 use anyhow::{Context, bail};
 use clap::Args;
 use facilitator::{EmbeddedConfig, EmbeddedFacilitator};
@@ -55,6 +56,20 @@ pub struct ServeArgs {
     /// Settlement key file (mode 0600) for --rpc.
     #[arg(long, value_name = "PATH")]
     key_file: Option<PathBuf>,
+    /// Key file (mode 0600) of the wallet that registers this seller on the ERC-8004
+    /// Identity Registry [env: AGORA_REGISTRY_KEY]; without one the registration file is
+    /// only published at /.well-known/agent-registration.json.
+    #[arg(long, value_name = "PATH")]
+    registry_key_file: Option<PathBuf>,
+    /// JSON-RPC of the chain to register on [default: the first --rpc].
+    #[arg(long, value_name = "URL")]
+    registry_rpc: Option<String>,
+    /// Identity Registry address [default: the ERC-8004 deployment of that chain].
+    #[arg(long, value_name = "ADDR")]
+    registry: Option<String>,
+    /// Register the document itself as a data: URI instead of the gateway's URL.
+    #[arg(long)]
+    registry_inline: bool,
     /// Let ModelReady ask Ollama to pull a model an offer names but the server lacks.
     #[arg(long)]
     pull_models: bool,
@@ -99,6 +114,7 @@ async fn foreground(args: ServeArgs) -> anyhow::Result<()> {
         facilitator_label: label.clone(),
         title: args.title.clone(),
         pull_models: args.pull_models,
+        registry: registry_for(&args).await?,
     })
     .await?;
     let line = json!({
@@ -160,6 +176,51 @@ async fn facilitator_for(
     Ok((Arc::new(remote), url))
 }
 
+/// Environment variable holding the registry key when no `--registry-key-file` is given.
+pub const REGISTRY_KEY_ENV: &str = "AGORA_REGISTRY_KEY";
+
+/// The on-chain registrar, when a registry key is configured.
+async fn registry_for(args: &ServeArgs) -> anyhow::Result<Option<offers::RegistryConfig>> {
+    let from_env = std::env::var(REGISTRY_KEY_ENV).is_ok_and(|v| !v.trim().is_empty());
+    if args.registry_key_file.is_none() && !from_env {
+        return Ok(None);
+    }
+    let signer =
+        crate::facilitator_cmd::load_key(args.registry_key_file.as_deref(), REGISTRY_KEY_ENV)?;
+    let rpc = args
+        .registry_rpc
+        .clone()
+        .or_else(|| args.rpcs.first().cloned())
+        .context("registration needs a chain: pass --registry-rpc URL (or --rpc URL)")?;
+    let network = facilitator::network_of_rpc(&rpc)
+        .await
+        .with_context(|| format!("cannot read the chain id of --registry-rpc {rpc}"))?;
+    let registry = match &args.registry {
+        Some(addr) => addr
+            .parse()
+            .map_err(|_| anyhow::anyhow!("--registry {addr:?} is not an address"))?,
+        None => erc8004::identity_registry(&network).with_context(|| {
+            format!(
+                "no known ERC-8004 Identity Registry on {}; pass --registry ADDR",
+                network.caip2()
+            )
+        })?,
+    };
+    let url = rpc
+        .parse()
+        .with_context(|| format!("--registry-rpc {rpc} is not a URL"))?;
+    let sender = signer.address();
+    let provider = alloy::providers::ProviderBuilder::new()
+        .wallet(alloy::network::EthereumWallet::from(signer))
+        .connect_http(url)
+        .erased();
+    let registrar = erc8004::registrar::Registrar::connect(provider, registry, sender).await?;
+    Ok(Some(offers::RegistryConfig {
+        registrar,
+        inline: args.registry_inline,
+    }))
+}
+
 /// Spawns `agora serve --foreground` detached and waits until it answers.
 pub async fn start_background(
     home: &std::path::Path,
@@ -188,6 +249,20 @@ pub async fn start_background(
     command.args(["--listen", &args.listen, "--title", &args.title]);
     if args.pull_models {
         command.arg("--pull-models");
+    }
+    if args.registry_inline {
+        command.arg("--registry-inline");
+    }
+    for (flag, value) in [
+        ("--registry-rpc", &args.registry_rpc),
+        ("--registry", &args.registry),
+    ] {
+        if let Some(v) = value {
+            command.args([flag, v]);
+        }
+    }
+    if let Some(key) = &args.registry_key_file {
+        command.arg("--registry-key-file").arg(key);
     }
     if let Some(url) = &args.public_url {
         command.args(["--public-url", url]);

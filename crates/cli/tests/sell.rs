@@ -123,6 +123,15 @@ fn ollama(models: &'static [&'static str]) -> Router {
 
 /// `agora serve --foreground` on a devnet, and what its startup line said.
 async fn serve(home: &Path, chain: &Devnet, key_file: &Path) -> (Child, Value) {
+    serve_with(home, chain, key_file, &[]).await
+}
+
+async fn serve_with(
+    home: &Path,
+    chain: &Devnet,
+    key_file: &Path,
+    extra: &[&str],
+) -> (Child, Value) {
     let mut child = agora(home)
         .env_remove("AGORA_FACILITATOR_URL")
         .args([
@@ -134,6 +143,7 @@ async fn serve(home: &Path, chain: &Devnet, key_file: &Path) -> (Child, Value) {
             "--key-file",
         ])
         .arg(key_file)
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -738,4 +748,149 @@ async fn every_validation_error_says_what_to_type() {
         .arg(started["pid"].to_string())
         .status()
         .unwrap();
+}
+
+#[tokio::test]
+async fn the_seller_is_registered_once_on_erc8004_and_its_uri_follows_the_public_url() {
+    use alloy::primitives::Bytes;
+    use erc8004::IIdentityRegistry;
+    let chain = Devnet::start(DevnetConfig {
+        accounts: 2,
+        ..DevnetConfig::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let key = key_file(dir.path(), &chain);
+    let seller = chain.accounts()[1].address().to_string();
+    let registry_key = dir.path().join("registry.key");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::write(&registry_key, chain.accounts()[1].private_key().to_string()).unwrap();
+        std::fs::set_permissions(&registry_key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let registry_flags = ["--registry-key-file", registry_key.to_str().unwrap()];
+    let upstream = Upstream::start(echo(), 0).await;
+    let (daemon, started) = serve_with(&home, &chain, &key, &registry_flags).await;
+    let gateway = started["gatewayUrl"].as_str().unwrap().to_string();
+    let created = ok(
+        &home,
+        &[
+            "sell",
+            "http",
+            "worker",
+            "--upstream",
+            &upstream.url(),
+            "--per-hour",
+            "0.60",
+            "--pay-to",
+            &seller,
+            "--register-skills",
+            "devops_mlops/model_versioning",
+            "--register-domains",
+            "research_and_development/scientific_research",
+            "--wait",
+            "30",
+            "--json",
+        ],
+    )
+    .await
+    .json();
+    assert_eq!(created["ready"], true, "{created}");
+    let status = ok(&home, &["sell", "status", "worker", "--json"])
+        .await
+        .json();
+    let registered = status["offer"]["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Registered")
+        .unwrap()
+        .clone();
+    assert_eq!(registered["status"], "True", "{registered}");
+    assert!(
+        ["Registered", "AlreadyRegistered"].contains(&registered["reason"].as_str().unwrap()),
+        "{registered}"
+    );
+    assert_eq!(
+        status["offer"]["status"]["agentId"], "0",
+        "the first agent id is 0"
+    );
+    let agent = ok(&home, &["sell", "register", "--json"]).await.json();
+    assert_eq!(agent["agentId"], "0");
+    let uri = format!("{gateway}/.well-known/agent-registration.json");
+    assert_eq!(agent["agentUri"], uri);
+
+    let registry = IIdentityRegistry::new(
+        erc8004::identity_registry(&chain.network()).unwrap(),
+        chain.provider().unwrap(),
+    );
+    let zero = U256::ZERO;
+    assert_eq!(registry.tokenURI(zero).call().await.unwrap(), uri);
+    assert_eq!(
+        registry.ownerOf(zero).call().await.unwrap(),
+        chain.accounts()[1].address()
+    );
+    assert_eq!(
+        registry
+            .getMetadata(zero, "x402.supported".into())
+            .call()
+            .await
+            .unwrap(),
+        Bytes::from_static(&[1])
+    );
+    let document: Value = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap()
+        .get(&uri)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(document["registrations"][0]["agentId"], 0);
+    assert_eq!(
+        document["registrations"][0]["agentRegistry"],
+        "eip155:84532:0x8004A818BFB912233c491871b3d84c89A494BD9e"
+    );
+    assert_eq!(document["x402Support"], true);
+    let oasf = document["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "OASF")
+        .unwrap()
+        .clone();
+    assert_eq!(oasf["skills"][0], "devops_mlops/model_versioning");
+
+    // A new public URL (the daemon restarts on another port): setAgentURI, no second mint.
+    stop(daemon).await;
+    let (daemon, started) = serve_with(&home, &chain, &key, &registry_flags).await;
+    let moved = format!(
+        "{}/.well-known/agent-registration.json",
+        started["gatewayUrl"].as_str().unwrap()
+    );
+    assert_ne!(moved, uri);
+    let agent = ok(&home, &["sell", "register", "--json"]).await.json();
+    assert_eq!(agent["agentId"], "0");
+    assert_eq!(registry.tokenURI(zero).call().await.unwrap(), moved);
+    assert!(
+        registry.ownerOf(U256::from(1)).call().await.is_err(),
+        "never minted twice"
+    );
+    stop(daemon).await;
+
+    let unregistered = tempfile::tempdir().unwrap();
+    let (plain, _) = serve(unregistered.path(), &chain, &key).await;
+    let refused = run(unregistered.path(), &["sell", "register"]).await;
+    assert!(!refused.ok);
+    assert!(
+        refused.stderr.contains("--registry-key-file"),
+        "{}",
+        refused.stderr
+    );
+    stop(plain).await;
 }

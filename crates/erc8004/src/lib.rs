@@ -7,6 +7,7 @@
 
 pub mod abi;
 pub mod oasf;
+pub mod registrar;
 pub mod registration;
 
 pub use abi::{

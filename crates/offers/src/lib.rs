@@ -6,12 +6,14 @@
 //! ([`store`]), and driven through six stages continuously ([`reconcile`]).
 
 pub mod reconcile;
+pub mod registry;
 pub mod spec;
 pub mod store;
 pub mod time;
 pub mod validate;
 
 pub use reconcile::{Reconciler, ReconcilerConfig, STAGES};
+pub use registry::RegistryConfig;
 pub use spec::{OfferSpec, OfferStatus, OfferType, ServiceOffer};
 pub use store::{Change, Event, Store, StoreError};
 pub use validate::{OfferName, ResolvedOffer, ValidationError};

@@ -17,6 +17,7 @@ use tokio::sync::Notify;
 use x402::Facilitator;
 use x402::wire::SCHEME_EXACT;
 
+use crate::registry::{self, Listing, RegistryConfig};
 use crate::spec::{Condition, OfferStatus, OfferType, ServiceOffer};
 use crate::store::{Store, StoreError};
 use crate::time::{format_rfc3339, parse_rfc3339};
@@ -45,6 +46,9 @@ pub struct ReconcilerConfig {
     pub pending_interval: Duration,
     /// Whether ModelReady may ask Ollama to pull a missing model.
     pub pull_models: bool,
+    /// On-chain ERC-8004 registration; without it the registration file is only
+    /// published.
+    pub registry: Option<RegistryConfig>,
 }
 
 impl Default for ReconcilerConfig {
@@ -55,6 +59,7 @@ impl Default for ReconcilerConfig {
             ready_interval: Duration::from_secs(10),
             pending_interval: Duration::from_millis(500),
             pull_models: false,
+            registry: None,
         }
     }
 }
@@ -71,7 +76,7 @@ pub struct Verdict {
 }
 
 impl Verdict {
-    fn yes(reason: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn yes(reason: &'static str, message: impl Into<String>) -> Self {
         Self {
             ok: true,
             reason,
@@ -79,7 +84,7 @@ impl Verdict {
         }
     }
 
-    fn no(reason: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn no(reason: &'static str, message: impl Into<String>) -> Self {
         Self {
             ok: false,
             reason,
@@ -174,43 +179,53 @@ impl Reconciler {
     pub async fn pass(&self) -> Result<PassSummary, StoreError> {
         let _one_at_a_time = self.passing.lock().await;
         let offers = self.store.list()?;
+        let mut staged = Vec::with_capacity(offers.len());
+        for offer in &offers {
+            staged.push(self.stage(offer).await);
+        }
+        let listed: Vec<&ResolvedOffer> = staged
+            .iter()
+            .filter(|s| s.published_ok())
+            .filter_map(|s| s.resolved.as_ref())
+            .filter(|r| r.registration.enabled)
+            .collect();
+        let listing = registry::list(
+            self.config.registry.as_ref(),
+            &self.store,
+            &self.config.site,
+            &listed,
+        )
+        .await;
         let mut routes = Vec::new();
-        let mut registered = Vec::new();
         let mut summary = PassSummary {
             offers: offers.len(),
             ready: 0,
         };
-        for offer in &offers {
-            let (status, route, resolved) = self.reconcile(offer).await;
+        for (offer, staged) in offers.iter().zip(staged) {
+            let (status, route) = staged.finish(offer, &listing);
             if status.conditions.last().is_some_and(|c| c.status == "True") {
                 summary.ready += 1;
             }
             self.store.set_status(&offer.metadata.name, &status)?;
-            if let Some(route) = route {
-                routes.push(route);
-            }
-            if let Some(resolved) = resolved.filter(|r| r.registration.enabled) {
-                registered.push(resolved);
-            }
+            routes.extend(route);
         }
-        let registration = self.registration_document(&registered);
-        let documents = Documents::build(&self.config.site, &routes, registration);
+        let documents = Documents::build(&self.config.site, &routes, listing.document.clone());
         self.gateway.install(routes, documents);
         Ok(summary)
     }
 
-    /// The stages for one offer: its new status and its route, if it has one.
-    async fn reconcile(
-        &self,
-        offer: &ServiceOffer,
-    ) -> (OfferStatus, Option<Route>, Option<ResolvedOffer>) {
-        let previous = &offer.status;
-        let generation = offer.metadata.generation;
+    /// Stages 1 to 4 of one offer; Registered and Ready follow once the seller-level
+    /// registration is known.
+    async fn stage(&self, offer: &ServiceOffer) -> Staged {
         let resolved = match resolve(offer) {
             Ok(r) => r,
             Err(e) => {
-                let verdicts = STAGES.map(|_| Verdict::no("InvalidSpec", e.to_string()));
-                return (status(previous, generation, &verdicts, None), None, None);
+                return Staged {
+                    verdicts: None,
+                    invalid: Some(Verdict::no("InvalidSpec", e.to_string())),
+                    route: None,
+                    resolved: None,
+                };
             }
         };
         let model = self.model_ready(&resolved).await;
@@ -268,26 +283,12 @@ impl Reconciler {
                 (verdict, Some(route))
             }
         };
-        let registered = registered(&resolved);
-        let all = [&model, &upstream, &gate, &published, &registered];
-        let ready = if all.iter().all(|v| v.ok) {
-            Verdict::yes("Reconciled", "all stages are True")
-        } else {
-            let first = STAGES
-                .iter()
-                .zip(all)
-                .find(|(_, v)| !v.ok)
-                .map(|(s, v)| format!("{s}: {}", v.message))
-                .unwrap_or_default();
-            Verdict::no("Reconciling", first)
-        };
-        let verdicts = [model, upstream, gate, published, registered, ready];
-        let endpoint = route.as_ref().map(|_| resolved.path.clone());
-        (
-            status(previous, generation, &verdicts, endpoint),
+        Staged {
+            verdicts: Some([model, upstream, gate, published]),
+            invalid: None,
             route,
-            Some(resolved),
-        )
+            resolved: Some(resolved),
+        }
     }
 
     /// ModelReady: inference offers must have their model listed by the upstream.
@@ -479,53 +480,65 @@ impl Reconciler {
         }
         route
     }
-
-    fn registration_document(&self, offers: &[ResolvedOffer]) -> Option<Value> {
-        if offers.is_empty() {
-            return None;
-        }
-        let base = if self.config.site.base_url.is_empty() {
-            "http://127.0.0.1"
-        } else {
-            self.config.site.base_url.as_str()
-        };
-        let entries: Vec<erc8004::registration::OfferEntry> = offers
-            .iter()
-            .map(|o| erc8004::registration::OfferEntry {
-                name: o.name.to_string(),
-                endpoint_url: format!("{base}{}", o.path),
-                description: o.registration.description.clone().unwrap_or_default(),
-                skills: o.registration.skills.clone(),
-                domains: o.registration.domains.clone(),
-                x402: true,
-            })
-            .collect();
-        let profile = erc8004::registration::AgentProfile {
-            name: self.config.site.title.clone(),
-            description: String::new(),
-            image: None,
-            supported_trust: Vec::new(),
-        };
-        match erc8004::registration::Registration::for_offers(&profile, &entries, &[]) {
-            Ok(doc) => serde_json::to_value(doc).ok(),
-            Err(e) => {
-                tracing::warn!("cannot build the registration file: {e}");
-                None
-            }
-        }
-    }
 }
 
-/// Registered: best-effort and never blocking; the registry wiring lands with the
-/// discovery work, until then an enabled registration is reported as skipped.
-fn registered(offer: &ResolvedOffer) -> Verdict {
-    if offer.registration.enabled {
-        Verdict::yes(
-            "Skipped",
-            "registration is enabled; the registration file is published at /.well-known/agent-registration.json, on-chain registration is not run by this version",
+/// An offer after stages 1 to 4.
+struct Staged {
+    verdicts: Option<[Verdict; 4]>,
+    invalid: Option<Verdict>,
+    route: Option<Route>,
+    resolved: Option<ResolvedOffer>,
+}
+
+impl Staged {
+    fn published_ok(&self) -> bool {
+        self.verdicts.as_ref().is_some_and(|v| v[3].ok)
+    }
+
+    /// Adds Registered (from the seller-level `listing`) and Ready.
+    fn finish(self, offer: &ServiceOffer, listing: &Listing) -> (OfferStatus, Option<Route>) {
+        let previous = &offer.status;
+        let generation = offer.metadata.generation;
+        let published = self.published_ok();
+        let (Some([model, upstream, gate, route_verdict]), Some(resolved)) =
+            (self.verdicts, self.resolved)
+        else {
+            let invalid = self
+                .invalid
+                .unwrap_or_else(|| Verdict::no("InvalidSpec", "the offer could not be read"));
+            let verdicts = STAGES.map(|_| invalid.clone());
+            return (status(previous, generation, &verdicts, None, None), None);
+        };
+        let enabled = resolved.registration.enabled;
+        let registered = if !enabled {
+            Verdict::yes("Disabled", "registration is disabled for this offer")
+        } else if !published {
+            Verdict::no(
+                "WaitingForRoute",
+                "registration waits until the route is published",
+            )
+        } else {
+            listing.verdict.clone()
+        };
+        let all = [&model, &upstream, &gate, &route_verdict, &registered];
+        let ready = if all.iter().all(|v| v.ok) {
+            Verdict::yes("Reconciled", "all stages are True")
+        } else {
+            let first = STAGES
+                .iter()
+                .zip(all)
+                .find(|(_, v)| !v.ok)
+                .map(|(s, v)| format!("{s}: {}", v.message))
+                .unwrap_or_default();
+            Verdict::no("Reconciling", first)
+        };
+        let endpoint = self.route.as_ref().map(|_| resolved.path.clone());
+        let agent = (enabled && published).then_some(listing);
+        let verdicts = [model, upstream, gate, route_verdict, registered, ready];
+        (
+            status(previous, generation, &verdicts, endpoint, agent),
+            self.route,
         )
-    } else {
-        Verdict::yes("Disabled", "registration is disabled for this offer")
     }
 }
 
@@ -585,6 +598,7 @@ fn status(
     generation: u64,
     verdicts: &[Verdict; 6],
     endpoint: Option<String>,
+    agent: Option<&Listing>,
 ) -> OfferStatus {
     let now = format_rfc3339(x402::eip3009::unix_now());
     let conditions = STAGES
@@ -609,8 +623,8 @@ fn status(
     OfferStatus {
         conditions,
         endpoint,
-        agent_id: previous.agent_id.clone(),
-        registration_tx_hash: previous.registration_tx_hash.clone(),
+        agent_id: agent.and_then(|l| l.agent_id.clone()),
+        registration_tx_hash: agent.and_then(|l| l.tx.clone()),
         observed_generation: generation,
     }
 }
