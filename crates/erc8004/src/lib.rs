@@ -2,8 +2,8 @@
 //! the registration document an agent URI points at, and the OASF v0.8.0 skill and
 //! domain taxonomy that document's OASF entry is checked against.
 //!
-//! Sellers use it to describe and list their offers, the indexer and buyers use it to
-//! read other agents' listings; nothing here sends transactions.
+//! Sellers use it to describe and list their offers (the [`registrar`] sends the
+//! registry transactions), the indexer and buyers use it to read other agents' listings.
 
 pub mod abi;
 pub mod oasf;
