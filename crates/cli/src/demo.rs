@@ -20,7 +20,7 @@ use clap::Args;
 use devnet::{Devnet, DevnetConfig};
 use facilitator::{ChainConfig, EmbeddedConfig, EmbeddedFacilitator};
 use offers::ServiceOffer;
-use offers::spec::{OfferSpec, PaymentSpec, PriceSpec, UpstreamSpec};
+use offers::spec::{OfferSpec, PaymentSpec, PriceSpec, RegistrationSpec, UpstreamSpec};
 use serde::Serialize;
 use serde_json::json;
 use x402::eip3009::{self, IEip3009Token};
@@ -55,6 +55,7 @@ struct DemoProof {
     url: String,
     conditions: Vec<String>,
     probe_passed: bool,
+    agent_id: Option<String>,
     price: String,
     amount_atomic: String,
     payer: Address,
@@ -172,7 +173,10 @@ async fn sell_and_buy(
         facilitator_label: format!("embedded (settles as {})", relayer.address()),
         title: "agora demo seller".into(),
         pull_models: false,
-        registry: None,
+        registry: Some(
+            crate::serve_cmd::registry_config(chain.rpc_url(), seller.signer(), None, false)
+                .await?,
+        ),
     })
     .await?;
     say(format!(
@@ -241,6 +245,16 @@ impl Story<'_> {
                     },
                     asset: None,
                 },
+                registration: Some(RegistrationSpec {
+                    enabled: true,
+                    name: Some("agora demo hello service".into()),
+                    skills: vec![
+                        "natural_language_processing/natural_language_generation/text_completion"
+                            .into(),
+                    ],
+                    domains: vec!["technology/data_science".into()],
+                    ..RegistrationSpec::default()
+                }),
                 ..OfferSpec::default()
             },
         );
@@ -268,6 +282,11 @@ impl Story<'_> {
             .context("the Ready offer has no endpoint")?;
         let url = format!("{}{path}/greeting", daemon.gateway_url);
 
+        say(format!(
+            "   listed on ERC-8004 as agent {} (registration file at {}/.well-known/agent-registration.json)",
+            ready.status.agent_id.as_deref().unwrap_or("?"),
+            daemon.gateway_url
+        ));
         let report = crate::probe::probe(&url, &requirement).await?;
         ensure!(
             report.passed,
@@ -373,6 +392,7 @@ impl Story<'_> {
             url,
             conditions,
             probe_passed: report.passed,
+            agent_id: ready.status.agent_id.clone(),
             price: price.to_string(),
             amount_atomic: price.atomic.to_string(),
             payer: buyer.address(),

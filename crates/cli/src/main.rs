@@ -5,8 +5,10 @@ mod daemon;
 mod demo;
 mod detect;
 mod devnet_cmd;
+mod discover;
 mod facilitator_cmd;
 mod home;
+mod index_cmd;
 mod probe;
 mod sell;
 mod serve_cmd;
@@ -38,6 +40,10 @@ enum Command {
     /// Sell services behind the x402 gate: http, inference, list, status, update, stop,
     /// delete, pricing, get, apply, probe.
     Sell(Box<sell::SellArgs>),
+    /// Follow the ERC-8004 Identity Registry into SQLite and serve an 8004scan-shaped API.
+    Index(Box<index_cmd::IndexArgs>),
+    /// Find sellers by OASF skill/domain and x402 support (via an indexer, or over RPC).
+    Discover(Box<discover::DiscoverArgs>),
 }
 
 #[tokio::main]
@@ -56,6 +62,8 @@ async fn main() -> std::process::ExitCode {
         Command::Facilitator(args) => facilitator_cmd::run(args).await,
         Command::Serve(args) => serve_cmd::run(args).await,
         Command::Sell(args) => sell::run(*args).await,
+        Command::Index(args) => index_cmd::run(*args).await,
+        Command::Discover(args) => discover::run(*args).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

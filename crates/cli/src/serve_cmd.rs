@@ -192,13 +192,31 @@ async fn registry_for(args: &ServeArgs) -> anyhow::Result<Option<offers::Registr
         .clone()
         .or_else(|| args.rpcs.first().cloned())
         .context("registration needs a chain: pass --registry-rpc URL (or --rpc URL)")?;
-    let network = facilitator::network_of_rpc(&rpc)
+    let registry = args
+        .registry
+        .as_deref()
+        .map(|addr| {
+            addr.parse()
+                .map_err(|_| anyhow::anyhow!("--registry {addr:?} is not an address"))
+        })
+        .transpose()?;
+    Ok(Some(
+        registry_config(&rpc, signer, registry, args.registry_inline).await?,
+    ))
+}
+
+/// Connects a registrar for `signer` to the Identity Registry on `rpc`'s chain.
+pub async fn registry_config(
+    rpc: &str,
+    signer: alloy::signers::local::PrivateKeySigner,
+    registry: Option<alloy::primitives::Address>,
+    inline: bool,
+) -> anyhow::Result<offers::RegistryConfig> {
+    let network = facilitator::network_of_rpc(rpc)
         .await
-        .with_context(|| format!("cannot read the chain id of --registry-rpc {rpc}"))?;
-    let registry = match &args.registry {
-        Some(addr) => addr
-            .parse()
-            .map_err(|_| anyhow::anyhow!("--registry {addr:?} is not an address"))?,
+        .with_context(|| format!("cannot read the chain id of the registry RPC {rpc}"))?;
+    let registry = match registry {
+        Some(address) => address,
         None => erc8004::identity_registry(&network).with_context(|| {
             format!(
                 "no known ERC-8004 Identity Registry on {}; pass --registry ADDR",
@@ -208,17 +226,14 @@ async fn registry_for(args: &ServeArgs) -> anyhow::Result<Option<offers::Registr
     };
     let url = rpc
         .parse()
-        .with_context(|| format!("--registry-rpc {rpc} is not a URL"))?;
+        .with_context(|| format!("the registry RPC {rpc} is not a URL"))?;
     let sender = signer.address();
     let provider = alloy::providers::ProviderBuilder::new()
         .wallet(alloy::network::EthereumWallet::from(signer))
         .connect_http(url)
         .erased();
     let registrar = erc8004::registrar::Registrar::connect(provider, registry, sender).await?;
-    Ok(Some(offers::RegistryConfig {
-        registrar,
-        inline: args.registry_inline,
-    }))
+    Ok(offers::RegistryConfig { registrar, inline })
 }
 
 /// Spawns `agora serve --foreground` detached and waits until it answers.

@@ -894,3 +894,249 @@ async fn the_seller_is_registered_once_on_erc8004_and_its_uri_follows_the_public
     );
     stop(plain).await;
 }
+
+/// Starts `agora index` and waits until it has read `agents` registration files.
+async fn index(home: &Path, chain: &Devnet, agents: usize) -> (Child, String) {
+    let mut child = agora(home)
+        .args([
+            "index",
+            "--json",
+            "--listen",
+            "127.0.0.1:0",
+            "--rpc",
+            chain.rpc_url(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .expect("index prints its startup line")
+        .unwrap()
+        .expect("a JSON line");
+    let url = serde_json::from_str::<Value>(&first).unwrap()["url"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    for _ in 0..200 {
+        let page: Option<Value> = match client
+            .get(format!("{url}/api/v1/public/agents?x402=true"))
+            .send()
+            .await
+        {
+            Ok(r) => r.json().await.ok(),
+            Err(_) => None,
+        };
+        let fetched = page
+            .as_ref()
+            .and_then(|p| p["items"].as_array())
+            .map_or(0, |items| {
+                items.iter().filter(|a| a["fetch_status"] == "ok").count()
+            });
+        if fetched == agents {
+            return (child, url);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the indexer did not read {agents} registration files");
+}
+
+#[tokio::test]
+async fn discover_finds_sellers_by_skill_domain_and_owner_with_their_live_price() {
+    let chain = Devnet::start(DevnetConfig {
+        accounts: 4,
+        ..DevnetConfig::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let key = key_file(dir.path(), &chain);
+    let sellers = [
+        (
+            "writer",
+            "0.001",
+            "natural_language_processing/natural_language_generation/text_completion",
+            "technology/data_science",
+        ),
+        (
+            "trainer",
+            "0.002",
+            "devops_mlops/model_versioning",
+            "research_and_development/scientific_research",
+        ),
+        (
+            "watcher",
+            "0.003",
+            "devops_mlops/monitoring_alerting",
+            "technology/blockchain",
+        ),
+    ];
+    let mut running = Vec::new();
+    for (i, (name, price, skill, domain)) in sellers.iter().enumerate() {
+        let account = &chain.accounts()[i + 1];
+        let home = dir.path().join(name);
+        let registry_key = dir.path().join(format!("{name}.key"));
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::write(&registry_key, account.private_key().to_string()).unwrap();
+            std::fs::set_permissions(&registry_key, std::fs::Permissions::from_mode(0o600))
+                .unwrap();
+        }
+        let upstream = Upstream::start(echo(), 0).await;
+        let (daemon, _) = serve_with(
+            &home,
+            &chain,
+            &key,
+            &["--registry-key-file", registry_key.to_str().unwrap()],
+        )
+        .await;
+        let pay_to = account.address().to_string();
+        let created = ok(
+            &home,
+            &[
+                "sell",
+                "http",
+                name,
+                "--upstream",
+                &upstream.url(),
+                "--per-request",
+                price,
+                "--pay-to",
+                &pay_to,
+                "--register-skills",
+                skill,
+                "--register-domains",
+                domain,
+                "--wait",
+                "30",
+                "--json",
+            ],
+        )
+        .await
+        .json();
+        assert_eq!(created["ready"], true, "{created}");
+        let registered = ok(&home, &["sell", "register", "--json"]).await.json();
+        assert!(registered["agentId"].is_string(), "{registered}");
+        running.push((daemon, upstream));
+    }
+    let index_home = dir.path().join("indexer");
+    let (indexer, url) = index(&index_home, &chain, 3).await;
+    let discover = |args: Vec<String>| {
+        let home = index_home.clone();
+        async move {
+            let mut all = vec!["discover".to_string(), "--json".to_string()];
+            all.extend(args);
+            let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+            ok(&home, &refs).await.json()
+        }
+    };
+    let names = |found: &Value| -> Vec<String> {
+        let mut n: Vec<String> = found
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["name"].as_str().unwrap().to_string())
+            .collect();
+        n.sort();
+        n
+    };
+    let devops = discover(vec![
+        "--indexer".into(),
+        url.clone(),
+        "--skill".into(),
+        "devops_mlops/*".into(),
+        "--probe".into(),
+    ])
+    .await;
+    assert_eq!(names(&devops), ["trainer", "watcher"], "{devops}");
+    for agent in devops.as_array().unwrap() {
+        let price = &agent["prices"][0];
+        assert_eq!(price["status"], 402, "{agent}");
+        let expected = if agent["name"] == "trainer" {
+            "0.002 USDC on Base Sepolia"
+        } else {
+            "0.003 USDC on Base Sepolia"
+        };
+        assert_eq!(price["price"], expected, "{agent}");
+        assert_eq!(
+            price["payTo"].as_str().unwrap().to_lowercase(),
+            agent["owner"].as_str().unwrap().to_lowercase()
+        );
+    }
+    let tech = discover(vec![
+        "--indexer".into(),
+        url.clone(),
+        "--domain".into(),
+        "technology/*".into(),
+    ])
+    .await;
+    assert_eq!(names(&tech), ["watcher", "writer"]);
+    let owned = discover(vec![
+        "--indexer".into(),
+        url.clone(),
+        "--owner".into(),
+        chain.accounts()[1].address().to_string(),
+    ])
+    .await;
+    assert_eq!(names(&owned), ["writer"]);
+    let exact = discover(vec![
+        "--indexer".into(),
+        url.clone(),
+        "--skill".into(),
+        "devops_mlops/model_versioning".into(),
+        "--x402".into(),
+    ])
+    .await;
+    assert_eq!(names(&exact), ["trainer"]);
+
+    let scanned = discover(vec![
+        "--indexer".into(),
+        "http://127.0.0.1:9".into(),
+        "--rpc".into(),
+        chain.rpc_url().to_string(),
+        "--skill".into(),
+        "natural_language_processing/*".into(),
+    ])
+    .await;
+    assert_eq!(
+        names(&scanned),
+        ["writer"],
+        "the RPC scan finds what the indexer finds"
+    );
+
+    let typo = run(
+        &index_home,
+        &[
+            "discover",
+            "--indexer",
+            &url,
+            "--skill",
+            "devops_mlops/model_versionin",
+        ],
+    )
+    .await;
+    assert!(!typo.ok);
+    assert!(
+        typo.stderr.contains("devops_mlops/model_versioning"),
+        "{}",
+        typo.stderr
+    );
+    let nowhere = run(
+        &index_home,
+        &["discover", "--indexer", "http://127.0.0.1:9"],
+    )
+    .await;
+    assert!(
+        nowhere.stderr.contains("agora index --rpc URL"),
+        "{}",
+        nowhere.stderr
+    );
+
+    stop(indexer).await;
+    for (daemon, _upstream) in running {
+        stop(daemon).await;
+    }
+}

@@ -69,6 +69,8 @@ fn known(store: &Store) -> Option<Known> {
     })
 }
 
+/// The seller's registration file: named after its offer when it sells one, after the
+/// storefront title when it sells several.
 fn document(site: &Site, offers: &[&ResolvedOffer], agent: Option<&Known>) -> Option<Registration> {
     let registrations: Vec<AgentRegistration> = agent
         .iter()
@@ -80,9 +82,17 @@ fn document(site: &Site, offers: &[&ResolvedOffer], agent: Option<&Known>) -> Op
             })
         })
         .collect();
+    let single = match offers {
+        [only] => Some(&only.registration),
+        _ => None,
+    };
     let profile = AgentProfile {
-        name: site.title.clone(),
-        description: String::new(),
+        name: single
+            .and_then(|r| r.name.clone())
+            .unwrap_or_else(|| site.title.clone()),
+        description: single
+            .and_then(|r| r.description.clone())
+            .unwrap_or_default(),
         image: offers.iter().find_map(|o| o.registration.image.clone()),
         supported_trust: Vec::new(),
     };
