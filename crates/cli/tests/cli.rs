@@ -40,7 +40,10 @@ async fn demo_json_proves_an_exact_payment_on_chain() {
     assert_eq!(proof["payerBalanceAfter"], "999.9975");
     assert_ne!(proof["payer"], proof["payTo"]);
     assert_eq!(proof["probePassed"], true);
-    assert_eq!(proof["agentId"], "0", "the demo seller is listed on ERC-8004");
+    assert_eq!(
+        proof["agentId"], "0",
+        "the demo seller is listed on ERC-8004"
+    );
     let conditions = proof["conditions"].as_array().unwrap();
     assert_eq!(conditions.len(), 6);
     assert!(

@@ -881,6 +881,20 @@ async fn the_seller_is_registered_once_on_erc8004_and_its_uri_follows_the_public
         registry.ownerOf(U256::from(1)).call().await.is_err(),
         "never minted twice"
     );
+    ok(&home, &["sell", "delete", "worker", "--yes"]).await;
+    let tombstone: Value = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap()
+        .get(&moved)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(tombstone["active"], false, "{tombstone}");
+    assert_eq!(tombstone["registrations"][0]["agentId"], 0);
     stop(daemon).await;
 
     let unregistered = tempfile::tempdir().unwrap();
