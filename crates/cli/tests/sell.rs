@@ -132,7 +132,8 @@ async fn serve_with(
     key_file: &Path,
     extra: &[&str],
 ) -> (Child, Value) {
-    let mut child = agora(home)
+    let mut command = agora(home);
+    command
         .env_remove("AGORA_FACILITATOR_URL")
         .args([
             "serve",
@@ -143,7 +144,13 @@ async fn serve_with(
             "--key-file",
         ])
         .arg(key_file)
-        .args(extra)
+        .args(extra);
+    spawn_with_startup_line(command).await
+}
+
+/// Spawns a long-running `agora` command and reads the JSON line it starts with.
+async fn spawn_with_startup_line(mut command: Command) -> (Child, Value) {
+    let mut child = command
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -151,7 +158,7 @@ async fn serve_with(
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
         .await
-        .expect("serve prints its startup line")
+        .expect("the command prints its startup line")
         .unwrap()
         .expect("a JSON line");
     (child, serde_json::from_str(&first).unwrap())
@@ -170,9 +177,14 @@ async fn stop(mut child: Child) {
 }
 
 fn key_file(dir: &Path, chain: &Devnet) -> PathBuf {
+    private_key_file(dir, "facilitator.key", chain, 0)
+}
+
+/// Writes account `i`'s key to `dir/name`, mode 0600 as agora requires.
+fn private_key_file(dir: &Path, name: &str, chain: &Devnet, i: usize) -> PathBuf {
     use std::os::unix::fs::PermissionsExt;
-    let path = dir.join("facilitator.key");
-    std::fs::write(&path, chain.accounts()[0].private_key().to_string()).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, chain.accounts()[i].private_key().to_string()).unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
     path
 }
@@ -296,6 +308,30 @@ async fn sell_http_end_to_end_through_the_binary() {
         .await
         .json();
     assert_eq!(probe["probe"]["passed"], true, "{probe}");
+    assert!(probe["paid"].is_null());
+    let before = chain.usdc_balance(seller).await.unwrap();
+    let buyer_file = private_key_file(dir.path(), "buyer.key", &chain, 2);
+    let paid_probe = ok(
+        &home,
+        &[
+            "sell",
+            "probe",
+            "echo",
+            "--local",
+            "--paid",
+            "--key-file",
+            buyer_file.to_str().unwrap(),
+            "--json",
+        ],
+    )
+    .await
+    .json();
+    assert_eq!(paid_probe["paid"]["status"], 200, "{paid_probe}");
+    assert_eq!(paid_probe["paid"]["receipt"]["success"], true);
+    assert_eq!(
+        chain.usdc_balance(seller).await.unwrap() - before,
+        U256::from(1000)
+    );
 
     let before = chain.usdc_balance(seller).await.unwrap();
     let paid = python_pay(&format!("{gateway}/services/echo/hello"), &buyer_key).await;
@@ -764,12 +800,7 @@ async fn the_seller_is_registered_once_on_erc8004_and_its_uri_follows_the_public
     let home = dir.path().join("home");
     let key = key_file(dir.path(), &chain);
     let seller = chain.accounts()[1].address().to_string();
-    let registry_key = dir.path().join("registry.key");
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::write(&registry_key, chain.accounts()[1].private_key().to_string()).unwrap();
-        std::fs::set_permissions(&registry_key, std::fs::Permissions::from_mode(0o600)).unwrap();
-    }
+    let registry_key = private_key_file(dir.path(), "registry.key", &chain, 1);
     let registry_flags = ["--registry-key-file", registry_key.to_str().unwrap()];
     let upstream = Upstream::start(echo(), 0).await;
     let (daemon, started) = serve_with(&home, &chain, &key, &registry_flags).await;
@@ -911,29 +942,17 @@ async fn the_seller_is_registered_once_on_erc8004_and_its_uri_follows_the_public
 
 /// Starts `agora index` and waits until it has read `agents` registration files.
 async fn index(home: &Path, chain: &Devnet, agents: usize) -> (Child, String) {
-    let mut child = agora(home)
-        .args([
-            "index",
-            "--json",
-            "--listen",
-            "127.0.0.1:0",
-            "--rpc",
-            chain.rpc_url(),
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-        .await
-        .expect("index prints its startup line")
-        .unwrap()
-        .expect("a JSON line");
-    let url = serde_json::from_str::<Value>(&first).unwrap()["url"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let mut command = agora(home);
+    command.args([
+        "index",
+        "--json",
+        "--listen",
+        "127.0.0.1:0",
+        "--rpc",
+        chain.rpc_url(),
+    ]);
+    let (child, started) = spawn_with_startup_line(command).await;
+    let url = started["url"].as_str().unwrap().to_string();
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
     for _ in 0..200 {
         let page: Option<Value> = match client
@@ -992,13 +1011,7 @@ async fn discover_finds_sellers_by_skill_domain_and_owner_with_their_live_price(
     for (i, (name, price, skill, domain)) in sellers.iter().enumerate() {
         let account = &chain.accounts()[i + 1];
         let home = dir.path().join(name);
-        let registry_key = dir.path().join(format!("{name}.key"));
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::write(&registry_key, account.private_key().to_string()).unwrap();
-            std::fs::set_permissions(&registry_key, std::fs::Permissions::from_mode(0o600))
-                .unwrap();
-        }
+        let registry_key = private_key_file(dir.path(), &format!("{name}.key"), &chain, i + 1);
         let upstream = Upstream::start(echo(), 0).await;
         let (daemon, _) = serve_with(
             &home,
