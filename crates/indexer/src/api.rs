@@ -56,7 +56,17 @@ pub(crate) fn router(state: ApiState) -> Router {
         .route("/api/v1/public/agents/{chain_id}/{agent_id}", get(detail))
         .route("/api/v1/public/stats", get(stats))
         .fallback(unknown_route)
+        .layer(axum::middleware::map_response(allow_any_origin))
         .with_state(state)
+}
+
+/// Lets browser dashboards and agents on other origins read the public API.
+async fn allow_any_origin(mut response: Response) -> Response {
+    response.headers_mut().insert(
+        axum::http::header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        axum::http::HeaderValue::from_static("*"),
+    );
+    response
 }
 
 /// A JSON error answer.

@@ -63,14 +63,14 @@ pub async fn serve(indexer: Indexer) -> Served {
     }));
     Served {
         base,
-        client: reqwest::Client::new(),
+        client: reqwest::Client::builder().no_proxy().build().unwrap(),
         stop,
         task,
     }
 }
 
 impl Served {
-    /// GETs `path` and returns the status and JSON body.
+    /// GETs `path` and returns the status and JSON body (checking the CORS header).
     pub async fn get(&self, path: &str) -> (u16, Value) {
         let response = self
             .client
@@ -79,6 +79,11 @@ impl Served {
             .await
             .unwrap();
         let status = response.status().as_u16();
+        assert_eq!(
+            response.headers()["access-control-allow-origin"],
+            "*",
+            "every API answer is readable cross-origin ({path})"
+        );
         (status, response.json().await.unwrap())
     }
 
