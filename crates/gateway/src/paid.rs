@@ -170,16 +170,7 @@ async fn dispatch(inner: &Arc<Gatekeeper>, request: Request) -> Response {
         Err(limits::Full) => {
             inner.guard.release(&key);
             metrics.count(&route.name, Outcome::Limited);
-            return respond::retry_later(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "busy",
-                "max_in_flight",
-                format!(
-                    "{} is at its limit of concurrent calls; you were not charged",
-                    route.name
-                ),
-                1,
-            );
+            return at_capacity(&route.name, "; you were not charged");
         }
     };
     let body = match axum::body::to_bytes(body, inner.config.max_body_bytes).await {
@@ -187,15 +178,7 @@ async fn dispatch(inner: &Arc<Gatekeeper>, request: Request) -> Response {
         Err(_) => {
             inner.guard.release(&key);
             metrics.count(&route.name, Outcome::Rejected);
-            return respond::error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body_too_large",
-                "max_body_bytes",
-                format!(
-                    "request bodies are limited to {} bytes",
-                    inner.config.max_body_bytes
-                ),
-            );
+            return body_too_large(inner.config.max_body_bytes);
         }
     };
     let facilitator_request = facilitator_request(payment, chosen);
@@ -469,25 +452,11 @@ async fn free(
         Ok(p) => p.flatten(),
         Err(limits::Full) => {
             inner.metrics.count(&route.name, Outcome::Limited);
-            return respond::retry_later(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "busy",
-                "max_in_flight",
-                format!("{} is at its limit of concurrent calls", route.name),
-                1,
-            );
+            return at_capacity(&route.name, "");
         }
     };
     let Ok(body) = axum::body::to_bytes(body, inner.config.max_body_bytes).await else {
-        return respond::error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body_too_large",
-            "max_body_bytes",
-            format!(
-                "request bodies are limited to {} bytes",
-                inner.config.max_body_bytes
-            ),
-        );
+        return body_too_large(inner.config.max_body_bytes);
     };
     inner.metrics.count(&route.name, Outcome::Free);
     let url = route.upstream_url(rest, parts.uri.query());
@@ -510,6 +479,27 @@ async fn free(
             e.to_string(),
         ),
     }
+}
+
+/// 503 while every in-flight slot of the route is taken; `tail` adds to the hint.
+fn at_capacity(route: &str, tail: &str) -> Response {
+    respond::retry_later(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "busy",
+        "max_in_flight",
+        format!("{route} is at its limit of concurrent calls{tail}"),
+        1,
+    )
+}
+
+/// 413 for a request body over the gateway's limit.
+fn body_too_large(limit: usize) -> Response {
+    respond::error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body_too_large",
+        "max_body_bytes",
+        format!("request bodies are limited to {limit} bytes"),
+    )
 }
 
 /// A 402 that says why the payment was refused, with fresh requirements.
