@@ -290,15 +290,8 @@ async fn registration(State(admin): State<Admin>) -> Response {
     if let Err(e) = admin.reconciler.pass().await {
         return internal(e);
     }
-    let keys = [
-        "agentId",
-        "agentUri",
-        "agentChainId",
-        "agentRegistry",
-        "registrationTx",
-    ];
     let mut out = serde_json::Map::new();
-    for key in keys {
+    for key in offers::registry::RECORD_KEYS {
         match admin.store.setting(key) {
             Ok(value) => {
                 out.insert(key.to_string(), json!(value));

@@ -24,7 +24,6 @@ use offers::spec::{OfferSpec, PaymentSpec, PriceSpec, RegistrationSpec, Upstream
 use serde::Serialize;
 use serde_json::json;
 use x402::eip3009::{self, IEip3009Token};
-use x402::wire::SettleResponse;
 use x402::{Money, PaymentPayload, header};
 
 use crate::admin_client::AdminClient;
@@ -302,29 +301,19 @@ impl Story<'_> {
         let seller_before = chain.usdc_balance(seller.address()).await?;
         let signed = eip3009::authorize(&buyer.signer(), &requirement, eip3009::unix_now())?;
         let header_value = header::encode(&PaymentPayload::v2(&requirement, signed.clone()))?;
-        let http = reqwest::Client::builder().no_proxy().build()?;
-        let paid = http
-            .get(&url)
-            .header(header::PAYMENT_SIGNATURE, &header_value)
-            .send()
+        let paid = crate::probe::send_payment(&url, &header_value)
             .await
             .context("the paid request failed")?;
         ensure!(
-            paid.status().is_success(),
+            (200..300).contains(&paid.status),
             "the paid request answered HTTP {}",
-            paid.status()
+            paid.status
         );
-        let receipt: SettleResponse = paid
-            .headers()
-            .get(header::PAYMENT_RESPONSE)
-            .and_then(|v| v.to_str().ok())
-            .map(header::decode)
-            .transpose()?
+        let receipt = paid
+            .receipt
             .context("the paid answer carries no PAYMENT-RESPONSE receipt")?;
-        let answer: serde_json::Value = paid
-            .json()
-            .await
-            .context("the service's answer is not JSON")?;
+        let answer: serde_json::Value =
+            serde_json::from_str(&paid.body).context("the service's answer is not JSON")?;
         let transaction = receipt
             .transaction
             .context("the receipt names no transaction")?;
@@ -357,12 +346,8 @@ impl Story<'_> {
             transfer.value, transfer.from, transfer.to
         ));
 
-        let replay = http
-            .get(&url)
-            .header(header::PAYMENT_SIGNATURE, &header_value)
-            .send()
-            .await?;
-        let replay_rejected = replay.status().as_u16() == 402;
+        let replay = crate::probe::send_payment(&url, &header_value).await?;
+        let replay_rejected = replay.status == 402;
         let token = IEip3009Token::new(requirement.asset, &provider);
         let nonce_used = token
             .authorizationState(buyer.address(), signed.authorization.nonce)
@@ -371,7 +356,7 @@ impl Story<'_> {
         ensure!(
             replay_rejected,
             "the gateway accepted the same payment twice (HTTP {})",
-            replay.status()
+            replay.status
         );
         ensure!(nonce_used, "the token does not mark the nonce as used");
         say("7. sending the same payment again is refused (402, nonce already used)".into());

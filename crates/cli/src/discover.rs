@@ -9,7 +9,6 @@ use clap::Args;
 use erc8004::oasf::{Kind, Taxonomy};
 use serde::Serialize;
 use serde_json::Value;
-use x402::wire::PaymentRequired;
 
 use crate::index_cmd::{self, DEFAULT_INDEXER};
 
@@ -267,21 +266,15 @@ async fn probe(client: &reqwest::Client, endpoint: &str) -> Price {
         pay_to: None,
         error: None,
     };
-    let response = match client.get(endpoint).send().await {
-        Ok(r) => r,
+    let answer = match crate::probe::Unpaid::fetch(client, endpoint).await {
+        Ok(a) => a,
         Err(e) => {
             price.error = Some(format!("unreachable: {e}"));
             return price;
         }
     };
-    price.status = response.status().as_u16();
-    let header = response
-        .headers()
-        .get(x402::header::PAYMENT_REQUIRED)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| x402::header::decode::<PaymentRequired>(v).ok());
-    let body = response.json::<PaymentRequired>().await.ok();
-    match header.or(body).and_then(|r| r.accepts.into_iter().next()) {
+    price.status = answer.status;
+    match answer.required().and_then(|r| r.accepts.into_iter().next()) {
         Some(first) if price.status == 402 => {
             price.price = Some(gateway::challenge::describe_price(&first));
             price.amount = Some(first.amount.to_string());

@@ -5,7 +5,6 @@
 use alloy::signers::local::PrivateKeySigner;
 use anyhow::Context;
 use serde::Serialize;
-use serde_json::Value;
 use x402::wire::{PaymentRequired, PaymentRequirements, SettleResponse};
 use x402::{PaymentPayload, eip3009};
 
@@ -51,20 +50,63 @@ fn client() -> anyhow::Result<reqwest::Client> {
         .context("cannot build an HTTP client")
 }
 
+/// An endpoint's answer to a request without payment.
+#[derive(Debug)]
+pub struct Unpaid {
+    /// HTTP status.
+    pub status: u16,
+    /// The `PAYMENT-REQUIRED` header: absent, or decoded (or why it would not decode).
+    pub header: Option<Result<PaymentRequired, String>>,
+    /// The body as text.
+    pub body: String,
+}
+
+impl Unpaid {
+    /// GETs `url` without payment.
+    pub async fn fetch(client: &reqwest::Client, url: &str) -> Result<Self, reqwest::Error> {
+        let response = client.get(url).send().await?;
+        let status = response.status().as_u16();
+        let header = response
+            .headers()
+            .get(x402::header::PAYMENT_REQUIRED)
+            .map(|v| {
+                v.to_str()
+                    .map_err(|_| "the header is not ASCII".to_string())
+                    .and_then(|v| {
+                        x402::header::decode::<PaymentRequired>(v).map_err(|e| e.to_string())
+                    })
+            });
+        let body = response.text().await.unwrap_or_default();
+        Ok(Self {
+            status,
+            header,
+            body,
+        })
+    }
+
+    /// The challenge, from the header, else from the body.
+    pub fn required(self) -> Option<PaymentRequired> {
+        match self.header {
+            Some(Ok(required)) => Some(required),
+            _ => body_required(&self.body),
+        }
+    }
+}
+
+/// The body read as an x402 `PaymentRequired`, if it is one.
+fn body_required(body: &str) -> Option<PaymentRequired> {
+    serde_json::from_str(body).ok()
+}
+
 /// Sends an unpaid GET to `url` and compares the challenge with `expected`.
 pub async fn probe(url: &str, expected: &PaymentRequirements) -> anyhow::Result<ProbeReport> {
-    let response = client()?
-        .get(url)
-        .send()
+    let Unpaid {
+        status,
+        header,
+        body,
+    } = Unpaid::fetch(&client()?, url)
         .await
         .with_context(|| format!("probe failed: cannot reach {url}"))?;
-    let status = response.status().as_u16();
-    let header = response
-        .headers()
-        .get(x402::header::PAYMENT_REQUIRED)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    let body = response.text().await.unwrap_or_default();
     let mut checks = Vec::new();
     let detail = match status {
         200 => "200: the endpoint is not payment-gated".to_string(),
@@ -78,41 +120,23 @@ pub async fn probe(url: &str, expected: &PaymentRequirements) -> anyhow::Result<
     ) {
         return Ok(finish(url, status, checks));
     }
-    let required: Option<PaymentRequired> = match &header {
+    let what = "PAYMENT-REQUIRED header parses (x402 v2)";
+    let required = match header {
         None => {
-            check(
-                &mut checks,
-                "PAYMENT-REQUIRED header parses (x402 v2)",
-                false,
-                "header missing",
-            );
+            check(&mut checks, what, false, "header missing");
             None
         }
-        Some(h) => match x402::header::decode::<PaymentRequired>(h) {
-            Ok(r) => {
-                check(
-                    &mut checks,
-                    "PAYMENT-REQUIRED header parses (x402 v2)",
-                    true,
-                    format!("{} payment option(s)", r.accepts.len()),
-                );
-                Some(r)
-            }
-            Err(e) => {
-                check(
-                    &mut checks,
-                    "PAYMENT-REQUIRED header parses (x402 v2)",
-                    false,
-                    e.to_string(),
-                );
-                None
-            }
-        },
+        Some(Ok(r)) => {
+            let detail = format!("{} payment option(s)", r.accepts.len());
+            check(&mut checks, what, true, detail);
+            Some(r)
+        }
+        Some(Err(e)) => {
+            check(&mut checks, what, false, e);
+            None
+        }
     };
-    let body_accepts: Option<Vec<PaymentRequirements>> = serde_json::from_str::<Value>(&body)
-        .ok()
-        .and_then(|v| serde_json::from_value::<PaymentRequired>(v).ok())
-        .map(|r| r.accepts);
+    let body_accepts = body_required(&body).map(|r| r.accepts);
     check(
         &mut checks,
         "JSON body parses (x402Version, accepts)",
@@ -200,7 +224,7 @@ pub struct PaidCall {
     pub status: u16,
     /// The settlement receipt, when one came back.
     pub receipt: Option<SettleResponse>,
-    /// The start of the answer's body.
+    /// The answer's body.
     pub body: String,
 }
 
@@ -213,9 +237,15 @@ pub async fn pay_once(
     let payload = eip3009::authorize(buyer, requirement, eip3009::unix_now())
         .context("cannot sign the payment")?;
     let header = x402::header::encode(&PaymentPayload::v2(requirement, payload))?;
+    send_payment(url, &header).await
+}
+
+/// Sends the base64 `payment` in `PAYMENT-SIGNATURE` to `url` and reads the answer
+/// and its receipt.
+pub async fn send_payment(url: &str, payment: &str) -> anyhow::Result<PaidCall> {
     let response = client()?
         .get(url)
-        .header(x402::header::PAYMENT_SIGNATURE, header)
+        .header(x402::header::PAYMENT_SIGNATURE, payment)
         .send()
         .await
         .with_context(|| format!("cannot reach {url}"))?;
@@ -225,13 +255,7 @@ pub async fn pay_once(
         .get(x402::header::PAYMENT_RESPONSE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| x402::header::decode::<SettleResponse>(v).ok());
-    let body: String = response
-        .text()
-        .await
-        .unwrap_or_default()
-        .chars()
-        .take(500)
-        .collect();
+    let body = response.text().await.unwrap_or_default();
     Ok(PaidCall {
         status,
         receipt,

@@ -12,7 +12,9 @@ use clap::{Args, Subcommand};
 use offers::spec::{
     LimitsSpec, ModelSpec, OfferSpec, PaymentSpec, PriceSpec, RegistrationSpec, UpstreamSpec,
 };
-use offers::validate::{ResolvedOffer, format_duration, parse_duration, parse_wallet, resolve};
+use offers::validate::{
+    ResolvedOffer, format_duration, parse_duration, parse_price, parse_wallet, resolve,
+};
 use offers::{OfferName, OfferType, STAGES, ServiceOffer};
 use serde_json::{Value, json};
 
@@ -25,6 +27,9 @@ use crate::serve_cmd;
 const INFERENCE_SKILL: &str =
     "natural_language_processing/natural_language_generation/text_completion";
 const INFERENCE_DOMAIN: &str = "technology/data_science";
+
+/// Decimals of USDC, the default asset, for checking price flags before the offer exists.
+const USDC_DECIMALS: u8 = 6;
 
 /// `agora sell` and its subcommands.
 #[derive(Debug, Args)]
@@ -312,8 +317,10 @@ fn serve_defaults() -> serve_cmd::ServeArgs {
 }
 
 fn price_spec(p: &PriceArgs, per_hour_allowed: bool) -> anyhow::Result<PriceSpec> {
+    // Checked as USDC (6 decimals) here for a flag-named message; the daemon checks
+    // again against the offer's actual asset.
     let check = |flag: &str, v: &str| -> anyhow::Result<String> {
-        x402::Money::parse(v, 6).map_err(|e| anyhow::anyhow!("invalid {flag} value {v:?}: {e}"))?;
+        parse_price(flag, v, USDC_DECIMALS)?;
         Ok(v.trim().to_string())
     };
     if let Some(v) = p.price.as_ref().or(p.per_request.as_ref()) {

@@ -28,6 +28,15 @@ const AGENT_CHAIN: &str = "agentChainId";
 const AGENT_REGISTRY: &str = "agentRegistry";
 const REGISTRATION_TX: &str = "registrationTx";
 
+/// The settings in which the seller's registration is remembered, for status output.
+pub const RECORD_KEYS: [&str; 5] = [
+    AGENT_ID,
+    AGENT_URI,
+    AGENT_CHAIN,
+    AGENT_REGISTRY,
+    REGISTRATION_TX,
+];
+
 /// How the seller's agent is registered on chain.
 #[derive(Debug, Clone)]
 pub struct RegistryConfig {

@@ -190,9 +190,9 @@ pub fn check_path(path: &str) -> Result<String, ValidationError> {
     Ok(path.to_string())
 }
 
-/// Parses a decimal price flag or key into a [`Price`] of `asset`.
-pub fn parse_price(field: &str, value: &str, asset: &Asset) -> Result<Money, ValidationError> {
-    Money::parse(value, asset.decimals).map_err(|e| ValidationError::InvalidPrice {
+/// Parses a decimal price flag or key into an amount of a `decimals`-decimal token.
+pub fn parse_price(field: &str, value: &str, decimals: u8) -> Result<Money, ValidationError> {
+    Money::parse(value, decimals).map_err(|e| ValidationError::InvalidPrice {
         field: field.to_string(),
         value: value.to_string(),
         reason: e.to_string(),
@@ -366,9 +366,13 @@ fn resolve_price(offer: &ServiceOffer, asset: &Asset) -> Result<Price, Validatio
         return Err(ValidationError::SeveralPrices(set.join(", ")));
     }
     match (&p.per_request, &p.per_mtok, &p.per_hour, &p.per_epoch) {
-        (Some(v), ..) => Ok(Price::PerRequest(parse_price("perRequest", v, asset)?)),
-        (_, Some(v), ..) => Ok(Price::PerMTok(parse_price("perMTok", v, asset)?)),
-        (_, _, Some(v), _) => Ok(Price::PerHour(parse_price("perHour", v, asset)?)),
+        (Some(v), ..) => Ok(Price::PerRequest(parse_price(
+            "perRequest",
+            v,
+            asset.decimals,
+        )?)),
+        (_, Some(v), ..) => Ok(Price::PerMTok(parse_price("perMTok", v, asset.decimals)?)),
+        (_, _, Some(v), _) => Ok(Price::PerHour(parse_price("perHour", v, asset.decimals)?)),
         (_, _, _, Some(v)) => Err(ValidationError::PerEpoch(v.clone())),
         _ => Err(ValidationError::PriceRequired),
     }
