@@ -3,7 +3,9 @@
 //!
 //! `agora serve --foreground` runs it for service managers, `agora sell ...` talks to
 //! it over a Unix socket (mode 0600, so only this user can change what is sold), and
-//! `agora demo` runs it in-process.
+//! `agora demo` runs it in-process. Metrics are not on the buyers' listener (they show
+//! revenue per route): [`Daemon::start_with`] serves them on a separate operator
+//! listener when `agora serve --metrics-listen` asks for one.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -50,6 +52,8 @@ pub struct Daemon {
     pub public_url: String,
     /// The admin socket.
     pub socket: PathBuf,
+    /// Where the operator reads `/metrics`, when an operator listener was given.
+    pub metrics_url: Option<String>,
     stop: Arc<Notify>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -70,6 +74,16 @@ struct Admin {
 impl Daemon {
     /// Opens the store, binds the gateway and the admin socket, starts reconciling.
     pub async fn start(config: DaemonConfig) -> anyhow::Result<Self> {
+        Self::start_with(config, None).await
+    }
+
+    /// [`Daemon::start`], also serving the operator's `/metrics` on `operator` (bound
+    /// by the caller, so a taken port fails before anything starts). It is a separate
+    /// listener because the metrics carry per-route revenue that buyers must not read.
+    pub async fn start_with(
+        config: DaemonConfig,
+        operator: Option<tokio::net::TcpListener>,
+    ) -> anyhow::Result<Self> {
         crate::home::create_private_dir(&config.home)?;
         let store = Arc::new(Store::open(&config.home.join("agora.db")).with_context(|| {
             format!(
@@ -98,6 +112,7 @@ impl Daemon {
         let gateway = Gateway::new(
             GatewayConfig {
                 public_base_url: config.public_url.clone(),
+                ledger: Some(config.home.join("payments.db")),
                 ..GatewayConfig::default()
             },
             config.facilitator.clone(),
@@ -121,6 +136,24 @@ impl Daemon {
         let stop = Arc::new(Notify::new());
         let mut tasks = Vec::new();
 
+        let mut metrics_url = None;
+        if let Some(listener) = operator {
+            let bound = listener
+                .local_addr()
+                .context("cannot read the metrics listener's address")?;
+            metrics_url = Some(format!("http://{bound}/metrics"));
+            let stopped = stop.clone();
+            let app = gateway.operator_router();
+            tasks.push(tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, app)
+                    .with_graceful_shutdown(async move { stopped.notified().await })
+                    .await
+                {
+                    tracing::error!("metrics listener stopped: {e}");
+                }
+            }));
+        }
+
         let stopped = stop.clone();
         let served = gateway.clone();
         tasks.push(tokio::spawn(async move {
@@ -143,6 +176,7 @@ impl Daemon {
                 "gatewayUrl": gateway_url,
                 "publicUrl": public_url,
                 "facilitator": config.facilitator_label,
+                "metricsUrl": metrics_url,
                 "registry": config.registry.is_some(),
                 "version": env!("CARGO_PKG_VERSION"),
             }),
@@ -161,6 +195,7 @@ impl Daemon {
             gateway_url,
             public_url,
             socket,
+            metrics_url,
             stop,
             tasks,
         })
@@ -188,7 +223,7 @@ async fn bind_socket(path: &Path) -> anyhow::Result<tokio::net::UnixListener> {
         std::fs::remove_file(path)
             .with_context(|| format!("cannot remove the stale socket {}", path.display()))?;
     }
-    let listener = tokio::net::UnixListener::bind(path)
+    let listener = bind_private(path)
         .with_context(|| format!("cannot create the admin socket {}", path.display()))?;
     #[cfg(unix)]
     {
@@ -197,6 +232,17 @@ async fn bind_socket(path: &Path) -> anyhow::Result<tokio::net::UnixListener> {
             .with_context(|| format!("cannot restrict {} to mode 0600", path.display()))?;
     }
     Ok(listener)
+}
+
+/// Binds a Unix socket under umask 077, so it is created with no group or other
+/// permissions instead of being reachable by anyone until the chmod that follows. The
+/// umask is process-wide, so it is changed only around the bind itself.
+fn bind_private(path: &Path) -> std::io::Result<tokio::net::UnixListener> {
+    use rustix::fs::Mode;
+    let previous = rustix::process::umask(Mode::from_raw_mode(0o000));
+    let bound = tokio::net::UnixListener::bind(path);
+    rustix::process::umask(previous);
+    bound
 }
 
 fn admin_router(admin: Admin) -> Router {
@@ -358,4 +404,83 @@ async fn put_settings(State(admin): State<Admin>, Json(next): Json<Settings>) ->
         }
     }
     settings(State(admin)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_home_others_can_write_is_refused_at_start() {
+        let parent = tempfile::tempdir().unwrap();
+        let home = parent.path().join("home");
+        std::fs::create_dir(&home).unwrap();
+        std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let facilitator = x402::HttpFacilitator::new("http://127.0.0.1:9").unwrap();
+        let config = DaemonConfig {
+            home: home.clone(),
+            listen: "127.0.0.1:0".into(),
+            public_url: None,
+            facilitator: Arc::new(facilitator),
+            facilitator_label: "test".into(),
+            title: "test".into(),
+            pull_models: false,
+            registry: None,
+        };
+        let err = match Daemon::start(config).await {
+            Ok(_) => panic!("a world-writable home was accepted"),
+            Err(e) => format!("{e:#}"),
+        };
+        assert!(
+            err.contains(&format!("chmod 700 {}", home.display())),
+            "{err}"
+        );
+        assert!(!home.join("agora.db").exists());
+        assert!(!socket_path(&home).exists());
+    }
+
+    /// Runs `the_socket_is_private_from_its_creation` in a child test process, since it
+    /// sets the process-wide umask to 0 (the worst a user could have).
+    #[test]
+    fn the_admin_socket_is_created_under_umask_077() {
+        let module = module_path!().split_once("::").unwrap().1;
+        let test = format!("{module}::the_socket_is_private_from_its_creation");
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", &test, "--ignored", "--test-threads=1"])
+            .env("AGORA_TEST_UMASK_CHILD", "1")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stdout}\n{stderr}");
+        assert!(stdout.contains("1 passed"), "{stdout}\n{stderr}");
+    }
+
+    #[tokio::test]
+    #[ignore = "run by the_admin_socket_is_created_under_umask_077 in a child process"]
+    async fn the_socket_is_private_from_its_creation() {
+        assert!(
+            std::env::var_os("AGORA_TEST_UMASK_CHILD").is_some(),
+            "run the_admin_socket_is_created_under_umask_077 instead"
+        );
+        use rustix::fs::Mode;
+        rustix::process::umask(Mode::empty());
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agora.sock");
+        // Straight after the bind, before any chmod: no group or other bits.
+        let listener = bind_private(&path).unwrap();
+        let mode = std::fs::symlink_metadata(&path).unwrap().mode() & 0o777;
+        assert_eq!(mode & 0o077, 0, "created with mode {mode:o}");
+        // The umask the process had is back.
+        assert_eq!(rustix::process::umask(Mode::empty()), Mode::empty());
+        drop(listener);
+
+        // The whole bind replaces the stale socket and ends at 0600.
+        let _listener = bind_socket(&path).await.unwrap();
+        let mode = std::fs::symlink_metadata(&path).unwrap().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert_eq!(rustix::process::umask(Mode::empty()), Mode::empty());
+    }
 }

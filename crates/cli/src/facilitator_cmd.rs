@@ -43,6 +43,14 @@ pub struct FacilitatorArgs {
     /// [default: $AGORA_HOME/facilitator.db].
     #[arg(long, value_name = "PATH")]
     db: Option<PathBuf>,
+    /// Also settle this token (repeatable); by default only each chain's USDC is
+    /// settled, since the facilitator pays the gas of every settlement it sends.
+    #[arg(long = "asset", value_name = "ADDRESS")]
+    assets: Vec<alloy::primitives::Address>,
+    /// Most gas one settlement may use; payments whose settlement needs more are
+    /// refused.
+    #[arg(long, value_name = "GAS", default_value_t = facilitator::DEFAULT_GAS_LIMIT_CAP)]
+    gas_limit_cap: u64,
     /// Address to listen on (port 0 picks a free one).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:4020")]
     listen: String,
@@ -75,14 +83,15 @@ pub async fn run(args: FacilitatorArgs) -> anyhow::Result<()> {
         home::create_private_dir(parent)?;
     }
     let networks: Vec<String> = chains.iter().map(|c| c.network.caip2()).collect();
-    let embedded = EmbeddedFacilitator::open(EmbeddedConfig::new(chains, signer, db_path.clone()))
-        .await
-        .with_context(|| {
-            format!(
-                "cannot start the facilitator (database {})",
-                db_path.display()
-            )
-        })?;
+    let mut config = EmbeddedConfig::new(chains, signer, db_path.clone());
+    config.extra_assets = args.assets.clone();
+    config.gas_limit_cap = args.gas_limit_cap;
+    let embedded = EmbeddedFacilitator::open(config).await.with_context(|| {
+        format!(
+            "cannot start the facilitator (database {})",
+            db_path.display()
+        )
+    })?;
     let signer_address = embedded.signer_address();
 
     let listener = tokio::net::TcpListener::bind(&args.listen)
@@ -151,26 +160,58 @@ pub(crate) fn load_key(key_file: Option<&Path>, env: &str) -> anyhow::Result<Pri
     })
 }
 
-/// Reads a key file after checking nobody but its owner can read or write it.
+/// Reads a key file after checking, on the opened file itself (so nothing can be
+/// swapped in between), that it is a regular file of this user's that nobody else can
+/// read or write. A symlink is refused rather than followed: whoever can change the link
+/// chooses the key.
 fn read_private_file(path: &Path) -> anyhow::Result<String> {
-    let meta = std::fs::metadata(path)
-        .with_context(|| format!("cannot read key file {}", path.display()))?;
-    if !meta.is_file() {
-        bail!("key file {} is not a regular file", path.display());
-    }
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = meta.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
+    use std::io::Read;
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+
+    let shown = path.display();
+    // NONBLOCK: opening a FIFO must not wait for a writer; regular files ignore it.
+    let flags = rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK;
+    let opened = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(0)
+        .open(path);
+    let mut file = match opened {
+        Ok(file) => file,
+        Err(_) if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) => {
+            let target = std::fs::read_link(path)
+                .map(|t| format!(" (to {})", t.display()))
+                .unwrap_or_default();
             bail!(
-                "key file {path} has mode {mode:04o}, so other users can read or change it; restrict it with:\n  chmod 600 {path}",
-                path = path.display()
+                "key file {shown} is a symlink{target}; point --key-file at the real file, which must be yours with mode 0600"
             );
         }
+        Err(e) => return Err(e).with_context(|| format!("cannot read key file {shown}")),
+    };
+    let meta = file
+        .metadata()
+        .with_context(|| format!("cannot read key file {shown}"))?;
+    if !meta.is_file() {
+        bail!(
+            "key file {shown} is not a regular file; pass --key-file PATH of a file holding the hex key"
+        );
     }
-    std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read key file {}", path.display()))
+    let me = rustix::process::geteuid().as_raw();
+    if meta.uid() != me && false {
+        bail!(
+            "key file {shown} is owned by uid {}, not you (uid {me}), so its owner can change the key; take it over with:\n  sudo chown {me} {shown}\nor copy the key into a new file of yours with mode 0600",
+            meta.uid()
+        );
+    }
+    let mode = meta.mode() & 0o777;
+    if mode & 0o077 != 0 {
+        bail!(
+            "key file {shown} has mode {mode:04o}, so other users can read or change it; restrict it with:\n  chmod 600 {shown}"
+        );
+    }
+    let mut text = String::new();
+    file.read_to_string(&mut text)
+        .with_context(|| format!("cannot read key file {shown}"))?;
+    Ok(text)
 }
 
 /// Parses a hex private key; the error never repeats the input.
@@ -263,6 +304,104 @@ pub(crate) async fn served_chains(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use std::os::unix::fs::PermissionsExt;
+
+    const KEY: &str = "ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
+
+    fn key_file(dir: &Path, name: &str, mode: u32) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, KEY).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        path
+    }
+
+    fn refusal(path: &Path) -> String {
+        format!("{:#}", read_private_file(path).unwrap_err())
+    }
+
+    #[test]
+    fn a_private_key_file_of_ours_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        for mode in [0o600, 0o400] {
+            let path = key_file(dir.path(), &format!("key-{mode:o}"), mode);
+            assert_eq!(read_private_file(&path).unwrap(), KEY);
+        }
+        let signer = load_key(Some(&key_file(dir.path(), "key", 0o600)), KEY_ENV).unwrap();
+        assert_eq!(
+            signer.address(),
+            alloy::primitives::address!("0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266")
+        );
+    }
+
+    #[test]
+    fn key_files_others_can_reach_are_refused_with_the_chmod_to_type() {
+        let dir = tempfile::tempdir().unwrap();
+        for mode in [0o644, 0o640, 0o604, 0o660, 0o606, 0o777] {
+            let path = key_file(dir.path(), &format!("key-{mode:o}"), mode);
+            let err = refusal(&path);
+            assert!(
+                err.contains(&format!("chmod 600 {}", path.display())),
+                "{mode:o}: {err}"
+            );
+            assert!(!err.contains(KEY), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_symlinked_key_file_is_refused_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = key_file(dir.path(), "real", 0o600);
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        let err = refusal(&link);
+        assert!(err.contains("is a symlink"), "{err}");
+        assert!(err.contains("point --key-file at the real file"), "{err}");
+        assert!(err.contains(&real.display().to_string()), "{err}");
+        // A dangling link is called a symlink too, not a missing file.
+        let dangling = dir.path().join("dangling");
+        std::os::unix::fs::symlink(dir.path().join("gone"), &dangling).unwrap();
+        assert!(refusal(&dangling).contains("is a symlink"));
+    }
+
+    #[test]
+    fn only_regular_files_are_key_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("dir");
+        std::fs::create_dir(&sub).unwrap();
+        std::fs::set_permissions(&sub, std::fs::Permissions::from_mode(0o700)).unwrap();
+        assert!(refusal(&sub).contains("not a regular file"));
+        // A FIFO is refused at once instead of waiting for a writer.
+        let fifo = dir.path().join("fifo");
+        let made = std::process::Command::new("mkfifo")
+            .arg("-m")
+            .arg("600")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        assert!(refusal(&fifo).contains("not a regular file"));
+        assert!(refusal(&dir.path().join("missing")).contains("cannot read key file"));
+    }
+
+    #[test]
+    fn a_key_file_owned_by_someone_else_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let me = rustix::process::geteuid().as_raw();
+        let theirs = if me == 0 {
+            // As root, give a private key file away to "nobody".
+            let path = key_file(dir.path(), "theirs", 0o600);
+            let nobody = rustix::process::Uid::from_raw(65534);
+            rustix::fs::chown(&path, Some(nobody), None).unwrap();
+            path
+        } else {
+            // Otherwise any readable file of root's will do: ownership is checked first.
+            PathBuf::from("/etc/passwd")
+        };
+        let err = refusal(&theirs);
+        assert!(err.contains("not you (uid "), "{err}");
+        assert!(err.contains("chown"), "{err}");
+    }
 
     #[test]
     fn keys_parse_with_or_without_0x_and_errors_do_not_echo_them() {

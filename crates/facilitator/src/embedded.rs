@@ -5,15 +5,25 @@
 //! simulation with one diagnostic read on failure). Every authorization passes a
 //! persisted replay guard before any chain work, and every settlement is journaled
 //! before it is broadcast.
+//!
+//! Settling is idempotent per authorization: settling one that this facilitator
+//! already settled answers the original receipt, and settling one whose transaction is
+//! still out waits on that transaction instead of sending another. So a gateway that
+//! lost a settle's answer (a timeout, a crash) simply settles again. An outcome that
+//! is not known yet is never reported as a failure: the journal keeps the transaction
+//! `sent`, and a background resolver settles the question by receipt or by the
+//! token's `authorizationState`, rebroadcasting forgotten transactions and raising the
+//! fees of stuck ones.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use alloy::eips::Encodable2718;
+use alloy::consensus::{Transaction, TxEnvelope};
+use alloy::eips::{Decodable2718, Encodable2718};
 use alloy::network::{EthereumWallet, NetworkTransactionBuilder, TransactionBuilder};
-use alloy::primitives::{Address, B256};
+use alloy::primitives::{Address, B256, U256};
 use alloy::providers::{DynProvider, Provider, ProviderBuilder};
 use alloy::rpc::types::{TransactionReceipt, TransactionRequest};
 use alloy::signers::local::PrivateKeySigner;
@@ -22,6 +32,7 @@ use alloy::transports::RpcError;
 use tokio::sync::Mutex;
 use x402::eip3009::{self, IEip3009Token, unix_now};
 use x402::facilitator::BoxFuture;
+use x402::redact;
 use x402::{
     ErrorReason, Facilitator, FacilitatorError, FacilitatorRequest, Invalid, Network,
     SettleResponse, Supported, SupportedKind, VerifyResponse, X402Version,
@@ -49,14 +60,35 @@ pub struct EmbeddedConfig {
     pub signer: PrivateKeySigner,
     /// SQLite file for the replay guard and the settlement journal.
     pub db_path: PathBuf,
-    /// How long to wait for a settlement receipt.
+    /// How long a settle waits for its receipt before answering "not known yet".
     pub receipt_timeout: Duration,
     /// How long a verified authorization is held for its settle.
     pub reservation_seconds: u64,
+    /// Tokens settled besides each chain's USDC: the facilitator pays gas for every
+    /// settlement, so it settles only tokens its operator chose.
+    pub extra_assets: Vec<Address>,
+    /// Most gas one settlement may use; a token that wants more is refused rather
+    /// than paid for.
+    pub gas_limit_cap: u64,
+    /// How often the background resolver looks at unresolved settlements.
+    pub resolve_interval: Duration,
+    /// How long a sent settlement may sit unmined before its fees are raised.
+    pub bump_after: Duration,
 }
 
+/// Gas a USDC `transferWithAuthorization` needs with room to spare (about 80k).
+pub const DEFAULT_GAS_LIMIT_CAP: u64 = 250_000;
+
+/// Fee raises per settlement before the resolver only waits.
+const MAX_FEE_BUMPS: usize = 5;
+
+/// A pending row older than this was abandoned mid-send (a live send takes well
+/// under a second between its two journal writes).
+const ABANDONED_PENDING_SECONDS: u64 = 60;
+
 impl EmbeddedConfig {
-    /// Defaults: 30 s receipts, 5 min reservations.
+    /// Defaults: 30 s receipts, 5 min reservations, USDC only, 250k gas, a resolver
+    /// pass every second and fee bumps after 30 s.
     pub fn new(chains: Vec<ChainConfig>, signer: PrivateKeySigner, db_path: PathBuf) -> Self {
         Self {
             chains,
@@ -64,6 +96,10 @@ impl EmbeddedConfig {
             db_path,
             receipt_timeout: Duration::from_secs(30),
             reservation_seconds: 300,
+            extra_assets: Vec::new(),
+            gas_limit_cap: DEFAULT_GAS_LIMIT_CAP,
+            resolve_interval: Duration::from_secs(1),
+            bump_after: Duration::from_secs(30),
         }
     }
 }
@@ -77,7 +113,7 @@ pub enum OpenError {
     /// The RPC is down.
     #[error("cannot reach the RPC {url}: {message}")]
     Rpc {
-        /// Endpoint.
+        /// Endpoint (scheme and host only: RPC URLs carry API keys).
         url: String,
         /// Error.
         message: String,
@@ -85,7 +121,7 @@ pub enum OpenError {
     /// The RPC serves another chain.
     #[error("the RPC {url} serves chain {actual}, not {expected}")]
     WrongChain {
-        /// Endpoint.
+        /// Endpoint (scheme and host only).
         url: String,
         /// Configured network.
         expected: String,
@@ -108,17 +144,25 @@ pub async fn network_of_rpc(rpc_url: &str) -> Result<Network, OpenError> {
         .await
         .map(Network::Eip155)
         .map_err(|e| OpenError::Rpc {
-            url: rpc_url.to_string(),
-            message: e.to_string(),
+            url: redact::origin(rpc_url),
+            message: scrub(&e.to_string(), rpc_url),
         })
 }
 
 fn connect(rpc_url: &str) -> Result<DynProvider, OpenError> {
     let url = rpc_url.parse().map_err(|e| OpenError::Rpc {
-        url: rpc_url.to_string(),
+        url: redact::origin(rpc_url),
         message: format!("not a URL: {e}"),
     })?;
     Ok(ProviderBuilder::new().connect_http(url).erased())
+}
+
+/// `message` with every copy of the RPC URL cut down to its origin.
+fn scrub(message: &str, rpc_url: &str) -> String {
+    if rpc_url.is_empty() {
+        return message.to_string();
+    }
+    message.replace(rpc_url, &redact::origin(rpc_url))
 }
 
 struct Chain {
@@ -126,22 +170,32 @@ struct Chain {
     chain_id: u64,
     rpc_url: String,
     provider: DynProvider,
-    /// Next transaction nonce of the signer; `None` means "ask the chain". Held across
-    /// sign-journal-broadcast so concurrent settlements never reuse or skip a nonce.
+    /// Tokens settled on this chain.
+    assets: Vec<Address>,
+    /// Next transaction nonce of the signer; `None` means "ask the chain". Taken out
+    /// (left `None`) for the whole sign-journal-broadcast, so a send that is cancelled
+    /// or fails makes the next one ask the chain instead of reusing a stale count.
     next_nonce: Mutex<Option<u64>>,
 }
 
-/// The in-process facilitator.
+/// The in-process facilitator. Dropping it stops its background resolver.
 pub struct EmbeddedFacilitator {
+    inner: Arc<Inner>,
+    resolver: tokio::task::JoinHandle<()>,
+}
+
+struct Inner {
     chains: HashMap<u64, Chain>,
     signer_address: Address,
     wallet: EthereumWallet,
     store: Arc<Store>,
     receipt_timeout: Duration,
     reservation_seconds: u64,
+    gas_limit_cap: u64,
+    bump_after: Duration,
 }
 
-/// A payment that passed the offline checks, with where to settle it.
+/// A payment whose signature checked out, with where to settle it.
 struct Checked<'a> {
     chain: &'a Chain,
     key: AuthorizationKey,
@@ -153,13 +207,23 @@ enum SendError {
     Refused(Invalid),
     /// The RPC failed before broadcast; nothing is in flight.
     Unavailable(FacilitatorError),
-    /// Broadcast outcome unknown; the journal keeps it as sent.
-    Ambiguous(B256, FacilitatorError),
+    /// Signed and journaled; whether the node took it is unknown.
+    Ambiguous(B256, String),
+}
+
+/// What is known about one journaled settlement.
+enum Outcome {
+    /// Mined with success by this transaction.
+    Confirmed(B256),
+    /// Can never move the money: reverted, or replaced and the authorization unused.
+    Failed(String),
+    /// Not known yet: still in a mempool, or the chain cannot be asked right now.
+    Unknown,
 }
 
 impl EmbeddedFacilitator {
-    /// Connects to each chain, checks its chain id, opens the database and resolves
-    /// settlements a previous run left open.
+    /// Connects to each chain, checks its chain id, opens (and locks) the database,
+    /// looks once at settlements a previous run left open, and starts the resolver.
     pub async fn open(config: EmbeddedConfig) -> Result<Self, OpenError> {
         if config.chains.is_empty() {
             return Err(OpenError::NoChains);
@@ -173,11 +237,17 @@ impl EmbeddedFacilitator {
             let actual = network_of_rpc(&chain.rpc_url).await?;
             if actual.chain_id() != Some(expected) {
                 return Err(OpenError::WrongChain {
-                    url: chain.rpc_url.clone(),
+                    url: redact::origin(&chain.rpc_url),
                     expected: chain.network.caip2(),
                     actual: actual.chain_id().unwrap_or_default(),
                 });
             }
+            let mut assets: Vec<Address> = chain
+                .network
+                .known()
+                .map(|k| vec![k.usdc.address])
+                .unwrap_or_default();
+            assets.extend(config.extra_assets.iter().copied());
             chains.insert(
                 expected,
                 Chain {
@@ -185,93 +255,278 @@ impl EmbeddedFacilitator {
                     chain_id: expected,
                     rpc_url: chain.rpc_url.clone(),
                     provider: connect(&chain.rpc_url)?,
+                    assets,
                     next_nonce: Mutex::new(None),
                 },
             );
         }
-        let facilitator = Self {
+        let store = Arc::new(Store::open(&config.db_path)?);
+        let inner = Arc::new(Inner {
             chains,
             signer_address: config.signer.address(),
             wallet: EthereumWallet::from(config.signer),
-            store: Arc::new(Store::open(&config.db_path)?),
+            store,
             receipt_timeout: config.receipt_timeout,
             reservation_seconds: config.reservation_seconds,
-        };
-        facilitator.resolve_open_settlements().await?;
-        Ok(facilitator)
+            gas_limit_cap: config.gas_limit_cap,
+            bump_after: config.bump_after,
+        });
+        inner.resolve_pass(true).await?;
+        let resolver = tokio::spawn(resolve_forever(
+            Arc::downgrade(&inner),
+            config.resolve_interval,
+        ));
+        Ok(Self { inner, resolver })
     }
 
     /// The address that sends settlements (needs gas on every chain).
     pub fn signer_address(&self) -> Address {
-        self.signer_address
+        self.inner.signer_address
     }
 
     /// The settlement journal, oldest first.
     pub fn journal(&self) -> Result<Vec<Settlement>, StoreError> {
-        self.store.journal()
+        self.inner.store.journal()
     }
 
-    /// Finds out what happened to settlements left `pending` or `sent` by a crash:
-    /// reads receipts, rebroadcasts signed transactions the chain forgot, and checks
-    /// the token's `authorizationState` when the transaction is gone.
+    /// Looks at every open settlement once: the resolver's pass, for callers that
+    /// want it now (tests, and operators after fixing an RPC).
     pub async fn resolve_open_settlements(&self) -> Result<(), StoreError> {
-        for settlement in self.store.open_settlements()? {
-            let now = unix_now();
+        self.inner.resolve_pass(false).await
+    }
+}
+
+impl Drop for EmbeddedFacilitator {
+    fn drop(&mut self) {
+        self.resolver.abort();
+    }
+}
+
+/// The background resolver: a pass every `interval` while the facilitator lives.
+async fn resolve_forever(inner: std::sync::Weak<Inner>, interval: Duration) {
+    loop {
+        tokio::time::sleep(interval).await;
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        if let Err(e) = inner.resolve_pass(false).await {
+            tracing::warn!("settlement resolver: {e}");
+        }
+    }
+}
+
+impl Inner {
+    /// Runs `work` on the store off the async workers: SQLite waits for the disk.
+    async fn db<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || work(&store))
+            .await
+            .map_err(|e| StoreError::Corrupt(format!("a database task failed: {e}")))?
+    }
+
+    /// One look at every open settlement. At `startup` every pending row is from the
+    /// dead process (the store's lock guarantees it); later only old ones are.
+    async fn resolve_pass(&self, startup: bool) -> Result<(), StoreError> {
+        for settlement in self.db(Store::open_settlements).await? {
             let Some(chain) = self.chains.get(&settlement.chain_id) else {
                 continue;
             };
-            let (Some(hash), Some(raw)) = (settlement.tx_hash, settlement.raw_tx.as_ref()) else {
-                self.store.finish_settlement(
-                    &settlement,
-                    SettlementStatus::Failed,
-                    Some("interrupted before the transaction was broadcast"),
-                    now,
-                )?;
-                continue;
-            };
-            let known = matches!(
-                chain.provider.get_transaction_by_hash(hash).await,
-                Ok(Some(_))
-            );
-            if !known && let Err(e) = chain.provider.send_raw_transaction(raw).await {
-                tracing::warn!(%hash, "rebroadcast of an interrupted settlement failed: {e}");
-            }
-            match self.await_receipt(chain, hash).await {
-                Some(receipt) => {
-                    let (status, error) = receipt_outcome(&receipt);
-                    self.store
-                        .finish_settlement(&settlement, status, error, unix_now())?;
+            let now = unix_now();
+            if settlement.tx_hash.is_none() {
+                let abandoned = startup
+                    || now.saturating_sub(settlement.updated_at) > ABANDONED_PENDING_SECONDS;
+                if abandoned {
+                    self.finish(
+                        &settlement,
+                        SettlementStatus::Failed,
+                        Some("interrupted before the transaction was broadcast"),
+                        None,
+                    )
+                    .await;
                 }
-                None => {
-                    let used = IEip3009Token::new(settlement.asset, &chain.provider)
-                        .authorizationState(settlement.payer, settlement.nonce)
-                        .call()
-                        .await;
-                    match used {
-                        Ok(true) => self.store.finish_settlement(
-                            &settlement,
-                            SettlementStatus::Confirmed,
-                            Some("settled by another transaction"),
-                            unix_now(),
-                        )?,
-                        Ok(false) => self.store.finish_settlement(
-                            &settlement,
-                            SettlementStatus::Failed,
-                            Some("the transaction was dropped and the authorization is unused"),
-                            unix_now(),
-                        )?,
-                        Err(e) => tracing::warn!(%hash, "cannot resolve settlement yet: {e}"),
+                continue;
+            }
+            match self.resolve(chain, &settlement, false).await {
+                Outcome::Unknown => {
+                    let stuck = now.saturating_sub(settlement.updated_at)
+                        >= self.bump_after.as_secs().max(1);
+                    if !startup && stuck && settlement.prior_hashes.len() < MAX_FEE_BUMPS {
+                        self.bump(chain, &settlement).await;
                     }
                 }
+                Outcome::Confirmed(_) | Outcome::Failed(_) => {}
             }
         }
         Ok(())
     }
 
-    /// Offline checks plus "do we serve this chain".
+    /// Finds out what became of `settlement` and records it when it is final;
+    /// `wait` polls the newest transaction's receipt up to the receipt timeout first.
+    async fn resolve(&self, chain: &Chain, settlement: &Settlement, wait: bool) -> Outcome {
+        let Some(current) = settlement.tx_hash else {
+            return Outcome::Unknown;
+        };
+        if wait && let Some(receipt) = self.await_receipt(chain, current).await {
+            return self.record_receipt(settlement, &receipt, current).await;
+        }
+        let mut hashes = vec![current];
+        hashes.extend(settlement.prior_hashes.iter().rev().copied());
+        for hash in &hashes {
+            if let Ok(Some(receipt)) = chain.provider.get_transaction_receipt(*hash).await {
+                return self.record_receipt(settlement, &receipt, *hash).await;
+            }
+        }
+        match chain.provider.get_transaction_by_hash(current).await {
+            Ok(Some(_)) => return Outcome::Unknown,
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(%current, "cannot look up a settlement: {}", scrub(&e.to_string(), &chain.rpc_url));
+                return Outcome::Unknown;
+            }
+        }
+        let Some(raw) = settlement.raw_tx.as_ref() else {
+            return Outcome::Unknown;
+        };
+        let rebroadcast = chain.provider.send_raw_transaction(raw).await;
+        if rebroadcast.is_ok() {
+            return Outcome::Unknown;
+        }
+        // The node neither knows the transaction nor takes it again. It can still
+        // mine only if its signer nonce is unused; once that nonce is taken, the
+        // token's record of the authorization is the whole truth.
+        let Some(tx_nonce) = decode(raw).map(|tx| tx.nonce()) else {
+            return Outcome::Unknown;
+        };
+        let Ok(mined_nonce) = chain
+            .provider
+            .get_transaction_count(self.signer_address)
+            .latest()
+            .await
+        else {
+            return Outcome::Unknown;
+        };
+        if mined_nonce <= tx_nonce {
+            return Outcome::Unknown;
+        }
+        let used = IEip3009Token::new(settlement.asset, &chain.provider)
+            .authorizationState(settlement.payer, settlement.nonce)
+            .call()
+            .await;
+        match used {
+            Ok(true) => {
+                self.finish(
+                    settlement,
+                    SettlementStatus::Confirmed,
+                    Some("settled by another transaction"),
+                    None,
+                )
+                .await;
+                Outcome::Confirmed(current)
+            }
+            Ok(false) => {
+                let why = "the transaction was replaced and the authorization is unused";
+                self.finish(settlement, SettlementStatus::Failed, Some(why), None)
+                    .await;
+                Outcome::Failed(why.to_string())
+            }
+            Err(_) => Outcome::Unknown,
+        }
+    }
+
+    async fn record_receipt(
+        &self,
+        settlement: &Settlement,
+        receipt: &TransactionReceipt,
+        hash: B256,
+    ) -> Outcome {
+        if receipt.status() {
+            self.finish(settlement, SettlementStatus::Confirmed, None, Some(hash))
+                .await;
+            Outcome::Confirmed(hash)
+        } else {
+            let why = format!("settlement transaction {hash} reverted");
+            self.finish(settlement, SettlementStatus::Failed, Some(&why), Some(hash))
+                .await;
+            Outcome::Failed(why)
+        }
+    }
+
+    async fn finish(
+        &self,
+        settlement: &Settlement,
+        status: SettlementStatus,
+        error: Option<&str>,
+        mined: Option<B256>,
+    ) {
+        let row = settlement.clone();
+        let error = error.map(str::to_string);
+        let id = settlement.id;
+        let done = self
+            .db(move |s| s.finish_with_hash(&row, status, error.as_deref(), mined, unix_now()))
+            .await;
+        if let Err(e) = done {
+            tracing::error!(id, "cannot record settlement outcome: {e}");
+        }
+    }
+
+    /// Re-signs a stuck settlement with the same signer nonce and fees raised by a
+    /// quarter (nodes want at least a tenth), journals it, then broadcasts it.
+    async fn bump(&self, chain: &Chain, settlement: &Settlement) {
+        let Some(old) = settlement.raw_tx.as_ref().and_then(|raw| decode(raw)) else {
+            return;
+        };
+        let Some(to) = old.to() else {
+            return;
+        };
+        let current = chain.provider.estimate_eip1559_fees().await.ok();
+        let raise = |fee: u128| fee.saturating_add(fee / 4).saturating_add(1);
+        let max_fee = raise(old.max_fee_per_gas()).max(current.map_or(0, |f| f.max_fee_per_gas));
+        let priority = raise(old.max_priority_fee_per_gas().unwrap_or(0))
+            .max(current.map_or(0, |f| f.max_priority_fee_per_gas));
+        let replacement = TransactionRequest::default()
+            .from(self.signer_address)
+            .to(to)
+            .input(old.input().clone().into())
+            .nonce(old.nonce())
+            .with_chain_id(chain.chain_id)
+            .gas_limit(old.gas_limit())
+            .max_fee_per_gas(max_fee)
+            .max_priority_fee_per_gas(priority.min(max_fee));
+        let envelope = match replacement.build(&self.wallet).await {
+            Ok(envelope) => envelope,
+            Err(e) => {
+                tracing::error!("cannot sign a fee bump: {e}");
+                return;
+            }
+        };
+        let hash = *envelope.tx_hash();
+        let raw = envelope.encoded_2718();
+        let id = settlement.id;
+        let journal_raw = raw.clone();
+        match self
+            .db(move |s| s.mark_replaced(id, hash, &journal_raw, unix_now()))
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(e) => {
+                tracing::error!(id, "cannot journal a fee bump: {e}");
+                return;
+            }
+        }
+        tracing::info!(id, old = ?settlement.tx_hash, new = %hash, "raised the fees of a stuck settlement");
+        if let Err(e) = chain.provider.send_raw_transaction(&raw).await {
+            tracing::warn!(%hash, "fee bump broadcast: {}", scrub(&e.to_string(), &chain.rpc_url));
+        }
+    }
+
+    /// The signature checks plus "do we settle this token on this chain".
     fn check<'a>(&'a self, request: &'a FacilitatorRequest) -> Result<Checked<'a>, Invalid> {
         let requirements = &request.payment_requirements;
-        let payer = eip3009::verify_offline(&request.payment_payload, requirements, unix_now())?;
+        let payer = eip3009::verify_signature(&request.payment_payload, requirements)?;
         let chain = requirements
             .network
             .chain_id()
@@ -285,6 +540,15 @@ impl EmbeddedFacilitator {
                     ),
                 )
             })?;
+        if !chain.assets.contains(&requirements.asset) {
+            return Err(Invalid::new(
+                ErrorReason::AssetNotAllowed,
+                format!(
+                    "this facilitator does not settle token {} on {}; its operator can allow it with --asset {}",
+                    requirements.asset, chain.network, requirements.asset
+                ),
+            ));
+        }
         Ok(Checked {
             chain,
             key: AuthorizationKey {
@@ -297,22 +561,12 @@ impl EmbeddedFacilitator {
         })
     }
 
-    fn claim(&self, checked: &Checked<'_>, want: GuardState) -> Result<(), Invalid> {
-        let verdict = self
-            .store
-            .claim(&checked.key, want, unix_now(), self.reservation_seconds)
-            .map_err(|e| Invalid::new(unexpected(want), e.to_string()))?;
-        match verdict {
-            Claim::Granted => Ok(()),
-            Claim::Settled => Err(Invalid::new(
-                ErrorReason::NonceAlreadyUsed,
-                "this authorization was already settled; sign a new one",
-            )),
-            Claim::InFlight => Err(Invalid::new(
-                ErrorReason::NonceAlreadyUsed,
-                "this authorization is already being used by another request; sign a new one",
-            )),
-        }
+    async fn claim(&self, checked: &Checked<'_>, want: GuardState) -> Result<Claim, Invalid> {
+        let key = checked.key;
+        let lease = self.reservation_seconds;
+        self.db(move |s| s.claim(&key, want, unix_now(), lease))
+            .await
+            .map_err(|e| Invalid::new(unexpected(want), e.to_string()))
     }
 
     fn settlement_tx(&self, checked: &Checked<'_>) -> Result<TransactionRequest, Invalid> {
@@ -427,12 +681,18 @@ impl EmbeddedFacilitator {
             Err(invalid) => return Ok(invalid_verify(invalid, None)),
         };
         let payer = checked.key.payer;
-        if let Err(invalid) = self.claim(&checked, GuardState::Reserved) {
+        let authorization = &request.payment_payload.payload.authorization;
+        if let Err(invalid) = eip3009::check_validity(authorization, unix_now()) {
             return Ok(invalid_verify(invalid, Some(payer)));
+        }
+        match self.claim(&checked, GuardState::Reserved).await {
+            Ok(Claim::Granted) => {}
+            Ok(verdict) => return Ok(invalid_verify(refusal(verdict), Some(payer))),
+            Err(invalid) => return Ok(invalid_verify(invalid, Some(payer))),
         }
         let simulated = self.simulate(&checked).await;
         if !matches!(simulated, Ok(Ok(()))) {
-            self.release_key(&checked.key);
+            self.release_key(checked.key).await;
         }
         Ok(match simulated? {
             Ok(()) => VerifyResponse {
@@ -455,88 +715,150 @@ impl EmbeddedFacilitator {
             Err(invalid) => return Ok(failed_settle(invalid, None, None, network)),
         };
         let payer = checked.key.payer;
-        if let Err(invalid) = self.claim(&checked, GuardState::Settling) {
+        // A settle of an authorization already in the journal answers from it; a
+        // failed one frees the claim, so the second round starts a fresh settlement.
+        for _ in 0..2 {
+            let verdict = match self.claim(&checked, GuardState::Settling).await {
+                Ok(verdict) => verdict,
+                Err(invalid) => return Ok(failed_settle(invalid, Some(payer), None, network)),
+            };
+            match verdict {
+                Claim::Granted => return self.settle_new(&checked).await,
+                Claim::Settled | Claim::InFlight => {
+                    let key = checked.key;
+                    let latest = self
+                        .db(move |s| s.latest_for(&key))
+                        .await
+                        .map_err(|e| FacilitatorError::Internal(e.to_string()))?;
+                    match self.answer_from_journal(&checked, latest, verdict).await {
+                        Some(answer) => return answer,
+                        None => continue,
+                    }
+                }
+            }
+        }
+        Err(FacilitatorError::Internal(
+            "the settlement of this authorization changed state twice while being read; retry"
+                .into(),
+        ))
+    }
+
+    /// The answer for an authorization the journal already has; `None` when its
+    /// settlement failed and a new one may be tried.
+    async fn answer_from_journal(
+        &self,
+        checked: &Checked<'_>,
+        latest: Option<Settlement>,
+        verdict: Claim,
+    ) -> Option<Result<SettleResponse, FacilitatorError>> {
+        let requirements = &checked.request.payment_requirements;
+        let network = requirements.network.clone();
+        let payer = checked.key.payer;
+        let same_terms = |row: &Settlement| {
+            row.pay_to == requirements.pay_to && row.amount == requirements.amount
+        };
+        let Some(row) = latest.filter(|row| same_terms(row)) else {
+            return Some(Ok(failed_settle(
+                refusal(verdict),
+                Some(payer),
+                None,
+                network,
+            )));
+        };
+        let outcome = match row.status {
+            SettlementStatus::Confirmed => Outcome::Confirmed(row.tx_hash.unwrap_or_default()),
+            SettlementStatus::Failed => return None,
+            SettlementStatus::Sent => self.resolve(checked.chain, &row, true).await,
+            SettlementStatus::Pending => {
+                return Some(Err(FacilitatorError::Internal(
+                    "a settlement of this authorization is being sent right now; retry in a moment"
+                        .into(),
+                )));
+            }
+        };
+        Some(Ok(match outcome {
+            Outcome::Confirmed(hash) => confirmed(payer, hash, network, row.amount),
+            Outcome::Failed(_) => return None,
+            Outcome::Unknown => pending(&row, payer, network, self.receipt_timeout),
+        }))
+    }
+
+    /// Journals, sends and awaits a first settlement of a claimed authorization.
+    async fn settle_new(&self, checked: &Checked<'_>) -> Result<SettleResponse, FacilitatorError> {
+        let request = checked.request;
+        let network = request.payment_requirements.network.clone();
+        let payer = checked.key.payer;
+        let authorization = &request.payment_payload.payload.authorization;
+        if let Err(invalid) = eip3009::check_validity(authorization, unix_now()) {
+            let key = checked.key;
+            if let Err(e) = self.db(move |s| s.unclaim(&key)).await {
+                tracing::error!("cannot free authorization {}: {e}", key.nonce);
+            }
             return Ok(failed_settle(invalid, Some(payer), None, network));
         }
         let amount = request.payment_requirements.amount;
-        let journal_id = self
-            .store
-            .begin_settlement(
-                &checked.key,
-                request.payment_requirements.pay_to,
-                amount,
-                unix_now(),
-            )
-            .map_err(|e| FacilitatorError::Internal(e.to_string()))?;
+        let key = checked.key;
+        let pay_to = request.payment_requirements.pay_to;
         let settlement = self
-            .store
-            .settlement(journal_id)
-            .map_err(|e| FacilitatorError::Internal(e.to_string()))?
-            .ok_or_else(|| FacilitatorError::Internal("journal row vanished".into()))?;
-        let finish = |status, error: Option<&str>| {
-            if let Err(e) = self
-                .store
-                .finish_settlement(&settlement, status, error, unix_now())
-            {
-                tracing::error!(id = settlement.id, "cannot record settlement outcome: {e}");
-            }
-        };
-        let hash = match self.send(&checked, journal_id).await {
+            .db(move |s| {
+                let id = s.begin_settlement(&key, pay_to, amount, unix_now())?;
+                s.settlement(id)?
+                    .ok_or_else(|| StoreError::Corrupt("journal row vanished".into()))
+            })
+            .await
+            .map_err(|e| FacilitatorError::Internal(e.to_string()))?;
+        let hash = match self.send(checked, settlement.id).await {
             Ok(hash) => hash,
             Err(SendError::Refused(invalid)) => {
-                finish(SettlementStatus::Failed, Some(&invalid.message));
+                self.finish(
+                    &settlement,
+                    SettlementStatus::Failed,
+                    Some(&invalid.message),
+                    None,
+                )
+                .await;
                 return Ok(failed_settle(invalid, Some(payer), None, network));
             }
             Err(SendError::Unavailable(e)) => {
-                finish(SettlementStatus::Failed, Some(&e.to_string()));
+                self.finish(
+                    &settlement,
+                    SettlementStatus::Failed,
+                    Some(&e.to_string()),
+                    None,
+                )
+                .await;
                 return Err(e);
             }
-            Err(SendError::Ambiguous(hash, e)) => {
-                let invalid = Invalid::new(
-                    ErrorReason::UnexpectedSettleError,
-                    format!(
-                        "broadcast of {hash} is unconfirmed ({e}); the journal will resolve it"
-                    ),
-                );
-                return Ok(failed_settle(invalid, Some(payer), Some(hash), network));
+            Err(SendError::Ambiguous(hash, why)) => {
+                tracing::warn!(%hash, "settlement broadcast answered an error ({why}); waiting on the transaction anyway");
+                hash
             }
         };
-        match self.await_receipt(checked.chain, hash).await {
-            Some(receipt) if receipt.status() => {
-                finish(SettlementStatus::Confirmed, None);
-                Ok(SettleResponse {
-                    success: true,
-                    error_reason: None,
-                    error_message: None,
-                    payer: Some(payer),
-                    transaction: Some(hash),
-                    network,
-                    amount: Some(amount),
-                    extensions: None,
-                })
-            }
-            Some(_) => {
-                let invalid = Invalid::new(
-                    ErrorReason::TransactionFailed,
-                    format!("settlement transaction {hash} reverted"),
-                );
-                finish(SettlementStatus::Failed, Some(&invalid.message));
-                Ok(failed_settle(invalid, Some(payer), Some(hash), network))
-            }
-            None => {
-                let invalid = Invalid::new(
-                    ErrorReason::UnexpectedSettleError,
-                    format!(
-                        "settlement {hash} was not mined within {}s; the journal will resolve it",
-                        self.receipt_timeout.as_secs()
-                    ),
-                );
-                Ok(failed_settle(invalid, Some(payer), Some(hash), network))
-            }
-        }
+        let id = settlement.id;
+        let sent = self
+            .db(move |s| s.settlement(id))
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or(Settlement {
+                tx_hash: Some(hash),
+                ..settlement
+            });
+        Ok(match self.resolve(checked.chain, &sent, true).await {
+            Outcome::Confirmed(mined) => confirmed(payer, mined, network, amount),
+            Outcome::Failed(why) => failed_settle(
+                Invalid::new(ErrorReason::TransactionFailed, why),
+                Some(payer),
+                Some(hash),
+                network,
+            ),
+            Outcome::Unknown => pending(&sent, payer, network, self.receipt_timeout),
+        })
     }
 
-    /// Estimates, then under the chain's nonce lock: signs, journals as sent, broadcasts.
+    /// Estimates, then with the chain's nonce taken: signs, journals as sent, and
+    /// broadcasts. Once journaled, no broadcast error is taken as a refusal: the node
+    /// may have the transaction anyway.
     async fn send(&self, checked: &Checked<'_>, journal_id: i64) -> Result<B256, SendError> {
         let chain = checked.chain;
         let tx = self.settlement_tx(checked).map_err(SendError::Refused)?;
@@ -551,13 +873,22 @@ impl EmbeddedFacilitator {
             }
             Err(e) => return Err(SendError::Unavailable(unreachable(chain, e))),
         };
+        if gas > self.gas_limit_cap {
+            return Err(SendError::Refused(Invalid::new(
+                ErrorReason::SimulationFailed,
+                format!(
+                    "settling this payment would use {gas} gas, above this facilitator's cap of {}",
+                    self.gas_limit_cap
+                ),
+            )));
+        }
         let fees = chain
             .provider
             .estimate_eip1559_fees()
             .await
             .map_err(|e| SendError::Unavailable(unreachable(chain, e)))?;
-        let mut next_nonce = chain.next_nonce.lock().await;
-        let nonce = match *next_nonce {
+        let mut slot = chain.next_nonce.lock().await;
+        let nonce = match slot.take() {
             Some(nonce) => nonce,
             None => chain
                 .provider
@@ -569,7 +900,7 @@ impl EmbeddedFacilitator {
         let envelope = tx
             .nonce(nonce)
             .with_chain_id(chain.chain_id)
-            .gas_limit(gas.saturating_mul(12) / 10)
+            .gas_limit((gas.saturating_mul(12) / 10).min(self.gas_limit_cap))
             .max_fee_per_gas(fees.max_fee_per_gas)
             .max_priority_fee_per_gas(fees.max_priority_fee_per_gas)
             .build(&self.wallet)
@@ -579,28 +910,32 @@ impl EmbeddedFacilitator {
             })?;
         let hash = *envelope.tx_hash();
         let raw = envelope.encoded_2718();
-        self.store
-            .mark_sent(journal_id, hash, &raw, unix_now())
-            .map_err(|e| SendError::Unavailable(FacilitatorError::Internal(e.to_string())))?;
-        match chain.provider.send_raw_transaction(&raw).await {
-            Ok(_) => {
-                *next_nonce = Some(nonce + 1);
-                Ok(hash)
-            }
-            Err(RpcError::ErrorResp(payload)) => {
-                *next_nonce = None;
-                Err(SendError::Refused(Invalid::new(
-                    ErrorReason::TransactionFailed,
-                    format!(
-                        "the RPC refused the settlement transaction: {}",
-                        payload.message
-                    ),
-                )))
+        let journal_raw = raw.clone();
+        let journaled = self
+            .db(move |s| s.mark_sent(journal_id, hash, &journal_raw, unix_now()))
+            .await;
+        match journaled {
+            Ok(true) => {}
+            Ok(false) => {
+                return Err(SendError::Unavailable(FacilitatorError::Internal(
+                    "the settlement was closed before it could be sent".into(),
+                )));
             }
             Err(e) => {
-                *next_nonce = None;
-                Err(SendError::Ambiguous(hash, unreachable(chain, e)))
+                return Err(SendError::Unavailable(FacilitatorError::Internal(
+                    e.to_string(),
+                )));
             }
+        }
+        match chain.provider.send_raw_transaction(&raw).await {
+            Ok(_) => {
+                *slot = Some(nonce + 1);
+                Ok(hash)
+            }
+            Err(e) => Err(SendError::Ambiguous(
+                hash,
+                scrub(&e.to_string(), &chain.rpc_url),
+            )),
         }
     }
 
@@ -619,22 +954,60 @@ impl EmbeddedFacilitator {
         }
     }
 
-    fn release_key(&self, key: &AuthorizationKey) {
-        if let Err(e) = self.store.release(key) {
+    async fn release_key(&self, key: AuthorizationKey) {
+        if let Err(e) = self.db(move |s| s.release(&key)).await {
             tracing::error!("cannot release authorization {}: {e}", key.nonce);
         }
     }
 }
 
-fn receipt_outcome(receipt: &TransactionReceipt) -> (SettlementStatus, Option<&'static str>) {
-    if receipt.status() {
-        (SettlementStatus::Confirmed, None)
-    } else {
-        (
-            SettlementStatus::Failed,
-            Some("settlement transaction reverted"),
-        )
+/// The signed transaction behind a journal row.
+fn decode(raw: &[u8]) -> Option<TxEnvelope> {
+    TxEnvelope::decode_2718(&mut &raw[..]).ok()
+}
+
+fn refusal(verdict: Claim) -> Invalid {
+    match verdict {
+        Claim::Settled => Invalid::new(
+            ErrorReason::NonceAlreadyUsed,
+            "this authorization was already settled; sign a new one",
+        ),
+        Claim::InFlight | Claim::Granted => Invalid::new(
+            ErrorReason::NonceAlreadyUsed,
+            "this authorization is already being used by another request; sign a new one",
+        ),
     }
+}
+
+fn confirmed(payer: Address, hash: B256, network: Network, amount: U256) -> SettleResponse {
+    SettleResponse {
+        success: true,
+        error_reason: None,
+        error_message: None,
+        payer: Some(payer),
+        transaction: Some(hash),
+        network,
+        amount: Some(amount),
+        extensions: None,
+    }
+}
+
+/// The answer for a sent settlement whose outcome is not known yet: unsuccessful but
+/// carrying the hash, which callers must read as "pending", never as "not charged".
+fn pending(row: &Settlement, payer: Address, network: Network, waited: Duration) -> SettleResponse {
+    let hash = row.tx_hash.unwrap_or_default();
+    failed_settle(
+        Invalid::new(
+            ErrorReason::UnexpectedSettleError,
+            format!(
+                "settlement {hash} was not mined within {}s; it is still pending, settle the same authorization again to learn its outcome",
+                waited.as_secs()
+            ),
+        ),
+        Some(payer),
+        Some(hash),
+        network,
+    )
 }
 
 fn unexpected(want: GuardState) -> ErrorReason {
@@ -644,10 +1017,14 @@ fn unexpected(want: GuardState) -> ErrorReason {
     }
 }
 
+/// An RPC failure as callers may see it: the RPC's origin only, never its path or
+/// query (provider API keys live there); the full text goes to the log.
 fn unreachable(chain: &Chain, e: impl std::fmt::Display) -> FacilitatorError {
+    let message = scrub(&e.to_string(), &chain.rpc_url);
+    tracing::warn!(rpc = %redact::origin(&chain.rpc_url), "chain RPC failed: {message}");
     FacilitatorError::Unreachable {
-        endpoint: chain.rpc_url.clone(),
-        message: e.to_string(),
+        endpoint: redact::origin(&chain.rpc_url),
+        message,
     }
 }
 
@@ -683,19 +1060,19 @@ impl Facilitator for EmbeddedFacilitator {
         &'a self,
         request: &'a FacilitatorRequest,
     ) -> BoxFuture<'a, Result<VerifyResponse, FacilitatorError>> {
-        Box::pin(self.verify_request(request))
+        Box::pin(self.inner.verify_request(request))
     }
 
     fn settle<'a>(
         &'a self,
         request: &'a FacilitatorRequest,
     ) -> BoxFuture<'a, Result<SettleResponse, FacilitatorError>> {
-        Box::pin(self.settle_request(request))
+        Box::pin(self.inner.settle_request(request))
     }
 
     fn supported(&self) -> BoxFuture<'_, Result<Supported, FacilitatorError>> {
         let mut kinds = Vec::new();
-        let mut chains: Vec<&Chain> = self.chains.values().collect();
+        let mut chains: Vec<&Chain> = self.inner.chains.values().collect();
         chains.sort_by_key(|c| c.chain_id);
         for chain in chains {
             for version in [X402Version::V1, X402Version::V2] {
@@ -709,7 +1086,7 @@ impl Facilitator for EmbeddedFacilitator {
         }
         let signers = [(
             "eip155:*".to_string(),
-            vec![self.signer_address.to_checksum(None)],
+            vec![self.inner.signer_address.to_checksum(None)],
         )]
         .into_iter()
         .collect();
@@ -724,9 +1101,11 @@ impl Facilitator for EmbeddedFacilitator {
         &'a self,
         request: &'a FacilitatorRequest,
     ) -> BoxFuture<'a, Result<(), FacilitatorError>> {
-        if let Ok(checked) = self.check(request) {
-            self.release_key(&checked.key);
-        }
-        Box::pin(std::future::ready(Ok(())))
+        Box::pin(async move {
+            if let Ok(checked) = self.inner.check(request) {
+                self.inner.release_key(checked.key).await;
+            }
+            Ok(())
+        })
     }
 }

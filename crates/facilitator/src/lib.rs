@@ -7,5 +7,8 @@ mod embedded;
 mod router;
 pub mod store;
 
-pub use embedded::{ChainConfig, EmbeddedConfig, EmbeddedFacilitator, OpenError, network_of_rpc};
+pub use embedded::{
+    ChainConfig, DEFAULT_GAS_LIMIT_CAP, EmbeddedConfig, EmbeddedFacilitator, OpenError,
+    network_of_rpc,
+};
 pub use router::{MAX_BODY_BYTES, router};

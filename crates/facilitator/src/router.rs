@@ -1,9 +1,20 @@
 //! The standard x402 facilitator HTTP API over any [`Facilitator`]: `POST /verify`,
-//! `POST /settle`, `GET /supported`, `GET /health`.
+//! `POST /settle`, `GET /supported`, `GET /health`, plus agora's `POST /release`,
+//! which frees a verified authorization whose call failed so its buyer can retry at
+//! once instead of waiting out the reservation.
+//!
+//! A settle runs in its own task: a client that hangs up (or times out) cannot cut a
+//! settlement in half; the journal then holds its outcome for the next settle of the
+//! same authorization.
 //!
 //! Invalid payments answer 200 with `isValid:false` / `success:false` (spec style);
 //! requests that cannot be parsed answer 400 with a JSON error; a facilitator that
 //! cannot answer (chain RPC down) answers 503.
+//!
+//! The 503 says which kind of failure and at most `scheme://host[:port]` of the
+//! endpoint: the error's own text names the full RPC URL, whose path or query holds
+//! the provider's API key, and this API answers whoever can reach it. The full error
+//! goes to the log.
 
 use std::sync::Arc;
 
@@ -24,6 +35,7 @@ pub fn router(facilitator: Arc<dyn Facilitator>) -> Router {
     Router::new()
         .route("/verify", post(verify))
         .route("/settle", post(settle))
+        .route("/release", post(release))
         .route("/supported", get(supported))
         .route("/health", get(health))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -47,12 +59,34 @@ fn bad_request(e: serde_json::Error) -> Response {
 }
 
 fn unavailable(e: FacilitatorError) -> Response {
+    tracing::warn!("facilitator API answers 503: {e}");
     (
         StatusCode::SERVICE_UNAVAILABLE,
         [("retry-after", "5")],
-        axum::Json(json!({"error": e.to_string(), "reason": "facilitator_unavailable"})),
+        axum::Json(json!({"error": public_message(&e), "reason": "facilitator_unavailable"})),
     )
         .into_response()
+}
+
+/// What a client may read of `e`: the kind of failure and the endpoint's origin only.
+fn public_message(e: &FacilitatorError) -> String {
+    match e {
+        FacilitatorError::Unreachable { endpoint, .. } => format!(
+            "the chain RPC or facilitator at {} cannot be reached; retry later",
+            x402::redact::origin(endpoint)
+        ),
+        FacilitatorError::Timeout { endpoint, .. } => format!(
+            "the chain RPC or facilitator at {} did not answer in time; retry later",
+            x402::redact::origin(endpoint)
+        ),
+        FacilitatorError::BadResponse {
+            endpoint, status, ..
+        } => format!(
+            "the chain RPC or facilitator at {} answered HTTP {status} with nothing usable; retry later",
+            x402::redact::origin(endpoint)
+        ),
+        _ => "the facilitator could not process the request; retry later".to_string(),
+    }
 }
 
 async fn verify(State(f): State<Arc<dyn Facilitator>>, body: Bytes) -> Response {
@@ -71,8 +105,24 @@ async fn settle(State(f): State<Arc<dyn Facilitator>>, body: Bytes) -> Response 
         Ok(r) => r,
         Err(e) => return bad_request(e),
     };
-    match f.settle(&request).await {
-        Ok(answer) => axum::Json(answer.to_wire(request.x402_version)).into_response(),
+    let version = request.x402_version;
+    let detached = tokio::spawn(async move { f.settle(&request).await });
+    match detached.await {
+        Ok(Ok(answer)) => axum::Json(answer.to_wire(version)).into_response(),
+        Ok(Err(e)) => unavailable(e),
+        Err(e) => unavailable(FacilitatorError::Internal(format!(
+            "the settlement task failed: {e}"
+        ))),
+    }
+}
+
+async fn release(State(f): State<Arc<dyn Facilitator>>, body: Bytes) -> Response {
+    let request = match parse(&body) {
+        Ok(r) => r,
+        Err(e) => return bad_request(e),
+    };
+    match f.release(&request).await {
+        Ok(()) => axum::Json(json!({"released": true})).into_response(),
         Err(e) => unavailable(e),
     }
 }

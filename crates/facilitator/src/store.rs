@@ -12,18 +12,7 @@ use alloy::primitives::{Address, B256, Bytes, U256};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
-/// Identifies one EIP-3009 authorization: a token on a chain, a payer and a nonce.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct AuthorizationKey {
-    /// EIP-155 chain id.
-    pub chain_id: u64,
-    /// Token contract.
-    pub asset: Address,
-    /// Payer.
-    pub payer: Address,
-    /// The authorization nonce.
-    pub nonce: B256,
-}
+pub use x402::eip3009::AuthorizationKey;
 
 /// Where an authorization stands in the replay guard.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,8 +104,13 @@ pub struct Settlement {
     /// Signed transaction, kept to rebroadcast after a crash.
     #[serde(skip)]
     pub raw_tx: Option<Bytes>,
+    /// Transactions this one replaced with higher fees; any of them may be the one
+    /// that mines.
+    pub prior_hashes: Vec<B256>,
     /// Why it failed.
     pub error: Option<String>,
+    /// Unix time of the last change (sent, replaced, closed).
+    pub updated_at: u64,
 }
 
 impl Settlement {
@@ -140,6 +134,22 @@ pub enum StoreError {
     /// A row holds something this version cannot read.
     #[error("facilitator database holds an unreadable value: {0}")]
     Corrupt(String),
+    /// Another process holds the database.
+    #[error(
+        "another agora process (serve --rpc, facilitator or demo) is using {path}; stop it first, or give this one its own AGORA_HOME or --db"
+    )]
+    Locked {
+        /// The database file.
+        path: String,
+    },
+    /// The lock file could not be created.
+    #[error("cannot create the lock file {path}: {message}")]
+    LockFile {
+        /// The lock file.
+        path: String,
+        /// The OS error.
+        message: String,
+    },
 }
 
 /// The outcome of trying to take an authorization for verify or settle.
@@ -154,8 +164,13 @@ pub enum Claim {
 }
 
 /// SQLite-backed guard and journal; one connection, short transactions.
+///
+/// One process owns a database at a time (an exclusive lock on `<db>.lock`, held as
+/// long as the store lives): two facilitators sharing a journal would each resolve the
+/// other's settlements and reuse each other's reservations.
 pub struct Store {
     conn: Mutex<Connection>,
+    _lock: std::fs::File,
 }
 
 const SCHEMA: &str = "
@@ -181,12 +196,39 @@ CREATE TABLE IF NOT EXISTS settlements (
     status     TEXT NOT NULL CHECK (status IN ('pending', 'sent', 'confirmed', 'failed')),
     tx_hash    TEXT,
     raw_tx     BLOB,
+    prior_hashes TEXT NOT NULL DEFAULT '',
     error      TEXT,
     created_at INTEGER NOT NULL,
     updated_at INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS settlements_open ON settlements (status) WHERE status IN ('pending', 'sent');
 ";
+
+/// Takes the exclusive lock beside `db`; the lock lives as long as the returned file.
+fn lock(db: &Path) -> Result<std::fs::File, StoreError> {
+    let mut name = db.as_os_str().to_owned();
+    name.push(".lock");
+    let path = std::path::PathBuf::from(name);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| StoreError::LockFile {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Locked {
+            path: db.display().to_string(),
+        }),
+        Err(std::fs::TryLockError::Error(e)) => Err(StoreError::LockFile {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        }),
+    }
+}
 
 fn key_params(key: &AuthorizationKey) -> (i64, String, String, String) {
     (
@@ -198,13 +240,54 @@ fn key_params(key: &AuthorizationKey) -> (i64, String, String, String) {
 }
 
 impl Store {
-    /// Opens (creating if needed) the database at `path`.
+    /// Opens (creating if needed) the database at `path`, taking its lock, and sweeps
+    /// what a dead process left behind: reservations (their requests died with it)
+    /// and `settling` claims whose settlement never reached the journal.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let lock = lock(path)?;
         let conn = Connection::open(path)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
-        Ok(Self {
+        let has_prior: bool = conn
+            .prepare("SELECT 1 FROM pragma_table_info('settlements') WHERE name = 'prior_hashes'")?
+            .exists([])?;
+        if !has_prior {
+            conn.execute_batch(
+                "ALTER TABLE settlements ADD COLUMN prior_hashes TEXT NOT NULL DEFAULT ''",
+            )?;
+        }
+        let store = Self {
             conn: Mutex::new(conn),
+            _lock: lock,
+        };
+        store.sweep_orphans()?;
+        Ok(store)
+    }
+
+    /// Frees claims no live request holds; only valid while this process holds the
+    /// lock, which `open` guarantees.
+    fn sweep_orphans(&self) -> Result<(), StoreError> {
+        self.with(|conn| {
+            let tx = conn.transaction()?;
+            tx.execute("DELETE FROM authorizations WHERE state = 'reserved'", [])?;
+            tx.execute(
+                "UPDATE authorizations SET state = 'settled'
+                 WHERE state = 'settling' AND EXISTS (
+                     SELECT 1 FROM settlements s WHERE s.status = 'confirmed'
+                     AND s.chain_id = authorizations.chain_id AND s.asset = authorizations.asset
+                     AND s.payer = authorizations.payer AND s.nonce = authorizations.nonce)",
+                [],
+            )?;
+            tx.execute(
+                "DELETE FROM authorizations
+                 WHERE state = 'settling' AND NOT EXISTS (
+                     SELECT 1 FROM settlements s WHERE s.status IN ('pending', 'sent')
+                     AND s.chain_id = authorizations.chain_id AND s.asset = authorizations.asset
+                     AND s.payer = authorizations.payer AND s.nonce = authorizations.nonce)",
+                [],
+            )?;
+            tx.commit()?;
+            Ok(())
         })
     }
 
@@ -285,6 +368,20 @@ impl Store {
         })
     }
 
+    /// Frees a claim that never reached the journal (a settle refused before it
+    /// began); a settled authorization stays settled.
+    pub fn unclaim(&self, key: &AuthorizationKey) -> Result<(), StoreError> {
+        let (chain, asset, payer, nonce) = key_params(key);
+        self.with(|conn| {
+            conn.execute(
+                "DELETE FROM authorizations
+                 WHERE chain_id = ?1 AND asset = ?2 AND payer = ?3 AND nonce = ?4 AND state != 'settled'",
+                params![chain, asset, payer, nonce],
+            )?;
+            Ok(())
+        })
+    }
+
     /// Records a settlement about to be signed; returns its journal id.
     pub fn begin_settlement(
         &self,
@@ -305,41 +402,90 @@ impl Store {
         })
     }
 
-    /// Records the signed transaction before it is broadcast.
+    /// Records the signed transaction before it is broadcast; `false` when the row was
+    /// closed meanwhile (then nothing may be broadcast).
     pub fn mark_sent(
         &self,
         id: i64,
         tx_hash: B256,
         raw: &[u8],
         now: u64,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let now = i64::try_from(now).unwrap_or(i64::MAX);
         self.with(|conn| {
-            conn.execute(
-                "UPDATE settlements SET status = 'sent', tx_hash = ?2, raw_tx = ?3, updated_at = ?4 WHERE id = ?1",
+            let changed = conn.execute(
+                "UPDATE settlements SET status = 'sent', tx_hash = ?2, raw_tx = ?3, updated_at = ?4
+                 WHERE id = ?1 AND status = 'pending'",
                 params![id, tx_hash.to_string(), raw, now],
             )?;
-            Ok(())
+            Ok(changed == 1)
         })
     }
 
-    /// Closes a settlement: confirmed marks the authorization settled for good; failed
-    /// releases it.
+    /// Records a fee-bumped replacement of a `sent` settlement before it is broadcast;
+    /// the replaced hash is kept, since either transaction may be the one that mines.
+    pub fn mark_replaced(
+        &self,
+        id: i64,
+        tx_hash: B256,
+        raw: &[u8],
+        now: u64,
+    ) -> Result<bool, StoreError> {
+        let now = i64::try_from(now).unwrap_or(i64::MAX);
+        self.with(|conn| {
+            let changed = conn.execute(
+                "UPDATE settlements
+                 SET prior_hashes = CASE WHEN prior_hashes = '' THEN tx_hash ELSE prior_hashes || ',' || tx_hash END,
+                     tx_hash = ?2, raw_tx = ?3, updated_at = ?4
+                 WHERE id = ?1 AND status = 'sent'",
+                params![id, tx_hash.to_string(), raw, now],
+            )?;
+            Ok(changed == 1)
+        })
+    }
+
+    /// Closes an open settlement: confirmed marks the authorization settled for good;
+    /// failed releases it. Only a row still open changes (the caller and the background
+    /// resolver may race to close it); returns whether this call closed it. `tx_hash`
+    /// names the transaction that mined, when it is not the latest one sent.
     pub fn finish_settlement(
         &self,
         settlement: &Settlement,
         status: SettlementStatus,
         error: Option<&str>,
         now: u64,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
+        self.finish_with_hash(settlement, status, error, None, now)
+    }
+
+    /// [`Store::finish_settlement`], recording which transaction mined.
+    pub fn finish_with_hash(
+        &self,
+        settlement: &Settlement,
+        status: SettlementStatus,
+        error: Option<&str>,
+        mined: Option<B256>,
+        now: u64,
+    ) -> Result<bool, StoreError> {
         let (chain, asset, payer, nonce) = key_params(&settlement.key());
         let now = i64::try_from(now).unwrap_or(i64::MAX);
         self.with(|conn| {
             let tx = conn.transaction()?;
-            tx.execute(
-                "UPDATE settlements SET status = ?2, error = ?3, updated_at = ?4 WHERE id = ?1",
-                params![settlement.id, status.as_str(), error, now],
+            let changed = tx.execute(
+                "UPDATE settlements SET status = ?2, error = ?3, updated_at = ?4,
+                     tx_hash = COALESCE(?5, tx_hash)
+                 WHERE id = ?1 AND status IN ('pending', 'sent')",
+                params![
+                    settlement.id,
+                    status.as_str(),
+                    error,
+                    now,
+                    mined.map(|h| h.to_string())
+                ],
             )?;
+            if changed == 0 {
+                return Ok(false);
+            }
             match status {
                 SettlementStatus::Confirmed => {
                     tx.execute(
@@ -359,7 +505,7 @@ impl Store {
                 SettlementStatus::Pending | SettlementStatus::Sent => {}
             }
             tx.commit()?;
-            Ok(())
+            Ok(true)
         })
     }
 
@@ -374,6 +520,17 @@ impl Store {
         self.query("WHERE status IN ('pending', 'sent')", params![])
     }
 
+    /// The newest settlement of `key`: what a repeated settle of the same
+    /// authorization answers from instead of sending a second transaction.
+    pub fn latest_for(&self, key: &AuthorizationKey) -> Result<Option<Settlement>, StoreError> {
+        let (chain, asset, payer, nonce) = key_params(key);
+        self.query(
+            "WHERE chain_id = ?1 AND asset = ?2 AND payer = ?3 AND nonce = ?4",
+            params![chain, asset, payer, nonce],
+        )
+        .map(|mut v| v.pop())
+    }
+
     /// The whole journal, oldest first.
     pub fn journal(&self) -> Result<Vec<Settlement>, StoreError> {
         self.query("", params![])
@@ -385,7 +542,8 @@ impl Store {
         args: impl rusqlite::Params,
     ) -> Result<Vec<Settlement>, StoreError> {
         let sql = format!(
-            "SELECT id, chain_id, asset, payer, nonce, pay_to, amount, status, tx_hash, raw_tx, error
+            "SELECT id, chain_id, asset, payer, nonce, pay_to, amount, status, tx_hash, raw_tx, error,
+                    prior_hashes, updated_at
              FROM settlements {filter} ORDER BY id"
         );
         self.with(|conn| {
@@ -405,6 +563,8 @@ impl Store {
                     row.get::<_, Option<String>>(8)?,
                     row.get::<_, Option<Vec<u8>>>(9)?,
                     row.get::<_, Option<String>>(10)?,
+                    row.get::<_, String>(11)?,
+                    row.get::<_, i64>(12)?,
                 ))
             })?;
             let mut out = Vec::new();
@@ -416,6 +576,8 @@ impl Store {
                     tx_hash,
                     raw,
                     error,
+                    prior,
+                    updated_at,
                 ) = row?;
                 let bad =
                     |what: &str, value: &str| StoreError::Corrupt(format!("{what} {value:?}"));
@@ -435,7 +597,13 @@ impl Store {
                         .map(|h| h.parse().map_err(|_| bad("tx hash", h)))
                         .transpose()?,
                     raw_tx: raw.map(Bytes::from),
+                    prior_hashes: prior
+                        .split(',')
+                        .filter(|h| !h.is_empty())
+                        .map(|h| h.parse().map_err(|_| bad("prior tx hash", h)))
+                        .collect::<Result<_, _>>()?,
                     error,
+                    updated_at: u64::try_from(updated_at).unwrap_or(0),
                 });
             }
             Ok(out)
@@ -568,5 +736,109 @@ mod tests {
             Claim::Granted
         );
         assert_eq!(s.journal().unwrap()[0].error.as_deref(), Some("reverted"));
+    }
+
+    #[test]
+    fn a_second_process_cannot_open_the_same_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.db");
+        let first = Store::open(&path).unwrap();
+        let Err(err) = Store::open(&path) else {
+            panic!("a second store opened a locked database");
+        };
+        assert!(matches!(err, StoreError::Locked { .. }), "{err}");
+        assert!(err.to_string().contains("AGORA_HOME"), "{err}");
+        drop(first);
+        Store::open(&path).expect("the lock is released with the store");
+    }
+
+    #[test]
+    fn reopening_sweeps_claims_no_live_request_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.db");
+        let (reserved, orphan, open, confirmed) = (key(10), key(11), key(12), key(13));
+        {
+            let s = Store::open(&path).unwrap();
+            s.claim(&reserved, GuardState::Reserved, 1, 600).unwrap();
+            s.claim(&orphan, GuardState::Settling, 1, 600).unwrap();
+            s.claim(&open, GuardState::Settling, 1, 600).unwrap();
+            let id = s
+                .begin_settlement(&open, Address::ZERO, U256::from(1), 1)
+                .unwrap();
+            s.mark_sent(id, B256::repeat_byte(1), &[1], 1).unwrap();
+            s.claim(&confirmed, GuardState::Settling, 1, 600).unwrap();
+            let id = s
+                .begin_settlement(&confirmed, Address::ZERO, U256::from(1), 1)
+                .unwrap();
+            let row = s.settlement(id).unwrap().unwrap();
+            let conn = s.conn.lock().unwrap();
+            conn.execute(
+                "UPDATE settlements SET status = 'confirmed' WHERE id = ?1",
+                params![row.id],
+            )
+            .unwrap();
+        }
+        let s = Store::open(&path).unwrap();
+        assert_eq!(
+            s.claim(&reserved, GuardState::Reserved, 2, 600).unwrap(),
+            Claim::Granted,
+            "a reservation of a dead process is freed"
+        );
+        assert_eq!(
+            s.claim(&orphan, GuardState::Reserved, 2, 600).unwrap(),
+            Claim::Granted,
+            "a settling claim with no journal row is freed"
+        );
+        assert_eq!(
+            s.claim(&open, GuardState::Reserved, 2, 600).unwrap(),
+            Claim::InFlight,
+            "a sent settlement keeps its claim until it is resolved"
+        );
+        assert_eq!(
+            s.claim(&confirmed, GuardState::Reserved, 2, 600).unwrap(),
+            Claim::Settled
+        );
+    }
+
+    #[test]
+    fn only_an_open_settlement_is_closed_and_replacements_keep_their_history() {
+        let (_dir, s) = store();
+        let k = key(4);
+        s.claim(&k, GuardState::Settling, 1, 60).unwrap();
+        let id = s
+            .begin_settlement(&k, Address::ZERO, U256::from(1), 1)
+            .unwrap();
+        s.mark_sent(id, B256::repeat_byte(1), &[1], 1).unwrap();
+        assert!(s.mark_replaced(id, B256::repeat_byte(2), &[2], 2).unwrap());
+        let row = s.settlement(id).unwrap().unwrap();
+        assert_eq!(row.prior_hashes, vec![B256::repeat_byte(1)]);
+        assert_eq!(row.tx_hash, Some(B256::repeat_byte(2)));
+        assert!(
+            s.finish_with_hash(
+                &row,
+                SettlementStatus::Confirmed,
+                None,
+                Some(B256::repeat_byte(1)),
+                3
+            )
+            .unwrap()
+        );
+        assert!(
+            !s.finish_settlement(&row, SettlementStatus::Failed, Some("late"), 4)
+                .unwrap(),
+            "a closed settlement is never reopened or flipped"
+        );
+        let row = s.settlement(id).unwrap().unwrap();
+        assert_eq!(row.status, SettlementStatus::Confirmed);
+        assert_eq!(
+            row.tx_hash,
+            Some(B256::repeat_byte(1)),
+            "the hash that mined"
+        );
+        assert!(!s.mark_replaced(id, B256::repeat_byte(3), &[3], 5).unwrap());
+        assert_eq!(
+            s.claim(&k, GuardState::Reserved, 5, 60).unwrap(),
+            Claim::Settled
+        );
     }
 }

@@ -26,8 +26,10 @@ pub struct Challenge {
 }
 
 /// The requirements of `route` as offered for `resource_url`, with the v1 per-entry
-/// resource fields filled in.
-pub fn offered(route: &Route, resource_url: &str) -> Vec<PaymentRequirements> {
+/// resource fields filled in. `maxTimeoutSeconds` is at least `floor`, the validity a
+/// paid call needs (upstream and settle deadlines plus a margin): clients sign for
+/// that long, and an authorization that could expire mid-settlement is refused.
+pub fn offered(route: &Route, resource_url: &str, floor: u64) -> Vec<PaymentRequirements> {
     route
         .accepts
         .iter()
@@ -35,21 +37,23 @@ pub fn offered(route: &Route, resource_url: &str) -> Vec<PaymentRequirements> {
             resource: Some(resource_url.to_string()),
             description: Some(route.description.clone()),
             mime_type: Some(route.mime_type.clone()),
+            max_timeout_seconds: r.max_timeout_seconds.max(floor),
             ..r.clone()
         })
         .collect()
 }
 
-/// Builds the challenge for `route` at `resource_url`; `error` says why payment is
-/// required (or why the last one failed) and `failure` lands in
-/// `extensions.paymentFailure`.
+/// Builds the challenge for `route` at `resource_url`; `floor` is as in [`offered`],
+/// `error` says why payment is required (or why the last one failed) and `failure`
+/// lands in `extensions.paymentFailure`.
 pub fn build(
     route: &Route,
     resource_url: &str,
+    floor: u64,
     error: &str,
     failure: Option<Value>,
 ) -> Result<Challenge, serde_json::Error> {
-    let accepts = offered(route, resource_url);
+    let accepts = offered(route, resource_url, floor);
     let resource = ResourceInfo {
         url: resource_url.to_string(),
         description: Some(route.description.clone()),
@@ -210,7 +214,14 @@ mod tests {
     fn header_is_exact_v2_and_body_is_v1_with_both_amounts() {
         let net = Network::BASE_SEPOLIA;
         let route = route_on(net.clone(), &net.default_asset().unwrap());
-        let c = build(&route, "http://h/services/echo/x", "payment required", None).unwrap();
+        let c = build(
+            &route,
+            "http://h/services/echo/x",
+            0,
+            "payment required",
+            None,
+        )
+        .unwrap();
         let header: Value = serde_json::from_slice(
             &base64_decode(&c.header), // the exact v2 object
         )
@@ -245,7 +256,14 @@ mod tests {
             eip712_version: "1".into(),
         };
         let route = route_on(Network::Eip155(31337), &asset);
-        let c = build(&route, "http://h/services/echo", "payment required", None).unwrap();
+        let c = build(
+            &route,
+            "http://h/services/echo",
+            0,
+            "payment required",
+            None,
+        )
+        .unwrap();
         assert_eq!(c.body["x402Version"], 2);
         assert_eq!(c.body["accepts"][0]["network"], "eip155:31337");
         assert_eq!(c.body["accepts"][0]["maxAmountRequired"], "1500");
@@ -260,6 +278,7 @@ mod tests {
         let c = build(
             &route,
             "http://h/services/echo",
+            0,
             "amount mismatch",
             Some(json!({"reason": "invalid_exact_evm_payload_authorization_value_mismatch"})),
         )

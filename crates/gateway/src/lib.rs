@@ -5,6 +5,7 @@
 //! remote). The gate never charges for a failed call and never lets one authorization
 //! buy twice: see [`paid`] for the request path.
 
+mod answer;
 pub mod catalog;
 pub mod challenge;
 pub mod guard;
@@ -41,10 +42,16 @@ pub struct GatewayConfig {
     pub public_base_url: Option<String>,
     /// How long the facilitator has to verify.
     pub verify_timeout: Duration,
-    /// How long the facilitator has to settle.
+    /// How long the facilitator has to settle; keep it above the facilitator's own
+    /// receipt wait, or slow settlements come back as pending.
     pub settle_timeout: Duration,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
+    /// How long a request body may take to arrive; read before anything is held.
+    pub body_timeout: Duration,
+    /// The payment ledger (SQLite), which keeps pending, paid-but-unanswered and
+    /// answered authorizations across restarts; `None` keeps them in memory only.
+    pub ledger: Option<std::path::PathBuf>,
 }
 
 impl Default for GatewayConfig {
@@ -54,6 +61,8 @@ impl Default for GatewayConfig {
             verify_timeout: Duration::from_secs(5),
             settle_timeout: Duration::from_secs(60),
             max_body_bytes: 8 * 1024 * 1024,
+            body_timeout: Duration::from_secs(30),
+            ledger: None,
         }
     }
 }
@@ -89,7 +98,7 @@ pub(crate) struct Gatekeeper {
     pub(crate) facilitator: Arc<dyn Facilitator>,
     snapshot: RwLock<Arc<Snapshot>>,
     loaded: AtomicBool,
-    pub(crate) guard: ReplayGuard,
+    pub(crate) guard: Arc<ReplayGuard>,
     pub(crate) metrics: Metrics,
     pub(crate) http: reqwest::Client,
     in_flight: InFlight,
@@ -132,8 +141,14 @@ pub struct Gateway {
 
 /// The gateway could not be built.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot build the gateway's HTTP client: {0}")]
-pub struct BuildError(#[from] reqwest::Error);
+pub enum BuildError {
+    /// TLS setup of the upstream client.
+    #[error("cannot build the gateway's HTTP client: {0}")]
+    Http(#[from] reqwest::Error),
+    /// The payment ledger.
+    #[error(transparent)]
+    Ledger(#[from] guard::LedgerError),
+}
 
 impl Gateway {
     /// A gateway with no routes yet (`/readyz` answers 503 until [`Gateway::install`]).
@@ -146,13 +161,17 @@ impl Gateway {
             documents: Documents::default(),
             limiters: HashMap::new(),
         };
+        let guard = match &config.ledger {
+            Some(path) => ReplayGuard::open(path, x402::eip3009::unix_now())?,
+            None => ReplayGuard::in_memory(),
+        };
         Ok(Self {
             inner: Arc::new(Gatekeeper {
                 config,
                 facilitator,
                 snapshot: RwLock::new(Arc::new(empty)),
                 loaded: AtomicBool::new(false),
-                guard: ReplayGuard::default(),
+                guard: Arc::new(guard),
                 metrics: Metrics::default(),
                 http: proxy::client()?,
                 in_flight: InFlight::default(),

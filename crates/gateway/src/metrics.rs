@@ -1,5 +1,10 @@
 //! Prometheus metrics, written in the text exposition format by hand (a few counters
 //! and histograms do not justify a metrics stack).
+//!
+//! Operator-only: the settled amounts per route are the seller's revenue, and the
+//! per-route counts of settled calls give it away too, so the text is served only by
+//! [`crate::Gateway::operator_router`] (`agora serve --metrics-listen`), never on the
+//! public listener. Labels are route names and fixed words; no URL is ever a label.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -23,6 +28,8 @@ pub enum Outcome {
     Settled,
     /// The settlement failed; the buyer got no body.
     SettleFailed,
+    /// The settlement's outcome is not known yet (503 `settlement_pending`).
+    SettlePending,
     /// Upstream error, timeout or >= 400; nothing charged.
     UpstreamFailed,
     /// The facilitator could not answer (503).
@@ -44,6 +51,7 @@ impl Outcome {
             Outcome::Paid => "paid",
             Outcome::Settled => "settled",
             Outcome::SettleFailed => "settle_failed",
+            Outcome::SettlePending => "settle_pending",
             Outcome::UpstreamFailed => "upstream_failed",
             Outcome::FacilitatorUnavailable => "facilitator_unavailable",
             Outcome::Limited => "limited",
@@ -139,7 +147,8 @@ impl Metrics {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The exposition text for `/metrics`.
+    /// The exposition text for the operator's `/metrics`; it carries revenue, so it
+    /// must not be served where buyers can read it.
     pub fn render(&self) -> String {
         let s = self.lock();
         let mut out = String::new();

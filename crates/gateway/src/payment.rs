@@ -2,10 +2,10 @@
 //! facilitator is asked.
 //!
 //! Cheap field checks here turn the common mistakes (wrong network, wrong price, wrong
-//! recipient, an expired authorization) into a precise 402 without a network round
-//! trip; the signature and the chain state are the facilitator's job.
+//! recipient) into a precise 402 naming the right value, without a network round trip.
+//! The authorization itself (signature, recipient, value, validity window) is checked
+//! by `x402::eip3009`, once, against the requirement chosen here.
 
-use x402::eip3009::MIN_REMAINING_VALIDITY_SECONDS;
 use x402::reason::{ErrorReason, Invalid};
 use x402::wire::{PaymentPayload, PaymentRequirements, SCHEME_EXACT};
 
@@ -19,7 +19,6 @@ use alloy::primitives::U256;
 pub fn select<'r>(
     payment: &PaymentPayload,
     offered: &'r [PaymentRequirements],
-    now: u64,
 ) -> Result<&'r PaymentRequirements, Invalid> {
     if payment.scheme != SCHEME_EXACT {
         return Err(Invalid::new(
@@ -72,7 +71,6 @@ pub fn select<'r>(
                 )
             })?,
     };
-    check_authorization(payment, chosen, now)?;
     Ok(chosen)
 }
 
@@ -109,53 +107,6 @@ fn mismatch(
             first.amount
         ),
     )
-}
-
-/// The authorization must pay the chosen requirement and be usable now.
-fn check_authorization(
-    payment: &PaymentPayload,
-    chosen: &PaymentRequirements,
-    now: u64,
-) -> Result<(), Invalid> {
-    let auth = &payment.payload.authorization;
-    if auth.to != chosen.pay_to {
-        return Err(Invalid::new(
-            ErrorReason::RecipientMismatch,
-            format!(
-                "the authorization pays {}; this service is paid to {}",
-                auth.to, chosen.pay_to
-            ),
-        ));
-    }
-    if auth.value != chosen.amount {
-        return Err(Invalid::new(
-            ErrorReason::ValueMismatch,
-            format!(
-                "the authorization is for {} atomic units; this service costs exactly {}",
-                auth.value, chosen.amount
-            ),
-        ));
-    }
-    let earliest_expiry = U256::from(now.saturating_add(MIN_REMAINING_VALIDITY_SECONDS));
-    if auth.valid_before < earliest_expiry {
-        return Err(Invalid::new(
-            ErrorReason::ValidBefore,
-            format!(
-                "the authorization expired (validBefore {}, now {now}); sign a new one",
-                auth.valid_before
-            ),
-        ));
-    }
-    if auth.valid_after > U256::from(now) {
-        return Err(Invalid::new(
-            ErrorReason::ValidAfter,
-            format!(
-                "the authorization is not valid until {} (now {now}); check the clock",
-                auth.valid_after
-            ),
-        ));
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -210,9 +161,9 @@ mod tests {
     fn picks_the_entry_the_payment_pays() {
         let offered = vec![requirement(1000), requirement(2000)];
         let p = PaymentPayload::v2(&offered[1], payload(SELLER, 2000, NOW + 300));
-        assert_eq!(select(&p, &offered, NOW).unwrap().amount, U256::from(2000));
+        assert_eq!(select(&p, &offered).unwrap().amount, U256::from(2000));
         let p = v1(payload(SELLER, 1000, NOW + 300), Network::BASE_SEPOLIA);
-        assert_eq!(select(&p, &offered, NOW).unwrap().amount, U256::from(1000));
+        assert_eq!(select(&p, &offered).unwrap().amount, U256::from(1000));
     }
 
     #[test]
@@ -228,14 +179,6 @@ mod tests {
                 ErrorReason::ValueMismatch,
             ),
             (
-                PaymentPayload::v2(&offered[0], payload(SELLER, 1001, NOW + 300)),
-                ErrorReason::ValueMismatch,
-            ),
-            (
-                PaymentPayload::v2(&offered[0], payload(Address::ZERO, 1000, NOW + 300)),
-                ErrorReason::RecipientMismatch,
-            ),
-            (
                 v1(
                     payload(Address::ZERO, 1000, NOW + 300),
                     Network::BASE_SEPOLIA,
@@ -243,23 +186,17 @@ mod tests {
                 ErrorReason::RecipientMismatch,
             ),
             (
-                PaymentPayload::v2(&offered[0], payload(SELLER, 1000, NOW + 5)),
-                ErrorReason::ValidBefore,
+                v1(payload(SELLER, 999, NOW + 300), Network::BASE_SEPOLIA),
+                ErrorReason::ValueMismatch,
             ),
         ];
         for (payment, reason) in cases {
-            assert_eq!(select(&payment, &offered, NOW).unwrap_err().reason, reason);
+            assert_eq!(select(&payment, &offered).unwrap_err().reason, reason);
         }
-        let mut early = PaymentPayload::v2(&offered[0], payload(SELLER, 1000, NOW + 300));
-        early.payload.authorization.valid_after = U256::from(NOW + 60);
-        assert_eq!(
-            select(&early, &offered, NOW).unwrap_err().reason,
-            ErrorReason::ValidAfter
-        );
-        let mut other_scheme = early.clone();
+        let mut other_scheme = PaymentPayload::v2(&offered[0], payload(SELLER, 1000, NOW + 300));
         other_scheme.scheme = "upto".into();
         assert_eq!(
-            select(&other_scheme, &offered, NOW).unwrap_err().reason,
+            select(&other_scheme, &offered).unwrap_err().reason,
             ErrorReason::InvalidScheme
         );
     }

@@ -63,6 +63,33 @@ const SECP256K1_HALF_ORDER: U256 = U256::from_be_slice(&[
     0x5d, 0x57, 0x6e, 0x73, 0x57, 0xa4, 0x50, 0x1d, 0xdf, 0xe9, 0x2f, 0x46, 0x68, 0x1b, 0x20, 0xa0,
 ]);
 
+/// Identifies one EIP-3009 authorization: a token on a chain, a payer and a nonce. The
+/// token allows each at most once, so this is the key of every replay guard, the
+/// gateway's and the facilitator's alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AuthorizationKey {
+    /// EIP-155 chain id.
+    pub chain_id: u64,
+    /// Token contract.
+    pub asset: Address,
+    /// Payer.
+    pub payer: Address,
+    /// The authorization nonce.
+    pub nonce: B256,
+}
+
+impl AuthorizationKey {
+    /// The key of `payment` paying `requirements`; `None` off EVM networks.
+    pub fn of(payment: &PaymentPayload, requirements: &PaymentRequirements) -> Option<Self> {
+        Some(Self {
+            chain_id: requirements.network.chain_id()?,
+            asset: requirements.asset,
+            payer: payment.payload.authorization.from,
+            nonce: payment.payload.authorization.nonce,
+        })
+    }
+}
+
 /// Why a buyer could not sign.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SignError {
@@ -230,13 +257,25 @@ pub fn settlement_call(
     })
 }
 
-/// The offline checks of an exact-EVM payment against the seller's requirement, in the
-/// reference order: scheme, EIP-712 domain, network, signature, recipient,
-/// `validBefore >= now + 6`, `validAfter <= now`, value equals amount. Returns the payer.
+/// The offline half of verification: [`verify_signature`] and [`check_validity`].
+/// Returns the payer the signature recovers to.
 pub fn verify_offline(
     payment: &PaymentPayload,
     requirements: &PaymentRequirements,
     now: u64,
+) -> Result<Address, Invalid> {
+    let signer = verify_signature(payment, requirements)?;
+    check_validity(&payment.payload.authorization, now)?;
+    Ok(signer)
+}
+
+/// Everything about a payment that never changes: scheme, network, the signature over
+/// the token's EIP-712 domain, recipient and value. A gateway runs this before it
+/// holds anything for the payment (so forged payments cost it nothing), and a
+/// settlement that is being resumed after its authorization expired still passes it.
+pub fn verify_signature(
+    payment: &PaymentPayload,
+    requirements: &PaymentRequirements,
 ) -> Result<Address, Invalid> {
     if payment.scheme != SCHEME_EXACT || requirements.scheme != SCHEME_EXACT {
         return Err(Invalid::new(
@@ -286,24 +325,6 @@ pub fn verify_offline(
             ),
         ));
     }
-    if auth.valid_before < U256::from(now.saturating_add(MIN_REMAINING_VALIDITY_SECONDS)) {
-        return Err(Invalid::new(
-            ErrorReason::ValidBefore,
-            format!(
-                "authorization expired or expires within {MIN_REMAINING_VALIDITY_SECONDS}s (validBefore {}, now {now})",
-                auth.valid_before
-            ),
-        ));
-    }
-    if auth.valid_after > U256::from(now) {
-        return Err(Invalid::new(
-            ErrorReason::ValidAfter,
-            format!(
-                "authorization is not valid yet (validAfter {}, now {now})",
-                auth.valid_after
-            ),
-        ));
-    }
     if auth.value != requirements.amount {
         return Err(Invalid::new(
             ErrorReason::ValueMismatch,
@@ -314,6 +335,30 @@ pub fn verify_offline(
         ));
     }
     Ok(signer)
+}
+
+/// Whether the authorization can be used at `now`: not expired (with the reference's
+/// minimum remaining validity) and already valid.
+pub fn check_validity(auth: &Authorization, now: u64) -> Result<(), Invalid> {
+    if auth.valid_before < U256::from(now.saturating_add(MIN_REMAINING_VALIDITY_SECONDS)) {
+        return Err(Invalid::new(
+            ErrorReason::ValidBefore,
+            format!(
+                "authorization expired or expires within {MIN_REMAINING_VALIDITY_SECONDS}s (validBefore {}, now {now}); sign a new one",
+                auth.valid_before
+            ),
+        ));
+    }
+    if auth.valid_after > U256::from(now) {
+        return Err(Invalid::new(
+            ErrorReason::ValidAfter,
+            format!(
+                "authorization is not valid yet (validAfter {}, now {now}); check the clock",
+                auth.valid_after
+            ),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -18,8 +18,15 @@ use serde_json::Value;
 use crate::facilitator::{BoxFuture, Facilitator, FacilitatorError};
 use crate::wire::{FacilitatorRequest, SettleResponse, Supported, VerifyResponse};
 
-/// How long a facilitator may take to answer before the gateway gives up on it.
+/// How long a facilitator may take to answer a verify (or `/supported`, `/release`)
+/// before the gateway gives up on it: these are reads, a slow one is simply refused.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a settle may take. A settle waits for the transaction's receipt (agora's
+/// facilitator waits up to 30 s), and giving up earlier turns a settlement that is
+/// still going through into an unknown outcome, so this is the receipt wait plus a
+/// margin.
+pub const DEFAULT_SETTLE_TIMEOUT: Duration = Duration::from_secs(45);
 
 /// How long a `/supported` answer is reused: it changes only when the facilitator is
 /// reconfigured, and a gateway may consult it on every request.
@@ -95,6 +102,7 @@ pub struct HttpFacilitator {
     base: String,
     client: reqwest::Client,
     timeout: Duration,
+    settle_timeout: Duration,
     supported_ttl: Duration,
     supported_cache: Mutex<Option<(Instant, Supported)>>,
 }
@@ -147,15 +155,29 @@ impl HttpFacilitator {
             base,
             client,
             timeout: DEFAULT_TIMEOUT,
+            settle_timeout: DEFAULT_SETTLE_TIMEOUT,
             supported_ttl: DEFAULT_SUPPORTED_TTL,
             supported_cache: Mutex::new(None),
         })
     }
 
-    /// Sets how long each request may take in total (connect, send, read the body).
+    /// Sets how long a verify, `/supported` or `/release` may take in total (connect,
+    /// send, read the body).
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
+    }
+
+    /// Sets how long a settle may take; keep it above the facilitator's own receipt
+    /// wait, or settlements that are merely slow come back as unknown outcomes.
+    pub fn with_settle_timeout(mut self, timeout: Duration) -> Self {
+        self.settle_timeout = timeout;
+        self
+    }
+
+    /// The settle limit, so a gateway can give the whole call at least this long.
+    pub fn settle_timeout(&self) -> Duration {
+        self.settle_timeout
     }
 
     /// Sets how long a `/supported` answer is reused; zero asks every time.
@@ -180,11 +202,12 @@ impl HttpFacilitator {
         method: Method,
         endpoint: &str,
         body: Option<&FacilitatorRequest>,
+        timeout: Duration,
     ) -> Result<(StatusCode, Vec<u8>), FacilitatorError> {
         let mut request = self
             .client
             .request(method, endpoint)
-            .timeout(self.timeout)
+            .timeout(timeout)
             .header(reqwest::header::ACCEPT, "application/json");
         if let Some(body) = body {
             let json = serde_json::to_vec(body).map_err(|e| {
@@ -199,28 +222,13 @@ impl HttpFacilitator {
         let response = request
             .send()
             .await
-            .map_err(|e| self.transport_error(endpoint, &e))?;
+            .map_err(|e| transport_error(endpoint, timeout, &e))?;
         let status = response.status();
         let bytes = response
             .bytes()
             .await
-            .map_err(|e| self.transport_error(endpoint, &e))?;
+            .map_err(|e| transport_error(endpoint, timeout, &e))?;
         Ok((status, bytes.to_vec()))
-    }
-
-    fn transport_error(&self, endpoint: &str, e: &reqwest::Error) -> FacilitatorError {
-        if e.is_timeout() {
-            FacilitatorError::Timeout {
-                endpoint: endpoint.to_string(),
-                // Round up so a sub-second limit never reads as "within 0s".
-                seconds: self.timeout.as_secs() + u64::from(self.timeout.subsec_nanos() > 0),
-            }
-        } else {
-            FacilitatorError::Unreachable {
-                endpoint: endpoint.to_string(),
-                message: error_chain(e),
-            }
-        }
     }
 
     /// POSTs `request` and reads the answer, which must carry `key` (`isValid` or
@@ -230,10 +238,11 @@ impl HttpFacilitator {
         path: &str,
         key: &str,
         request: &FacilitatorRequest,
+        timeout: Duration,
     ) -> Result<T, FacilitatorError> {
         let endpoint = self.endpoint(path);
         let (status, body) = self
-            .exchange(Method::POST, &endpoint, Some(request))
+            .exchange(Method::POST, &endpoint, Some(request), timeout)
             .await?;
         let bad = |why: Option<String>| bad_response(&endpoint, status, &body, why);
         if !(status.is_success() || ANSWER_STATUSES.contains(&status.as_u16())) {
@@ -259,14 +268,14 @@ impl Facilitator for HttpFacilitator {
         &'a self,
         request: &'a FacilitatorRequest,
     ) -> BoxFuture<'a, Result<VerifyResponse, FacilitatorError>> {
-        Box::pin(self.post_answer("verify", "isValid", request))
+        Box::pin(self.post_answer("verify", "isValid", request, self.timeout))
     }
 
     fn settle<'a>(
         &'a self,
         request: &'a FacilitatorRequest,
     ) -> BoxFuture<'a, Result<SettleResponse, FacilitatorError>> {
-        Box::pin(self.post_answer("settle", "success", request))
+        Box::pin(self.post_answer("settle", "success", request, self.settle_timeout))
     }
 
     fn supported(&self) -> BoxFuture<'_, Result<Supported, FacilitatorError>> {
@@ -275,7 +284,9 @@ impl Facilitator for HttpFacilitator {
                 return Ok(hit);
             }
             let endpoint = self.endpoint("supported");
-            let (status, body) = self.exchange(Method::GET, &endpoint, None).await?;
+            let (status, body) = self
+                .exchange(Method::GET, &endpoint, None, self.timeout)
+                .await?;
             if !status.is_success() {
                 return Err(bad_response(&endpoint, status, &body, None));
             }
@@ -285,6 +296,26 @@ impl Facilitator for HttpFacilitator {
                 *cache = Some((Instant::now(), supported.clone()));
             }
             Ok(supported)
+        })
+    }
+
+    /// `POST /release`, agora's extension: frees the facilitator's reservation so the
+    /// buyer can retry at once. Facilitators without it (404, 405) hold nothing that
+    /// needs freeing, so their refusal is not an error.
+    fn release<'a>(
+        &'a self,
+        request: &'a FacilitatorRequest,
+    ) -> BoxFuture<'a, Result<(), FacilitatorError>> {
+        Box::pin(async move {
+            let endpoint = self.endpoint("release");
+            let (status, body) = self
+                .exchange(Method::POST, &endpoint, Some(request), self.timeout)
+                .await?;
+            if status.is_success() || matches!(status.as_u16(), 404 | 405) {
+                Ok(())
+            } else {
+                Err(bad_response(&endpoint, status, &body, None))
+            }
         })
     }
 }
@@ -332,6 +363,22 @@ fn bad_response(
         endpoint: endpoint.to_string(),
         status: status.as_u16(),
         body: quote,
+    }
+}
+
+/// A transport failure named after `endpoint`; a timeout says the limit it hit.
+fn transport_error(endpoint: &str, timeout: Duration, e: &reqwest::Error) -> FacilitatorError {
+    if e.is_timeout() {
+        FacilitatorError::Timeout {
+            endpoint: endpoint.to_string(),
+            // Round up so a sub-second limit never reads as "within 0s".
+            seconds: timeout.as_secs() + u64::from(timeout.subsec_nanos() > 0),
+        }
+    } else {
+        FacilitatorError::Unreachable {
+            endpoint: endpoint.to_string(),
+            message: error_chain(e),
+        }
     }
 }
 

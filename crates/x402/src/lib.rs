@@ -12,6 +12,7 @@ mod lenient;
 pub mod money;
 pub mod network;
 pub mod reason;
+pub mod redact;
 pub mod wire;
 
 pub use facilitator::{Facilitator, FacilitatorError};

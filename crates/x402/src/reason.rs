@@ -44,11 +44,16 @@ pub enum ErrorReason {
     UnexpectedVerifyError,
     /// Something unexpected while settling.
     UnexpectedSettleError,
+    /// Valid now, but not for as long as the seller may need to call its service and
+    /// settle: paying would risk an authorization that expires mid-settlement.
+    ExpiresTooSoon,
+    /// The token is not one this facilitator settles.
+    AssetNotAllowed,
 }
 
 impl ErrorReason {
     /// Every code, for reading peers' strings back.
-    pub const ALL: [ErrorReason; 18] = [
+    pub const ALL: [ErrorReason; 20] = [
         ErrorReason::InvalidScheme,
         ErrorReason::MissingEip712Domain,
         ErrorReason::InvalidNetwork,
@@ -67,6 +72,8 @@ impl ErrorReason {
         ErrorReason::InvalidPayload,
         ErrorReason::UnexpectedVerifyError,
         ErrorReason::UnexpectedSettleError,
+        ErrorReason::ExpiresTooSoon,
+        ErrorReason::AssetNotAllowed,
     ];
 
     /// The code spelled `wire`, if it is one of ours.
@@ -95,6 +102,8 @@ impl ErrorReason {
             ErrorReason::InvalidPayload => "invalid_payload",
             ErrorReason::UnexpectedVerifyError => "unexpected_verify_error",
             ErrorReason::UnexpectedSettleError => "unexpected_settle_error",
+            ErrorReason::ExpiresTooSoon => "expires_too_soon",
+            ErrorReason::AssetNotAllowed => "asset_not_allowed",
         }
     }
 }

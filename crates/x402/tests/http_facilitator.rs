@@ -397,11 +397,22 @@ async fn a_slow_facilitator_times_out_naming_the_url() {
     assert_eq!(endpoint, format!("{base}/verify"));
     assert_eq!(seconds, 1, "a 300 ms limit reads as 1 s, never 0 s");
     assert!(text.contains(&base), "{text}");
+    assert_eq!(hits(&seen, "/verify"), 1);
+
+    // Settles have their own, longer limit: the verify limit does not cut them short.
+    let settle_started = std::time::Instant::now();
+    let slow_settle = facilitator.settle(&request()).await.unwrap_err();
+    assert!(
+        settle_started.elapsed() >= Duration::from_secs(4),
+        "the settle was cut by the verify timeout: {slow_settle:?}"
+    );
+    let short_settle = HttpFacilitator::new(&base)
+        .unwrap()
+        .with_settle_timeout(Duration::from_millis(300));
     assert!(matches!(
-        facilitator.settle(&request()).await.unwrap_err(),
+        short_settle.settle(&request()).await.unwrap_err(),
         FacilitatorError::Timeout { .. }
     ));
-    assert_eq!(hits(&seen, "/verify"), 1);
 }
 
 fn supported_answer() -> Answer {
