@@ -3,6 +3,11 @@
 //! Without `--foreground` it starts itself in the background with its log under
 //! `$AGORA_HOME/logs/` and returns once the daemon answers; with `--foreground` it runs
 //! until Ctrl-C or SIGTERM, as a service manager expects.
+//!
+//! `/metrics` is never on the buyers' listener: it counts settled calls and sums
+//! settled amounts per route, which is the seller's revenue. `--metrics-listen ADDR`
+//! (off by default) serves it on a second, operator-only listener, on loopback unless
+//! told otherwise.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -38,6 +43,11 @@ pub struct ServeArgs {
         default_value = "127.0.0.1:8402"
     )]
     listen: String,
+    /// Serve /metrics (per-route requests, revenue, latency) on this operator-only
+    /// address, e.g. 127.0.0.1:9402 [default: not served]; it has no authentication,
+    /// so keep it on loopback or a private network.
+    #[arg(long, env = "AGORA_METRICS_LISTEN", value_name = "ADDR")]
+    metrics_listen: Option<String>,
     /// Public base URL of the gateway (e.g. a tunnel), used in 402s and the catalog.
     #[arg(long, value_name = "URL")]
     public_url: Option<String>,
@@ -92,8 +102,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             println!("{started}");
         } else {
             println!(
-                "agora daemon started in the background: gateway {}, log {}",
+                "agora daemon started in the background: gateway {}{}, log {}",
                 started["gatewayUrl"].as_str().unwrap_or("?"),
+                started["metricsUrl"]
+                    .as_str()
+                    .map(|m| format!(", metrics {m}"))
+                    .unwrap_or_default(),
                 started["log"].as_str().unwrap_or("?")
             );
         }
@@ -104,9 +118,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 async fn foreground(args: ServeArgs) -> anyhow::Result<()> {
     let home = home::agora_home()?;
     home::create_private_dir(&home)?;
+    let operator = match &args.metrics_listen {
+        Some(addr) => Some(bind_metrics(addr).await?),
+        None => None,
+    };
     let (facilitator, label) = facilitator_for(&home, &args).await?;
     let shutdown = crate::signals::shutdown_signal()?;
-    let daemon = Daemon::start(DaemonConfig {
+    let config = DaemonConfig {
         home: home.clone(),
         listen: args.listen.clone(),
         public_url: args.public_url.clone(),
@@ -115,11 +133,12 @@ async fn foreground(args: ServeArgs) -> anyhow::Result<()> {
         title: args.title.clone(),
         pull_models: args.pull_models,
         registry: registry_for(&args).await?,
-    })
-    .await?;
+    };
+    let daemon = Daemon::start_with(config, operator).await?;
     let line = json!({
         "gatewayUrl": daemon.gateway_url,
         "publicUrl": daemon.public_url,
+        "metricsUrl": daemon.metrics_url,
         "socket": daemon.socket,
         "facilitator": label,
         "pid": std::process::id(),
@@ -128,17 +147,40 @@ async fn foreground(args: ServeArgs) -> anyhow::Result<()> {
         println!("{line}");
     } else {
         println!(
-            "agora daemon: gateway {} (public {}), admin socket {}, facilitator {}",
+            "agora daemon: gateway {} (public {}), admin socket {}, facilitator {}{}",
             daemon.gateway_url,
             daemon.public_url,
             daemon.socket.display(),
-            label
+            label,
+            daemon
+                .metrics_url
+                .as_deref()
+                .map(|m| format!(", metrics {m}"))
+                .unwrap_or_default()
         );
     }
     shutdown.await;
     eprintln!("agora daemon stopping: finishing paid calls in flight");
     daemon.shutdown().await;
     Ok(())
+}
+
+/// Binds the operator's metrics listener before anything else starts, so a taken port
+/// fails at once; warns when the address is reachable from other machines.
+async fn bind_metrics(addr: &str) -> anyhow::Result<tokio::net::TcpListener> {
+    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
+        format!(
+            "cannot listen on {addr} for --metrics-listen (in use? pass --metrics-listen 127.0.0.1:0 for a free port)"
+        )
+    })?;
+    if let Ok(bound) = listener.local_addr()
+        && !bound.ip().is_loopback()
+    {
+        eprintln!(
+            "warning: --metrics-listen {bound} is reachable from other machines and /metrics has no authentication; it shows revenue per route (use 127.0.0.1:9402 unless a firewall guards it)"
+        );
+    }
+    Ok(listener)
 }
 
 /// The facilitator the daemon uses: embedded with `--rpc`, else remote.
@@ -281,6 +323,9 @@ pub async fn start_background(
     }
     if let Some(url) = &args.public_url {
         command.args(["--public-url", url]);
+    }
+    if let Some(addr) = &args.metrics_listen {
+        command.args(["--metrics-listen", addr]);
     }
     if let Some(url) = &args.facilitator {
         command.args(["--facilitator", url]);

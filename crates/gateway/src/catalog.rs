@@ -4,6 +4,12 @@
 //! The gateway serves them as values swapped together with the route table, so the
 //! catalog never disagrees with what the gate charges. [`Documents::build`] derives
 //! them from the routes; the registration file comes from the registry side.
+//!
+//! Everything here is public, so nothing internal is rendered: not a route's upstream
+//! URL, and a route's `unavailable` reason only with any URL in it cut down to
+//! `scheme://host[:port]` (the reconciler already writes generic reasons; this is the
+//! backstop for one that slips through, since upstream and health URLs reveal the
+//! seller's private network and may carry keys).
 
 use serde_json::{Value, json};
 use x402::wire::X402Version;
@@ -69,6 +75,29 @@ impl Documents {
     }
 }
 
+/// `reason` with every URL in it cut down to its origin, so a reason that embeds an
+/// upstream or health-check URL cannot publish its path or query.
+fn public_reason(reason: &str) -> String {
+    reason
+        .split(' ')
+        .map(|word| {
+            if !word.contains("://") {
+                return word.to_string();
+            }
+            let start = word
+                .find(|c: char| c.is_ascii_alphanumeric())
+                .unwrap_or(word.len());
+            let core = &word[start..];
+            let end = core
+                .trim_end_matches(|c: char| ")]}>\"',;:.".contains(c))
+                .len();
+            let (core, tail) = core.split_at(end);
+            format!("{}{}{tail}", &word[..start], x402::redact::origin(core))
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 fn url_of(site: &Site, route: &Route) -> String {
     format!("{}{}", site.base_url, route.prefix)
 }
@@ -105,7 +134,7 @@ fn services_json(site: &Site, routes: &[&Route]) -> Value {
                 "price": prices(r),
                 "priceNote": r.price_note,
                 "available": r.unavailable.is_none(),
-                "unavailableReason": r.unavailable,
+                "unavailableReason": r.unavailable.as_deref().map(public_reason),
             })
         })
         .collect();
@@ -207,7 +236,10 @@ with a status below 400; the receipt is in `PAYMENT-RESPONSE`.\n\n## Services\n\
             md.push_str(&format!("- Pricing: {note}\n"));
         }
         if let Some(reason) = &r.unavailable {
-            md.push_str(&format!("- Currently unavailable: {reason}\n"));
+            md.push_str(&format!(
+                "- Currently unavailable: {}\n",
+                public_reason(reason)
+            ));
         }
         md.push('\n');
     }
@@ -228,7 +260,7 @@ fn storefront(site: &Site, routes: &[&Route]) -> String {
         };
         let status = match &r.unavailable {
             None => "available".to_string(),
-            Some(reason) => format!("unavailable: {}", escape_html(reason)),
+            Some(reason) => format!("unavailable: {}", escape_html(&public_reason(reason))),
         };
         rows.push_str(&format!(
             "<tr><td><a href=\"{url}/\">{name}</a></td><td>{desc}</td><td>{price}</td><td>{status}</td></tr>\n",
@@ -320,5 +352,33 @@ mod tests {
         assert!(docs.skill_md.contains("0.001 USDC on Base Sepolia"));
         assert!(docs.storefront_html.contains("Alice&#39;s &lt;GPU&gt;"));
         assert!(docs.storefront_html.contains("0.001 USDC on Base Sepolia"));
+    }
+
+    #[test]
+    fn an_unavailable_reason_shows_no_url_path_anywhere() {
+        let mut routes = routes();
+        routes[0].unavailable =
+            Some("GET (http://10.0.0.7:8080/secret-XYZ/health?key=APIKEY77): refused".into());
+        let docs = Documents::build(&Site::default(), &routes, None);
+        let rendered = [
+            docs.services_json.to_string(),
+            docs.openapi_json.to_string(),
+            docs.x402_well_known.to_string(),
+            docs.skill_md.clone(),
+            docs.storefront_html.clone(),
+        ];
+        for text in &rendered {
+            assert!(!text.contains("secret-XYZ"), "{text}");
+            assert!(!text.contains("APIKEY77"), "{text}");
+            assert!(
+                !text.contains("11434"),
+                "the upstream is never shown: {text}"
+            );
+        }
+        assert_eq!(
+            docs.services_json["services"][0]["unavailableReason"],
+            "GET (http://10.0.0.7:8080): refused"
+        );
+        assert_eq!(public_reason("no url here"), "no url here");
     }
 }

@@ -1,6 +1,15 @@
 //! The HTTP surface: published documents, operations endpoints, and everything else
 //! handed to the paid path; plus serving with a graceful shutdown that lets in-flight
 //! settlements finish.
+//!
+//! Two routers, because buyers and the operator must not see the same things. The
+//! public one ([`Gateway::router`]) serves the catalog, `/healthz`, `/readyz` and the
+//! paid routes. `/metrics` is only on the operator router ([`Gateway::operator_router`],
+//! mounted by `agora serve --metrics-listen ADDR` on a separate, loopback-by-default
+//! listener): per-route settled amounts are the seller's revenue, and even the
+//! per-route request counts and settle-latency counts give it away (settled calls times
+//! the public price), so no part of the metrics is safe to publish. The public
+//! `/metrics` answers 404 with the flag to use instead.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -19,7 +28,7 @@ pub(crate) fn router(inner: Arc<Gatekeeper>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+        .route("/metrics", get(metrics_elsewhere))
         .route("/", get(storefront))
         .route("/skill.md", get(skill_md))
         .route("/api/services.json", get(services_json))
@@ -45,6 +54,35 @@ async fn readyz(State(inner): State<Arc<Gatekeeper>>) -> Response {
             1,
         )
     }
+}
+
+/// The operator-only surface: `/metrics` with per-route counts, settled amounts and
+/// latencies.
+pub(crate) fn operator_router(inner: Arc<Gatekeeper>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .with_state(inner)
+}
+
+impl Gateway {
+    /// The operator's router (`/metrics`), kept off the public listener because the
+    /// per-route settled amounts are the seller's revenue. Serve it only where buyers
+    /// cannot reach it: `agora serve --metrics-listen 127.0.0.1:9402` mounts it on
+    /// loopback; it has no authentication of its own.
+    pub fn operator_router(&self) -> Router {
+        operator_router(self.inner.clone())
+    }
+}
+
+/// The public `/metrics`: not here, and how the operator gets it.
+async fn metrics_elsewhere() -> Response {
+    respond::error(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "operator_only",
+        "metrics are served to the operator only: start agora serve with --metrics-listen 127.0.0.1:9402 and read http://127.0.0.1:9402/metrics",
+    )
 }
 
 async fn metrics(State(inner): State<Arc<Gatekeeper>>) -> Response {

@@ -6,6 +6,12 @@
 //! is one atomic swap of the gateway's route table and documents. A route whose
 //! upstream is unhealthy stays in the table marked unavailable, so buyers get 503
 //! and are never charged for a call that cannot be served.
+//!
+//! Two audiences read why a route is unavailable. The operator reads the conditions
+//! (`agora sell status`), which keep every detail: URLs, status codes, errors. Buyers
+//! read the route's `unavailable` reason (the 503, the storefront), which names only
+//! the stage that failed, because the detail carries upstream, health-check and RPC
+//! URLs.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -257,12 +263,14 @@ impl Reconciler {
                 let verdict = if serving {
                     Verdict::yes("Reconciled", format!("serving at {}", resolved.path))
                 } else {
-                    let why = [&model, &upstream, &gate]
-                        .into_iter()
-                        .find(|v| !v.ok)
-                        .map(|v| v.message.clone())
-                        .unwrap_or_default();
-                    route.unavailable = Some(why.clone());
+                    let stages = [&model, &upstream, &gate];
+                    let failed = stages.iter().position(|v| !v.ok).unwrap_or(2);
+                    let why = stages[failed].message.clone();
+                    tracing::debug!(
+                        "{} answers 503 until this clears: {why}",
+                        resolved.name.as_str()
+                    );
+                    route.unavailable = Some(buyer_reason(failed).to_string());
                     let reason = if gate.ok || !upstream.ok || !model.ok {
                         "WaitingForUpstream"
                     } else {
@@ -479,6 +487,18 @@ impl Reconciler {
             route.free_paths.push("/v1/models".to_string());
         }
         route
+    }
+}
+
+/// What buyers read while a route is unavailable (in its 503 and on the storefront),
+/// by the first stage that failed. Never the stage's message: that names the upstream,
+/// health-check, facilitator or RPC URL (a seller's private network, a provider's API
+/// key), so it stays in the condition the operator reads with `agora sell status`.
+fn buyer_reason(failed_stage: usize) -> &'static str {
+    match failed_stage {
+        0 => "the model is not ready",
+        1 => "the service is not healthy",
+        _ => "payments cannot be settled right now",
     }
 }
 
