@@ -230,6 +230,16 @@ impl Devnet {
             .map_err(rpc)
     }
 
+    /// Mines a block every `seconds` from now on, as `anvil --block-time` does (a
+    /// public chain's pace), after the contracts were installed at full speed.
+    pub async fn set_block_time(&self, seconds: u64) -> Result<(), DevnetError> {
+        self.set_automine(false).await?;
+        self.provider()?
+            .raw_request::<_, ()>("evm_setIntervalMining".into(), (seconds,))
+            .await
+            .map_err(rpc)
+    }
+
     /// Mines one block now.
     pub async fn mine(&self) -> Result<(), DevnetError> {
         self.provider()?
