@@ -1,6 +1,8 @@
 //! The embedded facilitator on a real devnet: every bad payment gets its reason and
 //! moves no money, a good one settles exactly, 50 payers settle concurrently, a
 //! settlement interrupted between broadcast and receipt is resolved from the journal,
+//! a stuck settlement gets its fees raised by the resolver and still settles once,
+//! only allowed tokens are settled under a gas cap, `/release` frees a reservation,
 //! and the HTTP API answers malformed requests with 400.
 
 #![allow(clippy::unwrap_used)]
@@ -468,5 +470,127 @@ async fn http_api_serves_supported_and_refuses_malformed_requests() {
         .unwrap();
     assert_eq!(settle["success"], true, "{settle}");
     assert_eq!(settle["amount"], "1000");
+    fx.chain.stop().await;
+}
+
+#[tokio::test]
+async fn a_stuck_settlement_gets_its_fees_raised_and_settles_once() {
+    let fx = fixture().await;
+    let db = tempfile::tempdir().unwrap();
+    let mut config = EmbeddedConfig::new(
+        vec![ChainConfig {
+            network: fx.chain.network(),
+            rpc_url: fx.chain.rpc_url().to_string(),
+        }],
+        fx.chain.accounts()[0].signer(),
+        db.path().join("facilitator.db"),
+    );
+    config.receipt_timeout = Duration::from_millis(300);
+    config.resolve_interval = Duration::from_millis(200);
+    config.bump_after = Duration::from_secs(1);
+    let f = EmbeddedFacilitator::open(config).await.unwrap();
+    let request = fx.request(&fx.requirement(), &fx.buyer());
+    let seller_before = fx.chain.usdc_balance(fx.seller).await.unwrap();
+
+    fx.chain.set_automine(false).await.unwrap();
+    let first = f.settle(&request).await.unwrap();
+    assert!(!first.success);
+    let original = first.transaction.expect("pending answers carry the hash");
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let replaced = loop {
+        let row = f.journal().unwrap().remove(0);
+        if !row.prior_hashes.is_empty() {
+            break row;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the resolver never raised the fees"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(replaced.prior_hashes[0], original);
+    assert_eq!(replaced.status, SettlementStatus::Sent);
+    let bumped = replaced.tx_hash.unwrap();
+    assert_ne!(bumped, original);
+
+    fx.chain.set_automine(true).await.unwrap();
+    fx.chain.mine().await.unwrap();
+    let settled = f.settle(&request).await.unwrap();
+    assert!(settled.success, "{settled:?}");
+    let row = f.journal().unwrap().remove(0);
+    assert_eq!(row.status, SettlementStatus::Confirmed);
+    assert_eq!(
+        settled.transaction, row.tx_hash,
+        "the receipt names what mined"
+    );
+    assert_eq!(
+        fx.chain.usdc_balance(fx.seller).await.unwrap() - seller_before,
+        U256::from(PRICE),
+        "one transfer, whichever transaction carried it"
+    );
+    fx.chain.stop().await;
+}
+
+#[tokio::test]
+async fn only_allowed_tokens_are_settled_and_gas_is_capped() {
+    let fx = fixture().await;
+    let mut other_token = fx.requirement();
+    other_token.asset = Address::repeat_byte(0x42);
+    let request = fx.request(&other_token, &fx.buyer());
+    assert_eq!(
+        verify_reason(&fx.facilitator, &request).await,
+        ErrorReason::AssetNotAllowed.as_str()
+    );
+    let answer = fx.facilitator.verify(&request).await.unwrap();
+    assert!(
+        answer.invalid_message.unwrap().contains("--asset"),
+        "the refusal names the flag"
+    );
+
+    let db = tempfile::tempdir().unwrap();
+    let mut config = EmbeddedConfig::new(
+        vec![ChainConfig {
+            network: fx.chain.network(),
+            rpc_url: fx.chain.rpc_url().to_string(),
+        }],
+        fx.chain.accounts()[0].signer(),
+        db.path().join("facilitator.db"),
+    );
+    config.gas_limit_cap = 21_000;
+    let stingy = EmbeddedFacilitator::open(config).await.unwrap();
+    let seller_before = fx.chain.usdc_balance(fx.seller).await.unwrap();
+    let request = fx.request(&fx.requirement(), &fx.buyer());
+    let answer = stingy.settle(&request).await.unwrap();
+    assert!(!answer.success);
+    assert!(answer.transaction.is_none(), "nothing was sent");
+    assert!(
+        answer.error_message.unwrap().contains("cap of 21000"),
+        "the refusal says why"
+    );
+    assert_eq!(
+        fx.chain.usdc_balance(fx.seller).await.unwrap(),
+        seller_before
+    );
+    fx.chain.stop().await;
+}
+
+#[tokio::test]
+async fn release_over_http_frees_a_verified_authorization_at_once() {
+    let fx = fixture().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let app = facilitator::router(fx.facilitator.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let remote = x402::HttpFacilitator::new(&base).unwrap();
+    let request = fx.request(&fx.requirement(), &fx.buyer());
+
+    assert!(remote.verify(&request).await.unwrap().is_valid);
+    let held = remote.verify(&request).await.unwrap();
+    assert!(!held.is_valid, "a verified authorization is reserved");
+    remote.release(&request).await.unwrap();
+    assert!(
+        remote.verify(&request).await.unwrap().is_valid,
+        "released: the buyer can retry without waiting out the reservation"
+    );
     fx.chain.stop().await;
 }
