@@ -229,7 +229,7 @@ impl ReplayGuard {
         if let Some(ledger) = &self.ledger {
             ledger.send(Op::Put {
                 key,
-                stage: stage.clone(),
+                stage: Box::new(stage.clone()),
                 expires,
             });
         }
@@ -266,7 +266,7 @@ impl Hold {
             Some(ledger) => {
                 ledger.send(Op::Put {
                     key: self.key,
-                    stage,
+                    stage: Box::new(stage),
                     expires: self.redeemable_until(),
                 });
                 ledger.flush().await
@@ -333,7 +333,7 @@ impl Drop for Hold {
 enum Op {
     Put {
         key: AuthorizationKey,
-        stage: Stage,
+        stage: Box<Stage>,
         expires: u64,
     },
     Delete {
@@ -519,7 +519,7 @@ fn write_batch(conn: &mut Connection, batch: &[Op]) -> Result<(), rusqlite::Erro
                 expires,
             } => {
                 let (chain, asset, payer, nonce) = key_params(key);
-                let (hash, receipt) = match stage {
+                let (hash, receipt) = match stage.as_ref() {
                     Stage::Settling { transaction } => (transaction.map(|h| h.to_string()), None),
                     Stage::Paid { receipt } => (
                         receipt.transaction.map(|h| h.to_string()),
@@ -527,7 +527,7 @@ fn write_batch(conn: &mut Connection, batch: &[Op]) -> Result<(), rusqlite::Erro
                     ),
                     Stage::Served | Stage::Fresh => (None, None),
                 };
-                if *stage == Stage::Fresh {
+                if **stage == Stage::Fresh {
                     continue;
                 }
                 tx.execute(
