@@ -203,10 +203,10 @@ async fn serves_verify_and_settle_to_the_http_client_and_stops_on_sigint() {
         U256::from(PRICE)
     );
 
-    // The same authorization again is an answer (not an error) and moves nothing.
+    // The same authorization again answers the original receipt and moves nothing.
     let replay = client.settle(&request).await.unwrap();
-    assert!(!replay.success, "{replay:?}");
-    assert!(replay.error_reason.is_some(), "{replay:?}");
+    assert!(replay.success, "{replay:?}");
+    assert_eq!(replay.transaction, settled.transaction);
     assert_eq!(
         chain.usdc_balance(seller.address()).await.unwrap() - seller_before,
         U256::from(PRICE)
@@ -382,6 +382,28 @@ async fn networks_are_checked_against_the_rpcs_and_state_defaults_to_agora_home(
             .unwrap(),
         gas.address()
     );
+
+    // One process per journal: a second facilitator on the same home is refused.
+    let out = agora()
+        .env("AGORA_FACILITATOR_KEY", gas.private_key().to_string())
+        .env("AGORA_HOME", &agora_home)
+        .args([
+            "facilitator",
+            "--rpc",
+            chain.rpc_url(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("another agora process") && stderr.contains("AGORA_HOME"),
+        "the refusal says what holds the journal and what to change: {stderr}"
+    );
+
     let (status, _, stderr) = running.interrupt().await;
     assert!(status.success(), "{status}: {stderr}");
     chain.stop().await;
@@ -508,7 +530,7 @@ async fn a_facilitator_killed_between_broadcast_and_receipt_resolves_it_on_resta
         let request = request.clone();
         tokio::spawn(async move { client.settle(&request).await })
     };
-    let journal = facilitator::store::Store::open(&db).unwrap();
+    let journal = facilitator::store::Store::inspect(&db).unwrap();
     let mut sent = None;
     for _ in 0..300 {
         let rows = journal.journal().unwrap();
@@ -545,11 +567,8 @@ async fn a_facilitator_killed_between_broadcast_and_receipt_resolves_it_on_resta
         .settle(&request)
         .await
         .unwrap();
-    assert!(!again.success);
-    assert_eq!(
-        again.error_reason.as_deref(),
-        Some("invalid_exact_evm_nonce_already_used")
-    );
+    assert!(again.success, "settling again answers the original receipt");
+    assert_eq!(again.transaction, Some(hash));
     assert_eq!(
         chain.usdc_balance(seller).await.unwrap() - seller_before,
         U256::from(PRICE)

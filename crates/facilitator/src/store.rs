@@ -170,7 +170,7 @@ pub enum Claim {
 /// other's settlements and reuse each other's reservations.
 pub struct Store {
     conn: Mutex<Connection>,
-    _lock: std::fs::File,
+    _lock: Option<std::fs::File>,
 }
 
 const SCHEMA: &str = "
@@ -258,10 +258,21 @@ impl Store {
         }
         let store = Self {
             conn: Mutex::new(conn),
-            _lock: lock,
+            _lock: Some(lock),
         };
         store.sweep_orphans()?;
         Ok(store)
+    }
+
+    /// Opens the database read-only and without its lock, to look at the journal of
+    /// a facilitator that is running (operators, tests). Nothing can be written.
+    pub fn inspect(path: &Path) -> Result<Self, StoreError> {
+        let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        Ok(Self {
+            conn: Mutex::new(conn),
+            _lock: None,
+        })
     }
 
     /// Frees claims no live request holds; only valid while this process holds the
