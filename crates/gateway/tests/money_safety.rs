@@ -1,7 +1,8 @@
 //! Fault injection on the paid path: every way a settlement's outcome can go missing
 //! (a receipt that does not come, a broadcast error after the node took the
 //! transaction, a remote facilitator on a slow chain, a buyer who hangs up after
-//! settlement) must end with the buyer served and charged once, or not charged.
+//! settlement, an upstream that dies mid-body) must end with the buyer served and
+//! charged once, or not charged.
 //!
 //! Real anvil, real embedded facilitator, real HTTP between every piece; the faults
 //! are injected by pausing the chain's miner and by a JSON-RPC proxy on loopback.
@@ -399,4 +400,55 @@ async fn an_authorization_about_to_expire_is_refused_before_the_upstream_is_call
         "{body}"
     );
     assert_eq!(rig.calls(), 0, "the service was not called");
+}
+
+/// An upstream that promises a body and dies mid-way: headers with a Content-Length,
+/// a few bytes, then the connection closes.
+async fn cut_upstream() -> reqwest::Url {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut request = [0u8; 4096];
+                let _ = socket.read(&mut request).await;
+                let _ = socket
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{\"partial\":",
+                    )
+                    .await;
+                let _ = socket.shutdown().await;
+            });
+        }
+    });
+    url.parse().unwrap()
+}
+
+#[tokio::test]
+async fn an_answer_cut_mid_body_is_not_charged_and_the_payment_can_be_retried() {
+    let chain = chain().await;
+    let db = tempfile::tempdir().unwrap();
+    let f = embedded(&chain, chain.rpc_url(), &db, Duration::from_secs(5)).await;
+    let rig = rig(chain, f.clone(), db).await;
+    let mut route = rig.served.gateway.routes()[0].clone();
+    route.upstream = cut_upstream().await;
+    install(&rig.served.gateway, vec![route]);
+    let before = rig.seller_balance().await;
+    let header = rig.pay_header();
+
+    let response = rig.send(&header).await;
+    assert_eq!(response.status(), 502);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["reason"], "upstream_body_cut");
+    assert!(f.journal().unwrap().is_empty(), "no settlement was started");
+    assert_eq!(rig.seller_balance().await, before, "not charged");
+
+    let again = rig.send(&header).await;
+    assert_eq!(
+        again.status(),
+        502,
+        "the same payment is accepted again (not refused as used)"
+    );
+    assert_eq!(rig.seller_balance().await, before);
 }
