@@ -66,22 +66,25 @@ impl Unpaid {
     pub async fn fetch(client: &reqwest::Client, url: &str) -> Result<Self, reqwest::Error> {
         let response = client.get(url).send().await?;
         let status = response.status().as_u16();
-        let header = response
-            .headers()
-            .get(x402::header::PAYMENT_REQUIRED)
-            .map(|v| {
-                v.to_str()
-                    .map_err(|_| "the header is not ASCII".to_string())
-                    .and_then(|v| {
-                        x402::header::decode::<PaymentRequired>(v).map_err(|e| e.to_string())
-                    })
-            });
+        let headers = response.headers().clone();
         let body = response.text().await.unwrap_or_default();
-        Ok(Self {
+        Ok(Self::read(status, &headers, body))
+    }
+
+    /// Reads an answer already received; separate from [`Unpaid::fetch`] so what a
+    /// stranger's endpoint sends can be checked without a network (it must never
+    /// panic the reader).
+    pub fn read(status: u16, headers: &reqwest::header::HeaderMap, body: String) -> Self {
+        let header = headers.get(x402::header::PAYMENT_REQUIRED).map(|v| {
+            v.to_str()
+                .map_err(|_| "the header is not ASCII".to_string())
+                .and_then(|v| x402::header::decode::<PaymentRequired>(v).map_err(|e| e.to_string()))
+        });
+        Self {
             status,
             header,
             body,
-        })
+        }
     }
 
     /// The challenge, from the header, else from the body.
@@ -261,4 +264,112 @@ pub async fn send_payment(url: &str, payment: &str) -> anyhow::Result<PaidCall> 
         receipt,
         body,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+    use proptest::prelude::*;
+    use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+
+    use super::*;
+
+    const CHALLENGE: &str = r#"{"x402Version":2,"error":"","accepts":[{"scheme":"exact","network":"eip155:84532","amount":"1000","payTo":"0x209693Bc6afc0C5328bA36FaF03C514EF312287C","asset":"0x036CbD53842c5426634e7929541eC2318f3dCF7e","maxTimeoutSeconds":60}]}"#;
+
+    fn headers(pairs: &[(String, Vec<u8>)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            if let (Ok(name), Ok(value)) = (
+                HeaderName::from_bytes(name.as_bytes()),
+                HeaderValue::from_bytes(value),
+            ) {
+                map.append(name, value);
+            }
+        }
+        map
+    }
+
+    #[test]
+    fn a_challenge_is_read_from_the_header_or_else_the_body() {
+        let mut with_header = HeaderMap::new();
+        with_header.insert(
+            x402::header::PAYMENT_REQUIRED,
+            HeaderValue::from_str(&STANDARD.encode(CHALLENGE)).unwrap(),
+        );
+        let from_header = Unpaid::read(402, &with_header, "not json".into());
+        assert_eq!(from_header.required().unwrap().accepts.len(), 1);
+        let from_body = Unpaid::read(402, &HeaderMap::new(), CHALLENGE.into());
+        assert_eq!(from_body.required().unwrap().accepts.len(), 1);
+        let mut bad = HeaderMap::new();
+        bad.insert(
+            x402::header::PAYMENT_REQUIRED,
+            HeaderValue::from_bytes(b"\xff\xfe").unwrap(),
+        );
+        let unreadable = Unpaid::read(402, &bad, String::new());
+        assert_eq!(
+            unreadable.header.as_ref().unwrap().as_ref().unwrap_err(),
+            "the header is not ASCII"
+        );
+        assert!(unreadable.required().is_none());
+    }
+
+    /// A PAYMENT-REQUIRED value: raw bytes, base64 of anything, or base64 of JSON
+    /// that is nearly a challenge.
+    fn header_value() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            prop::collection::vec(any::<u8>(), 0..300),
+            prop::collection::vec(any::<u8>(), 0..300)
+                .prop_map(|b| STANDARD.encode(b).into_bytes()),
+            (".{0,40}", 0..CHALLENGE.len()).prop_map(|(noise, at)| {
+                let mut json = CHALLENGE.to_string();
+                let at = (0..=at)
+                    .rev()
+                    .find(|i| json.is_char_boundary(*i))
+                    .unwrap_or(0);
+                json.insert_str(at, &noise);
+                STANDARD.encode(json).into_bytes()
+            }),
+        ]
+    }
+
+    fn body() -> impl Strategy<Value = String> {
+        prop_oneof![
+            ".{0,300}",
+            (".{0,40}", 0..CHALLENGE.len()).prop_map(|(noise, cut)| {
+                let mut json = CHALLENGE.to_string();
+                json.truncate(cut);
+                json.push_str(&noise);
+                json
+            }),
+            Just(CHALLENGE.replace("1000", "-1")),
+            Just(CHALLENGE.replace("\"eip155:84532\"", "null")),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+
+        #[test]
+        fn any_unpaid_answer_is_read_without_panicking(
+            status in any::<u16>(),
+            extra in prop::collection::vec(("[a-zA-Z-]{1,20}", prop::collection::vec(any::<u8>(), 0..40)), 0..4),
+            challenge in proptest::option::of(header_value()),
+            body in body(),
+        ) {
+            let mut pairs = extra;
+            if let Some(value) = challenge {
+                pairs.push((x402::header::PAYMENT_REQUIRED.to_string(), value));
+            }
+            let unpaid = Unpaid::read(status, &headers(&pairs), body.clone());
+            prop_assert_eq!(unpaid.status, status);
+            let from_header = matches!(unpaid.header, Some(Ok(_)));
+            let required = unpaid.required();
+            if !from_header {
+                prop_assert_eq!(required.is_some(), body_required(&body).is_some());
+            }
+        }
+    }
 }

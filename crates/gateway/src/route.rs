@@ -140,23 +140,87 @@ impl RouteTable {
 /// Why a request path is refused before any route is consulted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PathError {
-    /// A `.` or `..` segment, literal or percent-encoded, or an encoded slash.
-    #[error("the path {0:?} contains a dot segment or an encoded slash; send the canonical path")]
+    /// A `.` or `..` segment (literal, percent-encoded once or more, or with a
+    /// `;parameter` after it), an encoded slash or a backslash.
+    #[error(
+        "the path {0:?} contains a dot segment (also as ..; or percent-encoded, even twice), an encoded slash or a backslash; send the canonical path, with dot segments resolved and no %2e, %2f or %5c"
+    )]
     Traversal(String),
 }
 
+/// Percent-decoding rounds a path may need before it stops changing. A real path
+/// needs at most two (a literal `%` is sent as `%25`); one that still decodes after
+/// this many is refused rather than guessed at.
+const MAX_DECODE_ROUNDS: usize = 3;
+
 /// Refuses paths that could escape the route prefix at the upstream.
+///
+/// The gateway forwards the path as it came, and upstreams differ in how they read
+/// it: most decode once, some decode twice (`%252e%252e` becomes `..`), Tomcat-style
+/// servers drop `;parameters` from a segment (`..;` becomes `..`) and C-based ones
+/// stop at a NUL. So the path is checked as it came and again after each round of
+/// percent-decoding, until decoding changes nothing, and every reading must be free
+/// of dot segments, encoded slashes and backslashes.
 pub fn check_path(path: &str) -> Result<(), PathError> {
-    let lower = path.to_ascii_lowercase();
-    let suspicious = lower.contains("%2f") || lower.contains("%5c") || path.contains('\\');
-    let dot_segment = lower.split('/').any(|segment| {
-        let decoded = segment.replace("%2e", ".");
-        decoded == "." || decoded == ".."
-    });
-    if suspicious || dot_segment {
-        return Err(PathError::Traversal(path.to_string()));
+    let mut reading = path.to_string();
+    for _ in 0..=MAX_DECODE_ROUNDS {
+        if escapes(&reading) {
+            return Err(PathError::Traversal(path.to_string()));
+        }
+        match percent_decode_once(&reading) {
+            Some(decoded) => reading = decoded,
+            None => return Ok(()),
+        }
     }
-    Ok(())
+    Err(PathError::Traversal(path.to_string()))
+}
+
+/// Whether one reading of a path has a dot segment, an encoded slash or a backslash.
+fn escapes(reading: &str) -> bool {
+    let lower = reading.to_ascii_lowercase();
+    if lower.contains("%2f") || lower.contains("%5c") || reading.contains('\\') {
+        return true;
+    }
+    reading.split('/').any(|segment| {
+        let name = segment.split([';', '\0']).next().unwrap_or(segment);
+        name == "." || name == ".."
+    })
+}
+
+/// One round of percent-decoding, or `None` when there is no `%XX` left to decode.
+/// Bytes that are not UTF-8 become U+FFFD, which cannot form a dot or a slash.
+fn percent_decode_once(reading: &str) -> Option<String> {
+    let bytes = reading.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut changed = false;
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = match (bytes[i], bytes.get(i + 1), bytes.get(i + 2)) {
+            (b'%', Some(&hi), Some(&lo)) => hex_value(hi).zip(hex_value(lo)),
+            _ => None,
+        };
+        match escaped {
+            Some((hi, lo)) => {
+                out.push(hi << 4 | lo);
+                changed = true;
+                i += 3;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    changed.then(|| String::from_utf8_lossy(&out).into_owned())
+}
+
+fn hex_value(digit: u8) -> Option<u8> {
+    match digit {
+        b'0'..=b'9' => Some(digit - b'0'),
+        b'a'..=b'f' => Some(digit - b'a' + 10),
+        b'A'..=b'F' => Some(digit - b'A' + 10),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -213,6 +277,37 @@ mod tests {
             assert!(check_path(bad).is_err(), "{bad}");
         }
         for good in ["/services/x/v1/chat", "/services/x/a.b/..c", "/"] {
+            assert!(check_path(good).is_ok(), "{good}");
+        }
+    }
+
+    #[test]
+    fn tomcat_parameters_and_double_encoding_are_refused() {
+        for bad in [
+            "/services/x/..;/admin",
+            "/services/x/..;jsessionid=1/admin",
+            "/services/x/.;/y",
+            "/services/x/..%3b/admin",
+            "/services/x/%252e%252e/admin",
+            "/services/x/%252E%252e/admin",
+            "/services/x/.%2e/admin",
+            "/services/x/.%252e/admin",
+            "/services/x/%25252e%25252e/admin",
+            "/services/x/a%252fb",
+            "/services/x/a%255cb",
+            "/services/x/..%00/admin",
+            "/services/x/%2525252e",
+        ] {
+            assert!(check_path(bad).is_err(), "{bad}");
+        }
+        for good in [
+            "/services/x/a..;/b",
+            "/services/x/100%25",
+            "/services/x/%2525",
+            "/services/x/a;b/c",
+            "/services/x/%zz",
+            "/services/x/%",
+        ] {
             assert!(check_path(good).is_ok(), "{good}");
         }
     }

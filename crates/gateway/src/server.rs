@@ -160,15 +160,23 @@ async fn agent_registration(State(inner): State<Arc<Gatekeeper>>) -> Response {
 }
 
 /// Serves `gateway` on `listener` until `shutdown` resolves, then stops accepting,
-/// lets open requests finish and waits for every settlement in progress.
+/// lets open requests finish and waits for every settlement in progress. Served with
+/// each connection's peer address, which is appended to `X-Forwarded-For` on the way
+/// to the upstream ([`crate::proxy::forwarded_for`]).
 pub async fn serve(
     gateway: &Gateway,
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, gateway.router())
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    let app = gateway
+        .router()
+        .layer(axum::middleware::from_fn(crate::proxy::forwarded_for));
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await?;
     gateway.inner.drained().await;
     Ok(())
 }

@@ -6,7 +6,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use alloy::primitives::Address;
+use alloy::primitives::{Address, U256};
 use erc8004::oasf::Taxonomy;
 use reqwest::Url;
 use x402::money::{Money, Price};
@@ -61,6 +61,19 @@ pub enum ValidationError {
         value: String,
         /// Why it is wrong.
         reason: String,
+    },
+    /// A price of nothing: the exact scheme would have buyers sign and settle a
+    /// transfer of zero, paying gas for no money. Free access is a free path instead.
+    #[error(
+        "{field} {value} is a zero price; x402 cannot charge nothing. To serve without payment, use a free route instead: the offer's upstream.healthPath (--health-path) is served free, and a service that should be free in full needs no offer; to charge, set at least {smallest} (one atomic unit)"
+    )]
+    ZeroPrice {
+        /// The price key (`perRequest`, `perMTok`, `perHour`).
+        field: String,
+        /// What was given.
+        value: String,
+        /// One atomic unit of the asset, written as a decimal.
+        smallest: String,
     },
     /// perEpoch cannot be charged per call.
     #[error(
@@ -430,6 +443,13 @@ pub fn resolve(offer: &ServiceOffer) -> Result<ResolvedOffer, ValidationError> {
             value: price_value(&price),
             reason: e.to_string(),
         })?;
+    if per_request.is_zero() {
+        return Err(ValidationError::ZeroPrice {
+            field: price_key(&price).to_string(),
+            value: price_value(&price),
+            smallest: Money::from_atomic(U256::from(1), asset.decimals).to_string(),
+        });
+    }
     let mut registration = spec.registration.clone().unwrap_or_default();
     check_oasf(&registration)?;
     if registration.name.is_none() {
@@ -461,6 +481,15 @@ pub fn resolve(offer: &ServiceOffer) -> Result<ResolvedOffer, ValidationError> {
         },
         registration,
     })
+}
+
+/// The spec key a price was set with, as the user wrote it.
+fn price_key(price: &Price) -> &'static str {
+    match price {
+        Price::PerRequest(_) => "perRequest",
+        Price::PerMTok(_) => "perMTok",
+        Price::PerHour(_) => "perHour",
+    }
 }
 
 fn price_value(price: &Price) -> String {
@@ -588,6 +617,36 @@ mod tests {
             resolve(&offer(both)).unwrap_err().to_string(),
             "set exactly one price (perRequest, perMTok or perHour); got perRequest, perHour"
         );
+    }
+
+    #[test]
+    fn a_zero_price_is_refused_pointing_at_free_routes() {
+        let free = "a zero price; x402 cannot charge nothing. To serve without payment, use a free route instead: the offer's upstream.healthPath (--health-path) is served free, and a service that should be free in full needs no offer; to charge, set at least 0.000001 (one atomic unit)";
+        for (spec, shown) in [
+            (per_request("0"), "perRequest 0"),
+            (per_request("0.000"), "perRequest 0"),
+            (per_request("$0"), "perRequest 0"),
+            (
+                PriceSpec {
+                    per_mtok: Some("0".into()),
+                    ..PriceSpec::default()
+                },
+                "perMTok 0",
+            ),
+            (
+                PriceSpec {
+                    per_hour: Some("0.0".into()),
+                    ..PriceSpec::default()
+                },
+                "perHour 0",
+            ),
+        ] {
+            assert_eq!(
+                resolve(&offer(spec)).unwrap_err().to_string(),
+                format!("{shown} is {free}")
+            );
+        }
+        assert!(resolve(&offer(per_request("0.000001"))).is_ok());
     }
 
     #[test]

@@ -177,12 +177,17 @@ impl Price {
         }
         let step = denominator / gcd(U256::from(numerator), denominator);
         let below = amount.atomic - amount.atomic % step;
+        // Within one step of 2^256 there is no valid price above; U256 addition wraps,
+        // so it is checked rather than shown as a tiny number.
+        let above = below
+            .checked_add(step)
+            .ok_or_else(|| MoneyError::Overflow(amount.to_string()))?;
         let money = |atomic| Money::from_atomic(atomic, amount.decimals).to_string();
         Err(MoneyError::NotWholeAtomic {
             price: format!("{amount} {}", self.unit()),
             step: money(step),
             below: money(below),
-            above: money(below + step),
+            above: money(above),
         })
     }
 
@@ -296,6 +301,15 @@ mod tests {
         );
         let err = Price::PerHour(usdc("0.000013")).per_request().unwrap_err();
         assert!(err.to_string().contains("multiple of 0.000012"), "{err}");
+    }
+
+    #[test]
+    fn a_derived_price_next_to_the_top_of_u256_is_too_large_not_wrapped() {
+        let top = Money::from_atomic(U256::MAX, 6);
+        assert_eq!(
+            Price::PerMTok(top).per_request(),
+            Err(MoneyError::Overflow(top.to_string()))
+        );
     }
 
     #[test]
