@@ -482,11 +482,23 @@ fn load(conn: &Connection) -> Result<Vec<Row>, rusqlite::Error> {
     Ok(out)
 }
 
+/// How often the writer deletes rows whose time is up, so the file stays the size of
+/// what is remembered.
+const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
 fn write_forever(mut conn: Connection, ops: std::sync::mpsc::Receiver<Op>, path: String) {
+    let mut pruned = std::time::Instant::now();
     while let Ok(first) = ops.recv() {
         let mut batch = vec![first];
         while let Ok(more) = ops.try_recv() {
             batch.push(more);
+        }
+        if pruned.elapsed() >= PRUNE_EVERY {
+            pruned = std::time::Instant::now();
+            let now = to_i64(x402::eip3009::unix_now());
+            if let Err(e) = conn.execute("DELETE FROM payments WHERE expires <= ?1", params![now]) {
+                tracing::warn!("payment ledger {path}: cannot prune expired rows: {e}");
+            }
         }
         let written = write_batch(&mut conn, &batch).map_err(|e| LedgerError::Sqlite {
             path: path.clone(),
