@@ -1,0 +1,22 @@
+//! The CI-sized soak of agora's money promise: 1,000 paid requests (or
+//! `AGORA_SOAK_REQUESTS`) at concurrency 32 (`AGORA_SOAK_CONCURRENCY`) against `agora
+//! serve --rpc` on a devnet, with 10% upstream 500s, 5% replays, 5% authorizations
+//! expiring too soon and 2% malformed headers; every status is checked and the chain
+//! must show each success charged once and nothing else charged. The 10,000-request
+//! run is `cargo bench -p agora --bench soak`, over the same harness
+//! (`tests/support/soak.rs`).
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn soak_of_paid_and_hostile_requests_charges_exactly_the_successes() {
+    let config = support::soak::SoakConfig::from_env(1000, &[]);
+    let report = support::soak::run(config).await;
+    assert!(
+        report.violations.is_empty(),
+        "the soak broke the money promise or answered unexpectedly:\n{report}"
+    );
+    println!("{report}");
+}
