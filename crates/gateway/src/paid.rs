@@ -70,6 +70,17 @@ async fn dispatch(inner: &Arc<Gatekeeper>, request: Request) -> Response {
             e.to_string(),
         );
     }
+    if !inner.is_loaded() {
+        // Right after a (re)start, before the first route table: "not sold here"
+        // would be a lie to a buyer retrying a payment.
+        return respond::retry_later(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "starting",
+            "routes_not_loaded",
+            "the gateway is starting; retry in a moment (a payment you are retrying is safe to send again)",
+            1,
+        );
+    }
     let snapshot = inner.snapshot();
     let Some((route, rest)) = snapshot.table.find(&path) else {
         return respond::error(
