@@ -85,6 +85,7 @@ impl Daemon {
         operator: Option<tokio::net::TcpListener>,
     ) -> anyhow::Result<Self> {
         crate::home::create_private_dir(&config.home)?;
+        crate::home::refuse_shared_home(&config.home)?;
         let store = Arc::new(Store::open(&config.home.join("agora.db")).with_context(|| {
             format!(
                 "cannot open the offer database in {}",
@@ -239,7 +240,7 @@ async fn bind_socket(path: &Path) -> anyhow::Result<tokio::net::UnixListener> {
 /// umask is process-wide, so it is changed only around the bind itself.
 fn bind_private(path: &Path) -> std::io::Result<tokio::net::UnixListener> {
     use rustix::fs::Mode;
-    let previous = rustix::process::umask(Mode::from_raw_mode(0o000));
+    let previous = rustix::process::umask(Mode::from_raw_mode(0o077));
     let bound = tokio::net::UnixListener::bind(path);
     rustix::process::umask(previous);
     bound

@@ -12,6 +12,9 @@ use indexer::Indexer;
 
 use crate::common::{self, document, serve, serve_documents};
 
+/// A well-formed CIDv1 (raw, sha2-256) for the document read through the gateway.
+const CID: &str = "bafkreienk64yy45sf4d7ivlpdafkc7ptwvcgbumur5sdb5c5fw5monds24";
+
 /// Above the 256 KiB default limit.
 const HUGE: usize = 300 * 1024;
 
@@ -41,7 +44,7 @@ async fn unreadable_documents_are_recorded_per_agent() {
                 }),
             )
             .route(
-                "/ipfs/bafyagent/agent.json",
+                &format!("/ipfs/{CID}/agent.json"),
                 get(move || async move { via_ipfs }),
             ),
     )
@@ -72,7 +75,7 @@ async fn unreadable_documents_are_recorded_per_agent() {
             "bad data",
             "data:application/json;base64,e30".to_string() + "!!",
         ),
-        ("good ipfs", "ipfs://bafyagent/agent.json".to_string()),
+        ("good ipfs", format!("ipfs://{CID}/agent.json")),
         ("good inline", inline),
     ];
     for (_, uri) in &uris {
