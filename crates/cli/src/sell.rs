@@ -611,7 +611,9 @@ pub(crate) async fn wait_ready(
     limit: Duration,
     json_out: bool,
 ) -> anyhow::Result<ServiceOffer> {
-    let deadline = tokio::time::Instant::now() + limit;
+    // A limit too long to add to the clock (`--wait 99999999999999`) waits forever
+    // rather than panicking.
+    let deadline = tokio::time::Instant::now().checked_add(limit);
     let mut shown = Vec::new();
     loop {
         client.request("POST", "/v1/reconcile", None).await?.ok()?;
@@ -636,7 +638,7 @@ pub(crate) async fn wait_ready(
         if offer.is_ready() {
             return Ok(offer);
         }
-        if tokio::time::Instant::now() > deadline {
+        if deadline.is_some_and(|d| tokio::time::Instant::now() > d) {
             let stuck = offer
                 .status
                 .conditions
