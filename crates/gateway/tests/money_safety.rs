@@ -7,6 +7,8 @@
 //! Real anvil, real embedded facilitator, real HTTP between every piece; the faults
 //! are injected by pausing the chain's miner and by a JSON-RPC proxy on loopback.
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::sync::Arc;
