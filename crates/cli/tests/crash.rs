@@ -21,8 +21,7 @@ use std::time::{Duration, Instant};
 
 use alloy::primitives::{Address, B256, U256};
 use alloy::signers::local::PrivateKeySigner;
-use devnet::{Devnet, DevnetConfig};
-use support::{Answer, PRICE, Rng, Seller};
+use support::{Answer, PRICE, Rng};
 use tokio::sync::Semaphore;
 use x402::PaymentRequirements;
 
@@ -156,31 +155,21 @@ async fn paid_calls_survive_sigkill_without_charging_for_nothing() {
     let mut rng = Rng::new(seed);
     let began = Instant::now();
 
-    let chain = Devnet::start(DevnetConfig {
-        accounts: 2 + BUYERS,
-        ..DevnetConfig::default()
-    })
-    .await
-    .expect("devnet starts (run scripts/setup if anvil is missing)");
-    let payee = chain.accounts()[1].address();
-    let buyer_keys: Vec<PrivateKeySigner> = (0..BUYERS)
-        .map(|i| chain.accounts()[2 + i].signer())
-        .collect();
-    let buyer_addresses: HashSet<Address> = buyer_keys.iter().map(|k| k.address()).collect();
-    let upstream = support::upstream().await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut seller = Seller::new(dir.path(), &chain);
-    seller.start().await;
     // A long validity, so a header retried across many restarts never gets too close
     // to its expiry (the gateway needs now + upstream timeout + settle timeout).
-    seller.sell("crash", &upstream.url, payee, 3600).await;
-    let route = format!("{}/services/crash", seller.url);
-    let client = support::client();
-    let requirement = support::requirement(&client, &format!("{route}/x"))
-        .await
-        .expect("the sold route answers an unpaid request with its 402");
-    assert_eq!(requirement.amount, U256::from(PRICE), "the route's price");
-    let payee_before = chain.usdc_balance(payee).await.unwrap();
+    let support::Market {
+        chain,
+        payee,
+        buyers: buyer_keys,
+        upstream,
+        mut seller,
+        url: route,
+        client,
+        requirement,
+        payee_before,
+        dir: _dir,
+    } = support::market("crash", BUYERS, 3600).await;
+    let buyer_addresses: HashSet<Address> = buyer_keys.iter().map(|k| k.address()).collect();
 
     let buyers = Arc::new(Buyers {
         url: route.clone(),

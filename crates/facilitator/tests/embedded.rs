@@ -49,19 +49,24 @@ async fn fixture() -> Fixture {
     }
 }
 
-async fn open(
-    chain: &Devnet,
-    db: &tempfile::TempDir,
-    receipt_timeout: Duration,
-) -> EmbeddedFacilitator {
-    let mut config = EmbeddedConfig::new(
+/// The devnet's chain, settled by account 0, journaled in `db`.
+fn config(chain: &Devnet, db: &tempfile::TempDir) -> EmbeddedConfig {
+    EmbeddedConfig::new(
         vec![ChainConfig {
             network: chain.network(),
             rpc_url: chain.rpc_url().to_string(),
         }],
         chain.accounts()[0].signer(),
         db.path().join("facilitator.db"),
-    );
+    )
+}
+
+async fn open(
+    chain: &Devnet,
+    db: &tempfile::TempDir,
+    receipt_timeout: Duration,
+) -> EmbeddedFacilitator {
+    let mut config = config(chain, db);
     config.receipt_timeout = receipt_timeout;
     EmbeddedFacilitator::open(config).await.unwrap()
 }
@@ -477,14 +482,7 @@ async fn http_api_serves_supported_and_refuses_malformed_requests() {
 async fn a_stuck_settlement_gets_its_fees_raised_and_settles_once() {
     let fx = fixture().await;
     let db = tempfile::tempdir().unwrap();
-    let mut config = EmbeddedConfig::new(
-        vec![ChainConfig {
-            network: fx.chain.network(),
-            rpc_url: fx.chain.rpc_url().to_string(),
-        }],
-        fx.chain.accounts()[0].signer(),
-        db.path().join("facilitator.db"),
-    );
+    let mut config = config(&fx.chain, &db);
     config.receipt_timeout = Duration::from_millis(300);
     config.resolve_interval = Duration::from_millis(200);
     config.bump_after = Duration::from_secs(1);
@@ -548,14 +546,7 @@ async fn only_allowed_tokens_are_settled_and_gas_is_capped() {
     );
 
     let db = tempfile::tempdir().unwrap();
-    let mut config = EmbeddedConfig::new(
-        vec![ChainConfig {
-            network: fx.chain.network(),
-            rpc_url: fx.chain.rpc_url().to_string(),
-        }],
-        fx.chain.accounts()[0].signer(),
-        db.path().join("facilitator.db"),
-    );
+    let mut config = config(&fx.chain, &db);
     config.gas_limit_cap = 21_000;
     let stingy = EmbeddedFacilitator::open(config).await.unwrap();
     let seller_before = fx.chain.usdc_balance(fx.seller).await.unwrap();

@@ -385,6 +385,64 @@ impl Drop for Seller {
     }
 }
 
+/// What the crash test and the soak start from: a devnet (account 1 is the payee,
+/// the next `buyers` accounts buy), a loopback upstream, and `agora serve --rpc`
+/// selling it at `/services/<name>` with `max_timeout` seconds of validity.
+pub struct Market {
+    pub chain: Devnet,
+    pub payee: Address,
+    pub buyers: Vec<PrivateKeySigner>,
+    pub upstream: Upstream,
+    pub seller: Seller,
+    /// The route, `<gateway>/services/<name>`.
+    pub url: String,
+    pub client: reqwest::Client,
+    /// What the route's 402 asks for.
+    pub requirement: PaymentRequirements,
+    /// The payee's balance before any call.
+    pub payee_before: U256,
+    /// Holds `AGORA_HOME`; keep it bound while the seller runs.
+    pub dir: tempfile::TempDir,
+}
+
+/// Starts a [`Market`].
+pub async fn market(name: &str, buyers: usize, max_timeout: u64) -> Market {
+    let chain = Devnet::start(devnet::DevnetConfig {
+        accounts: 2 + buyers,
+        ..devnet::DevnetConfig::default()
+    })
+    .await
+    .expect("devnet starts (run scripts/setup if anvil is missing)");
+    let payee = chain.accounts()[1].address();
+    let buyer_keys = (0..buyers)
+        .map(|i| chain.accounts()[2 + i].signer())
+        .collect();
+    let upstream = upstream().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut seller = Seller::new(dir.path(), &chain);
+    seller.start().await;
+    seller.sell(name, &upstream.url, payee, max_timeout).await;
+    let url = format!("{}/services/{name}", seller.url);
+    let client = client();
+    let requirement = requirement(&client, &format!("{url}/x"))
+        .await
+        .expect("the sold route answers an unpaid request with its 402");
+    assert_eq!(requirement.amount, U256::from(PRICE), "the route's price");
+    let payee_before = chain.usdc_balance(payee).await.unwrap();
+    Market {
+        chain,
+        payee,
+        buyers: buyer_keys,
+        upstream,
+        seller,
+        url,
+        client,
+        requirement,
+        payee_before,
+        dir,
+    }
+}
+
 /// An HTTP client for buyers: loopback only, no proxies, a bound on every call.
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()

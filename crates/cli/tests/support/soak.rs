@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use alloy::primitives::{Address, B256, U256};
 use alloy::signers::local::PrivateKeySigner;
-use devnet::{Devnet, DevnetConfig};
+use devnet::Devnet;
 use x402::PaymentRequirements;
 use x402::eip3009::unix_now;
 
@@ -339,29 +339,19 @@ pub async fn run(config: SoakConfig) -> SoakReport {
         config.requests, config.concurrency, config.seed, config.seed
     );
     let mut rng = Rng::new(config.seed);
-    let chain = Devnet::start(DevnetConfig {
-        accounts: 2 + BUYERS,
-        ..DevnetConfig::default()
-    })
-    .await
-    .expect("devnet starts (run scripts/setup if anvil is missing)");
-    let payee = chain.accounts()[1].address();
-    let buyers: Vec<PrivateKeySigner> = (0..BUYERS)
-        .map(|i| chain.accounts()[2 + i].signer())
-        .collect();
+    let super::Market {
+        chain,
+        payee,
+        buyers,
+        upstream: _upstream,
+        mut seller,
+        url,
+        client,
+        requirement,
+        payee_before,
+        dir: _dir,
+    } = super::market("soak", BUYERS, 300).await;
     let buyer_addresses: HashSet<Address> = buyers.iter().map(|b| b.address()).collect();
-    let upstream = super::upstream().await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut seller = Seller::new(dir.path(), &chain);
-    seller.start().await;
-    seller.sell("soak", &upstream.url, payee, 300).await;
-    let url = format!("{}/services/soak", seller.url);
-    let client = super::client();
-    let requirement = super::requirement(&client, &format!("{url}/x"))
-        .await
-        .expect("the sold route answers an unpaid request with its 402");
-    assert_eq!(requirement.amount, U256::from(PRICE), "the route's price");
-    let payee_before = chain.usdc_balance(payee).await.unwrap();
 
     let shared = Arc::new(Shared {
         url,
