@@ -1,0 +1,219 @@
+//! Finding out what became of journaled settlements: receipts of every transaction a
+//! settlement ever sent, rebroadcasts, fee bumps, and the token's own record of the
+//! authorization when nothing else answers. Runs in the background resolver, at
+//! start, and when a settle of the same authorization asks again.
+
+use super::*;
+
+/// What is known about one journaled settlement.
+pub(super) enum Outcome {
+    /// Mined with success by this transaction.
+    Confirmed(B256),
+    /// Can never move the money: reverted, or replaced and the authorization unused.
+    Failed(String),
+    /// Not known yet: still in a mempool, or the chain cannot be asked right now.
+    Unknown,
+}
+
+impl Inner {
+    /// One look at every open settlement. At `startup` every pending row is from the
+    /// dead process (the store's lock guarantees it); later only old ones are.
+    pub(super) async fn resolve_pass(&self, startup: bool) -> Result<(), StoreError> {
+        for settlement in self.db(Store::open_settlements).await? {
+            let Some(chain) = self.chains.get(&settlement.chain_id) else {
+                continue;
+            };
+            let now = unix_now();
+            if settlement.tx_hash.is_none() {
+                let abandoned = startup
+                    || now.saturating_sub(settlement.updated_at) > ABANDONED_PENDING_SECONDS;
+                if abandoned {
+                    self.finish(
+                        &settlement,
+                        SettlementStatus::Failed,
+                        Some("interrupted before the transaction was broadcast"),
+                        None,
+                    )
+                    .await;
+                }
+                continue;
+            }
+            match self.resolve(chain, &settlement, false).await {
+                Outcome::Unknown => {
+                    let stuck = now.saturating_sub(settlement.updated_at)
+                        >= self.bump_after.as_secs().max(1);
+                    if !startup && stuck && settlement.prior_hashes.len() < MAX_FEE_BUMPS {
+                        self.bump(chain, &settlement).await;
+                    }
+                }
+                Outcome::Confirmed(_) | Outcome::Failed(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Finds out what became of `settlement` and records it when it is final;
+    /// `wait` polls the newest transaction's receipt up to the receipt timeout first.
+    pub(super) async fn resolve(
+        &self,
+        chain: &Chain,
+        settlement: &Settlement,
+        wait: bool,
+    ) -> Outcome {
+        let Some(current) = settlement.tx_hash else {
+            return Outcome::Unknown;
+        };
+        if wait && let Some(receipt) = self.await_receipt(chain, current).await {
+            return self.record_receipt(settlement, &receipt, current).await;
+        }
+        let mut hashes = vec![current];
+        hashes.extend(settlement.prior_hashes.iter().rev().copied());
+        for hash in &hashes {
+            if let Ok(Some(receipt)) = chain.provider.get_transaction_receipt(*hash).await {
+                return self.record_receipt(settlement, &receipt, *hash).await;
+            }
+        }
+        match chain.provider.get_transaction_by_hash(current).await {
+            Ok(Some(_)) => return Outcome::Unknown,
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(%current, "cannot look up a settlement: {}", scrub(&e.to_string(), &chain.rpc_url));
+                return Outcome::Unknown;
+            }
+        }
+        let Some(raw) = settlement.raw_tx.as_ref() else {
+            return Outcome::Unknown;
+        };
+        let rebroadcast = chain.provider.send_raw_transaction(raw).await;
+        if rebroadcast.is_ok() {
+            return Outcome::Unknown;
+        }
+        // The node neither knows the transaction nor takes it again. It can still
+        // mine only if its signer nonce is unused; once that nonce is taken, the
+        // token's record of the authorization is the whole truth.
+        let Some(tx_nonce) = decode(raw).map(|tx| tx.nonce()) else {
+            return Outcome::Unknown;
+        };
+        let Ok(mined_nonce) = chain
+            .provider
+            .get_transaction_count(self.signer_address)
+            .latest()
+            .await
+        else {
+            return Outcome::Unknown;
+        };
+        if mined_nonce <= tx_nonce {
+            return Outcome::Unknown;
+        }
+        let used = IEip3009Token::new(settlement.asset, &chain.provider)
+            .authorizationState(settlement.payer, settlement.nonce)
+            .call()
+            .await;
+        match used {
+            Ok(true) => {
+                self.finish(
+                    settlement,
+                    SettlementStatus::Confirmed,
+                    Some("settled by another transaction"),
+                    None,
+                )
+                .await;
+                Outcome::Confirmed(current)
+            }
+            Ok(false) => {
+                let why = "the transaction was replaced and the authorization is unused";
+                self.finish(settlement, SettlementStatus::Failed, Some(why), None)
+                    .await;
+                Outcome::Failed(why.to_string())
+            }
+            Err(_) => Outcome::Unknown,
+        }
+    }
+
+    pub(super) async fn record_receipt(
+        &self,
+        settlement: &Settlement,
+        receipt: &TransactionReceipt,
+        hash: B256,
+    ) -> Outcome {
+        if receipt.status() {
+            self.finish(settlement, SettlementStatus::Confirmed, None, Some(hash))
+                .await;
+            Outcome::Confirmed(hash)
+        } else {
+            let why = format!("settlement transaction {hash} reverted");
+            self.finish(settlement, SettlementStatus::Failed, Some(&why), Some(hash))
+                .await;
+            Outcome::Failed(why)
+        }
+    }
+
+    pub(super) async fn finish(
+        &self,
+        settlement: &Settlement,
+        status: SettlementStatus,
+        error: Option<&str>,
+        mined: Option<B256>,
+    ) {
+        let row = settlement.clone();
+        let error = error.map(str::to_string);
+        let id = settlement.id;
+        let done = self
+            .db(move |s| s.finish_with_hash(&row, status, error.as_deref(), mined, unix_now()))
+            .await;
+        if let Err(e) = done {
+            tracing::error!(id, "cannot record settlement outcome: {e}");
+        }
+    }
+
+    /// Re-signs a stuck settlement with the same signer nonce and fees raised by a
+    /// quarter (nodes want at least a tenth), journals it, then broadcasts it.
+    pub(super) async fn bump(&self, chain: &Chain, settlement: &Settlement) {
+        let Some(old) = settlement.raw_tx.as_ref().and_then(|raw| decode(raw)) else {
+            return;
+        };
+        let Some(to) = old.to() else {
+            return;
+        };
+        let current = chain.provider.estimate_eip1559_fees().await.ok();
+        let raise = |fee: u128| fee.saturating_add(fee / 4).saturating_add(1);
+        let max_fee = raise(old.max_fee_per_gas()).max(current.map_or(0, |f| f.max_fee_per_gas));
+        let priority = raise(old.max_priority_fee_per_gas().unwrap_or(0))
+            .max(current.map_or(0, |f| f.max_priority_fee_per_gas));
+        let replacement = TransactionRequest::default()
+            .from(self.signer_address)
+            .to(to)
+            .input(old.input().clone().into())
+            .nonce(old.nonce())
+            .with_chain_id(chain.chain_id)
+            .gas_limit(old.gas_limit())
+            .max_fee_per_gas(max_fee)
+            .max_priority_fee_per_gas(priority.min(max_fee));
+        let envelope = match replacement.build(&self.wallet).await {
+            Ok(envelope) => envelope,
+            Err(e) => {
+                tracing::error!("cannot sign a fee bump: {e}");
+                return;
+            }
+        };
+        let hash = *envelope.tx_hash();
+        let raw = envelope.encoded_2718();
+        let id = settlement.id;
+        let journal_raw = raw.clone();
+        match self
+            .db(move |s| s.mark_replaced(id, hash, &journal_raw, unix_now()))
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(e) => {
+                tracing::error!(id, "cannot journal a fee bump: {e}");
+                return;
+            }
+        }
+        tracing::info!(id, old = ?settlement.tx_hash, new = %hash, "raised the fees of a stuck settlement");
+        if let Err(e) = chain.provider.send_raw_transaction(&raw).await {
+            tracing::warn!(%hash, "fee bump broadcast: {}", scrub(&e.to_string(), &chain.rpc_url));
+        }
+    }
+}

@@ -1,0 +1,273 @@
+//! Settling: a first settlement is journaled, signed under the chain's nonce,
+//! journaled as sent and broadcast; a repeated settle of the same authorization is
+//! answered from the journal instead of sending again.
+
+use super::resolve::Outcome;
+use super::*;
+
+enum SendError {
+    /// The chain refused before broadcast; nothing is in flight.
+    Refused(Invalid),
+    /// The RPC failed before broadcast; nothing is in flight.
+    Unavailable(FacilitatorError),
+    /// Signed and journaled; whether the node took it is unknown.
+    Ambiguous(B256, String),
+}
+
+impl Inner {
+    pub(super) async fn settle_request(
+        &self,
+        request: &FacilitatorRequest,
+    ) -> Result<SettleResponse, FacilitatorError> {
+        let network = request.payment_requirements.network.clone();
+        let checked = match self.check(request) {
+            Ok(checked) => checked,
+            Err(invalid) => return Ok(failed_settle(invalid, None, None, network)),
+        };
+        let payer = checked.key.payer;
+        // A settle of an authorization already in the journal answers from it; a
+        // failed one frees the claim, so the second round starts a fresh settlement.
+        for _ in 0..2 {
+            let verdict = match self.claim(&checked, GuardState::Settling).await {
+                Ok(verdict) => verdict,
+                Err(invalid) => return Ok(failed_settle(invalid, Some(payer), None, network)),
+            };
+            match verdict {
+                Claim::Granted => return self.settle_new(&checked).await,
+                Claim::Settled | Claim::InFlight => {
+                    let key = checked.key;
+                    let latest = self
+                        .db(move |s| s.latest_for(&key))
+                        .await
+                        .map_err(|e| FacilitatorError::Internal(e.to_string()))?;
+                    match self.answer_from_journal(&checked, latest, verdict).await {
+                        Some(answer) => return answer,
+                        None => continue,
+                    }
+                }
+            }
+        }
+        Err(FacilitatorError::Internal(
+            "the settlement of this authorization changed state twice while being read; retry"
+                .into(),
+        ))
+    }
+
+    /// The answer for an authorization the journal already has; `None` when its
+    /// settlement failed and a new one may be tried.
+    pub(super) async fn answer_from_journal(
+        &self,
+        checked: &Checked<'_>,
+        latest: Option<Settlement>,
+        verdict: Claim,
+    ) -> Option<Result<SettleResponse, FacilitatorError>> {
+        let requirements = &checked.request.payment_requirements;
+        let network = requirements.network.clone();
+        let payer = checked.key.payer;
+        let same_terms = |row: &Settlement| {
+            row.pay_to == requirements.pay_to && row.amount == requirements.amount
+        };
+        let Some(row) = latest.filter(|row| same_terms(row)) else {
+            return Some(Ok(failed_settle(
+                refusal(verdict),
+                Some(payer),
+                None,
+                network,
+            )));
+        };
+        let outcome = match row.status {
+            SettlementStatus::Confirmed => Outcome::Confirmed(row.tx_hash.unwrap_or_default()),
+            SettlementStatus::Failed => return None,
+            SettlementStatus::Sent => self.resolve(checked.chain, &row, true).await,
+            SettlementStatus::Pending => {
+                return Some(Err(FacilitatorError::Internal(
+                    "a settlement of this authorization is being sent right now; retry in a moment"
+                        .into(),
+                )));
+            }
+        };
+        Some(Ok(match outcome {
+            Outcome::Confirmed(hash) => confirmed(payer, hash, network, row.amount),
+            Outcome::Failed(_) => return None,
+            Outcome::Unknown => pending(&row, payer, network, self.receipt_timeout),
+        }))
+    }
+
+    /// Journals, sends and awaits a first settlement of a claimed authorization.
+    pub(super) async fn settle_new(
+        &self,
+        checked: &Checked<'_>,
+    ) -> Result<SettleResponse, FacilitatorError> {
+        let request = checked.request;
+        let network = request.payment_requirements.network.clone();
+        let payer = checked.key.payer;
+        let authorization = &request.payment_payload.payload.authorization;
+        if let Err(invalid) = eip3009::check_validity(authorization, unix_now()) {
+            let key = checked.key;
+            if let Err(e) = self.db(move |s| s.unclaim(&key)).await {
+                tracing::error!("cannot free authorization {}: {e}", key.nonce);
+            }
+            return Ok(failed_settle(invalid, Some(payer), None, network));
+        }
+        let amount = request.payment_requirements.amount;
+        let key = checked.key;
+        let pay_to = request.payment_requirements.pay_to;
+        let settlement = self
+            .db(move |s| {
+                let id = s.begin_settlement(&key, pay_to, amount, unix_now())?;
+                s.settlement(id)?
+                    .ok_or_else(|| StoreError::Corrupt("journal row vanished".into()))
+            })
+            .await
+            .map_err(|e| FacilitatorError::Internal(e.to_string()))?;
+        let hash = match self.send(checked, settlement.id).await {
+            Ok(hash) => hash,
+            Err(SendError::Refused(invalid)) => {
+                self.finish(
+                    &settlement,
+                    SettlementStatus::Failed,
+                    Some(&invalid.message),
+                    None,
+                )
+                .await;
+                return Ok(failed_settle(invalid, Some(payer), None, network));
+            }
+            Err(SendError::Unavailable(e)) => {
+                self.finish(
+                    &settlement,
+                    SettlementStatus::Failed,
+                    Some(&e.to_string()),
+                    None,
+                )
+                .await;
+                return Err(e);
+            }
+            Err(SendError::Ambiguous(hash, why)) => {
+                tracing::warn!(%hash, "settlement broadcast answered an error ({why}); waiting on the transaction anyway");
+                hash
+            }
+        };
+        let id = settlement.id;
+        let sent = self
+            .db(move |s| s.settlement(id))
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or(Settlement {
+                tx_hash: Some(hash),
+                ..settlement
+            });
+        Ok(match self.resolve(checked.chain, &sent, true).await {
+            Outcome::Confirmed(mined) => confirmed(payer, mined, network, amount),
+            Outcome::Failed(why) => failed_settle(
+                Invalid::new(ErrorReason::TransactionFailed, why),
+                Some(payer),
+                Some(hash),
+                network,
+            ),
+            Outcome::Unknown => pending(&sent, payer, network, self.receipt_timeout),
+        })
+    }
+
+    /// Estimates, then with the chain's nonce taken: signs, journals as sent, and
+    /// broadcasts. Once journaled, no broadcast error is taken as a refusal: the node
+    /// may have the transaction anyway.
+    async fn send(&self, checked: &Checked<'_>, journal_id: i64) -> Result<B256, SendError> {
+        let chain = checked.chain;
+        let tx = self.settlement_tx(checked).map_err(SendError::Refused)?;
+        let gas = match chain.provider.estimate_gas(tx.clone()).await {
+            Ok(gas) => gas,
+            Err(RpcError::ErrorResp(payload)) => {
+                let diagnosis = self.diagnose(checked, payload.message.to_string()).await;
+                return Err(match diagnosis {
+                    Ok(invalid) => SendError::Refused(invalid),
+                    Err(e) => SendError::Unavailable(e),
+                });
+            }
+            Err(e) => return Err(SendError::Unavailable(unreachable(chain, e))),
+        };
+        if gas > self.gas_limit_cap {
+            return Err(SendError::Refused(Invalid::new(
+                ErrorReason::SimulationFailed,
+                format!(
+                    "settling this payment would use {gas} gas, above this facilitator's cap of {}",
+                    self.gas_limit_cap
+                ),
+            )));
+        }
+        let fees = chain
+            .provider
+            .estimate_eip1559_fees()
+            .await
+            .map_err(|e| SendError::Unavailable(unreachable(chain, e)))?;
+        let mut slot = chain.next_nonce.lock().await;
+        let nonce = match slot.take() {
+            Some(nonce) => nonce,
+            None => chain
+                .provider
+                .get_transaction_count(self.signer_address)
+                .pending()
+                .await
+                .map_err(|e| SendError::Unavailable(unreachable(chain, e)))?,
+        };
+        let envelope = tx
+            .nonce(nonce)
+            .with_chain_id(chain.chain_id)
+            .gas_limit((gas.saturating_mul(12) / 10).min(self.gas_limit_cap))
+            .max_fee_per_gas(fees.max_fee_per_gas)
+            .max_priority_fee_per_gas(fees.max_priority_fee_per_gas)
+            .build(&self.wallet)
+            .await
+            .map_err(|e| {
+                SendError::Unavailable(FacilitatorError::Internal(format!("signing failed: {e}")))
+            })?;
+        let hash = *envelope.tx_hash();
+        let raw = envelope.encoded_2718();
+        let journal_raw = raw.clone();
+        let journaled = self
+            .db(move |s| s.mark_sent(journal_id, hash, &journal_raw, unix_now()))
+            .await;
+        match journaled {
+            Ok(true) => {}
+            Ok(false) => {
+                return Err(SendError::Unavailable(FacilitatorError::Internal(
+                    "the settlement was closed before it could be sent".into(),
+                )));
+            }
+            Err(e) => {
+                return Err(SendError::Unavailable(FacilitatorError::Internal(
+                    e.to_string(),
+                )));
+            }
+        }
+        match chain.provider.send_raw_transaction(&raw).await {
+            Ok(_) => {
+                *slot = Some(nonce + 1);
+                Ok(hash)
+            }
+            Err(e) => Err(SendError::Ambiguous(
+                hash,
+                scrub(&e.to_string(), &chain.rpc_url),
+            )),
+        }
+    }
+
+    pub(super) async fn await_receipt(
+        &self,
+        chain: &Chain,
+        hash: B256,
+    ) -> Option<TransactionReceipt> {
+        let deadline = tokio::time::Instant::now() + self.receipt_timeout;
+        let mut interval = Duration::from_millis(5);
+        loop {
+            if let Ok(Some(receipt)) = chain.provider.get_transaction_receipt(hash).await {
+                return Some(receipt);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(interval).await;
+            interval = (interval * 2).min(Duration::from_secs(1));
+        }
+    }
+}

@@ -1,0 +1,204 @@
+//! Verifying: the signature and scope checks, the persisted reservation, and the
+//! `eth_call` simulation with one diagnostic read that names why a payment would fail.
+
+use super::*;
+
+impl Inner {
+    /// The signature checks plus "do we settle this token on this chain".
+    pub(super) fn check<'a>(
+        &'a self,
+        request: &'a FacilitatorRequest,
+    ) -> Result<Checked<'a>, Invalid> {
+        let requirements = &request.payment_requirements;
+        let payer = eip3009::verify_signature(&request.payment_payload, requirements)?;
+        let chain = requirements
+            .network
+            .chain_id()
+            .and_then(|id| self.chains.get(&id))
+            .ok_or_else(|| {
+                Invalid::new(
+                    ErrorReason::InvalidNetwork,
+                    format!(
+                        "this facilitator does not settle on {}",
+                        requirements.network
+                    ),
+                )
+            })?;
+        if !chain.assets.contains(&requirements.asset) {
+            return Err(Invalid::new(
+                ErrorReason::AssetNotAllowed,
+                format!(
+                    "this facilitator does not settle token {} on {}; its operator can allow it with --asset {}",
+                    requirements.asset, chain.network, requirements.asset
+                ),
+            ));
+        }
+        Ok(Checked {
+            chain,
+            key: AuthorizationKey {
+                chain_id: chain.chain_id,
+                asset: requirements.asset,
+                payer,
+                nonce: request.payment_payload.payload.authorization.nonce,
+            },
+            request,
+        })
+    }
+
+    pub(super) async fn claim(
+        &self,
+        checked: &Checked<'_>,
+        want: GuardState,
+    ) -> Result<Claim, Invalid> {
+        let key = checked.key;
+        let lease = self.reservation_seconds;
+        self.db(move |s| s.claim(&key, want, unix_now(), lease))
+            .await
+            .map_err(|e| Invalid::new(unexpected(want), e.to_string()))
+    }
+
+    pub(super) fn settlement_tx(
+        &self,
+        checked: &Checked<'_>,
+    ) -> Result<TransactionRequest, Invalid> {
+        let call = eip3009::settlement_call(&checked.request.payment_payload.payload)?;
+        Ok(TransactionRequest::default()
+            .from(self.signer_address)
+            .to(checked.request.payment_requirements.asset)
+            .input(call.abi_encode().into()))
+    }
+
+    /// `eth_call` of the settlement; on revert, one diagnostic read names the reason.
+    pub(super) async fn simulate(
+        &self,
+        checked: &Checked<'_>,
+    ) -> Result<Result<(), Invalid>, FacilitatorError> {
+        let tx = match self.settlement_tx(checked) {
+            Ok(tx) => tx,
+            Err(invalid) => return Ok(Err(invalid)),
+        };
+        match checked.chain.provider.call(tx).await {
+            Ok(_) => Ok(Ok(())),
+            Err(RpcError::ErrorResp(payload)) => Ok(Err(self
+                .diagnose(checked, payload.message.to_string())
+                .await?)),
+            Err(e) => Err(unreachable(checked.chain, e)),
+        }
+    }
+
+    pub(super) async fn diagnose(
+        &self,
+        checked: &Checked<'_>,
+        revert: String,
+    ) -> Result<Invalid, FacilitatorError> {
+        let requirements = &checked.request.payment_requirements;
+        let auth = &checked.request.payment_payload.payload.authorization;
+        let token = IEip3009Token::new(requirements.asset, &checked.chain.provider);
+        let state = match token.authorizationState(auth.from, auth.nonce).call().await {
+            Ok(state) => state,
+            Err(alloy::contract::Error::TransportError(RpcError::ErrorResp(_)))
+            | Err(alloy::contract::Error::AbiError(_))
+            | Err(alloy::contract::Error::ZeroData(..)) => {
+                return Ok(Invalid::new(
+                    ErrorReason::Eip3009NotSupported,
+                    format!(
+                        "{} does not implement EIP-3009 authorizationState",
+                        requirements.asset
+                    ),
+                ));
+            }
+            Err(e) => return Err(unreachable(checked.chain, e)),
+        };
+        if state {
+            return Ok(Invalid::new(
+                ErrorReason::NonceAlreadyUsed,
+                "the token has already used this authorization's nonce; sign a new one",
+            ));
+        }
+        if let Some((name, version)) = requirements.eip712_domain() {
+            let on_chain_name = token
+                .name()
+                .call()
+                .await
+                .map_err(|e| unreachable(checked.chain, e))?;
+            if on_chain_name != name {
+                return Ok(Invalid::new(
+                    ErrorReason::TokenNameMismatch,
+                    format!(
+                        "the token's EIP-712 name is {on_chain_name:?}, the requirement says {name:?}"
+                    ),
+                ));
+            }
+            let on_chain_version = token
+                .version()
+                .call()
+                .await
+                .map_err(|e| unreachable(checked.chain, e))?;
+            if on_chain_version != version {
+                return Ok(Invalid::new(
+                    ErrorReason::TokenVersionMismatch,
+                    format!(
+                        "the token's EIP-712 version is {on_chain_version:?}, the requirement says {version:?}"
+                    ),
+                ));
+            }
+        }
+        let balance = token
+            .balanceOf(auth.from)
+            .call()
+            .await
+            .map_err(|e| unreachable(checked.chain, e))?;
+        if balance < auth.value {
+            return Ok(Invalid::new(
+                ErrorReason::InsufficientFunds,
+                format!(
+                    "payer {} holds {balance} atomic units, the payment needs {}",
+                    auth.from, auth.value
+                ),
+            ));
+        }
+        Ok(Invalid::new(
+            ErrorReason::SimulationFailed,
+            format!("transferWithAuthorization would revert: {revert}"),
+        ))
+    }
+
+    pub(super) async fn verify_request(
+        &self,
+        request: &FacilitatorRequest,
+    ) -> Result<VerifyResponse, FacilitatorError> {
+        let checked = match self.check(request) {
+            Ok(checked) => checked,
+            Err(invalid) => return Ok(invalid_verify(invalid, None)),
+        };
+        let payer = checked.key.payer;
+        let authorization = &request.payment_payload.payload.authorization;
+        if let Err(invalid) = eip3009::check_validity(authorization, unix_now()) {
+            return Ok(invalid_verify(invalid, Some(payer)));
+        }
+        match self.claim(&checked, GuardState::Reserved).await {
+            Ok(Claim::Granted) => {}
+            Ok(verdict) => return Ok(invalid_verify(refusal(verdict), Some(payer))),
+            Err(invalid) => return Ok(invalid_verify(invalid, Some(payer))),
+        }
+        let simulated = self.simulate(&checked).await;
+        if !matches!(simulated, Ok(Ok(()))) {
+            self.release_key(checked.key).await;
+        }
+        Ok(match simulated? {
+            Ok(()) => VerifyResponse {
+                is_valid: true,
+                invalid_reason: None,
+                invalid_message: None,
+                payer: Some(payer),
+            },
+            Err(invalid) => invalid_verify(invalid, Some(payer)),
+        })
+    }
+
+    pub(super) async fn release_key(&self, key: AuthorizationKey) {
+        if let Err(e) = self.db(move |s| s.release(&key)).await {
+            tracing::error!("cannot release authorization {}: {e}", key.nonce);
+        }
+    }
+}

@@ -1,0 +1,231 @@
+//! The store's contract: the guard from verify to settle, the journal across
+//! reopens, the lock, the sweep of orphans and conditional closes.
+
+use super::*;
+
+fn key(n: u8) -> AuthorizationKey {
+    AuthorizationKey {
+        chain_id: 84532,
+        asset: Address::repeat_byte(1),
+        payer: Address::repeat_byte(2),
+        nonce: B256::repeat_byte(n),
+    }
+}
+
+fn store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("f.db")).unwrap();
+    (dir, store)
+}
+
+#[test]
+fn guard_holds_from_verify_until_settle_or_release() {
+    let (_dir, s) = store();
+    let k = key(1);
+    assert_eq!(
+        s.claim(&k, GuardState::Reserved, 100, 60).unwrap(),
+        Claim::Granted
+    );
+    assert_eq!(
+        s.claim(&k, GuardState::Reserved, 101, 60).unwrap(),
+        Claim::InFlight
+    );
+    assert_eq!(
+        s.claim(&k, GuardState::Reserved, 161, 60).unwrap(),
+        Claim::Granted,
+        "lease ended"
+    );
+    assert_eq!(
+        s.claim(&k, GuardState::Settling, 162, 60).unwrap(),
+        Claim::Granted
+    );
+    assert_eq!(
+        s.claim(&k, GuardState::Settling, 163, 60).unwrap(),
+        Claim::InFlight
+    );
+    assert_eq!(
+        s.claim(&k, GuardState::Reserved, 9999, 60).unwrap(),
+        Claim::InFlight
+    );
+    s.release(&k).unwrap();
+    assert_eq!(
+        s.claim(&k, GuardState::Reserved, 164, 60).unwrap(),
+        Claim::InFlight,
+        "release never frees a settlement in flight"
+    );
+    let other = key(9);
+    s.claim(&other, GuardState::Reserved, 1, 60).unwrap();
+    s.release(&other).unwrap();
+    assert_eq!(
+        s.claim(&other, GuardState::Reserved, 2, 60).unwrap(),
+        Claim::Granted
+    );
+}
+
+#[test]
+fn journal_survives_reopen_and_settled_stays_settled() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("f.db");
+    let k = key(2);
+    let id = {
+        let s = Store::open(&path).unwrap();
+        assert_eq!(
+            s.claim(&k, GuardState::Settling, 1, 60).unwrap(),
+            Claim::Granted
+        );
+        let id = s
+            .begin_settlement(&k, Address::repeat_byte(3), U256::from(1000), 1)
+            .unwrap();
+        s.mark_sent(id, B256::repeat_byte(9), &[1, 2, 3], 2)
+            .unwrap();
+        id
+    };
+    let s = Store::open(&path).unwrap();
+    let open = s.open_settlements().unwrap();
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0].status, SettlementStatus::Sent);
+    assert_eq!(
+        open[0].raw_tx.as_ref().map(|b| b.to_vec()),
+        Some(vec![1u8, 2, 3])
+    );
+    assert_eq!(open[0].amount, U256::from(1000));
+    s.finish_settlement(&open[0], SettlementStatus::Confirmed, None, 3)
+        .unwrap();
+    assert!(s.open_settlements().unwrap().is_empty());
+    assert_eq!(
+        s.settlement(id).unwrap().unwrap().status,
+        SettlementStatus::Confirmed
+    );
+    assert_eq!(
+        s.claim(&k, GuardState::Settling, 4, 60).unwrap(),
+        Claim::Settled
+    );
+    s.release(&k).unwrap();
+    assert_eq!(
+        s.claim(&k, GuardState::Reserved, 5, 60).unwrap(),
+        Claim::Settled,
+        "release never frees a paid authorization"
+    );
+}
+
+#[test]
+fn failed_settlement_frees_the_authorization() {
+    let (_dir, s) = store();
+    let k = key(3);
+    s.claim(&k, GuardState::Settling, 1, 60).unwrap();
+    let id = s
+        .begin_settlement(&k, Address::ZERO, U256::from(1), 1)
+        .unwrap();
+    let row = s.settlement(id).unwrap().unwrap();
+    s.finish_settlement(&row, SettlementStatus::Failed, Some("reverted"), 2)
+        .unwrap();
+    assert_eq!(
+        s.claim(&k, GuardState::Reserved, 3, 60).unwrap(),
+        Claim::Granted
+    );
+    assert_eq!(s.journal().unwrap()[0].error.as_deref(), Some("reverted"));
+}
+
+#[test]
+fn a_second_process_cannot_open_the_same_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("f.db");
+    let first = Store::open(&path).unwrap();
+    let Err(err) = Store::open(&path) else {
+        panic!("a second store opened a locked database");
+    };
+    assert!(matches!(err, StoreError::Locked { .. }), "{err}");
+    assert!(err.to_string().contains("AGORA_HOME"), "{err}");
+    drop(first);
+    Store::open(&path).expect("the lock is released with the store");
+}
+
+#[test]
+fn reopening_sweeps_claims_no_live_request_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("f.db");
+    let (reserved, orphan, open, confirmed) = (key(10), key(11), key(12), key(13));
+    {
+        let s = Store::open(&path).unwrap();
+        s.claim(&reserved, GuardState::Reserved, 1, 600).unwrap();
+        s.claim(&orphan, GuardState::Settling, 1, 600).unwrap();
+        s.claim(&open, GuardState::Settling, 1, 600).unwrap();
+        let id = s
+            .begin_settlement(&open, Address::ZERO, U256::from(1), 1)
+            .unwrap();
+        s.mark_sent(id, B256::repeat_byte(1), &[1], 1).unwrap();
+        s.claim(&confirmed, GuardState::Settling, 1, 600).unwrap();
+        let id = s
+            .begin_settlement(&confirmed, Address::ZERO, U256::from(1), 1)
+            .unwrap();
+        let row = s.settlement(id).unwrap().unwrap();
+        let conn = s.conn.lock().unwrap();
+        conn.execute(
+            "UPDATE settlements SET status = 'confirmed' WHERE id = ?1",
+            params![row.id],
+        )
+        .unwrap();
+    }
+    let s = Store::open(&path).unwrap();
+    assert_eq!(
+        s.claim(&reserved, GuardState::Reserved, 2, 600).unwrap(),
+        Claim::Granted,
+        "a reservation of a dead process is freed"
+    );
+    assert_eq!(
+        s.claim(&orphan, GuardState::Reserved, 2, 600).unwrap(),
+        Claim::Granted,
+        "a settling claim with no journal row is freed"
+    );
+    assert_eq!(
+        s.claim(&open, GuardState::Reserved, 2, 600).unwrap(),
+        Claim::InFlight,
+        "a sent settlement keeps its claim until it is resolved"
+    );
+    assert_eq!(
+        s.claim(&confirmed, GuardState::Reserved, 2, 600).unwrap(),
+        Claim::Settled
+    );
+}
+
+#[test]
+fn only_an_open_settlement_is_closed_and_replacements_keep_their_history() {
+    let (_dir, s) = store();
+    let k = key(4);
+    s.claim(&k, GuardState::Settling, 1, 60).unwrap();
+    let id = s
+        .begin_settlement(&k, Address::ZERO, U256::from(1), 1)
+        .unwrap();
+    s.mark_sent(id, B256::repeat_byte(1), &[1], 1).unwrap();
+    assert!(s.mark_replaced(id, B256::repeat_byte(2), &[2], 2).unwrap());
+    let row = s.settlement(id).unwrap().unwrap();
+    assert_eq!(row.prior_hashes, vec![B256::repeat_byte(1)]);
+    assert_eq!(row.tx_hash, Some(B256::repeat_byte(2)));
+    assert!(
+        s.finish_with_hash(
+            &row,
+            SettlementStatus::Confirmed,
+            None,
+            Some(B256::repeat_byte(1)),
+            3
+        )
+        .unwrap()
+    );
+    assert!(
+        !s.finish_settlement(&row, SettlementStatus::Failed, Some("late"), 4)
+            .unwrap(),
+        "a closed settlement is never reopened or flipped"
+    );
+    let row = s.settlement(id).unwrap().unwrap();
+    assert_eq!(row.status, SettlementStatus::Confirmed);
+    assert_eq!(
+        row.tx_hash,
+        Some(B256::repeat_byte(1)),
+        "the hash that mined"
+    );
+    assert!(!s.mark_replaced(id, B256::repeat_byte(3), &[3], 5).unwrap());
+    assert_eq!(
+        s.claim(&k, GuardState::Reserved, 5, 60).unwrap(),
+        Claim::Settled
+    );
+}
