@@ -69,11 +69,37 @@ impl HeaderError {
 }
 
 /// Encodes any x402 object as a header value.
+///
+/// ```rust
+/// use x402::header;
+/// use x402::wire::SettleResponse;
+///
+/// // A receipt as the seller writes it into `PAYMENT-RESPONSE`, read back by the buyer.
+/// let receipt: SettleResponse = serde_json::from_str(
+///     r#"{"success":true,"transaction":"","network":"eip155:84532"}"#,
+/// )?;
+/// let value = header::encode(&receipt)?;
+/// assert!(value.bytes().all(|b| b.is_ascii_alphanumeric() || b"+/=".contains(&b)));
+/// assert_eq!(header::decode::<SettleResponse>(&value)?, receipt);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<String, serde_json::Error> {
     Ok(STANDARD.encode(serde_json::to_vec(value)?))
 }
 
 /// Decodes a header value into `T`, bounded by [`MAX_HEADER_BYTES`].
+///
+/// ```rust
+/// use x402::header::{self, HeaderError};
+/// use x402::wire::Supported;
+///
+/// // Each way a stranger's header can be wrong has its own error and code.
+/// let url_safe = header::decode::<Supported>("eyJr-_");
+/// assert!(matches!(url_safe, Err(HeaderError::NotBase64(_))));
+/// assert_eq!(header::decode::<Supported>("  ").unwrap_err().code(), "empty_header");
+/// // `e30=` is `{}`: JSON, but not the object asked for.
+/// assert!(matches!(header::decode::<Supported>("e30="), Err(HeaderError::Shape(_))));
+/// ```
 pub fn decode<T: DeserializeOwned>(value: &str) -> Result<T, HeaderError> {
     let json = decode_json(value)?;
     serde_json::from_value(json).map_err(|e| HeaderError::Shape(e.to_string()))

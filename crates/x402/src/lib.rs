@@ -8,7 +8,6 @@ pub mod eip3009;
 pub mod facilitator;
 pub mod header;
 pub mod http_facilitator;
-mod lenient;
 pub mod money;
 pub mod network;
 pub mod reason;

@@ -51,6 +51,23 @@ pub enum MoneyError {
 }
 
 /// An amount of a token in atomic units, carrying the token's decimals so it can be shown.
+///
+/// ```rust
+/// use alloy::primitives::U256;
+/// use x402::{Money, MoneyError};
+///
+/// // People type decimals; the ledger keeps atomic units (USDC has 6 decimals).
+/// let price = Money::parse("$0.001", 6)?;
+/// assert_eq!(price.atomic, U256::from(1000));
+/// assert_eq!(price.to_string(), "0.001");
+///
+/// // Anything finer than one atomic unit is refused, never rounded.
+/// assert!(matches!(
+///     Money::parse("0.0000001", 6),
+///     Err(MoneyError::TooPrecise { .. })
+/// ));
+/// # Ok::<(), MoneyError>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Money {
     /// Integer atomic units (for USDC, millionths).

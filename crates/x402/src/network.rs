@@ -248,6 +248,21 @@ impl Network {
     pub const BASE_SEPOLIA: Network = Network::Eip155(84532);
 
     /// Parses a v1 name, an alias, or a CAIP-2 id (case-insensitive for names).
+    ///
+    /// ```rust
+    /// use x402::Network;
+    ///
+    /// // v1 names and v2 CAIP-2 ids are one value, written back in each version's form.
+    /// let network = Network::parse("base-sepolia")?;
+    /// assert_eq!(network, Network::parse("eip155:84532")?);
+    /// assert_eq!(network.caip2(), "eip155:84532");
+    /// assert_eq!(network.v1_name(), "base-sepolia");
+    /// assert_eq!(network.chain_id(), Some(84532));
+    ///
+    /// // Other namespaces are carried, though nothing here can pay on them.
+    /// assert_eq!(Network::parse("solana:5eykt4UsFv8P8NJdTREpY1vzqKqZKvdp")?.chain_id(), None);
+    /// # Ok::<(), x402::NetworkError>(())
+    /// ```
     pub fn parse(input: &str) -> Result<Self, NetworkError> {
         let trimmed = input.trim();
         if let Some(reference) = trimmed.strip_prefix("eip155:") {
