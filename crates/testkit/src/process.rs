@@ -1,0 +1,60 @@
+//! Child processes that announce themselves with one JSON line on stdout (`agora
+//! serve`, `agora devnet`, `agora facilitator`), and the 0600 key files they read.
+
+use std::fmt::Display;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use devnet::Devnet;
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdout, Command};
+
+/// What a child prints after its startup line.
+pub type Rest = Lines<BufReader<ChildStdout>>;
+
+/// Reads `child`'s first stdout line (its stdout must be piped) within `within` and
+/// parses it as JSON; the error says what came instead.
+pub async fn startup_line(child: &mut Child, within: Duration) -> Result<(Value, Rest), String> {
+    let stdout = child.stdout.take().ok_or("no stdout pipe")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let line = match tokio::time::timeout(within, lines.next_line()).await {
+        Ok(Ok(Some(line))) => line,
+        Ok(Ok(None)) => return Err("it exited before its startup line".into()),
+        Ok(Err(e)) => return Err(format!("reading its stdout failed: {e}")),
+        Err(_) => return Err(format!("no startup line within {within:?}")),
+    };
+    let value = serde_json::from_str(&line).map_err(|e| format!("startup line {line:?}: {e}"))?;
+    Ok((value, lines))
+}
+
+/// Spawns `command` with stdout piped and waits up to `within` for its JSON startup
+/// line; panics with the child's stderr (when piped) if none comes.
+pub async fn spawn(mut command: Command, within: Duration) -> (Child, Value, Rest) {
+    let mut child = command.stdout(Stdio::piped()).spawn().unwrap();
+    match startup_line(&mut child, within).await {
+        Ok((value, rest)) => (child, value, rest),
+        Err(e) => {
+            let mut stderr = String::new();
+            if let Some(mut pipe) = child.stderr.take() {
+                let _ = pipe.read_to_string(&mut stderr).await;
+            }
+            panic!("the command did not start: {e}\n{stderr}");
+        }
+    }
+}
+
+/// Writes `key` and a newline to `dir/name` with permissions `mode`.
+pub fn key_file(dir: &Path, name: &str, key: impl Display, mode: u32) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, format!("{key}\n")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+    path
+}
+
+/// Writes devnet account `i`'s key to `dir/name`, mode 0600 as agora requires.
+pub fn account_key_file(dir: &Path, name: &str, chain: &Devnet, i: usize) -> PathBuf {
+    key_file(dir, name, chain.accounts()[i].private_key(), 0o600)
+}
