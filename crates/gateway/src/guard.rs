@@ -26,10 +26,13 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use alloy::primitives::B256;
-use rusqlite::{Connection, params};
-use tokio::sync::oneshot;
 use x402::eip3009::AuthorizationKey;
-use x402::wire::{SettleResponse, X402Version};
+use x402::wire::SettleResponse;
+
+mod ledger;
+
+use ledger::Ledger;
+pub use ledger::LedgerError;
 
 /// How long a charged-but-unanswered (or unresolved) authorization stays redeemable.
 pub const REDEEMABLE_SECONDS: u64 = 7 * 24 * 3600;
@@ -51,17 +54,6 @@ pub enum Stage {
     },
     /// Charged and answered.
     Served,
-}
-
-impl Stage {
-    fn name(&self) -> &'static str {
-        match self {
-            Stage::Fresh => "fresh",
-            Stage::Settling { .. } => "settling",
-            Stage::Paid { .. } => "paid",
-            Stage::Served => "served",
-        }
-    }
 }
 
 /// Why an authorization cannot be used now.
@@ -115,22 +107,6 @@ impl Table {
             },
         );
     }
-}
-
-/// The ledger could not be opened or written.
-#[derive(Debug, thiserror::Error)]
-pub enum LedgerError {
-    /// SQLite said no.
-    #[error("payment ledger {path}: {message}")]
-    Sqlite {
-        /// The ledger file.
-        path: String,
-        /// SQLite's message.
-        message: String,
-    },
-    /// The writer thread is gone.
-    #[error("the payment ledger's writer stopped; restart the gateway")]
-    Stopped,
 }
 
 /// The guard: an in-memory table, optionally mirrored to a SQLite ledger.
@@ -227,11 +203,7 @@ impl ReplayGuard {
 
     fn record(&self, key: AuthorizationKey, stage: &Stage, expires: u64) {
         if let Some(ledger) = &self.ledger {
-            ledger.send(Op::Put {
-                key,
-                stage: Box::new(stage.clone()),
-                expires,
-            });
+            ledger.put(key, stage, expires);
         }
     }
 }
@@ -264,11 +236,7 @@ impl Hold {
         self.update(stage.clone());
         match &self.guard.ledger {
             Some(ledger) => {
-                ledger.send(Op::Put {
-                    key: self.key,
-                    stage: Box::new(stage),
-                    expires: self.redeemable_until(),
-                });
+                ledger.put(self.key, &stage, self.redeemable_until());
                 ledger.flush().await
             }
             None => Ok(()),
@@ -296,7 +264,7 @@ impl Hold {
     pub fn not_charged(mut self) {
         self.stage = Stage::Fresh;
         if let Some(ledger) = &self.guard.ledger {
-            ledger.send(Op::Delete { key: self.key });
+            ledger.delete(self.key);
         }
         // Dropping a Fresh hold forgets the entry.
     }
@@ -328,240 +296,6 @@ impl Drop for Hold {
             }
         }
     }
-}
-
-enum Op {
-    Put {
-        key: AuthorizationKey,
-        stage: Box<Stage>,
-        expires: u64,
-    },
-    Delete {
-        key: AuthorizationKey,
-    },
-    Flush(oneshot::Sender<Result<(), LedgerError>>),
-}
-
-/// The SQLite mirror, written by one thread that commits whatever has queued up in
-/// one transaction (group commit).
-struct Ledger {
-    ops: Mutex<std::sync::mpsc::Sender<Op>>,
-}
-
-const SCHEMA: &str = "
-PRAGMA journal_mode = WAL;
-PRAGMA synchronous = NORMAL;
-CREATE TABLE IF NOT EXISTS payments (
-    chain_id    INTEGER NOT NULL,
-    asset       TEXT NOT NULL,
-    payer       TEXT NOT NULL,
-    nonce       TEXT NOT NULL,
-    stage       TEXT NOT NULL CHECK (stage IN ('settling', 'paid', 'served')),
-    transaction_hash TEXT,
-    receipt     TEXT,
-    expires     INTEGER NOT NULL,
-    PRIMARY KEY (chain_id, asset, payer, nonce)
-);
-";
-
-type Row = (AuthorizationKey, Stage, u64);
-
-impl Ledger {
-    fn open(path: &Path, now: u64) -> Result<(Self, Vec<Row>), LedgerError> {
-        let sqlite = |e: rusqlite::Error| LedgerError::Sqlite {
-            path: path.display().to_string(),
-            message: e.to_string(),
-        };
-        let conn = Connection::open(path).map_err(sqlite)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(sqlite)?;
-        conn.execute_batch(SCHEMA).map_err(sqlite)?;
-        conn.execute(
-            "DELETE FROM payments WHERE expires <= ?1",
-            params![to_i64(now)],
-        )
-        .map_err(sqlite)?;
-        let rows = load(&conn).map_err(sqlite)?;
-        let (tx, rx) = std::sync::mpsc::channel();
-        let shown = path.display().to_string();
-        std::thread::Builder::new()
-            .name("agora-ledger".into())
-            .spawn(move || write_forever(conn, rx, shown))
-            .map_err(|e| LedgerError::Sqlite {
-                path: path.display().to_string(),
-                message: format!("cannot start the writer thread: {e}"),
-            })?;
-        Ok((
-            Self {
-                ops: Mutex::new(tx),
-            },
-            rows,
-        ))
-    }
-
-    fn send(&self, op: Op) {
-        let sender = self.ops.lock().unwrap_or_else(|e| e.into_inner());
-        if sender.send(op).is_err() {
-            tracing::error!("the payment ledger's writer stopped; records are in memory only");
-        }
-    }
-
-    async fn flush(&self) -> Result<(), LedgerError> {
-        let (tx, rx) = oneshot::channel();
-        self.send(Op::Flush(tx));
-        rx.await.map_err(|_| LedgerError::Stopped)?
-    }
-}
-
-fn to_i64(n: u64) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
-}
-
-fn key_params(key: &AuthorizationKey) -> (i64, String, String, String) {
-    (
-        to_i64(key.chain_id),
-        key.asset.to_string(),
-        key.payer.to_string(),
-        key.nonce.to_string(),
-    )
-}
-
-fn load(conn: &Connection) -> Result<Vec<Row>, rusqlite::Error> {
-    let mut stmt = conn.prepare(
-        "SELECT chain_id, asset, payer, nonce, stage, transaction_hash, receipt, expires FROM payments",
-    )?;
-    let rows = stmt.query_map([], |row| {
-        Ok((
-            row.get::<_, i64>(0)?,
-            row.get::<_, String>(1)?,
-            row.get::<_, String>(2)?,
-            row.get::<_, String>(3)?,
-            row.get::<_, String>(4)?,
-            row.get::<_, Option<String>>(5)?,
-            row.get::<_, Option<String>>(6)?,
-            row.get::<_, i64>(7)?,
-        ))
-    })?;
-    let mut out = Vec::new();
-    for row in rows {
-        let (chain, asset, payer, nonce, stage, hash, receipt, expires) = row?;
-        let key = match (
-            u64::try_from(chain),
-            asset.parse(),
-            payer.parse(),
-            nonce.parse(),
-        ) {
-            (Ok(chain_id), Ok(asset), Ok(payer), Ok(nonce)) => AuthorizationKey {
-                chain_id,
-                asset,
-                payer,
-                nonce,
-            },
-            _ => {
-                tracing::error!("payment ledger: skipping an unreadable row ({payer}, {nonce})");
-                continue;
-            }
-        };
-        let transaction = hash.and_then(|h| h.parse().ok());
-        let stage = match stage.as_str() {
-            "settling" => Stage::Settling { transaction },
-            "paid" => match receipt.and_then(|r| serde_json::from_str::<SettleResponse>(&r).ok()) {
-                Some(receipt) => Stage::Paid { receipt },
-                // A paid row whose receipt cannot be read is settled again: the
-                // facilitator answers the original receipt.
-                None => Stage::Settling { transaction },
-            },
-            "served" => Stage::Served,
-            other => {
-                tracing::error!("payment ledger: unknown stage {other:?}; skipping");
-                continue;
-            }
-        };
-        out.push((key, stage, u64::try_from(expires).unwrap_or(0)));
-    }
-    Ok(out)
-}
-
-/// How often the writer deletes rows whose time is up, so the file stays the size of
-/// what is remembered.
-const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
-
-fn write_forever(mut conn: Connection, ops: std::sync::mpsc::Receiver<Op>, path: String) {
-    let mut pruned = std::time::Instant::now();
-    while let Ok(first) = ops.recv() {
-        let mut batch = vec![first];
-        while let Ok(more) = ops.try_recv() {
-            batch.push(more);
-        }
-        if pruned.elapsed() >= PRUNE_EVERY {
-            pruned = std::time::Instant::now();
-            let now = to_i64(x402::eip3009::unix_now());
-            if let Err(e) = conn.execute("DELETE FROM payments WHERE expires <= ?1", params![now]) {
-                tracing::warn!("payment ledger {path}: cannot prune expired rows: {e}");
-            }
-        }
-        let written = write_batch(&mut conn, &batch).map_err(|e| LedgerError::Sqlite {
-            path: path.clone(),
-            message: e.to_string(),
-        });
-        if let Err(e) = &written {
-            tracing::error!("{e}");
-        }
-        for op in batch {
-            if let Op::Flush(done) = op {
-                let _ = done.send(match &written {
-                    Ok(()) => Ok(()),
-                    Err(e) => Err(LedgerError::Sqlite {
-                        path: path.clone(),
-                        message: e.to_string(),
-                    }),
-                });
-            }
-        }
-    }
-}
-
-fn write_batch(conn: &mut Connection, batch: &[Op]) -> Result<(), rusqlite::Error> {
-    let tx = conn.transaction()?;
-    for op in batch {
-        match op {
-            Op::Put {
-                key,
-                stage,
-                expires,
-            } => {
-                let (chain, asset, payer, nonce) = key_params(key);
-                let (hash, receipt) = match stage.as_ref() {
-                    Stage::Settling { transaction } => (transaction.map(|h| h.to_string()), None),
-                    Stage::Paid { receipt } => (
-                        receipt.transaction.map(|h| h.to_string()),
-                        Some(receipt.to_wire(X402Version::V2).to_string()),
-                    ),
-                    Stage::Served | Stage::Fresh => (None, None),
-                };
-                if **stage == Stage::Fresh {
-                    continue;
-                }
-                tx.execute(
-                    "INSERT INTO payments (chain_id, asset, payer, nonce, stage, transaction_hash, receipt, expires)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-                     ON CONFLICT (chain_id, asset, payer, nonce) DO UPDATE SET
-                         stage = excluded.stage, transaction_hash = excluded.transaction_hash,
-                         receipt = excluded.receipt, expires = excluded.expires",
-                    params![chain, asset, payer, nonce, stage.name(), hash, receipt, to_i64(*expires)],
-                )?;
-            }
-            Op::Delete { key } => {
-                let (chain, asset, payer, nonce) = key_params(key);
-                tx.execute(
-                    "DELETE FROM payments WHERE chain_id = ?1 AND asset = ?2 AND payer = ?3 AND nonce = ?4",
-                    params![chain, asset, payer, nonce],
-                )?;
-            }
-            Op::Flush(_) => {}
-        }
-    }
-    tx.commit()
 }
 
 #[cfg(test)]
