@@ -14,17 +14,9 @@ use std::time::{Duration, Instant};
 
 use alloy::primitives::{Signature, U256};
 use alloy::signers::local::PrivateKeySigner;
-use devnet::{Devnet, DevnetConfig};
-use facilitator::{ChainConfig, EmbeddedConfig, EmbeddedFacilitator};
+use testkit::pay::{PRICE, request};
+use x402::{Facilitator, FacilitatorRequest};
 use x402::eip3009::{self, unix_now};
-use x402::{Facilitator, FacilitatorRequest, PaymentRequirements};
-
-const PRICE: u64 = 1000;
-
-fn request(requirement: &PaymentRequirements, signer: &PrivateKeySigner) -> FacilitatorRequest {
-    let payload = eip3009::authorize(signer, requirement, unix_now()).unwrap();
-    FacilitatorRequest::v2(requirement, payload)
-}
 
 fn rate(count: usize, elapsed: Duration) -> f64 {
     count as f64 / elapsed.as_secs_f64()
@@ -39,29 +31,10 @@ async fn main() {
         (20, 5, 4)
     };
 
-    let chain = Devnet::start(DevnetConfig {
-        accounts: 2,
-        ..DevnetConfig::default()
-    })
-    .await
-    .unwrap();
+    let chain = testkit::chain::devnet(2).await;
     let db = tempfile::tempdir().unwrap();
-    let config = EmbeddedConfig::new(
-        vec![ChainConfig {
-            network: chain.network(),
-            rpc_url: chain.rpc_url().to_string(),
-        }],
-        chain.accounts()[0].signer(),
-        db.path().join("bench.db"),
-    );
-    let facilitator = Arc::new(EmbeddedFacilitator::open(config).await.unwrap());
-    let requirement = PaymentRequirements::exact(
-        chain.network(),
-        chain.usdc(),
-        U256::from(PRICE),
-        chain.accounts()[1].address(),
-        600,
-    );
+    let facilitator = testkit::embedded::facilitator(&chain, db.path()).await;
+    let requirement = testkit::pay::requirement(&chain, chain.accounts()[1].address(), 600);
     let payers: Vec<PrivateKeySigner> = (0..settle_n * 2)
         .map(|_| PrivateKeySigner::random())
         .collect();
@@ -73,7 +46,7 @@ async fn main() {
     }
 
     // Offline verification vs its ecrecover baseline.
-    let sample = request(&requirement, &payers[0]);
+    let sample = request(&payers[0], &requirement);
     let domain = eip3009::domain(
         "USDC",
         "2",
@@ -102,7 +75,7 @@ async fn main() {
 
     // Verify with simulation (each a fresh authorization, released after).
     let verifies: Vec<FacilitatorRequest> = (0..verify_n)
-        .map(|i| request(&requirement, &payers[i % payers.len()]))
+        .map(|i| request(&payers[i % payers.len()], &requirement))
         .collect();
     let start = Instant::now();
     for r in &verifies {
@@ -114,7 +87,7 @@ async fn main() {
     // Settlement: one at a time, then all at once.
     let sequential: Vec<FacilitatorRequest> = payers[..settle_n]
         .iter()
-        .map(|p| request(&requirement, p))
+        .map(|p| request(p, &requirement))
         .collect();
     let start = Instant::now();
     for r in &sequential {
@@ -123,7 +96,7 @@ async fn main() {
     let one_at_a_time = rate(settle_n, start.elapsed());
     let concurrent: Vec<FacilitatorRequest> = payers[settle_n..]
         .iter()
-        .map(|p| request(&requirement, p))
+        .map(|p| request(p, &requirement))
         .collect();
     let start = Instant::now();
     let tasks: Vec<_> = concurrent

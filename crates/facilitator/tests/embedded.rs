@@ -14,9 +14,9 @@ use alloy::primitives::{Address, B256, U256};
 use alloy::providers::Provider;
 use alloy::signers::local::PrivateKeySigner;
 use alloy::sol_types::SolEvent;
-use devnet::{Devnet, DevnetConfig};
+use devnet::Devnet;
 use facilitator::store::SettlementStatus;
-use facilitator::{ChainConfig, EmbeddedConfig, EmbeddedFacilitator};
+use facilitator::EmbeddedFacilitator;
 use x402::eip3009::{self, IEip3009Token, unix_now};
 use x402::{
     Authorization, ErrorReason, Facilitator, FacilitatorRequest, Network, PaymentRequirements,
@@ -32,54 +32,31 @@ struct Fixture {
 }
 
 async fn fixture() -> Fixture {
-    let chain = Devnet::start(DevnetConfig {
-        accounts: 3,
-        ..DevnetConfig::default()
-    })
-    .await
-    .unwrap();
+    let chain = testkit::chain::devnet(3).await;
     let db = tempfile::tempdir().unwrap();
     let facilitator = open(&chain, &db, Duration::from_secs(30)).await;
     let seller = chain.accounts()[1].address();
     Fixture {
         chain,
-        facilitator: Arc::new(facilitator),
+        facilitator,
         seller,
         _db: db,
     }
-}
-
-/// The devnet's chain, settled by account 0, journaled in `db`.
-fn config(chain: &Devnet, db: &tempfile::TempDir) -> EmbeddedConfig {
-    EmbeddedConfig::new(
-        vec![ChainConfig {
-            network: chain.network(),
-            rpc_url: chain.rpc_url().to_string(),
-        }],
-        chain.accounts()[0].signer(),
-        db.path().join("facilitator.db"),
-    )
 }
 
 async fn open(
     chain: &Devnet,
     db: &tempfile::TempDir,
     receipt_timeout: Duration,
-) -> EmbeddedFacilitator {
-    let mut config = config(chain, db);
+) -> Arc<EmbeddedFacilitator> {
+    let mut config = testkit::embedded::config(chain, db.path());
     config.receipt_timeout = receipt_timeout;
-    EmbeddedFacilitator::open(config).await.unwrap()
+    testkit::embedded::open(config).await
 }
 
 impl Fixture {
     fn requirement(&self) -> PaymentRequirements {
-        PaymentRequirements::exact(
-            self.chain.network(),
-            self.chain.usdc(),
-            U256::from(PRICE),
-            self.seller,
-            60,
-        )
+        testkit::pay::requirement(&self.chain, self.seller, 60)
     }
 
     fn buyer(&self) -> PrivateKeySigner {
@@ -91,8 +68,7 @@ impl Fixture {
         requirement: &PaymentRequirements,
         signer: &PrivateKeySigner,
     ) -> FacilitatorRequest {
-        let payload = eip3009::authorize(signer, requirement, unix_now()).unwrap();
-        wrap(requirement, payload)
+        testkit::pay::request(signer, requirement)
     }
 
     /// A payment signed for `requirement` with its authorization changed by `edit`.
@@ -418,10 +394,8 @@ async fn a_settlement_interrupted_before_its_receipt_is_resolved_from_the_journa
 #[tokio::test]
 async fn http_api_serves_supported_and_refuses_malformed_requests() {
     let fx = fixture().await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let app = facilitator::router(fx.facilitator.clone());
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let server = testkit::loopback::serve(facilitator::router(fx.facilitator.clone())).await;
+    let base = server.url();
     let http = reqwest::Client::new();
 
     let supported: x402::Supported = http
@@ -482,7 +456,7 @@ async fn http_api_serves_supported_and_refuses_malformed_requests() {
 async fn a_stuck_settlement_gets_its_fees_raised_and_settles_once() {
     let fx = fixture().await;
     let db = tempfile::tempdir().unwrap();
-    let mut config = config(&fx.chain, &db);
+    let mut config = testkit::embedded::config(&fx.chain, db.path());
     config.receipt_timeout = Duration::from_millis(300);
     config.resolve_interval = Duration::from_millis(200);
     config.bump_after = Duration::from_secs(1);
@@ -546,7 +520,7 @@ async fn only_allowed_tokens_are_settled_and_gas_is_capped() {
     );
 
     let db = tempfile::tempdir().unwrap();
-    let mut config = config(&fx.chain, &db);
+    let mut config = testkit::embedded::config(&fx.chain, db.path());
     config.gas_limit_cap = 21_000;
     let stingy = EmbeddedFacilitator::open(config).await.unwrap();
     let seller_before = fx.chain.usdc_balance(fx.seller).await.unwrap();
@@ -568,10 +542,8 @@ async fn only_allowed_tokens_are_settled_and_gas_is_capped() {
 #[tokio::test]
 async fn release_over_http_frees_a_verified_authorization_at_once() {
     let fx = fixture().await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let app = facilitator::router(fx.facilitator.clone());
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let server = testkit::loopback::serve(facilitator::router(fx.facilitator.clone())).await;
+    let base = server.url();
     let remote = x402::HttpFacilitator::new(&base).unwrap();
     let request = fx.request(&fx.requirement(), &fx.buyer());
 

@@ -10,7 +10,6 @@ use std::sync::Arc;
 
 use alloy::primitives::{Address, B256, U256};
 use alloy::signers::local::PrivateKeySigner;
-use x402::eip3009::{self, unix_now};
 use x402::facilitator::BoxFuture;
 use x402::wire::{SettleResponse, Supported, VerifyResponse};
 use x402::{Facilitator, FacilitatorError, FacilitatorRequest, Network, PaymentRequirements};
@@ -50,8 +49,7 @@ fn request() -> FacilitatorRequest {
         300,
     );
     let buyer = PrivateKeySigner::from_bytes(&B256::repeat_byte(7)).unwrap();
-    let payload = eip3009::authorize(&buyer, &requirement, unix_now()).unwrap();
-    FacilitatorRequest::v2(&requirement, payload)
+    testkit::pay::request(&buyer, &requirement)
 }
 
 #[tokio::test]
@@ -72,16 +70,15 @@ async fn router_503_shows_only_the_rpc_origin_test_double() {
         },
         FacilitatorError::Internal(format!("cannot serialize for {RPC}")),
     ];
-    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let http = testkit::http();
     for failure in failures {
         assert!(
             failure.to_string().contains("SECRET"),
             "the double's error names the secret, so the router has something to hide"
         );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
         let app = facilitator::router(Arc::new(DeadRpc(failure.clone())));
-        tokio::spawn(async move { axum::serve(listener, app).await });
+        let server = testkit::loopback::serve(app).await;
+        let base = server.url();
         for (method, path) in [
             ("POST", "/verify"),
             ("POST", "/settle"),
