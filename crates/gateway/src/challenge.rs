@@ -1,5 +1,9 @@
 //! The 402 challenge, in every form a client may read it.
 //!
+//! Everything about the 402 lives here: the requirements offered for a resource URL,
+//! the challenge built from them, the refusal that says why a payment was not taken,
+//! and the response that carries either.
+//!
 //! One response serves every official client: the `PAYMENT-REQUIRED` header carries
 //! the exact v2 object (current clients read only the header when it is present), and
 //! the JSON body is a v1 object (legacy clients read only the body, and only when it
@@ -8,10 +12,18 @@
 //! offering a network that has no v1 name gets a v2 body instead, because no v1
 //! client could pay it anyway. Browsers get a readable HTML page, still with 402.
 
+use axum::http::StatusCode;
+use axum::http::header::{self, HeaderMap, HeaderValue};
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
+use x402::header::PAYMENT_REQUIRED;
 use x402::money::Money;
+use x402::reason::Invalid;
 use x402::wire::{PaymentRequired, PaymentRequirements, ResourceInfo, X402Version};
 
+use crate::GatewayConfig;
+use crate::respond;
 use crate::route::Route;
 
 /// A built 402: header value, JSON body and the v2 object behind both.
@@ -90,6 +102,119 @@ pub fn build(
         body: Value::Object(body),
         required,
     })
+}
+
+/// The 402 for a request that carried no payment: JSON, or the HTML paywall when the
+/// client asked for a page.
+pub(crate) fn payment_required(
+    route: &Route,
+    resource_url: &str,
+    floor: u64,
+    headers: &HeaderMap,
+) -> Response {
+    respond_402(
+        route,
+        resource_url,
+        floor,
+        "payment required",
+        None,
+        wants_html(headers),
+    )
+}
+
+/// A 402 that says why the payment was refused, with fresh requirements.
+pub(crate) fn refused(
+    route: &Route,
+    resource_url: &str,
+    floor: u64,
+    invalid: &Invalid,
+) -> Response {
+    let failure = json!({ "reason": invalid.reason.as_str(), "message": invalid.message });
+    let mut response = respond_402(
+        route,
+        resource_url,
+        floor,
+        &invalid.message,
+        Some(failure),
+        false,
+    );
+    if let Ok(v) = HeaderValue::from_str(invalid.reason.as_str()) {
+        response.headers_mut().insert("x-payment-invalid-reason", v);
+    }
+    response
+}
+
+fn respond_402(
+    route: &Route,
+    resource_url: &str,
+    floor: u64,
+    error: &str,
+    failure: Option<Value>,
+    html: bool,
+) -> Response {
+    let challenge = match build(route, resource_url, floor, error, failure) {
+        Ok(c) => c,
+        Err(e) => {
+            return respond::error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                "challenge_encoding",
+                e.to_string(),
+            );
+        }
+    };
+    let mut response = if html {
+        (
+            StatusCode::PAYMENT_REQUIRED,
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            )],
+            html_page(route, &challenge),
+        )
+            .into_response()
+    } else {
+        (
+            StatusCode::PAYMENT_REQUIRED,
+            axum::Json(challenge.body.clone()),
+        )
+            .into_response()
+    };
+    respond::put(response.headers_mut(), PAYMENT_REQUIRED, &challenge.header);
+    response.headers_mut().insert(
+        header::LINK,
+        HeaderValue::from_static("</api/services.json>; rel=\"catalog\""),
+    );
+    response
+}
+
+fn wants_html(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.contains("text/html"))
+}
+
+/// The URL a buyer pays for: the public base URL if configured, else what the request
+/// itself says (`Host`, `X-Forwarded-Proto`).
+pub(crate) fn resource_url(config: &GatewayConfig, parts: &Parts) -> String {
+    let path = parts
+        .uri
+        .path_and_query()
+        .map_or_else(|| parts.uri.path().to_string(), |p| p.as_str().to_string());
+    if let Some(base) = &config.public_base_url {
+        return format!("{}{path}", base.trim_end_matches('/'));
+    }
+    let header = |name: &str| {
+        parts
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let scheme = header("x-forwarded-proto").unwrap_or_else(|| "http".into());
+    let host = header("host").unwrap_or_else(|| "localhost".into());
+    format!("{scheme}://{host}{path}")
 }
 
 /// One `accepts` entry carrying both amount spellings and the v1 resource fields.

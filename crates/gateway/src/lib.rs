@@ -5,15 +5,18 @@
 //! remote). The gate never charges for a failed call and never lets one authorization
 //! buy twice: see [`paid`] for the request path.
 
+mod admission;
 mod answer;
 pub mod catalog;
 pub mod challenge;
+mod free;
 pub mod guard;
 pub mod limits;
+pub mod matching;
 pub mod metrics;
 pub mod paid;
-pub mod payment;
 pub mod proxy;
+mod receipt;
 mod respond;
 pub mod route;
 mod server;

@@ -1,4 +1,4 @@
-//! The request path of a route: challenge, check, verify, proxy, settle, deliver.
+//! The paid call: from a payment header to a delivered, charged answer.
 //!
 //! The order is what keeps buyers whole. Before anything is held for a payment, its
 //! signature must recover to its payer (forgeries cost a hash, nothing more). The
@@ -12,43 +12,53 @@
 //! upstream is called again, since a cached answer could not survive a crash anyway.
 //! Work after the checks runs in its own task, so a client hanging up cannot cut a
 //! settlement in half.
+//!
+//! Each authorization is used under a [`Hold`], an RAII guard: dropped on any early
+//! return, it gives the authorization back. The 402s are built in `challenge.rs`, the
+//! payment is matched in `matching.rs`, and receipts are in `receipt.rs`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use axum::Extension;
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
-use axum::http::header::{self, HeaderMap, HeaderValue};
+use axum::http::StatusCode;
+use axum::http::header::HeaderMap;
 use axum::http::request::Parts;
-use axum::http::{Method, StatusCode};
-use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use axum::response::Response;
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
-use x402::eip3009::{self, AuthorizationKey, VALID_AFTER_SKEW_SECONDS, unix_now};
-use x402::header::{
-    PAYMENT_REQUIRED, PAYMENT_RESPONSE, PAYMENT_SIGNATURE, X_PAYMENT, X_PAYMENT_RESPONSE,
-};
+use x402::eip3009::{VALID_AFTER_SKEW_SECONDS, unix_now};
+use x402::header::{PAYMENT_SIGNATURE, X_PAYMENT};
 use x402::reason::{ErrorReason, Invalid};
 use x402::wire::{
     FacilitatorRequest, PaymentPayload, PaymentRequirements, SettleResponse, X402Version,
 };
 
+use crate::admission::Admitted;
 use crate::answer::Answer;
 use crate::guard::{Hold, Refusal, Stage};
-use crate::limits::{self, Limiter};
 use crate::metrics::{Outcome, Stage as Timing};
-use crate::route::{Route, check_path};
-use crate::{Gatekeeper, GatewayConfig, InFlightToken, challenge, payment, proxy, respond};
+use crate::receipt::{self, Settled};
+use crate::route::Route;
+use crate::{Gatekeeper, GatewayConfig, InFlightToken, challenge, free, matching, proxy, respond};
 
 /// Extra validity asked of an authorization beyond the upstream and settle timeouts,
 /// for clock skew and the time the request spent reaching us.
 pub const VALIDITY_MARGIN_SECONDS: u64 = 30;
 
-/// Every request that is not a published document or an operations endpoint.
-pub(crate) async fn handle(State(inner): State<Arc<Gatekeeper>>, request: Request) -> Response {
-    let mut response = dispatch(&inner, request).await;
-    respond::cors(response.headers_mut());
-    response
+/// Every admitted request (see `admission.rs`): free ones are proxied as they are,
+/// the rest go through the gate.
+pub(crate) async fn handle(
+    State(inner): State<Arc<Gatekeeper>>,
+    Extension(admitted): Extension<Admitted>,
+    request: Request,
+) -> Response {
+    let (parts, body) = request.into_parts();
+    if admitted.route.is_free(&admitted.rest) {
+        return free::serve(&inner, &admitted, parts, body).await;
+    }
+    paid(&inner, admitted, parts, body).await
 }
 
 /// Seconds an authorization must still be valid when a paid call starts: the
@@ -60,101 +70,21 @@ pub(crate) fn required_validity(config: &GatewayConfig, route: &Route) -> u64 {
         .as_secs()
 }
 
-async fn dispatch(inner: &Arc<Gatekeeper>, request: Request) -> Response {
-    let path = request.uri().path().to_string();
-    if let Err(e) = check_path(&path) {
-        return respond::error(
-            StatusCode::BAD_REQUEST,
-            "invalid_path",
-            "path_traversal",
-            e.to_string(),
-        );
-    }
-    if !inner.is_loaded() {
-        // Right after a (re)start, before the first route table: "not sold here"
-        // would be a lie to a buyer retrying a payment.
-        return respond::retry_later(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "starting",
-            "routes_not_loaded",
-            "the gateway is starting; retry in a moment (a payment you are retrying is safe to send again)",
-            1,
-        );
-    }
-    let snapshot = inner.snapshot();
-    let Some((route, rest)) = snapshot.table.find(&path) else {
-        return respond::error(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            "no_route",
-            format!("nothing is sold at {path}; the services are listed at /api/services.json"),
-        );
-    };
-    let (route, rest) = (route.clone(), rest.to_string());
-    let limiter = snapshot.limiters.get(&route.name).cloned();
-    drop(snapshot);
-
-    if request.method() == Method::OPTIONS {
-        return respond::preflight();
-    }
+async fn paid(inner: &Arc<Gatekeeper>, admitted: Admitted, parts: Parts, body: Body) -> Response {
+    let route = &admitted.route;
     let metrics = &inner.metrics;
-    if let Some(reason) = &route.unavailable {
-        metrics.count(&route.name, Outcome::Unavailable);
-        return respond::retry_later(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "service_unavailable",
-            "not_ready",
-            format!(
-                "{} is not being sold right now: {reason}; you were not charged",
-                route.name
-            ),
-            30,
-        );
-    }
-    if let Some(l) = &limiter
-        && !l.admit()
-    {
-        metrics.count(&route.name, Outcome::Limited);
-        return respond::retry_later(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
-            "rps_limit",
-            format!(
-                "{} accepts at most {} requests per second",
-                route.name,
-                l.limits().rps.unwrap_or(0)
-            ),
-            1,
-        );
-    }
-    let (parts, body) = request.into_parts();
-    if route.is_free(&rest) {
-        return free(inner, &route, &rest, parts, body, limiter.as_deref()).await;
-    }
-
-    let required = required_validity(&inner.config, &route);
+    let required = required_validity(&inner.config, route);
     let floor = required.saturating_add(VALIDITY_MARGIN_SECONDS);
-    let resource_url = resource_url(&inner.config, &parts);
+    let resource_url = challenge::resource_url(&inner.config, &parts);
     let header = parts
         .headers
         .get(PAYMENT_SIGNATURE)
         .or_else(|| parts.headers.get(X_PAYMENT));
     let Some(header) = header else {
         metrics.count(&route.name, Outcome::Challenged);
-        return challenge_response(
-            &route,
-            &resource_url,
-            floor,
-            "payment required",
-            None,
-            wants_html(&parts.headers),
-        );
+        return challenge::payment_required(route, &resource_url, floor, &parts.headers);
     };
-    let payment = match header
-        .to_str()
-        .map_err(|_| x402::header::HeaderError::NotBase64("non-ASCII bytes".into()))
-        .and_then(x402::header::decode_payment)
-    {
+    let payment = match matching::decode(header) {
         Ok(p) => p,
         Err(e) => {
             metrics.count(&route.name, Outcome::Malformed);
@@ -168,23 +98,14 @@ async fn dispatch(inner: &Arc<Gatekeeper>, request: Request) -> Response {
             );
         }
     };
-    let offered = challenge::offered(&route, &resource_url, floor);
     let refuse = |invalid: &Invalid| {
         metrics.count(&route.name, Outcome::Rejected);
-        refused(&route, &resource_url, floor, invalid)
+        challenge::refused(route, &resource_url, floor, invalid)
     };
-    let chosen = match payment::select(&payment, &offered) {
-        Ok(c) => c.clone(),
+    let offered = challenge::offered(route, &resource_url, floor);
+    let (chosen, key) = match matching::matched(&payment, &offered) {
+        Ok(matched) => matched,
         Err(invalid) => return refuse(&invalid),
-    };
-    if let Err(invalid) = eip3009::verify_signature(&payment, &chosen) {
-        return refuse(&invalid);
-    }
-    let Some(key) = AuthorizationKey::of(&payment, &chosen) else {
-        return refuse(&Invalid::new(
-            ErrorReason::InvalidNetwork,
-            format!("{} is not an EVM network", chosen.network),
-        ));
     };
     let body = match read_body(body, &inner.config).await {
         Ok(body) => body,
@@ -216,33 +137,20 @@ async fn dispatch(inner: &Arc<Gatekeeper>, request: Request) -> Response {
             );
         }
     };
-    if *hold.stage() == Stage::Fresh {
-        let authorization = &payment.payload.authorization;
-        if let Err(invalid) = eip3009::check_validity(authorization, now) {
-            return refuse(&invalid);
-        }
-        let needed = now.saturating_add(required);
-        if authorization.valid_before < alloy::primitives::U256::from(needed) {
-            return refuse(&Invalid::new(
-                ErrorReason::ExpiresTooSoon,
-                format!(
-                    "the authorization is valid until {}, but this service may take {}s to answer and settle, so it must be valid until at least {needed}; sign one with validBefore >= {needed} (now + {floor}s is safe)",
-                    authorization.valid_before, required
-                ),
-            ));
-        }
+    if *hold.stage() == Stage::Fresh
+        && let Err(invalid) =
+            matching::valid_long_enough(&payment.payload.authorization, now, required, floor)
+    {
+        return refuse(&invalid);
     }
-    let permit = match limiter.as_deref().map(Limiter::enter).transpose() {
-        Ok(permit) => permit.flatten(),
-        Err(limits::Full) => {
-            metrics.count(&route.name, Outcome::Limited);
-            return at_capacity(&route.name, "; you were not charged");
-        }
+    let permit = match admitted.slot(metrics, "; you were not charged") {
+        Ok(permit) => permit,
+        Err(busy) => return *busy,
     };
     let job = PaidCall {
         inner: inner.clone(),
-        route,
-        rest,
+        route: admitted.route.clone(),
+        rest: admitted.rest,
         parts,
         body,
         request: facilitator_request(payment, chosen),
@@ -291,7 +199,7 @@ async fn read_body(body: Body, config: &GatewayConfig) -> Result<Bytes, Response
     .await
     {
         Ok(Ok(bytes)) => Ok(bytes),
-        Ok(Err(_)) => Err(body_too_large(config.max_body_bytes)),
+        Ok(Err(_)) => Err(respond::body_too_large(config.max_body_bytes)),
         Err(_) => Err(respond::error(
             StatusCode::REQUEST_TIMEOUT,
             "body_timeout",
@@ -323,16 +231,6 @@ fn facilitator_request(payment: PaymentPayload, chosen: PaymentRequirements) -> 
         payment_payload: payment,
         payment_requirements: requirement,
     }
-}
-
-/// What a settle told us about the money.
-enum Settled {
-    /// Charged; the answer must carry this receipt.
-    Charged(SettleResponse),
-    /// Not charged, for this reason.
-    NotCharged(Invalid),
-    /// Not known yet; the transaction if one was named.
-    Unknown(Option<alloy::primitives::B256>, String),
 }
 
 /// One paid call past the checks, owned by its own task.
@@ -401,7 +299,7 @@ impl PaidCall {
             }
             Ok(Ok(v)) if !v.is_valid => {
                 let invalid = Invalid::new(
-                    reason_from_wire(v.invalid_reason.as_deref()),
+                    receipt::reason_from_wire(v.invalid_reason.as_deref()),
                     v.invalid_message
                         .or(v.invalid_reason)
                         .unwrap_or_else(|| "the facilitator refused the payment".into()),
@@ -461,19 +359,7 @@ impl PaidCall {
         match self.call_upstream(payer).await {
             Ok(answer) => self.deliver(answer, hold, receipt),
             Err(failed) => {
-                let mut response = respond::retry_later(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "paid_not_served",
-                    "upstream_failed_after_payment",
-                    format!(
-                        "you already paid for this call (transaction {}), but the service failed to answer ({}); retry with the same payment header to get the answer, it is not charged again",
-                        receipt.transaction.unwrap_or_default(),
-                        failed.status()
-                    ),
-                    5,
-                );
-                receipt_headers(response.headers_mut(), &receipt, self.request.x402_version);
-                response
+                receipt::not_served(&receipt, self.request.x402_version, failed.status())
             }
         }
     }
@@ -554,40 +440,7 @@ impl PaidCall {
                 );
             }
         };
-        if receipt.success {
-            return Settled::Charged(receipt);
-        }
-        let reason = reason_from_wire(receipt.error_reason.as_deref());
-        if let Some(tx) = receipt.transaction {
-            // A transaction went out: until the chain says otherwise, money may move.
-            return Settled::Unknown(
-                Some(tx),
-                receipt
-                    .error_message
-                    .unwrap_or_else(|| "the settlement is not confirmed yet".into()),
-            );
-        }
-        if reason == ErrorReason::NonceAlreadyUsed {
-            // The token spent this authorization, and it pays this seller exactly
-            // this price: whoever submitted it (our earlier settle, whose answer was
-            // lost, or someone who front-ran it), the buyer was charged and is
-            // served. A facilitator that keeps no journal can only say "used".
-            let authorization = &self.request.payment_payload.payload.authorization;
-            return Settled::Charged(SettleResponse {
-                success: true,
-                error_reason: None,
-                error_message: None,
-                payer: Some(authorization.from),
-                transaction: earlier,
-                network: self.request.payment_requirements.network.clone(),
-                amount: Some(authorization.value),
-                extensions: None,
-            });
-        }
-        let message = receipt
-            .error_message
-            .unwrap_or_else(|| "settlement failed".into());
-        Settled::NotCharged(Invalid::new(reason, message))
+        receipt::read(receipt, &self.request, earlier)
     }
 
     fn deliver(self, answer: Answer, hold: Hold, receipt: SettleResponse) -> Response {
@@ -597,7 +450,7 @@ impl PaidCall {
             .metrics
             .settled(name, self.request.payment_requirements.amount);
         let mut extra = HeaderMap::new();
-        receipt_headers(&mut extra, &receipt, self.request.x402_version);
+        receipt::put(&mut extra, &receipt, self.request.x402_version);
         answer.deliver(extra, hold, self.permit)
     }
 
@@ -615,33 +468,7 @@ impl PaidCall {
         self.inner
             .metrics
             .count(&self.route.name, Outcome::SettlePending);
-        let shown = transaction.map_or_else(|| "not known yet".to_string(), |t| t.to_string());
-        let mut response = respond::retry_later(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "settlement_pending",
-            "settlement_pending",
-            format!(
-                "{why}; the outcome of your payment is not known yet (transaction {shown}). Do not sign a new payment: retry with the same payment header, and you get the answer if it was charged, or a 402 if it was not; it is charged at most once"
-            ),
-            5,
-        );
-        let receipt = SettleResponse {
-            success: false,
-            error_reason: Some("settlement_pending".to_string()),
-            error_message: Some(why),
-            payer: Some(self.request.payment_payload.payload.authorization.from),
-            transaction,
-            network: self.request.payment_requirements.network.clone(),
-            amount: None,
-            extensions: None,
-        };
-        receipt_headers(response.headers_mut(), &receipt, self.request.x402_version);
-        if let Some(tx) = transaction
-            && let Ok(v) = HeaderValue::from_str(&tx.to_string())
-        {
-            response.headers_mut().insert("x-settlement-transaction", v);
-        }
-        response
+        receipt::pending(&self.request, transaction, why)
     }
 
     /// Runs `work` under `limit`, recording its latency.
@@ -686,196 +513,6 @@ impl PaidCall {
         self.inner
             .metrics
             .count(&self.route.name, Outcome::Rejected);
-        refused(&self.route, &self.resource_url, self.floor, invalid)
-    }
-}
-
-/// Free routes and free paths: proxied as they are, no payment headers touched but
-/// stripped of forged payer identity.
-async fn free(
-    inner: &Arc<Gatekeeper>,
-    route: &Route,
-    rest: &str,
-    parts: Parts,
-    body: Body,
-    limiter: Option<&Limiter>,
-) -> Response {
-    let permit = match limiter.map(Limiter::enter).transpose() {
-        Ok(p) => p.flatten(),
-        Err(limits::Full) => {
-            inner.metrics.count(&route.name, Outcome::Limited);
-            return at_capacity(&route.name, "");
-        }
-    };
-    let Ok(body) = axum::body::to_bytes(body, inner.config.max_body_bytes).await else {
-        return body_too_large(inner.config.max_body_bytes);
-    };
-    inner.metrics.count(&route.name, Outcome::Free);
-    let url = route.upstream_url(rest, parts.uri.query());
-    let headers = proxy::upstream_headers(&parts.headers, None, &route.prefix);
-    match proxy::send(
-        &inner.http,
-        parts.method,
-        url,
-        headers,
-        body,
-        route.upstream_timeout,
-    )
-    .await
-    {
-        Ok(upstream) => proxy::relay(upstream, HeaderMap::new(), permit),
-        Err(e) => respond::error(
-            e.status(),
-            "upstream_failed",
-            "upstream_unreachable",
-            e.to_string(),
-        ),
-    }
-}
-
-/// 503 while every in-flight slot of the route is taken; `tail` adds to the hint.
-fn at_capacity(route: &str, tail: &str) -> Response {
-    respond::retry_later(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "busy",
-        "max_in_flight",
-        format!("{route} is at its limit of concurrent calls{tail}"),
-        1,
-    )
-}
-
-/// 413 for a request body over the gateway's limit.
-fn body_too_large(limit: usize) -> Response {
-    respond::error(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "body_too_large",
-        "max_body_bytes",
-        format!("request bodies are limited to {limit} bytes"),
-    )
-}
-
-/// A 402 that says why the payment was refused, with fresh requirements.
-fn refused(route: &Route, resource_url: &str, floor: u64, invalid: &Invalid) -> Response {
-    let failure = json!({ "reason": invalid.reason.as_str(), "message": invalid.message });
-    let mut response = challenge_response(
-        route,
-        resource_url,
-        floor,
-        &invalid.message,
-        Some(failure),
-        false,
-    );
-    if let Ok(v) = HeaderValue::from_str(invalid.reason.as_str()) {
-        response.headers_mut().insert("x-payment-invalid-reason", v);
-    }
-    response
-}
-
-fn challenge_response(
-    route: &Route,
-    resource_url: &str,
-    floor: u64,
-    error: &str,
-    failure: Option<Value>,
-    html: bool,
-) -> Response {
-    let challenge = match challenge::build(route, resource_url, floor, error, failure) {
-        Ok(c) => c,
-        Err(e) => {
-            return respond::error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal_error",
-                "challenge_encoding",
-                e.to_string(),
-            );
-        }
-    };
-    let mut response = if html {
-        (
-            StatusCode::PAYMENT_REQUIRED,
-            [(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/html; charset=utf-8"),
-            )],
-            challenge::html_page(route, &challenge),
-        )
-            .into_response()
-    } else {
-        (
-            StatusCode::PAYMENT_REQUIRED,
-            axum::Json(challenge.body.clone()),
-        )
-            .into_response()
-    };
-    respond::put(response.headers_mut(), PAYMENT_REQUIRED, &challenge.header);
-    response.headers_mut().insert(
-        header::LINK,
-        HeaderValue::from_static("</api/services.json>; rel=\"catalog\""),
-    );
-    response
-}
-
-fn receipt_headers(headers: &mut HeaderMap, receipt: &SettleResponse, version: X402Version) {
-    match x402::header::encode(&receipt.to_wire(version)) {
-        Ok(encoded) => {
-            respond::put(headers, PAYMENT_RESPONSE, &encoded);
-            respond::put(headers, X_PAYMENT_RESPONSE, &encoded);
-        }
-        Err(e) => tracing::error!("cannot encode a payment receipt: {e}"),
-    }
-}
-
-/// Maps a facilitator's reason string back to ours; unknown codes become "invalid
-/// payload" (the facilitator's message is kept beside it).
-fn reason_from_wire(reason: Option<&str>) -> ErrorReason {
-    reason
-        .and_then(ErrorReason::from_wire)
-        .unwrap_or(ErrorReason::InvalidPayload)
-}
-
-fn wants_html(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|accept| accept.contains("text/html"))
-}
-
-/// The URL a buyer pays for: the public base URL if configured, else what the request
-/// itself says (`Host`, `X-Forwarded-Proto`).
-fn resource_url(config: &GatewayConfig, parts: &Parts) -> String {
-    let path = parts
-        .uri
-        .path_and_query()
-        .map_or_else(|| parts.uri.path().to_string(), |p| p.as_str().to_string());
-    if let Some(base) = &config.public_base_url {
-        return format!("{}{path}", base.trim_end_matches('/'));
-    }
-    let header = |name: &str| {
-        parts
-            .headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-    };
-    let scheme = header("x-forwarded-proto").unwrap_or_else(|| "http".into());
-    let host = header("host").unwrap_or_else(|| "localhost".into());
-    format!("{scheme}://{host}{path}")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn wire_reasons_map_back() {
-        assert_eq!(
-            reason_from_wire(Some("invalid_exact_evm_nonce_already_used")),
-            ErrorReason::NonceAlreadyUsed
-        );
-        assert_eq!(
-            reason_from_wire(Some("made_up")),
-            ErrorReason::InvalidPayload
-        );
-        assert_eq!(reason_from_wire(None), ErrorReason::InvalidPayload);
+        challenge::refused(&self.route, &self.resource_url, self.floor, invalid)
     }
 }

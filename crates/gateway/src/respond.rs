@@ -42,6 +42,22 @@ pub fn cors(headers: &mut HeaderMap) {
     );
 }
 
+/// [`cors`] as a response layer, for everything behind the gate.
+pub async fn with_cors(mut response: Response) -> Response {
+    cors(response.headers_mut());
+    response
+}
+
+/// 413 for a request body over the gateway's limit.
+pub fn body_too_large(limit: usize) -> Response {
+    error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body_too_large",
+        "max_body_bytes",
+        format!("request bodies are limited to {limit} bytes"),
+    )
+}
+
 /// The answer to a CORS preflight for a paid route.
 pub fn preflight() -> Response {
     let mut response = StatusCode::NO_CONTENT.into_response();

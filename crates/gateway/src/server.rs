@@ -1,5 +1,5 @@
 //! The HTTP surface: published documents, operations endpoints, and everything else
-//! handed to the paid path; plus serving with a graceful shutdown that lets in-flight
+//! handed through admission (a tower layer) to the paid path; plus serving with a graceful shutdown that lets in-flight
 //! settlements finish.
 //!
 //! Two routers, because buyers and the operator must not see the same things. The
@@ -16,13 +16,14 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::State;
+use axum::handler::Handler;
 use axum::http::StatusCode;
 use axum::http::header::{self, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::Value;
 
-use crate::{Gatekeeper, Gateway, Snapshot, paid, respond};
+use crate::{Gatekeeper, Gateway, Snapshot, admission, paid, respond};
 
 pub(crate) fn router(inner: Arc<Gatekeeper>) -> Router {
     Router::new()
@@ -38,7 +39,14 @@ pub(crate) fn router(inner: Arc<Gatekeeper>) -> Router {
             "/.well-known/agent-registration.json",
             get(agent_registration),
         )
-        .fallback(paid::handle)
+        .fallback(
+            paid::handle
+                .layer(axum::middleware::from_fn_with_state(
+                    inner.clone(),
+                    admission::admit,
+                ))
+                .layer(axum::middleware::map_response(respond::with_cors)),
+        )
         .with_state(inner)
 }
 

@@ -3,13 +3,65 @@
 //!
 //! Cheap field checks here turn the common mistakes (wrong network, wrong price, wrong
 //! recipient) into a precise 402 naming the right value, without a network round trip.
-//! The authorization itself (signature, recipient, value, validity window) is checked
-//! by `x402::eip3009`, once, against the requirement chosen here.
+//! The authorization itself (signature, validity window) is checked by
+//! `x402::eip3009`, once, against the requirement chosen here; this file only calls
+//! those checks, in the order that keeps forgeries cheap.
 
+use axum::http::HeaderValue;
+use x402::eip3009::{self, AuthorizationKey};
+use x402::header::HeaderError;
 use x402::reason::{ErrorReason, Invalid};
-use x402::wire::{PaymentPayload, PaymentRequirements, SCHEME_EXACT};
+use x402::wire::{Authorization, PaymentPayload, PaymentRequirements, SCHEME_EXACT};
 
 use alloy::primitives::U256;
+
+/// The payment in a `PAYMENT-SIGNATURE` or `X-PAYMENT` header (v1 or v2).
+pub fn decode(header: &HeaderValue) -> Result<PaymentPayload, HeaderError> {
+    header
+        .to_str()
+        .map_err(|_| HeaderError::NotBase64("non-ASCII bytes".into()))
+        .and_then(x402::header::decode_payment)
+}
+
+/// The requirement `payment` pays and the key the replay guard holds it under. The
+/// signature must recover to the payer first, so a forgery costs a hash and holds
+/// nothing.
+pub fn matched(
+    payment: &PaymentPayload,
+    offered: &[PaymentRequirements],
+) -> Result<(PaymentRequirements, AuthorizationKey), Invalid> {
+    let chosen = select(payment, offered)?.clone();
+    eip3009::verify_signature(payment, &chosen)?;
+    let key = AuthorizationKey::of(payment, &chosen).ok_or_else(|| {
+        Invalid::new(
+            ErrorReason::InvalidNetwork,
+            format!("{} is not an EVM network", chosen.network),
+        )
+    })?;
+    Ok((chosen, key))
+}
+
+/// For a first use: the authorization is valid `now` and stays valid for the
+/// `required` seconds a paid call may take (`floor` is what the 402 asked for).
+pub fn valid_long_enough(
+    authorization: &Authorization,
+    now: u64,
+    required: u64,
+    floor: u64,
+) -> Result<(), Invalid> {
+    eip3009::check_validity(authorization, now)?;
+    let needed = now.saturating_add(required);
+    if authorization.valid_before < U256::from(needed) {
+        return Err(Invalid::new(
+            ErrorReason::ExpiresTooSoon,
+            format!(
+                "the authorization is valid until {}, but this service may take {}s to answer and settle, so it must be valid until at least {needed}; sign one with validBefore >= {needed} (now + {floor}s is safe)",
+                authorization.valid_before, required
+            ),
+        ));
+    }
+    Ok(())
+}
 
 /// Picks the requirement `payment` pays, or says precisely why none matches.
 ///
@@ -113,7 +165,7 @@ fn mismatch(
 mod tests {
     use alloy::primitives::{Address, B256, Bytes, address};
     use x402::network::Network;
-    use x402::wire::{Authorization, ExactEvmPayload, X402Version};
+    use x402::wire::{ExactEvmPayload, X402Version};
 
     use super::*;
 
