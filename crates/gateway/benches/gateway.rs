@@ -18,23 +18,12 @@ use alloy::primitives::U256;
 use alloy::signers::local::PrivateKeySigner;
 use axum::Router;
 use axum::routing::any;
-use devnet::{Devnet, DevnetConfig};
-use facilitator::{ChainConfig, EmbeddedConfig, EmbeddedFacilitator};
 use gateway::{Documents, Gateway, GatewayConfig, Route, Site};
-use reqwest::Url;
-use tokio::net::TcpListener;
-use x402::eip3009::{self, unix_now};
-use x402::{Facilitator, PaymentPayload, PaymentRequirements};
+use testkit::loopback::serve;
+use testkit::pay::PRICE;
+use x402::Facilitator;
 
-const PRICE: u64 = 1000;
 const CONCURRENCY: usize = 32;
-
-async fn serve(router: Router) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-    url
-}
 
 /// Requests per second for `total` GETs of `url` with [`CONCURRENCY`] in flight;
 /// every answer must have `status`.
@@ -91,34 +80,13 @@ async fn main() {
     let measuring = std::env::args().any(|a| a == "--bench");
     let (unpaid_n, paid_n) = if measuring { (8000, 200) } else { (64, 4) };
 
-    let chain = Devnet::start(DevnetConfig {
-        accounts: 2,
-        ..DevnetConfig::default()
-    })
-    .await
-    .unwrap();
+    let chain = testkit::chain::devnet(2).await;
     let db = tempfile::tempdir().unwrap();
-    let facilitator = Arc::new(
-        EmbeddedFacilitator::open(EmbeddedConfig::new(
-            vec![ChainConfig {
-                network: chain.network(),
-                rpc_url: chain.rpc_url().to_string(),
-            }],
-            chain.accounts()[0].signer(),
-            db.path().join("bench.db"),
-        ))
-        .await
-        .unwrap(),
-    );
-    let upstream = serve(Router::new().fallback(any(|| async { "{\"ok\":true}" }))).await;
-    let requirement = PaymentRequirements::exact(
-        chain.network(),
-        chain.usdc(),
-        U256::from(PRICE),
-        chain.accounts()[1].address(),
-        600,
-    );
-    let upstream_url = Url::parse(&upstream).unwrap();
+    let facilitator = testkit::embedded::facilitator(&chain, db.path()).await;
+    let upstream_server = serve(Router::new().fallback(any(|| async { "{\"ok\":true}" }))).await;
+    let upstream = upstream_server.url();
+    let requirement = testkit::pay::requirement(&chain, chain.accounts()[1].address(), 600);
+    let upstream_url = upstream_server.parsed_url();
     let routes = vec![
         Route::new(
             "paid",
@@ -137,8 +105,9 @@ async fn main() {
         routes.clone(),
         Documents::build(&Site::default(), &routes, None),
     );
-    let base = serve(gateway.router()).await;
-    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let gateway_server = serve(gateway.router()).await;
+    let base = gateway_server.url();
+    let http = testkit::http();
 
     let direct_url = format!("{upstream}/x");
     let plain_url = format!("{base}/services/plain/x");
@@ -158,10 +127,7 @@ async fn main() {
         .await
         .unwrap();
     let headers: Vec<String> = (0..paid_n)
-        .map(|_| {
-            let payload = eip3009::authorize(&buyer, &requirement, unix_now()).unwrap();
-            x402::header::encode(&PaymentPayload::v2(&requirement, payload)).unwrap()
-        })
+        .map(|_| testkit::pay::header(&buyer, &requirement))
         .collect();
     let before = chain.usdc_balance(requirement.pay_to).await.unwrap();
     let direct = latencies(paid_n, |_| http.get(&direct_url)).await;

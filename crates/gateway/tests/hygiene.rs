@@ -18,16 +18,13 @@ use axum::routing::any;
 use gateway::Route;
 use reqwest::Url;
 use serde_json::Value;
-use support::{dead_url, fixture, install, route_for};
-use tokio::net::TcpListener;
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder().no_proxy().build().unwrap()
-}
+use support::{fixture, install, route_for};
+use testkit::http as client;
+use testkit::loopback::{Server, dead_url};
 
 /// An upstream that answers with every request header it received, as
-/// `{name: [values]}`, and counts its calls.
-async fn header_echo() -> (Url, Arc<AtomicUsize>) {
+/// `{name: [values]}`, and counts its calls; it stops when the server is dropped.
+async fn header_echo() -> (Server, Arc<AtomicUsize>) {
     async fn echo(State(calls): State<Arc<AtomicUsize>>, request: Request) -> axum::Json<Value> {
         calls.fetch_add(1, Ordering::SeqCst);
         let mut seen: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -40,10 +37,7 @@ async fn header_echo() -> (Url, Arc<AtomicUsize>) {
     }
     let calls = Arc::new(AtomicUsize::new(0));
     let app = Router::new().fallback(any(echo)).with_state(calls.clone());
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = Url::parse(&format!("http://{}", listener.local_addr().unwrap())).unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (url, calls)
+    (testkit::loopback::serve(app).await, calls)
 }
 
 /// A free route (no payment) named `name` in front of `upstream`.
@@ -113,8 +107,13 @@ async fn forged_payer_headers_in_any_spelling_never_reach_the_upstream() {
     let f = fixture().await;
     let (upstream, calls) = header_echo().await;
     let mut routes = f.served.gateway.routes();
-    routes.push(route_for(&f.chain, f.seller, upstream.clone(), "headers"));
-    routes.push(free_route("open", upstream));
+    routes.push(route_for(
+        &f.chain,
+        f.seller,
+        upstream.parsed_url(),
+        "headers",
+    ));
+    routes.push(free_route("open", upstream.parsed_url()));
     install(&f.served.gateway, routes);
     let http = client();
 
@@ -158,7 +157,10 @@ async fn forged_payer_headers_in_any_spelling_never_reach_the_upstream() {
 async fn x_forwarded_for_gains_the_client_address() {
     let f = fixture().await;
     let (upstream, _) = header_echo().await;
-    install(&f.served.gateway, vec![free_route("open", upstream)]);
+    install(
+        &f.served.gateway,
+        vec![free_route("open", upstream.parsed_url())],
+    );
     let http = client();
     let url = format!("{}/services/open/x", f.served.url);
 
@@ -185,7 +187,7 @@ async fn tomcat_and_double_encoded_dot_segments_are_refused_before_the_upstream(
     let f = fixture().await;
     let (upstream, calls) = header_echo().await;
     let mut routes = f.served.gateway.routes();
-    routes.push(free_route("open", upstream));
+    routes.push(free_route("open", upstream.parsed_url()));
     install(&f.served.gateway, routes);
 
     for path in [
@@ -229,7 +231,7 @@ async fn tomcat_and_double_encoded_dot_segments_are_refused_before_the_upstream(
 #[tokio::test]
 async fn an_unreachable_upstream_is_not_named_to_the_buyer() {
     let f = fixture().await;
-    let dead = dead_url().await;
+    let dead = dead_url();
     let port = dead.port().unwrap().to_string();
     let secret = dead
         .join("/internal/SECRET-path?api_key=SECRET-KEY")

@@ -19,31 +19,28 @@ use alloy::primitives::{B256, U256};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use devnet::{Devnet, DevnetConfig};
-use facilitator::{ChainConfig, EmbeddedConfig, EmbeddedFacilitator};
-use gateway::{Gateway, GatewayConfig};
+use devnet::Devnet;
+use facilitator::EmbeddedFacilitator;
+use gateway::GatewayConfig;
 use serde_json::{Value, json};
-use support::{PRICE, Served, Upstream, install, route_for, upstream};
-use x402::eip3009::{self, unix_now};
+use support::{Served, install, sell_echo};
+use testkit::loopback::Server;
+use testkit::pay::PRICE;
+use testkit::upstream::Recording;
 use x402::wire::SettleResponse;
-use x402::{Facilitator, HttpFacilitator, PaymentPayload};
+use x402::{Facilitator, HttpFacilitator};
 
 /// A devnet, a facilitator, an upstream and a gateway in front of it.
 struct Rig {
     chain: Devnet,
-    upstream: Upstream,
+    upstream: Recording,
     served: Served,
     seller: alloy::primitives::Address,
     _db: tempfile::TempDir,
 }
 
 async fn chain() -> Devnet {
-    Devnet::start(DevnetConfig {
-        accounts: 4,
-        ..DevnetConfig::default()
-    })
-    .await
-    .unwrap()
+    testkit::chain::devnet(4).await
 }
 
 async fn embedded(
@@ -52,34 +49,18 @@ async fn embedded(
     db: &tempfile::TempDir,
     receipt_timeout: Duration,
 ) -> Arc<EmbeddedFacilitator> {
-    let mut config = EmbeddedConfig::new(
-        vec![ChainConfig {
-            network: chain.network(),
-            rpc_url: rpc_url.to_string(),
-        }],
-        chain.accounts()[0].signer(),
-        db.path().join("facilitator.db"),
-    );
+    let mut config = testkit::embedded::config_via(chain, rpc_url, db.path());
     config.receipt_timeout = receipt_timeout;
-    Arc::new(EmbeddedFacilitator::open(config).await.unwrap())
+    testkit::embedded::open(config).await
 }
 
 async fn rig(chain: Devnet, facilitator: Arc<dyn Facilitator>, db: tempfile::TempDir) -> Rig {
     let seller = chain.accounts()[1].address();
-    let upstream = upstream().await;
-    let gateway = Gateway::new(
-        GatewayConfig {
-            ledger: Some(db.path().join("payments.db")),
-            ..GatewayConfig::default()
-        },
-        facilitator,
-    )
-    .unwrap();
-    install(
-        &gateway,
-        vec![route_for(&chain, seller, upstream.url.clone(), "echo")],
-    );
-    let served = Served::start(gateway).await;
+    let config = GatewayConfig {
+        ledger: Some(db.path().join("payments.db")),
+        ..GatewayConfig::default()
+    };
+    let (upstream, served) = sell_echo(&chain, facilitator, config).await;
     Rig {
         chain,
         upstream,
@@ -95,10 +76,8 @@ impl Rig {
     }
 
     fn pay_header(&self) -> String {
-        let requirement = self.served.gateway.routes()[0].accepts[0].clone();
-        let buyer = self.chain.accounts()[2].signer();
-        let payload = eip3009::authorize(&buyer, &requirement, unix_now()).unwrap();
-        x402::header::encode(&PaymentPayload::v2(&requirement, payload)).unwrap()
+        let requirement = &self.served.gateway.routes()[0].accepts[0];
+        testkit::pay::header(&self.chain.accounts()[2].signer(), requirement)
     }
 
     async fn seller_balance(&self) -> U256 {
@@ -106,21 +85,17 @@ impl Rig {
     }
 
     fn calls(&self) -> usize {
-        self.upstream.state.calls.load(Ordering::SeqCst)
+        self.upstream.calls()
     }
 
     async fn send(&self, header: &str) -> reqwest::Response {
-        http()
+        testkit::http()
             .get(self.url())
             .header("payment-signature", header)
             .send()
             .await
             .unwrap()
     }
-}
-
-fn http() -> reqwest::Client {
-    reqwest::Client::builder().no_proxy().build().unwrap()
 }
 
 fn receipt(response: &reqwest::Response) -> SettleResponse {
@@ -199,6 +174,7 @@ struct RpcProxy {
     url: String,
     fail_broadcasts: Arc<AtomicBool>,
     broadcasts: Arc<AtomicUsize>,
+    _server: Server,
 }
 
 #[derive(Clone)]
@@ -209,7 +185,7 @@ struct ProxyState {
 }
 
 async fn proxy_handler(State(state): State<ProxyState>, body: Bytes) -> Response {
-    let forwarded = http()
+    let forwarded = testkit::http()
         .post(&state.target)
         .header("content-type", "application/json")
         .body(body.clone())
@@ -249,13 +225,12 @@ async fn rpc_proxy(target: &str) -> RpcProxy {
     let app = axum::Router::new()
         .route("/", axum::routing::post(proxy_handler))
         .with_state(state);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let server = testkit::loopback::serve(app).await;
     RpcProxy {
-        url,
+        url: server.url(),
         fail_broadcasts,
         broadcasts,
+        _server: server,
     }
 }
 
@@ -296,11 +271,9 @@ async fn a_remote_facilitator_on_a_12_second_chain_settles_within_the_settle_tim
     let chain = chain().await;
     let db = tempfile::tempdir().unwrap();
     let f = embedded(&chain, chain.rpc_url(), &db, Duration::from_secs(30)).await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let app = facilitator::router(f.clone() as Arc<dyn Facilitator>);
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    let remote = Arc::new(HttpFacilitator::new(&base).unwrap());
+    let server =
+        testkit::loopback::serve(facilitator::router(f.clone() as Arc<dyn Facilitator>)).await;
+    let remote = Arc::new(HttpFacilitator::new(&server.url()).unwrap());
     assert!(remote.settle_timeout() > Duration::from_secs(30));
     let rig = rig(chain, remote, db).await;
     let before = rig.seller_balance().await;
@@ -384,12 +357,8 @@ async fn an_authorization_about_to_expire_is_refused_before_the_upstream_is_call
     );
     short.max_timeout_seconds = 30;
     let buyer = rig.chain.accounts()[2].signer();
-    let payload = eip3009::authorize(&buyer, &short, unix_now()).unwrap();
-    let header = x402::header::encode(&PaymentPayload::v2(
-        &rig.served.gateway.routes()[0].accepts[0],
-        payload,
-    ))
-    .unwrap();
+    let payload = testkit::pay::authorize(&buyer, &short);
+    let header = testkit::pay::encode(&rig.served.gateway.routes()[0].accepts[0], payload);
     let response = rig.send(&header).await;
     assert_eq!(response.status(), 402);
     assert_eq!(

@@ -13,7 +13,8 @@ use std::path::PathBuf;
 use alloy::primitives::U256;
 use alloy::signers::local::PrivateKeySigner;
 use serde_json::Value;
-use support::{Fixture, PRICE, fixture};
+use support::{Fixture, fixture};
+use testkit::pay::PRICE;
 
 enum Sdk {
     Python,

@@ -6,13 +6,13 @@
 
 mod support;
 
-use support::{PRICE, fixture};
-use tokio::net::TcpListener;
+use support::fixture;
+use testkit::pay::PRICE;
 
 #[tokio::test]
 async fn per_route_revenue_is_on_the_operator_listener_only() {
     let f = fixture().await;
-    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let http = testkit::http();
     let paid = http
         .get(f.url("/x"))
         .header("payment-signature", f.pay_header(&f.buyer(1)))
@@ -35,10 +35,8 @@ async fn per_route_revenue_is_on_the_operator_listener_only() {
         "says where to read them: {body}"
     );
 
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let operator = format!("http://{}", listener.local_addr().unwrap());
-    let app = f.served.gateway.operator_router();
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let operator_server = testkit::loopback::serve(f.served.gateway.operator_router()).await;
+    let operator = operator_server.url();
     let response = http
         .get(format!("{operator}/metrics"))
         .send()

@@ -17,14 +17,14 @@ use futures_util::StreamExt;
 use gateway::metrics::Outcome;
 use gateway::{Gateway, GatewayConfig, Limits};
 use serde_json::Value;
-use support::{PRICE, dead_url, fixture, fixture_with, install, route_for};
+use support::{fixture, fixture_with, install, route_for};
+use testkit::http as client;
+use testkit::loopback::dead_url;
+use testkit::pay;
+use testkit::pay::PRICE;
 use x402::eip3009::{self, IEip3009Token, unix_now};
 use x402::wire::{PaymentRequired, SettleResponse, X402Version};
-use x402::{Facilitator, HttpFacilitator, Network, PaymentPayload};
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder().no_proxy().build().unwrap()
-}
+use x402::{Facilitator, HttpFacilitator, Network};
 
 /// Sends `path` byte for byte (HTTP clients normalize dot segments away).
 async fn raw_status(base: &str, path: &str) -> u16 {
@@ -166,15 +166,7 @@ async fn every_header_and_version_pays_exactly_once() {
     let before = f.seller_balance().await;
 
     let v2 = f.pay_header(&buyer);
-    let v1_payload = {
-        let mut p = PaymentPayload::v2(
-            &requirement,
-            eip3009::authorize(&buyer, &requirement, unix_now()).unwrap(),
-        );
-        p.x402_version = X402Version::V1;
-        p.accepted = None;
-        x402::header::encode(&p).unwrap()
-    };
+    let v1_payload = pay::encode_v1(&requirement, pay::authorize(&buyer, &requirement));
     let v2_under_x_payment = f.pay_header(&buyer);
     let cases = [
         ("payment-signature", v2.as_str(), X402Version::V2),
@@ -293,7 +285,7 @@ async fn failed_upstream_calls_cost_nothing_and_the_payment_can_be_retried() {
     assert_eq!(f.seller_balance().await - before, U256::from(PRICE));
 
     // The upstream goes down: 502, nothing charged; when it is back the retry works.
-    let down = dead_url().await;
+    let down = dead_url();
     install(
         &f.served.gateway,
         vec![route_for(&f.chain, f.seller, down, "echo")],
@@ -376,7 +368,7 @@ async fn the_same_header_sent_twice_at_once_buys_one_call() {
 #[tokio::test]
 async fn facilitator_down_gives_503_and_never_calls_the_upstream() {
     let f = fixture().await;
-    let remote = HttpFacilitator::new(dead_url().await.as_str()).unwrap();
+    let remote = HttpFacilitator::new(dead_url().as_str()).unwrap();
     let gateway = Gateway::new(
         GatewayConfig::default(),
         Arc::new(remote) as Arc<dyn Facilitator>,
@@ -409,17 +401,16 @@ async fn bad_payment_headers_get_4xx_and_move_nothing() {
     let sign = |edit: &dyn Fn(&mut x402::PaymentRequirements)| {
         let mut r = requirement.clone();
         edit(&mut r);
-        let payload = eip3009::authorize(&buyer, &r, unix_now()).unwrap();
-        x402::header::encode(&PaymentPayload::v2(&r, payload)).unwrap()
+        pay::header(&buyer, &r)
     };
     let expired = {
         let payload = eip3009::authorize(&buyer, &requirement, unix_now() - 4000).unwrap();
-        x402::header::encode(&PaymentPayload::v2(&requirement, payload)).unwrap()
+        pay::encode(&requirement, payload)
     };
     let forged_signature = {
-        let mut payload = eip3009::authorize(&f.buyer(2), &requirement, unix_now()).unwrap();
+        let mut payload = pay::authorize(&f.buyer(2), &requirement);
         payload.authorization.from = buyer.address();
-        x402::header::encode(&PaymentPayload::v2(&requirement, payload)).unwrap()
+        pay::encode(&requirement, payload)
     };
     let cases: Vec<(&str, String, u16, &str)> = vec![
         ("not base64", "!!!".into(), 400, "invalid_base64"),
@@ -552,8 +543,8 @@ async fn an_authorization_front_run_on_chain_still_buys_its_answer() {
     let f = fixture().await;
     let buyer = f.buyer(1);
     let requirement = f.requirement();
-    let payload = eip3009::authorize(&buyer, &requirement, unix_now()).unwrap();
-    let header = x402::header::encode(&PaymentPayload::v2(&requirement, payload.clone())).unwrap();
+    let payload = pay::authorize(&buyer, &requirement);
+    let header = pay::encode(&requirement, payload.clone());
     let before = f.seller_balance().await;
     let url = f.url("/hold");
     let request = tokio::spawn(async move {
@@ -564,7 +555,7 @@ async fn an_authorization_front_run_on_chain_still_buys_its_answer() {
             .await
             .unwrap()
     });
-    support::eventually("the upstream to receive the call", || f.calls() == 1).await;
+    f.until_called().await;
     // While the upstream works, someone else submits the same authorization on chain.
     let token = IEip3009Token::new(
         requirement.asset,
@@ -675,7 +666,7 @@ async fn shutdown_waits_for_an_in_flight_paid_call_to_settle() {
             .await
             .unwrap()
     });
-    support::eventually("the upstream to receive the call", || f.calls() == 1).await;
+    f.until_called().await;
     let support::Fixture {
         served,
         upstream,
