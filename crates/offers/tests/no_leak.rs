@@ -10,22 +10,10 @@ use std::sync::Arc;
 use axum::Router;
 use gateway::{Gateway, GatewayConfig};
 use offers::{Reconciler, ReconcilerConfig, ServiceOffer, Store};
-use tokio::net::TcpListener;
+use testkit::loopback::{free_port, serve};
 use x402::{Facilitator, HttpFacilitator};
 
 const SECRETS: [&str; 3] = ["secret-UP-1", "secret-UP-2", "secret-FAC"];
-
-async fn dead_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    listener.local_addr().unwrap().port()
-}
-
-async fn serve(router: Router) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-    url
-}
 
 fn manifest(name: &str, upstream: &str) -> ServiceOffer {
     ServiceOffer::from_manifest(&format!(
@@ -43,13 +31,14 @@ fn assert_clean(what: &str, text: &str) {
 #[tokio::test]
 async fn unavailable_routes_show_buyers_no_upstream_health_or_facilitator_url() {
     let dir = tempfile::tempdir().unwrap();
-    let facilitator_url = format!("http://127.0.0.1:{}/secret-FAC/", dead_port().await);
+    let facilitator_url = format!("http://127.0.0.1:{}/secret-FAC/", free_port());
     let facilitator: Arc<dyn Facilitator> =
         Arc::new(HttpFacilitator::new(&facilitator_url).unwrap());
     let store = Arc::new(Store::open(&dir.path().join("agora.db")).unwrap());
     let gateway = Gateway::new(GatewayConfig::default(), facilitator.clone()).unwrap();
-    let public = serve(gateway.router()).await;
-    let operator = serve(gateway.operator_router()).await;
+    let public_server = serve(gateway.router()).await;
+    let operator_server = serve(gateway.operator_router()).await;
+    let (public, operator) = (public_server.url(), operator_server.url());
     let reconciler = Reconciler::new(
         store.clone(),
         gateway,
@@ -60,8 +49,9 @@ async fn unavailable_routes_show_buyers_no_upstream_health_or_facilitator_url() 
 
     // "down": nothing listens at its upstream. "nofac": the upstream is healthy but
     // the facilitator is unreachable.
-    let alive = serve(Router::new().fallback(|| async { "ok" })).await;
-    let down = format!("http://127.0.0.1:{}/secret-UP-1/", dead_port().await);
+    let alive_server = serve(Router::new().fallback(|| async { "ok" })).await;
+    let alive = alive_server.url();
+    let down = format!("http://127.0.0.1:{}/secret-UP-1/", free_port());
     store.put(&manifest("down", &down)).unwrap();
     store
         .put(&manifest("nofac", &format!("{alive}/secret-UP-2/")))
@@ -86,7 +76,7 @@ async fn unavailable_routes_show_buyers_no_upstream_health_or_facilitator_url() 
         detail("nofac")
     );
 
-    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let http = testkit::http();
     for (name, reason) in [
         ("down", "the service is not healthy"),
         ("nofac", "payments cannot be settled right now"),

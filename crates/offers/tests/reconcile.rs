@@ -8,60 +8,15 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::get;
-use devnet::{Devnet, DevnetConfig};
-use facilitator::{ChainConfig, EmbeddedConfig, EmbeddedFacilitator};
+use devnet::Devnet;
 use gateway::{Gateway, GatewayConfig};
 use offers::{Reconciler, ReconcilerConfig, STAGES, ServiceOffer, Store};
 use serde_json::json;
+use testkit::loopback::{serve, serve_on};
+use testkit::status_of;
+use testkit::upstream::{echo, ollama};
 use tokio::net::TcpListener;
 use x402::Facilitator;
-
-struct Server {
-    port: u16,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-}
-
-impl Server {
-    async fn start(router: Router, port: u16) -> Self {
-        let listener = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .await
-                .unwrap();
-        });
-        Self {
-            port,
-            stop: Some(stop),
-        }
-    }
-
-    async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-}
-
-fn echo() -> Router {
-    Router::new()
-        .route("/health", get(|| async { "ok" }))
-        .fallback(|| async { "paid content" })
-}
-
-fn ollama() -> Router {
-    Router::new()
-        .route("/", get(|| async { "Ollama is running" }))
-        .route(
-            "/api/tags",
-            get(|| async { axum::Json(json!({"models": [{"name": "qwen3:0.6b"}]})) }),
-        )
-}
 
 struct Fixture {
     chain: Devnet,
@@ -76,25 +31,10 @@ async fn fixture() -> Fixture {
 }
 
 async fn fixture_with(config: ReconcilerConfig) -> Fixture {
-    let chain = Devnet::start(DevnetConfig {
-        accounts: 2,
-        ..DevnetConfig::default()
-    })
-    .await
-    .unwrap();
+    let chain = testkit::chain::devnet(2).await;
     let dir = tempfile::tempdir().unwrap();
-    let facilitator: Arc<dyn Facilitator> = Arc::new(
-        EmbeddedFacilitator::open(EmbeddedConfig::new(
-            vec![ChainConfig {
-                network: chain.network(),
-                rpc_url: chain.rpc_url().to_string(),
-            }],
-            chain.accounts()[0].signer(),
-            dir.path().join("facilitator.db"),
-        ))
-        .await
-        .unwrap(),
-    );
+    let facilitator: Arc<dyn Facilitator> =
+        testkit::embedded::facilitator(&chain, dir.path()).await;
     let store = Arc::new(Store::open(&dir.path().join("agora.db")).unwrap());
     let gateway = Gateway::new(GatewayConfig::default(), facilitator.clone()).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -130,28 +70,15 @@ fn conditions(store: &Store, name: &str) -> Vec<(String, String, String)> {
         .status
         .conditions
         .into_iter()
-        .map(|c| (c.kind, c.status, c.reason))
+        .map(|c| (c.kind, c.status.to_string(), c.reason))
         .collect()
-}
-
-async fn status_of(url: &str) -> u16 {
-    reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .unwrap()
-        .get(url)
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
 }
 
 #[tokio::test]
 async fn an_http_offer_goes_ready_falls_back_when_its_upstream_dies_and_recovers() {
     let f = fixture().await;
-    let upstream = Server::start(echo(), 0).await;
-    let port = upstream.port;
+    let upstream = serve(echo()).await;
+    let port = upstream.port();
     let seller = f.chain.accounts()[1].address().to_string();
     f.store
         .put(&manifest(
@@ -197,7 +124,7 @@ async fn an_http_offer_goes_ready_falls_back_when_its_upstream_dies_and_recovers
         "the route refuses instead of charging"
     );
 
-    let _back = Server::start(echo(), port).await;
+    let _back = serve_on(echo(), port).await;
     f.reconciler.pass().await.unwrap();
     assert_eq!(conditions(&f.store, "echo")[5].1, "True");
     assert_eq!(status_of(&paid).await, 402);
@@ -212,11 +139,11 @@ async fn an_http_offer_goes_ready_falls_back_when_its_upstream_dies_and_recovers
 #[tokio::test]
 async fn inference_offers_need_their_model_listed() {
     let f = fixture().await;
-    let server = Server::start(ollama(), 0).await;
+    let server = serve(ollama(&["qwen3:0.6b"])).await;
     let seller = f.chain.accounts()[1].address().to_string();
     let reference = format!(
         "apiVersion: obol.org/v1alpha1\nkind: ServiceOffer\nmetadata: {{name: qwen, namespace: llm}}\nspec:\n  type: inference\n  model: {{name: 'qwen3:0.6b', runtime: ollama}}\n  upstream: {{service: ollama, namespace: llm, port: {}}}\n  payment: {{network: base-sepolia, payTo: '{seller}', price: {{perMTok: '0.50'}}}}\n",
-        server.port
+        server.port()
     );
     f.store
         .put(&ServiceOffer::from_manifest(&reference).unwrap())
@@ -272,7 +199,7 @@ async fn a_missing_ollama_model_is_pulled_when_allowed() {
     .await;
     let models = Arc::new(Mutex::new(vec!["qwen3:0.6b".to_string()]));
     let (listed, pulled) = (models.clone(), models.clone());
-    let server = Server::start(
+    let server = serve(
         Router::new()
             .route("/", get(|| async { "Ollama is running" }))
             .route(
@@ -296,7 +223,6 @@ async fn a_missing_ollama_model_is_pulled_when_allowed() {
                     async { axum::Json(json!({"status": "success"})) }
                 }),
             ),
-        0,
     )
     .await;
     let seller = f.chain.accounts()[1].address().to_string();
@@ -304,7 +230,7 @@ async fn a_missing_ollama_model_is_pulled_when_allowed() {
         .put(
             &ServiceOffer::from_manifest(&format!(
                 "metadata: {{name: llama}}\nspec:\n  type: inference\n  model: {{name: 'llama3:8b', runtime: ollama}}\n  upstream: {{url: 'http://127.0.0.1:{}'}}\n  payment: {{network: base-sepolia, payTo: '{seller}', price: {{perRequest: '0.001'}}}}\n",
-                server.port
+                server.port()
             ))
             .unwrap(),
         )
