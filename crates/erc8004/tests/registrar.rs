@@ -7,11 +7,11 @@
 
 use alloy::primitives::{Address, Bytes, U256};
 use alloy::sol;
-use devnet::{Devnet, DevnetConfig};
 use erc8004::registrar::{
     AgentMetadata, Registrar, RegistrarError, SERVICE_TYPE_KEY, ServiceType, X402_SUPPORTED_KEY,
 };
 use erc8004::{AgentProfile, IIdentityRegistry, OfferEntry, Registration};
+use testkit::registrar;
 
 sol! {
     /// The ERC-721 transfer the registry inherits, to move an agent between owners.
@@ -35,27 +35,11 @@ fn document(name: &str) -> String {
         .to_data_uri()
 }
 
-async fn registrar_for(chain: &Devnet, account: usize) -> Registrar {
-    let account = &chain.accounts()[account];
-    Registrar::connect(
-        chain.provider_for(account.signer()).unwrap(),
-        devnet::IDENTITY_REGISTRY_ADDRESS,
-        account.address(),
-    )
-    .await
-    .unwrap()
-}
-
 #[tokio::test]
 async fn ensure_registered_is_idempotent_and_updates_only_what_differs() {
-    let chain = Devnet::start(DevnetConfig {
-        accounts: 3,
-        ..DevnetConfig::default()
-    })
-    .await
-    .expect("devnet starts (run scripts/setup if anvil is missing)");
+    let chain = testkit::chain::devnet(3).await;
     let seller = chain.accounts()[1].address();
-    let registrar = registrar_for(&chain, 1).await;
+    let registrar = registrar::registrar(&chain, 1).await;
     assert_eq!(registrar.chain_id(), devnet::CHAIN_ID);
     assert_eq!(registrar.sender(), seller);
     let uri = document("alpha");
@@ -139,15 +123,10 @@ async fn ensure_registered_is_idempotent_and_updates_only_what_differs() {
 
 #[tokio::test]
 async fn transfers_move_agents_and_strangers_are_refused() {
-    let chain = Devnet::start(DevnetConfig {
-        accounts: 3,
-        ..DevnetConfig::default()
-    })
-    .await
-    .unwrap();
+    let chain = testkit::chain::devnet(3).await;
     let seller = chain.accounts()[1].address();
     let buyer = chain.accounts()[2].address();
-    let registrar = registrar_for(&chain, 1).await;
+    let registrar = registrar::registrar(&chain, 1).await;
     let uri = document("gamma");
     let minted = registrar
         .ensure_registered(seller, &uri, &AgentMetadata::seller(ServiceType::Http))
@@ -168,7 +147,7 @@ async fn transfers_move_agents_and_strangers_are_refused() {
         .unwrap();
     assert!(receipt.status());
     assert_eq!(registrar.find_existing(seller, &uri).await.unwrap(), None);
-    let buyers = registrar_for(&chain, 2).await;
+    let buyers = registrar::registrar(&chain, 2).await;
     assert_eq!(
         buyers.find_existing(buyer, &uri).await.unwrap(),
         Some(minted.agent_id),
@@ -216,12 +195,7 @@ async fn transfers_move_agents_and_strangers_are_refused() {
 
 #[tokio::test]
 async fn an_address_without_a_registry_is_named_in_the_error() {
-    let chain = Devnet::start(DevnetConfig {
-        accounts: 1,
-        ..DevnetConfig::default()
-    })
-    .await
-    .unwrap();
+    let chain = testkit::chain::devnet(1).await;
     let nowhere = Address::repeat_byte(0x42);
     let err = Registrar::connect(
         chain.provider().unwrap(),

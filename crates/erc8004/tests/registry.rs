@@ -7,7 +7,6 @@
 use alloy::primitives::{Bytes, U256, keccak256};
 use alloy::rpc::types::TransactionReceipt;
 use alloy::sol_types::SolEvent;
-use devnet::{Devnet, DevnetConfig};
 use erc8004::{
     AgentProfile, AgentRegistration, IIdentityRegistry, OfferEntry, Registration, identity_registry,
 };
@@ -37,12 +36,7 @@ fn offer() -> OfferEntry {
 
 #[tokio::test]
 async fn register_update_and_read_back_on_the_devnet() {
-    let chain = Devnet::start(DevnetConfig {
-        accounts: 3,
-        ..DevnetConfig::default()
-    })
-    .await
-    .expect("devnet starts (run scripts/setup if anvil is missing)");
+    let chain = testkit::chain::devnet(3).await;
     let owner = &chain.accounts()[1];
     let stranger = &chain.accounts()[2];
     let address = identity_registry(&chain.network()).unwrap();
