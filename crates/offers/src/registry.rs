@@ -8,34 +8,22 @@
 //! (the agent id and URI are remembered in the store's settings), and a failure never
 //! stops serving: the offer stays Ready with the reason `OffChainOnly`.
 
-use alloy::primitives::U256;
 use erc8004::registrar::{AgentMetadata, Registrar, ServiceType};
 use erc8004::registration::{AgentProfile, AgentRegistration, OfferEntry, Registration};
 use gateway::Site;
 use serde_json::Value;
 
+use crate::offer_store::{AgentRecord, OfferStore};
 use crate::reconcile::Verdict;
 use crate::spec::OfferType;
-use crate::store::Store;
 use crate::validate::ResolvedOffer;
 
 /// Path the gateway serves the registration file at.
 pub const WELL_KNOWN_PATH: &str = "/.well-known/agent-registration.json";
 
-const AGENT_ID: &str = "agentId";
-const AGENT_URI: &str = "agentUri";
-const AGENT_CHAIN: &str = "agentChainId";
-const AGENT_REGISTRY: &str = "agentRegistry";
-const REGISTRATION_TX: &str = "registrationTx";
-
-/// The settings in which the seller's registration is remembered, for status output.
-pub const RECORD_KEYS: [&str; 5] = [
-    AGENT_ID,
-    AGENT_URI,
-    AGENT_CHAIN,
-    AGENT_REGISTRY,
-    REGISTRATION_TX,
-];
+/// The settings in which the SQLite store keeps the seller's registration, for the
+/// admin API's status output.
+pub use crate::store::RECORD_KEYS;
 
 /// How the seller's agent is registered on chain.
 #[derive(Debug, Clone)]
@@ -59,28 +47,22 @@ pub(crate) struct Listing {
     pub document: Option<Value>,
 }
 
-struct Known {
-    agent_id: U256,
-    uri: Option<String>,
-    chain_id: u64,
-    registry: alloy::primitives::Address,
-    tx: Option<String>,
-}
-
-fn known(store: &Store) -> Option<Known> {
-    let setting = |k| store.setting(k).ok().flatten();
-    Some(Known {
-        agent_id: setting(AGENT_ID)?.parse().ok()?,
-        uri: setting(AGENT_URI),
-        chain_id: setting(AGENT_CHAIN)?.parse().ok()?,
-        registry: setting(AGENT_REGISTRY)?.parse().ok()?,
-        tx: setting(REGISTRATION_TX),
+/// The saved agent record; a store that cannot be read counts as no record, so the
+/// stage registers (finding an existing agent by owner and URI) rather than stopping.
+fn known(store: &dyn OfferStore) -> Option<AgentRecord> {
+    store.agent().unwrap_or_else(|e| {
+        tracing::warn!("cannot read the agent registration: {e}");
+        None
     })
 }
 
 /// The seller's registration file: named after its offer when it sells one, after the
 /// storefront title when it sells several.
-fn document(site: &Site, offers: &[&ResolvedOffer], agent: Option<&Known>) -> Option<Registration> {
+fn document(
+    site: &Site,
+    offers: &[&ResolvedOffer],
+    agent: Option<&AgentRecord>,
+) -> Option<Registration> {
     let registrations: Vec<AgentRegistration> = agent
         .iter()
         .filter_map(|k| {
@@ -137,7 +119,7 @@ fn document(site: &Site, offers: &[&ResolvedOffer], agent: Option<&Known>) -> Op
 /// enabled offers whose route is published.
 pub(crate) async fn list(
     config: Option<&RegistryConfig>,
-    store: &Store,
+    store: &dyn OfferStore,
     site: &Site,
     offers: &[&ResolvedOffer],
 ) -> Listing {
@@ -217,19 +199,15 @@ pub(crate) async fn list(
     };
     match outcome {
         Ok((agent_id, tx, reason)) => {
-            let saved = [
-                (AGENT_ID, Some(agent_id.to_string())),
-                (AGENT_URI, Some(uri.clone())),
-                (AGENT_CHAIN, Some(registrar.chain_id().to_string())),
-                (AGENT_REGISTRY, Some(registrar.registry().to_string())),
-                (REGISTRATION_TX, tx.clone()),
-            ];
-            for (key, value) in saved {
-                if let Some(v) = value
-                    && let Err(e) = store.set_setting(key, &v)
-                {
-                    tracing::error!("cannot remember the agent registration: {e}");
-                }
+            let record = AgentRecord {
+                agent_id,
+                uri: Some(uri.clone()),
+                chain_id: registrar.chain_id(),
+                registry: registrar.registry(),
+                tx: tx.clone(),
+            };
+            if let Err(e) = store.save_agent(&record) {
+                tracing::error!("cannot remember the agent registration: {e}");
             }
             let now_known = known(store);
             let document = document(site, offers, now_known.as_ref())

@@ -8,6 +8,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
+pub use crate::condition::Condition;
+use crate::condition::Stage;
+
 /// `apiVersion` of the reference CRD, written on export.
 pub const API_VERSION: &str = "obol.org/v1alpha1";
 /// `kind` of the reference CRD.
@@ -358,26 +361,6 @@ pub struct OfferStatus {
     pub observed_generation: u64,
 }
 
-/// One stage's verdict.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Condition {
-    /// Stage name (`ModelReady` ... `Ready`).
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// `True`, `False` or `Unknown`.
-    pub status: String,
-    /// Machine reason (`Healthy`, `Unhealthy`, ...).
-    #[serde(default)]
-    pub reason: String,
-    /// What happened, for people.
-    #[serde(default)]
-    pub message: String,
-    /// When `status` last changed (RFC 3339).
-    #[serde(default)]
-    pub last_transition_time: String,
-}
-
 impl ServiceOffer {
     /// A new offer with `spec`, as `agora sell` creates it.
     pub fn new(name: &str, spec: OfferSpec) -> Self {
@@ -403,14 +386,16 @@ impl ServiceOffer {
         serde_norway::to_string(self)
     }
 
-    /// The condition of `kind`, if the reconciler has written one.
-    pub fn condition(&self, kind: &str) -> Option<&Condition> {
+    /// The condition of type `kind`: a [`Stage`], or the type string of a condition
+    /// another controller wrote (types stay open on the wire).
+    pub fn condition(&self, kind: impl AsRef<str>) -> Option<&Condition> {
+        let kind = kind.as_ref();
         self.status.conditions.iter().find(|c| c.kind == kind)
     }
 
     /// Whether the Ready condition is True.
     pub fn is_ready(&self) -> bool {
-        self.condition("Ready").is_some_and(|c| c.status == "True")
+        self.condition(Stage::Ready).is_some_and(Condition::is_true)
     }
 }
 

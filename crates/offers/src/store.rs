@@ -1,5 +1,6 @@
 //! The offer store: SQLite in `$AGORA_HOME/agora.db`, one transaction per change, and
-//! an event log per offer so `agora sell status` can say what happened and when.
+//! an event log per offer so `agora sell status` can say what happened and when. It is
+//! the embedded implementation of [`OfferStore`], the reconciler's view of a store.
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -7,6 +8,7 @@ use std::sync::Mutex;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
+use crate::offer_store::{AgentRecord, OfferStore};
 use crate::spec::{OfferStatus, ServiceOffer};
 use crate::time::format_rfc3339;
 use crate::validate::{OfferName, ValidationError, check_path};
@@ -231,7 +233,7 @@ impl Store {
                 return Ok(());
             }
             for c in &status.conditions {
-                let before = offer.condition(&c.kind);
+                let before = offer.status.conditions.iter().find(|b| b.kind == c.kind);
                 if before.is_none_or(|b| b.status != c.status || b.reason != c.reason) {
                     let text = format!("{} {} ({}): {}", c.kind, c.status, c.reason, c.message);
                     log(&tx, name, "condition", &text)?;
@@ -303,10 +305,76 @@ impl Store {
     }
 }
 
+const AGENT_ID: &str = "agentId";
+const AGENT_URI: &str = "agentUri";
+const AGENT_CHAIN: &str = "agentChainId";
+const AGENT_REGISTRY: &str = "agentRegistry";
+const REGISTRATION_TX: &str = "registrationTx";
+
+/// The settings in which the seller's [`AgentRecord`] is kept, for status output.
+pub const RECORD_KEYS: [&str; 5] = [
+    AGENT_ID,
+    AGENT_URI,
+    AGENT_CHAIN,
+    AGENT_REGISTRY,
+    REGISTRATION_TX,
+];
+
+impl OfferStore for Store {
+    fn list(&self) -> Result<Vec<ServiceOffer>, StoreError> {
+        Store::list(self)
+    }
+
+    fn set_status(&self, name: &str, status: &OfferStatus) -> Result<(), StoreError> {
+        Store::set_status(self, name, status)
+    }
+
+    /// Reads the record's settings; one missing or unreadable key among the id, chain
+    /// and registry means no record.
+    fn agent(&self) -> Result<Option<AgentRecord>, StoreError> {
+        let (Some(agent_id), Some(chain_id), Some(registry)) = (
+            self.setting(AGENT_ID)?,
+            self.setting(AGENT_CHAIN)?,
+            self.setting(AGENT_REGISTRY)?,
+        ) else {
+            return Ok(None);
+        };
+        let (Ok(agent_id), Ok(chain_id), Ok(registry)) =
+            (agent_id.parse(), chain_id.parse(), registry.parse())
+        else {
+            return Ok(None);
+        };
+        Ok(Some(AgentRecord {
+            agent_id,
+            uri: self.setting(AGENT_URI)?,
+            chain_id,
+            registry,
+            tx: self.setting(REGISTRATION_TX)?,
+        }))
+    }
+
+    fn save_agent(&self, record: &AgentRecord) -> Result<(), StoreError> {
+        let saved = [
+            (AGENT_ID, Some(record.agent_id.to_string())),
+            (AGENT_URI, record.uri.clone()),
+            (AGENT_CHAIN, Some(record.chain_id.to_string())),
+            (AGENT_REGISTRY, Some(record.registry.to_string())),
+            (REGISTRATION_TX, record.tx.clone()),
+        ];
+        for (key, value) in saved {
+            if let Some(value) = value {
+                self.set_setting(key, &value)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::{Condition, OfferSpec, PaymentSpec, PriceSpec, UpstreamSpec};
+    use crate::condition::{Condition, ConditionStatus};
+    use crate::spec::{OfferSpec, PaymentSpec, PriceSpec, UpstreamSpec};
 
     fn offer(name: &str, price: &str) -> ServiceOffer {
         ServiceOffer::new(
@@ -341,7 +409,7 @@ mod tests {
         let status = OfferStatus {
             conditions: vec![Condition {
                 kind: "Ready".into(),
-                status: "True".into(),
+                status: ConditionStatus::True.to_string(),
                 reason: "Reconciled".into(),
                 message: String::new(),
                 last_transition_time: "2026-01-01T00:00:00Z".into(),
@@ -390,5 +458,31 @@ mod tests {
             Some("0x70997970C51812dc3A010C7d01b50e0d17dc79C8")
         );
         assert!(store.setting("network").unwrap().is_none());
+    }
+
+    #[test]
+    fn the_agent_record_round_trips_and_keeps_its_transaction() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("agora.db")).unwrap();
+        assert_eq!(store.agent().unwrap(), None);
+        let mut record = AgentRecord {
+            agent_id: alloy::primitives::U256::from(0),
+            uri: Some("http://127.0.0.1/.well-known/agent-registration.json".into()),
+            chain_id: 84532,
+            registry: "0x8004A818BFB912233c491871b3d84c89A494BD9e"
+                .parse()
+                .unwrap(),
+            tx: Some("0xabc".into()),
+        };
+        store.save_agent(&record).unwrap();
+        assert_eq!(store.agent().unwrap(), Some(record.clone()));
+        assert_eq!(store.setting("agentId").unwrap().as_deref(), Some("0"));
+        record.tx = None;
+        store.save_agent(&record).unwrap();
+        assert_eq!(
+            store.agent().unwrap().and_then(|r| r.tx).as_deref(),
+            Some("0xabc"),
+            "a record without a transaction keeps the last one"
+        );
     }
 }

@@ -1,30 +1,34 @@
 //! From what the user wrote to typed values: names, wallets, paths, networks, prices.
 //!
+//! [`resolve`] checks a whole offer into a [`ResolvedOffer`] once; the reconciler
+//! resolves each offer once per pass and hands the result to every stage. The checks
+//! of one field each live beside it: [`path`] (public path, upstream), [`price`]
+//! (wallet, token, price), [`oasf`] (skills and domains), [`duration`] (drain grace).
+//!
 //! Messages follow the reference CLI's wording so people (and agents) who know it
 //! recognise them, and each says what to type instead.
+
+mod duration;
+mod oasf;
+mod path;
+mod price;
 
 use std::fmt;
 use std::time::Duration;
 
 use alloy::primitives::{Address, U256};
-use erc8004::oasf::Taxonomy;
 use reqwest::Url;
 use x402::money::{Money, Price};
 use x402::network::{Asset, Network};
 use x402::wire::{PaymentRequirements, SCHEME_EXACT};
 
+pub use self::duration::{format_duration, parse_duration};
+pub use self::oasf::check_oasf;
+use self::path::upstream_url;
+pub use self::path::{RESERVED_PATHS, check_path};
+pub use self::price::{parse_price, parse_wallet};
+use self::price::{price_key, price_value, resolve_asset, resolve_price};
 use crate::spec::{ModelSpec, OfferType, RegistrationSpec, ServiceOffer};
-
-/// Paths the gateway serves itself; an offer may not sit on or under them.
-pub const RESERVED_PATHS: &[&str] = &[
-    "/healthz",
-    "/readyz",
-    "/metrics",
-    "/skill.md",
-    "/api",
-    "/openapi.json",
-    "/.well-known",
-];
 
 /// Longest `maxTimeoutSeconds` accepted (24 h, as the reference caps it).
 pub const MAX_TIMEOUT_SECONDS: u64 = 86_400;
@@ -166,106 +170,6 @@ impl fmt::Display for OfferName {
     }
 }
 
-/// Parses a recipient: `0x` or `0X` and 40 hex digits.
-pub fn parse_wallet(input: &str) -> Result<Address, ValidationError> {
-    let trimmed = input.trim();
-    if trimmed.is_empty() {
-        return Err(ValidationError::RecipientRequired);
-    }
-    let hex = trimmed
-        .strip_prefix("0x")
-        .or_else(|| trimmed.strip_prefix("0X"))
-        .filter(|h| h.len() == 40 && h.chars().all(|c| c.is_ascii_hexdigit()))
-        .ok_or_else(|| ValidationError::InvalidWallet(input.to_string()))?;
-    format!("0x{hex}")
-        .parse()
-        .map_err(|_| ValidationError::InvalidWallet(input.to_string()))
-}
-
-/// Checks a public path (`/services/<name>` by default).
-pub fn check_path(path: &str) -> Result<String, ValidationError> {
-    let path = path.trim_end_matches('/');
-    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '/' | '_' | '.' | '-');
-    if !path.starts_with('/') || !path.chars().all(allowed) || path.len() < 2 {
-        return Err(ValidationError::InvalidPath(path.to_string()));
-    }
-    if path.split('/').any(|s| s == ".." || s == ".") {
-        return Err(ValidationError::PathTraversal(path.to_string()));
-    }
-    for reserved in RESERVED_PATHS {
-        if path == *reserved || path.starts_with(&format!("{reserved}/")) {
-            return Err(ValidationError::ReservedPath {
-                path: path.to_string(),
-                reserved: (*reserved).to_string(),
-            });
-        }
-    }
-    Ok(path.to_string())
-}
-
-/// Parses a decimal price flag or key into an amount of a `decimals`-decimal token.
-pub fn parse_price(field: &str, value: &str, decimals: u8) -> Result<Money, ValidationError> {
-    Money::parse(value, decimals).map_err(|e| ValidationError::InvalidPrice {
-        field: field.to_string(),
-        value: value.to_string(),
-        reason: e.to_string(),
-    })
-}
-
-/// Parses a Go-style duration (`1h`, `30m`, `1h0m0s`, `90s`, `0s`). Arithmetic is
-/// checked: a duration too long to count in seconds is an error, never a wrap or a panic.
-pub fn parse_duration(input: &str) -> Result<Duration, ValidationError> {
-    let bad = || {
-        ValidationError::Drain(format!(
-            "invalid duration {input:?}: use hours, minutes and seconds such as 1h, 30m or 1h0m0s"
-        ))
-    };
-    let too_long = || {
-        ValidationError::Drain(format!(
-            "duration {input:?} is too long to count; use at most {MAX_DURATION_HOURS}h (about a million years)"
-        ))
-    };
-    let mut total = 0u64;
-    let mut digits = String::new();
-    for c in input.trim().chars() {
-        if c.is_ascii_digit() {
-            digits.push(c);
-            continue;
-        }
-        let unit = match c {
-            'h' => 3600,
-            'm' => 60,
-            's' => 1,
-            _ => return Err(bad()),
-        };
-        if digits.is_empty() {
-            return Err(bad());
-        }
-        // All digits, so the only way `parse` fails is a number beyond u64.
-        let n: u64 = digits.parse().map_err(|_| too_long())?;
-        digits.clear();
-        total = n
-            .checked_mul(unit)
-            .and_then(|seconds| total.checked_add(seconds))
-            .filter(|&t| t <= MAX_DURATION_HOURS * 3600)
-            .ok_or_else(too_long)?;
-    }
-    if !digits.is_empty() {
-        return Err(bad());
-    }
-    Ok(Duration::from_secs(total))
-}
-
-/// The longest duration accepted, so a parsed duration can still be added to a unix
-/// time or an `Instant` without overflow.
-const MAX_DURATION_HOURS: u64 = 10_000_000_000;
-
-/// Writes a duration the Go way (`1h0m0s`).
-pub fn format_duration(d: Duration) -> String {
-    let s = d.as_secs();
-    format!("{}h{}m{}s", s / 3600, (s % 3600) / 60, s % 60)
-}
-
 /// An offer with every field checked and typed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ResolvedOffer {
@@ -297,6 +201,9 @@ pub struct ResolvedOffer {
     pub limits: gateway::Limits,
     /// Listing (defaults filled).
     pub registration: RegistrationSpec,
+    /// When a stopping offer stops serving (unix seconds: `drainAt` plus its grace
+    /// period, one hour by default); none while it is not being stopped.
+    pub drain_until: Option<u64>,
 }
 
 impl ResolvedOffer {
@@ -321,107 +228,6 @@ impl ResolvedOffer {
     }
 }
 
-fn upstream_url(offer: &ServiceOffer) -> Result<Url, ValidationError> {
-    let up = &offer.spec.upstream;
-    let text = match (&up.url, &up.service, up.port) {
-        (Some(url), _, _) => url.clone(),
-        (None, Some(service), Some(port)) => {
-            let host = if service == "localhost" || service.contains('.') {
-                service.as_str()
-            } else {
-                "127.0.0.1"
-            };
-            format!("http://{host}:{port}")
-        }
-        (None, _, Some(port)) => format!("http://127.0.0.1:{port}"),
-        _ => return Err(ValidationError::UpstreamRequired),
-    };
-    let url = Url::parse(&text)
-        .map_err(|e| ValidationError::InvalidUpstream(text.clone(), e.to_string()))?;
-    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-        return Err(ValidationError::InvalidUpstream(
-            text,
-            "must be an http:// or https:// URL with a host".into(),
-        ));
-    }
-    Ok(url)
-}
-
-fn resolve_asset(offer: &ServiceOffer, network: &Network) -> Result<Asset, ValidationError> {
-    let Some(spec) = &offer.spec.payment.asset else {
-        return network
-            .default_asset()
-            .map_err(|e| ValidationError::Network(e.to_string()));
-    };
-    if let Some(method) = &spec.transfer_method
-        && method != "eip3009"
-    {
-        return Err(ValidationError::Asset(format!(
-            "asset transfer method {method:?} is not supported; agora settles EIP-3009 tokens (transferMethod: eip3009)"
-        )));
-    }
-    let address = parse_wallet(&spec.address).map_err(|_| {
-        ValidationError::Asset(format!(
-            "invalid asset address {:?}: must be 0x-prefixed 40-char hex",
-            spec.address
-        ))
-    })?;
-    let known = network.known().filter(|c| c.usdc.address == address);
-    match (known, &spec.eip712_name, &spec.eip712_version) {
-        (Some(chain), _, _) => Ok(chain.usdc.to_asset()),
-        (None, Some(name), Some(version)) => Ok(Asset {
-            address,
-            decimals: spec.decimals,
-            symbol: spec.symbol.clone().unwrap_or_else(|| "TOKEN".into()),
-            eip712_name: name.clone(),
-            eip712_version: version.clone(),
-        }),
-        _ => Err(ValidationError::Asset(format!(
-            "asset {address} needs eip712Name and eip712Version (its EIP-712 domain) so buyers can sign for it"
-        ))),
-    }
-}
-
-fn resolve_price(offer: &ServiceOffer, asset: &Asset) -> Result<Price, ValidationError> {
-    let p = &offer.spec.payment.price;
-    let set: Vec<&str> = [
-        ("perRequest", &p.per_request),
-        ("perMTok", &p.per_mtok),
-        ("perHour", &p.per_hour),
-        ("perEpoch", &p.per_epoch),
-    ]
-    .iter()
-    .filter(|(_, v)| v.is_some())
-    .map(|(k, _)| *k)
-    .collect();
-    if set.len() > 1 {
-        return Err(ValidationError::SeveralPrices(set.join(", ")));
-    }
-    match (&p.per_request, &p.per_mtok, &p.per_hour, &p.per_epoch) {
-        (Some(v), ..) => Ok(Price::PerRequest(parse_price(
-            "perRequest",
-            v,
-            asset.decimals,
-        )?)),
-        (_, Some(v), ..) => Ok(Price::PerMTok(parse_price("perMTok", v, asset.decimals)?)),
-        (_, _, Some(v), _) => Ok(Price::PerHour(parse_price("perHour", v, asset.decimals)?)),
-        (_, _, _, Some(v)) => Err(ValidationError::PerEpoch(v.clone())),
-        _ => Err(ValidationError::PriceRequired),
-    }
-}
-
-/// Validates OASF names in a registration block against the shipped taxonomy.
-pub fn check_oasf(registration: &RegistrationSpec) -> Result<(), ValidationError> {
-    for skill in &registration.skills {
-        Taxonomy::validate_skill(skill).map_err(|e| ValidationError::Oasf(e.to_string()))?;
-    }
-    for domain in &registration.domains {
-        Taxonomy::validate_domain(domain).map_err(|e| ValidationError::Oasf(e.to_string()))?;
-    }
-    Ok(())
-}
-
-/// Checks every field of `offer`.
 pub fn resolve(offer: &ServiceOffer) -> Result<ResolvedOffer, ValidationError> {
     let name = OfferName::parse(&offer.metadata.name)?;
     let spec = &offer.spec;
@@ -475,12 +281,17 @@ pub fn resolve(offer: &ServiceOffer) -> Result<ResolvedOffer, ValidationError> {
         registration.name = Some(name.to_string());
     }
     let limits = spec.limits.unwrap_or_default();
-    if let Some(grace) = &spec.drain_grace_period {
-        parse_duration(grace)?;
-    }
-    if let Some(at) = &spec.drain_at {
-        crate::time::parse_rfc3339(at).map_err(ValidationError::Drain)?;
-    }
+    let grace = match &spec.drain_grace_period {
+        Some(grace) => parse_duration(grace)?,
+        None => DEFAULT_DRAIN_GRACE,
+    };
+    let drain_until = match &spec.drain_at {
+        Some(at) => {
+            let at = crate::time::parse_rfc3339(at).map_err(ValidationError::Drain)?;
+            Some(at.saturating_add(grace.as_secs()))
+        }
+        None => None,
+    };
     Ok(ResolvedOffer {
         name,
         offer_type: spec.offer_type,
@@ -499,23 +310,12 @@ pub fn resolve(offer: &ServiceOffer) -> Result<ResolvedOffer, ValidationError> {
             max_in_flight: limits.max_in_flight,
         },
         registration,
+        drain_until,
     })
 }
 
-/// The spec key a price was set with, as the user wrote it.
-fn price_key(price: &Price) -> &'static str {
-    match price {
-        Price::PerRequest(_) => "perRequest",
-        Price::PerMTok(_) => "perMTok",
-        Price::PerHour(_) => "perHour",
-    }
-}
-
-fn price_value(price: &Price) -> String {
-    match price {
-        Price::PerRequest(m) | Price::PerMTok(m) | Price::PerHour(m) => m.to_string(),
-    }
-}
+/// How long a stopping offer keeps serving when its spec names no grace period.
+const DEFAULT_DRAIN_GRACE: Duration = Duration::from_secs(3600);
 
 #[cfg(test)]
 mod tests {
@@ -565,42 +365,6 @@ mod tests {
                 )
             );
         }
-    }
-
-    #[test]
-    fn wallets_follow_the_reference_rule() {
-        assert!(parse_wallet("0X70997970C51812dc3A010C7d01b50e0d17dc79C8").is_ok());
-        for bad in [
-            "70997970C51812dc3A010C7d01b50e0d17dc79C8",
-            "0x1234",
-            "0xZZ997970C51812dc3A010C7d01b50e0d17dc79C8",
-        ] {
-            assert_eq!(
-                parse_wallet(bad).unwrap_err().to_string(),
-                format!("invalid wallet address {bad:?}: must be 0x-prefixed 40-char hex")
-            );
-        }
-        assert_eq!(
-            parse_wallet("").unwrap_err().to_string(),
-            "recipient required: use --pay-to <addr> or set X402_WALLET"
-        );
-    }
-
-    #[test]
-    fn paths_are_checked() {
-        assert_eq!(check_path("/services/x/").unwrap(), "/services/x");
-        assert_eq!(
-            check_path("services/x").unwrap_err().to_string(),
-            "invalid path \"services/x\": must start with / and use only letters, digits, /, _, . and -"
-        );
-        assert_eq!(
-            check_path("/services/../x").unwrap_err().to_string(),
-            "invalid path \"/services/../x\": path traversal not allowed"
-        );
-        assert_eq!(
-            check_path("/api/x").unwrap_err().to_string(),
-            "path /api/x collides with the reserved platform path /api; pass --path /services/<name>"
-        );
     }
 
     #[test]
@@ -697,45 +461,5 @@ mod tests {
             message.contains("devops_mlops/model_versioning"),
             "{message}"
         );
-    }
-
-    #[test]
-    fn durations_read_the_go_way() {
-        assert_eq!(parse_duration("1h0m0s").unwrap(), Duration::from_secs(3600));
-        assert_eq!(parse_duration("90s").unwrap(), Duration::from_secs(90));
-        assert_eq!(parse_duration("0s").unwrap(), Duration::ZERO);
-        assert!(parse_duration("1d").is_err());
-        assert_eq!(format_duration(Duration::from_secs(3661)), "1h1m1s");
-    }
-
-    #[test]
-    fn durations_too_long_to_count_are_errors_not_wraps() {
-        let max = format!("{MAX_DURATION_HOURS}h");
-        assert_eq!(
-            parse_duration(&max).unwrap(),
-            Duration::from_secs(MAX_DURATION_HOURS * 3600)
-        );
-        for huge in [
-            // overflows u64 when multiplied by 3600 (and wraps to a small number)
-            "99999999999999999h",
-            "5124095576030432h",
-            // overflows u64 when multiplied by 60
-            "307445734561825861m",
-            // every part fits, the sum does not
-            "18446744073709551615s1s",
-            // more digits than a u64 holds
-            "99999999999999999999999s",
-            // fits in u64 but is beyond the cap
-            "10000000001h",
-            "18446744073709551615s",
-        ] {
-            let message = parse_duration(huge).unwrap_err().to_string();
-            assert!(message.contains("too long"), "{huge}: {message}");
-            assert!(message.contains(&max), "{huge}: {message}");
-        }
-        for malformed in ["h", "1hm", "1h 1", "-1h", "1.5h"] {
-            let message = parse_duration(malformed).unwrap_err().to_string();
-            assert!(message.contains("such as 1h"), "{malformed}: {message}");
-        }
     }
 }
