@@ -1,12 +1,15 @@
-//! The client side of the daemon's admin API: HTTP/1.1 over the Unix socket, one
-//! request per connection (the API is small and local, so no HTTP stack is needed).
+//! The client side of the daemon's admin API: hyper's HTTP/1.1 client over the Unix
+//! socket, one request per connection (the API is small and local, so there is no pool
+//! to keep).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper_util::rt::TokioIo;
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 
 /// Talks to the daemon listening on `socket`.
@@ -69,7 +72,7 @@ impl AdminClient {
         path: &str,
         body: Option<&Value>,
     ) -> anyhow::Result<Answer> {
-        let mut stream =
+        let stream =
             tokio::time::timeout(Duration::from_secs(5), UnixStream::connect(&self.socket))
                 .await
                 .context("the agora daemon did not accept the connection in time")?
@@ -80,41 +83,40 @@ impl AdminClient {
             .map(serde_json::to_vec)
             .transpose()?
             .unwrap_or_default();
-        let head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: agora\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-            payload.len()
-        );
-        stream.write_all(head.as_bytes()).await?;
-        stream.write_all(&payload).await?;
-        let mut raw = Vec::new();
-        tokio::time::timeout(Duration::from_secs(120), stream.read_to_end(&mut raw))
+        let request = hyper::Request::builder()
+            .method(method)
+            .uri(path)
+            .header(hyper::header::HOST, "agora")
+            .header(hyper::header::CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(payload)))
+            .with_context(|| format!("{method} {path} is not a valid admin API request"))?;
+        tokio::time::timeout(Duration::from_secs(120), exchange(stream, request))
             .await
-            .context("the agora daemon did not answer in time")??;
-        parse_response(&raw)
+            .context("the agora daemon did not answer in time")?
     }
 }
 
-/// Parses an HTTP/1.1 response with a Content-Length or chunked body.
-fn parse_response(raw: &[u8]) -> anyhow::Result<Answer> {
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .context("the agora daemon sent a malformed answer")?;
-    let head =
-        std::str::from_utf8(&raw[..split]).context("the agora daemon sent non-UTF-8 headers")?;
-    let status: u16 = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .context("the agora daemon sent no status code")?;
-    let chunked = head.lines().any(|l| {
-        l.to_ascii_lowercase().starts_with("transfer-encoding:")
-            && l.to_ascii_lowercase().contains("chunked")
-    });
-    let mut body = raw[split + 4..].to_vec();
-    if chunked {
-        body = dechunk(&body)?;
-    }
+/// One request and its whole answer on a fresh connection.
+async fn exchange(
+    stream: UnixStream,
+    request: hyper::Request<Full<Bytes>>,
+) -> anyhow::Result<Answer> {
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .context("the agora daemon did not speak HTTP on its admin socket")?;
+    // The connection runs beside the exchange and ends with it, even on a timeout.
+    let _driver = AbortOnDrop(tokio::spawn(connection));
+    let response = sender
+        .send_request(request)
+        .await
+        .context("the agora daemon closed the connection without answering")?;
+    let status = response.status().as_u16();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .context("the agora daemon's answer broke off")?
+        .to_bytes();
     let body = if body.is_empty() {
         Value::Null
     } else {
@@ -123,42 +125,11 @@ fn parse_response(raw: &[u8]) -> anyhow::Result<Answer> {
     Ok(Answer { status, body })
 }
 
-fn dechunk(mut data: &[u8]) -> anyhow::Result<Vec<u8>> {
-    let mut out = Vec::new();
-    loop {
-        let line_end = data
-            .windows(2)
-            .position(|w| w == b"\r\n")
-            .context("malformed chunked body")?;
-        let size_text = std::str::from_utf8(&data[..line_end])?;
-        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
-            .context("malformed chunk size")?;
-        data = &data[line_end + 2..];
-        if size == 0 {
-            return Ok(out);
-        }
-        if data.len() < size + 2 {
-            bail!("truncated chunked body");
-        }
-        out.extend_from_slice(&data[..size]);
-        data = &data[size + 2..];
-    }
-}
+/// Stops the connection's task when the exchange ends or is abandoned.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reads_plain_and_chunked_answers() {
-        let plain = b"HTTP/1.1 200 OK\r\ncontent-length: 11\r\n\r\n{\"a\":true} ";
-        let a = parse_response(plain).unwrap();
-        assert_eq!((a.status, a.body["a"].as_bool()), (200, Some(true)));
-        let chunked = b"HTTP/1.1 400 Bad Request\r\ntransfer-encoding: chunked\r\n\r\n5\r\n{\"err\r\n9\r\nor\":\"no\"}\r\n0\r\n\r\n";
-        let b = parse_response(chunked).unwrap();
-        assert_eq!(b.status, 400);
-        assert_eq!(b.body["error"], "no");
-        assert_eq!(b.ok().unwrap_err().to_string(), "no");
-        assert!(parse_response(b"garbage").is_err());
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }

@@ -29,7 +29,7 @@ pub struct DaemonConfig {
     /// `$AGORA_HOME`: database and socket live here.
     pub home: PathBuf,
     /// Gateway listen address.
-    pub listen: String,
+    pub listen: SocketAddr,
     /// Public base URL buyers use; default the gateway's own address.
     pub public_url: Option<String>,
     /// Who verifies and settles.
@@ -92,7 +92,7 @@ impl Daemon {
                 config.home.display()
             )
         })?);
-        let listener = tokio::net::TcpListener::bind(&config.listen)
+        let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .with_context(|| {
                 format!(
@@ -422,7 +422,7 @@ mod tests {
         let facilitator = x402::HttpFacilitator::new("http://127.0.0.1:9").unwrap();
         let config = DaemonConfig {
             home: home.clone(),
-            listen: "127.0.0.1:0".into(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             public_url: None,
             facilitator: Arc::new(facilitator),
             facilitator_label: "test".into(),

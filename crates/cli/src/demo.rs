@@ -27,7 +27,9 @@ use x402::eip3009::{self, IEip3009Token};
 use x402::{Money, PaymentPayload, header};
 
 use crate::admin_client::AdminClient;
+use crate::config;
 use crate::daemon::{Daemon, DaemonConfig};
+use crate::output::outln;
 
 /// Options of `agora demo`.
 #[derive(Debug, Args)]
@@ -35,8 +37,8 @@ pub struct DemoArgs {
     /// Price of the sample service per request, in USDC.
     #[arg(long, default_value = "0.001")]
     price: String,
-    /// The anvil binary (default: $AGORA_ANVIL, PATH, then the project's tools/ install).
-    #[arg(long)]
+    /// The anvil binary [default: PATH, then the project's tools/ install].
+    #[arg(long, env = config::ANVIL)]
     anvil: Option<PathBuf>,
     /// Print one JSON object with the proof instead of the narrative.
     #[arg(long)]
@@ -73,10 +75,11 @@ struct DemoProof {
 
 /// Runs the demo and prints the proof.
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
-    let say = |line: String| {
+    let say = |line: String| -> anyhow::Result<()> {
         if !args.json {
-            println!("{line}");
+            outln!("{line}")?;
         }
+        Ok(())
     };
     let price = Money::parse(&args.price, 6)
         .with_context(|| format!("--price {:?} is not a USDC amount", args.price))?;
@@ -85,7 +88,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         "--price must be above zero to demonstrate a payment"
     );
 
-    say("1. starting a local Base Sepolia look-alike (anvil, chain id 84532, USDC, ERC-8004 registry)".into());
+    say("1. starting a local Base Sepolia look-alike (anvil, chain id 84532, USDC, ERC-8004 registry)".into())?;
     let chain = Devnet::start(DevnetConfig {
         accounts: 3,
         anvil: args.anvil.clone(),
@@ -98,21 +101,26 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     chain.stop().await;
     let proof = result?;
     if args.json {
-        println!("{}", serde_json::to_string(&proof)?);
+        outln!("{}", serde_json::to_string(&proof)?)?;
     } else {
-        println!(
+        outln!(
             "\nproof: tx {} in block {} on {}",
-            proof.transaction, proof.block_number, proof.network
-        );
-        println!(
+            proof.transaction,
+            proof.block_number,
+            proof.network
+        )?;
+        outln!(
             "  seller {} USDC -> {} USDC (+{} USDC, exactly the price)",
-            proof.seller_balance_before, proof.seller_balance_after, proof.price
-        );
-        println!(
+            proof.seller_balance_before,
+            proof.seller_balance_after,
+            proof.price
+        )?;
+        outln!(
             "  buyer  {} USDC -> {} USDC",
-            proof.payer_balance_before, proof.payer_balance_after
-        );
-        println!("  everything stopped; run `agora devnet` and `agora serve` to keep them running");
+            proof.payer_balance_before,
+            proof.payer_balance_after
+        )?;
+        outln!("  everything stopped; run `agora devnet` and `agora serve` to keep them running")?;
     }
     Ok(())
 }
@@ -149,7 +157,7 @@ async fn sell_and_buy(
     price_text: &str,
     price: Money,
     quiet: bool,
-    say: &impl Fn(String),
+    say: &impl Fn(String) -> anyhow::Result<()>,
 ) -> anyhow::Result<DemoProof> {
     let [relayer, buyer, seller] = chain.accounts() else {
         bail!("the demo devnet should have exactly three accounts");
@@ -166,7 +174,7 @@ async fn sell_and_buy(
     .context("cannot start the embedded facilitator")?;
     let daemon = Daemon::start(DaemonConfig {
         home: home.to_path_buf(),
-        listen: "127.0.0.1:0".into(),
+        listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
         public_url: None,
         facilitator: Arc::new(facilitator),
         facilitator_label: format!("embedded (settles as {})", relayer.address()),
@@ -182,7 +190,7 @@ async fn sell_and_buy(
         "2. seller daemon up: gateway {}, facilitator settles as {}",
         daemon.gateway_url,
         relayer.address()
-    ));
+    ))?;
     let (service_url, service) = sample_service().await?;
     let story = Story {
         chain,
@@ -213,7 +221,7 @@ struct Story<'a> {
 }
 
 impl Story<'_> {
-    async fn run(&self, say: &impl Fn(String)) -> anyhow::Result<DemoProof> {
+    async fn run(&self, say: &impl Fn(String) -> anyhow::Result<()>) -> anyhow::Result<DemoProof> {
         let Story {
             chain,
             daemon,
@@ -262,7 +270,7 @@ impl Story<'_> {
         say(format!(
             "3. selling the sample service {service_url} as `{name}` for {price} USDC per request to {}",
             seller.address()
-        ));
+        ))?;
         let ready =
             crate::sell::wait_ready(&client, name, std::time::Duration::from_secs(60), quiet)
                 .await?;
@@ -285,7 +293,7 @@ impl Story<'_> {
             "   listed on ERC-8004 as agent {} (registration file at {}/.well-known/agent-registration.json)",
             ready.status.agent_id.as_deref().unwrap_or("?"),
             daemon.gateway_url
-        ));
+        ))?;
         let report = crate::probe::probe(&url, &requirement).await?;
         ensure!(
             report.passed,
@@ -295,7 +303,7 @@ impl Story<'_> {
         say(format!(
             "4. probe: {url} answers 402 with the offer's exact terms ({} checks passed)",
             report.checks.len()
-        ));
+        ))?;
 
         let payer_before = chain.usdc_balance(buyer.address()).await?;
         let seller_before = chain.usdc_balance(seller.address()).await?;
@@ -320,7 +328,7 @@ impl Story<'_> {
         say(format!(
             "5. buyer {} paid through the gateway; the service answered {answer}",
             buyer.address()
-        ));
+        ))?;
 
         let provider = chain.provider()?;
         let mined = provider
@@ -344,7 +352,7 @@ impl Story<'_> {
         say(format!(
             "6. on chain: tx {transaction} moved exactly {} atomic USDC {} -> {}",
             transfer.value, transfer.from, transfer.to
-        ));
+        ))?;
 
         let replay = crate::probe::send_payment(&url, &header_value).await?;
         let replay_rejected = replay.status == 402;
@@ -359,7 +367,7 @@ impl Story<'_> {
             replay.status
         );
         ensure!(nonce_used, "the token does not mark the nonce as used");
-        say("7. sending the same payment again is refused (402, nonce already used)".into());
+        say("7. sending the same payment again is refused (402, nonce already used)".into())?;
 
         let payer_after = chain.usdc_balance(buyer.address()).await?;
         let seller_after = chain.usdc_balance(seller.address()).await?;

@@ -6,6 +6,8 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use serde_json::Value;
 
+use crate::config;
+
 /// Ports tried, in order, when no `--upstream` is given. `AGORA_INFERENCE_PORTS`
 /// (comma-separated) replaces the list, for servers on unusual ports.
 pub const DEFAULT_PORTS: [u16; 4] = [11434, 8000, 8080, 4000];
@@ -94,16 +96,16 @@ pub async fn inspect(url: &str) -> anyhow::Result<Detected> {
 }
 
 fn ports() -> anyhow::Result<Vec<u16>> {
-    match std::env::var("AGORA_INFERENCE_PORTS") {
-        Ok(list) if !list.trim().is_empty() => list
+    match config::var(config::INFERENCE_PORTS) {
+        Some(list) => list
             .split(',')
             .map(|p| {
                 p.trim()
                     .parse()
-                    .with_context(|| format!("AGORA_INFERENCE_PORTS: {p:?} is not a port"))
+                    .with_context(|| format!("{}: {p:?} is not a port", config::INFERENCE_PORTS))
             })
             .collect(),
-        _ => Ok(DEFAULT_PORTS.to_vec()),
+        None => Ok(DEFAULT_PORTS.to_vec()),
     }
 }
 

@@ -7,6 +7,9 @@ use clap::Args;
 use devnet::{Devnet, DevnetConfig, DevnetSummary};
 use x402::Money;
 
+use crate::config;
+use crate::output::outln;
+
 /// Options of `agora devnet`.
 #[derive(Debug, Args)]
 pub struct DevnetArgs {
@@ -19,8 +22,8 @@ pub struct DevnetArgs {
     /// Loopback port for the JSON-RPC endpoint (0 picks a free one).
     #[arg(long, default_value_t = 8545)]
     port: u16,
-    /// The anvil binary (default: $AGORA_ANVIL, PATH, then the project's tools/ install).
-    #[arg(long)]
+    /// The anvil binary [default: PATH, then the project's tools/ install].
+    #[arg(long, env = config::ANVIL)]
     anvil: Option<PathBuf>,
     /// Print one JSON object describing the chain instead of the human summary.
     #[arg(long)]
@@ -64,9 +67,12 @@ pub async fn run(args: DevnetArgs) -> anyhow::Result<()> {
     let shutdown = crate::signals::shutdown_signal()?;
     let summary = chain.summary().await?;
     if args.json {
-        println!("{}", serde_json::to_string(&summary)?);
+        outln!("{}", serde_json::to_string(&summary)?)?;
     } else {
-        print_summary(&summary);
+        if let Err(e) = print_summary(&summary) {
+            chain.stop().await;
+            return Err(e);
+        }
         eprintln!("\ndevnet running; press Ctrl-C to stop");
     }
     tokio::select! {
@@ -81,26 +87,34 @@ pub async fn run(args: DevnetArgs) -> anyhow::Result<()> {
     }
 }
 
-fn print_summary(summary: &DevnetSummary) {
-    println!("agora devnet");
-    println!("  RPC URL            {}", summary.rpc_url);
-    println!(
+fn print_summary(summary: &DevnetSummary) -> anyhow::Result<()> {
+    outln!("agora devnet")?;
+    outln!("  RPC URL            {}", summary.rpc_url)?;
+    outln!(
         "  chain              {} ({})",
-        summary.chain_id, summary.network
-    );
-    println!(
+        summary.chain_id,
+        summary.network
+    )?;
+    outln!(
         "  USDC               {} (EIP-712 {:?} v{}, {} decimals)",
-        summary.usdc.address, summary.usdc.name, summary.usdc.version, summary.usdc.decimals
-    );
-    println!(
+        summary.usdc.address,
+        summary.usdc.name,
+        summary.usdc.version,
+        summary.usdc.decimals
+    )?;
+    outln!(
         "  Identity Registry  {} (ERC-8004 2.0.0)",
         summary.identity_registry
-    );
-    println!("\n  funded accounts ({})", summary.keys_note);
+    )?;
+    outln!("\n  funded accounts ({})", summary.keys_note)?;
     for (i, account) in summary.accounts.iter().enumerate() {
-        println!(
+        outln!(
             "  [{i}] {}  {} USDC  {} ETH\n      key {}",
-            account.address, account.usdc, account.eth, account.private_key
-        );
+            account.address,
+            account.usdc,
+            account.eth,
+            account.private_key
+        )?;
     }
+    Ok(())
 }

@@ -4,26 +4,29 @@
 
 use std::time::Duration;
 
+use alloy::primitives::Address;
 use anyhow::{Context, bail};
 use clap::Args;
 use erc8004::oasf::{Kind, Taxonomy};
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::config;
 use crate::index_cmd::{self, DEFAULT_INDEXER};
+use crate::output::outln;
 
 /// Options of `agora discover`.
 #[derive(Debug, Args)]
 pub struct DiscoverArgs {
     /// Indexer to ask [default: a local `agora index` on 127.0.0.1:3400].
-    #[arg(long, env = "AGORA_INDEXER", value_name = "URL")]
-    indexer: Option<String>,
+    #[arg(long, env = config::INDEXER, value_name = "URL")]
+    indexer: Option<reqwest::Url>,
     /// Scan the registry over this RPC when no indexer answers.
     #[arg(long, value_name = "URL")]
-    rpc: Option<String>,
+    rpc: Option<reqwest::Url>,
     /// Identity Registry address for --rpc [default: the chain's ERC-8004 deployment].
     #[arg(long, value_name = "ADDR")]
-    registry: Option<String>,
+    registry: Option<Address>,
     /// OASF skill, exact or `prefix/*` (repeatable; all must match).
     #[arg(long = "skill", value_name = "SKILL")]
     skills: Vec<String>,
@@ -38,7 +41,7 @@ pub struct DiscoverArgs {
     search: Option<String>,
     /// Only agents owned by this address.
     #[arg(long, value_name = "ADDR")]
-    owner: Option<String>,
+    owner: Option<Address>,
     /// Most agents to list.
     #[arg(long, default_value_t = 20)]
     limit: u32,
@@ -97,8 +100,8 @@ pub async fn run(args: DiscoverArgs) -> anyhow::Result<()> {
     }
     let base = args
         .indexer
-        .clone()
-        .unwrap_or_else(|| DEFAULT_INDEXER.to_string())
+        .as_ref()
+        .map_or_else(|| DEFAULT_INDEXER.to_string(), config::url_text)
         .trim_end_matches('/')
         .to_string();
     let client = http()?;
@@ -106,7 +109,7 @@ pub async fn run(args: DiscoverArgs) -> anyhow::Result<()> {
     let items = if reachable {
         query(&client, &base, &args).await?
     } else {
-        let Some(rpc) = &args.rpc else {
+        let Some(rpc) = args.rpc.as_ref().map(config::url_text) else {
             bail!(
                 "no indexer answers at {base}; start one with `agora index --rpc URL`, pass --indexer URL, or pass --rpc URL to scan the registry directly"
             );
@@ -114,7 +117,7 @@ pub async fn run(args: DiscoverArgs) -> anyhow::Result<()> {
         if !args.json {
             eprintln!("no indexer at {base}; scanning the registry over {rpc} ...");
         }
-        scan(rpc, args.registry.as_deref(), &args).await?
+        scan(&rpc, args.registry, &args).await?
     };
     let mut found: Vec<Found> = items.iter().filter_map(|a| to_found(a, &args)).collect();
     if args.probe {
@@ -146,7 +149,7 @@ async fn query(
         params.push(("search", search.clone()));
     }
     if let Some(owner) = &args.owner {
-        params.push(("ownerAddress", owner.clone()));
+        params.push(("ownerAddress", owner.to_string()));
     }
     let mut url = reqwest::Url::parse(&format!("{base}/api/v1/public/agents"))
         .with_context(|| format!("--indexer {base} is not a URL"))?;
@@ -174,11 +177,11 @@ async fn query(
 /// Indexes the registry into a temporary database and asks it, as `agora index` would.
 async fn scan(
     rpc: &str,
-    registry: Option<&str>,
+    registry: Option<Address>,
     args: &DiscoverArgs,
 ) -> anyhow::Result<Vec<Value>> {
     let dir = tempfile::tempdir().context("cannot create a temporary database")?;
-    let config = index_cmd::config(rpc, registry, dir.path().join("scan.db"), false)?;
+    let config = index_cmd::config(rpc, registry, dir.path().join("scan.db"), false);
     let indexer = indexer::Indexer::open(config).await?;
     loop {
         let report = indexer.sync().await?;
@@ -291,23 +294,27 @@ async fn probe(client: &reqwest::Client, endpoint: &str) -> Price {
 
 fn print(found: &[Found], args: &DiscoverArgs) -> anyhow::Result<()> {
     if args.json {
-        println!("{}", serde_json::to_string(found)?);
+        outln!("{}", serde_json::to_string(found)?)?;
         return Ok(());
     }
     if found.is_empty() {
-        println!("No agents match.");
+        outln!("No agents match.")?;
         return Ok(());
     }
-    println!(
+    outln!(
         "{:<14} {:<24} {:<12} {:<5} {:<44} ENDPOINT",
-        "AGENT", "NAME", "OWNER", "X402", "SKILLS"
-    );
+        "AGENT",
+        "NAME",
+        "OWNER",
+        "X402",
+        "SKILLS"
+    )?;
     for a in found {
         let owner: String = a.owner.chars().take(10).collect();
         let skills = a.skills.join(",");
         let skills: String = skills.chars().take(44).collect();
         let name: String = a.name.chars().take(24).collect();
-        println!(
+        outln!(
             "{:<14} {:<24} {:<12} {:<5} {:<44} {}",
             format!("{}:{}", a.chain_id, a.agent_id),
             name,
@@ -315,17 +322,17 @@ fn print(found: &[Found], args: &DiscoverArgs) -> anyhow::Result<()> {
             if a.x402 { "yes" } else { "no" },
             skills,
             a.endpoints.first().map_or("-", String::as_str)
-        );
+        )?;
         for p in &a.prices {
             match (&p.price, &p.error) {
-                (Some(price), _) => println!(
+                (Some(price), _) => outln!(
                     "    {} -> {price} (pay to {})",
                     p.endpoint,
                     p.pay_to.as_deref().unwrap_or("?")
                 ),
-                (None, Some(e)) => println!("    {} -> {e}", p.endpoint),
-                _ => {}
-            }
+                (None, Some(e)) => outln!("    {} -> {e}", p.endpoint),
+                _ => Ok(()),
+            }?;
         }
     }
     Ok(())

@@ -8,6 +8,7 @@
 //! Ctrl-C or SIGTERM, letting requests in flight finish.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -19,10 +20,8 @@ use facilitator::{ChainConfig, EmbeddedConfig, EmbeddedFacilitator};
 use serde::Serialize;
 use x402::Network;
 
-use crate::home;
-
-/// Environment variable holding the settlement key when no `--key-file` is given.
-pub const KEY_ENV: &str = "AGORA_FACILITATOR_KEY";
+use crate::output::outln;
+use crate::{config, home};
 
 /// Options of `agora facilitator`.
 #[derive(Debug, Args)]
@@ -30,7 +29,7 @@ pub struct FacilitatorArgs {
     /// JSON-RPC endpoint of a chain to settle on (repeat for several chains); its chain
     /// id is read at start.
     #[arg(long = "rpc", value_name = "URL", required = true)]
-    rpcs: Vec<String>,
+    rpcs: Vec<reqwest::Url>,
     /// Serve only these networks (repeatable), e.g. base-sepolia or eip155:84532; each
     /// must be served by one of the --rpc endpoints.
     #[arg(long = "network", value_name = "NAME")]
@@ -53,7 +52,7 @@ pub struct FacilitatorArgs {
     gas_limit_cap: u64,
     /// Address to listen on (port 0 picks a free one).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:4020")]
-    listen: String,
+    listen: SocketAddr,
     /// Print the startup line as one JSON object.
     #[arg(long)]
     json: bool,
@@ -94,7 +93,7 @@ pub async fn run(args: FacilitatorArgs) -> anyhow::Result<()> {
     })?;
     let signer_address = embedded.signer_address();
 
-    let listener = tokio::net::TcpListener::bind(&args.listen)
+    let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| {
             format!(
@@ -114,15 +113,15 @@ pub async fn run(args: FacilitatorArgs) -> anyhow::Result<()> {
         db: db_path,
     };
     if args.json {
-        println!("{}", serde_json::to_string(&started)?);
+        outln!("{}", serde_json::to_string(&started)?)?;
     } else {
-        println!(
+        outln!(
             "agora facilitator listening on {} (signer {}, networks {}, journal {})",
             started.url,
             started.signer,
             started.networks.join(", "),
             started.db.display()
-        );
+        )?;
     }
 
     let app = facilitator::router(Arc::new(embedded));
@@ -138,7 +137,7 @@ pub async fn run(args: FacilitatorArgs) -> anyhow::Result<()> {
 
 /// The settlement key from `--key-file` or `$AGORA_FACILITATOR_KEY`.
 pub(crate) fn load_signer(key_file: Option<&Path>) -> anyhow::Result<PrivateKeySigner> {
-    load_key(key_file, KEY_ENV)
+    load_key(key_file, config::FACILITATOR_KEY)
 }
 
 /// A private key from a 0600 file, else from the environment variable `env`; the key
@@ -146,9 +145,9 @@ pub(crate) fn load_signer(key_file: Option<&Path>) -> anyhow::Result<PrivateKeyS
 pub(crate) fn load_key(key_file: Option<&Path>, env: &str) -> anyhow::Result<PrivateKeySigner> {
     let (text, source) = match key_file {
         Some(path) => (read_private_file(path)?, path.display().to_string()),
-        None => match std::env::var(env) {
-            Ok(key) if !key.trim().is_empty() => (key, format!("${env}")),
-            _ => bail!(
+        None => match config::var(env) {
+            Some(key) => (key, format!("${env}")),
+            None => bail!(
                 "no key: pass --key-file PATH (a file with the hex private key, mode 0600) or set {env}"
             ),
         },
@@ -231,11 +230,12 @@ fn parse_key(text: &str) -> anyhow::Result<PrivateKeySigner> {
 
 /// Reads each RPC's chain and applies the `--network` restriction.
 pub(crate) async fn served_chains(
-    rpcs: &[String],
+    rpcs: &[reqwest::Url],
     networks: &[String],
 ) -> anyhow::Result<Vec<ChainConfig>> {
     let mut by_chain: BTreeMap<u64, ChainConfig> = BTreeMap::new();
-    for rpc in rpcs {
+    for rpc in rpcs.iter().map(config::url_text) {
+        let rpc = &rpc;
         let network = facilitator::network_of_rpc(rpc).await.with_context(|| {
             format!("cannot read the chain id of --rpc {rpc} (is the node running?)")
         })?;
@@ -327,7 +327,11 @@ mod tests {
             let path = key_file(dir.path(), &format!("key-{mode:o}"), mode);
             assert_eq!(read_private_file(&path).unwrap(), KEY);
         }
-        let signer = load_key(Some(&key_file(dir.path(), "key", 0o600)), KEY_ENV).unwrap();
+        let signer = load_key(
+            Some(&key_file(dir.path(), "key", 0o600)),
+            config::FACILITATOR_KEY,
+        )
+        .unwrap();
         assert_eq!(
             signer.address(),
             alloy::primitives::address!("0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266")

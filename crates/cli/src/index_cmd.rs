@@ -4,11 +4,13 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use alloy::primitives::Address;
 use anyhow::Context;
 use clap::Args;
 use serde_json::json;
 
 use crate::home;
+use crate::output::outln;
 
 /// Where `agora discover` looks for an indexer first.
 pub const DEFAULT_INDEXER: &str = "http://127.0.0.1:3400";
@@ -18,13 +20,13 @@ pub const DEFAULT_INDEXER: &str = "http://127.0.0.1:3400";
 pub struct IndexArgs {
     /// JSON-RPC endpoint of the chain whose registry is followed.
     #[arg(long, value_name = "URL")]
-    rpc: String,
+    rpc: reqwest::Url,
     /// Identity Registry address [default: the ERC-8004 deployment of the chain].
     #[arg(long, value_name = "ADDR")]
-    registry: Option<String>,
+    registry: Option<Address>,
     /// API address (port 0 picks a free one).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:3400")]
-    listen: String,
+    listen: SocketAddr,
     /// SQLite database [default: $AGORA_HOME/indexer.db].
     #[arg(long, value_name = "PATH")]
     db: Option<PathBuf>,
@@ -36,7 +38,7 @@ pub struct IndexArgs {
     start_block: u64,
     /// IPFS gateway for ipfs:// registration files.
     #[arg(long, value_name = "URL")]
-    ipfs_gateway: Option<String>,
+    ipfs_gateway: Option<reqwest::Url>,
     /// Fetch registration files from private and loopback addresses too (on by default
     /// when the RPC itself is on loopback, i.e. a local chain).
     #[arg(long)]
@@ -58,19 +60,14 @@ pub fn is_local_rpc(rpc: &str) -> bool {
 /// The indexer configuration from the flags.
 pub fn config(
     rpc: &str,
-    registry: Option<&str>,
+    registry: Option<Address>,
     db: PathBuf,
     allow_private: bool,
-) -> anyhow::Result<indexer::IndexerConfig> {
+) -> indexer::IndexerConfig {
     let mut config = indexer::IndexerConfig::new(rpc, db);
-    if let Some(addr) = registry {
-        config.registry = Some(
-            addr.parse()
-                .map_err(|_| anyhow::anyhow!("--registry {addr:?} is not an address"))?,
-        );
-    }
+    config.registry = registry;
     config.fetch.allow_private_addresses = allow_private || is_local_rpc(rpc);
-    Ok(config)
+    config
 }
 
 /// Indexes and serves the API until Ctrl-C or SIGTERM.
@@ -84,26 +81,19 @@ pub async fn run(args: IndexArgs) -> anyhow::Result<()> {
         }
     };
     let mut config = config(
-        &args.rpc,
-        args.registry.as_deref(),
+        &crate::config::url_text(&args.rpc),
+        args.registry,
         db.clone(),
         args.allow_private_addresses,
-    )?;
+    );
     config.confirmations = args.confirmations;
     config.start_block = args.start_block;
     if let Some(gateway) = &args.ipfs_gateway {
-        config.ipfs_gateway = gateway
-            .parse()
-            .with_context(|| format!("--ipfs-gateway {gateway:?} is not a URL"))?;
+        config.ipfs_gateway = gateway.clone();
     }
     let private = config.fetch.allow_private_addresses;
     let indexer = indexer::Indexer::open(config).await?;
-    let listen: SocketAddr = args.listen.parse().with_context(|| {
-        format!(
-            "--listen {:?} is not an address such as 127.0.0.1:3400",
-            args.listen
-        )
-    })?;
+    let listen = args.listen;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| {
@@ -119,14 +109,14 @@ pub async fn run(args: IndexArgs) -> anyhow::Result<()> {
         "privateAddresses": private,
     });
     if args.json {
-        println!("{line}");
+        outln!("{line}")?;
     } else {
-        println!(
+        outln!(
             "agora indexer on http://{bound}: chain {} registry {} (database {}); API /api/v1/public/agents, health /health",
             indexer.chain_id(),
             indexer.registry(),
             db.display()
-        );
+        )?;
     }
     indexer.serve(listener, shutdown).await?;
     Ok(())

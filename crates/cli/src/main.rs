@@ -1,6 +1,7 @@
 //! `agora`: monetize a machine with x402 payments and the ERC-8004 registry.
 
 mod admin_client;
+mod config;
 mod daemon;
 mod demo;
 mod detect;
@@ -9,6 +10,7 @@ mod discover;
 mod facilitator_cmd;
 mod home;
 mod index_cmd;
+mod output;
 mod probe;
 mod sell;
 mod serve_cmd;
@@ -50,7 +52,7 @@ enum Command {
 async fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("AGORA_LOG")
+            tracing_subscriber::EnvFilter::try_from_env(config::LOG)
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
@@ -67,6 +69,8 @@ async fn main() -> std::process::ExitCode {
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        // `agora sell list | head -1`: the reader has what it wanted.
+        Err(e) if output::is_stdout_closed(&e) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE

@@ -9,22 +9,26 @@
 //! (off by default) serves it on a second, operator-only listener, on loopback unless
 //! told otherwise.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
+use alloy::primitives::Address;
 use alloy::providers::Provider;
 use anyhow::{Context, bail};
 use clap::Args;
 use facilitator::{EmbeddedConfig, EmbeddedFacilitator};
+use reqwest::Url;
 use serde_json::json;
 use x402::{Facilitator, HttpFacilitator};
 
 use crate::admin_client::AdminClient;
 use crate::daemon::{Daemon, DaemonConfig, socket_path};
 use crate::facilitator_cmd::{load_signer, served_chains};
-use crate::home;
+use crate::output::outln;
+use crate::{config, home};
 
 /// The public x402 facilitator used when none is configured.
 pub const DEFAULT_FACILITATOR: &str = "https://x402.org/facilitator";
@@ -38,31 +42,31 @@ pub struct ServeArgs {
     /// Gateway address buyers connect to (port 0 picks a free one).
     #[arg(
         long,
-        env = "AGORA_LISTEN",
+        env = config::LISTEN,
         value_name = "ADDR",
         default_value = "127.0.0.1:8402"
     )]
-    listen: String,
+    listen: SocketAddr,
     /// Serve /metrics (per-route requests, revenue, latency) on this operator-only
     /// address, e.g. 127.0.0.1:9402 [default: not served]; it has no authentication,
     /// so keep it on loopback or a private network.
-    #[arg(long, env = "AGORA_METRICS_LISTEN", value_name = "ADDR")]
-    metrics_listen: Option<String>,
+    #[arg(long, env = config::METRICS_LISTEN, value_name = "ADDR")]
+    metrics_listen: Option<SocketAddr>,
     /// Public base URL of the gateway (e.g. a tunnel), used in 402s and the catalog.
     #[arg(long, value_name = "URL")]
-    public_url: Option<String>,
+    public_url: Option<Url>,
     /// x402 facilitator URL [default: the `agora sell pricing` setting, else https://x402.org/facilitator].
     #[arg(
         long,
-        env = "AGORA_FACILITATOR_URL",
+        env = config::FACILITATOR_URL,
         value_name = "URL",
         conflicts_with = "rpcs"
     )]
-    facilitator: Option<String>,
+    facilitator: Option<Url>,
     /// Settle payments yourself on this chain's JSON-RPC (repeatable) with the key from
     /// --key-file or AGORA_FACILITATOR_KEY, instead of using a remote facilitator.
     #[arg(long = "rpc", value_name = "URL")]
-    rpcs: Vec<String>,
+    rpcs: Vec<Url>,
     /// Settlement key file (mode 0600) for --rpc.
     #[arg(long, value_name = "PATH")]
     key_file: Option<PathBuf>,
@@ -73,10 +77,10 @@ pub struct ServeArgs {
     registry_key_file: Option<PathBuf>,
     /// JSON-RPC of the chain to register on [default: the first --rpc].
     #[arg(long, value_name = "URL")]
-    registry_rpc: Option<String>,
+    registry_rpc: Option<Url>,
     /// Identity Registry address [default: the ERC-8004 deployment of that chain].
     #[arg(long, value_name = "ADDR")]
-    registry: Option<String>,
+    registry: Option<Address>,
     /// Register the document itself as a data: URI instead of the gateway's URL.
     #[arg(long)]
     registry_inline: bool,
@@ -99,9 +103,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         let home = home::agora_home()?;
         let started = start_background(&home, &args).await?;
         if args.json {
-            println!("{started}");
+            outln!("{started}")?;
         } else {
-            println!(
+            outln!(
                 "agora daemon started in the background: gateway {}{}, log {}",
                 started["gatewayUrl"].as_str().unwrap_or("?"),
                 started["metricsUrl"]
@@ -109,7 +113,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                     .map(|m| format!(", metrics {m}"))
                     .unwrap_or_default(),
                 started["log"].as_str().unwrap_or("?")
-            );
+            )?;
         }
         Ok(())
     }
@@ -119,15 +123,15 @@ async fn foreground(args: ServeArgs) -> anyhow::Result<()> {
     let home = home::agora_home()?;
     home::create_private_dir(&home)?;
     let operator = match &args.metrics_listen {
-        Some(addr) => Some(bind_metrics(addr).await?),
+        Some(addr) => Some(bind_metrics(*addr).await?),
         None => None,
     };
     let (facilitator, label) = facilitator_for(&home, &args).await?;
     let shutdown = crate::signals::shutdown_signal()?;
     let config = DaemonConfig {
         home: home.clone(),
-        listen: args.listen.clone(),
-        public_url: args.public_url.clone(),
+        listen: args.listen,
+        public_url: args.public_url.as_ref().map(config::url_text),
         facilitator,
         facilitator_label: label.clone(),
         title: args.title.clone(),
@@ -144,9 +148,9 @@ async fn foreground(args: ServeArgs) -> anyhow::Result<()> {
         "pid": std::process::id(),
     });
     if args.json {
-        println!("{line}");
+        outln!("{line}")?;
     } else {
-        println!(
+        outln!(
             "agora daemon: gateway {} (public {}), admin socket {}, facilitator {}{}",
             daemon.gateway_url,
             daemon.public_url,
@@ -157,7 +161,7 @@ async fn foreground(args: ServeArgs) -> anyhow::Result<()> {
                 .as_deref()
                 .map(|m| format!(", metrics {m}"))
                 .unwrap_or_default()
-        );
+        )?;
     }
     shutdown.await;
     eprintln!("agora daemon stopping: finishing paid calls in flight");
@@ -167,7 +171,7 @@ async fn foreground(args: ServeArgs) -> anyhow::Result<()> {
 
 /// Binds the operator's metrics listener before anything else starts, so a taken port
 /// fails at once; warns when the address is reachable from other machines.
-async fn bind_metrics(addr: &str) -> anyhow::Result<tokio::net::TcpListener> {
+async fn bind_metrics(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
         format!(
             "cannot listen on {addr} for --metrics-listen (in use? pass --metrics-listen 127.0.0.1:0 for a free port)"
@@ -211,39 +215,35 @@ async fn facilitator_for(
         .and_then(|s| s.setting("facilitator").ok().flatten());
     let url = args
         .facilitator
-        .clone()
+        .as_ref()
+        .map(config::url_text)
         .or(stored)
         .unwrap_or_else(|| DEFAULT_FACILITATOR.to_string());
     let remote = HttpFacilitator::new(&url).with_context(|| format!("--facilitator {url}"))?;
     Ok((Arc::new(remote), url))
 }
 
-/// Environment variable holding the registry key when no `--registry-key-file` is given.
-pub const REGISTRY_KEY_ENV: &str = "AGORA_REGISTRY_KEY";
-
 /// The on-chain registrar, when a registry key is configured.
 async fn registry_for(args: &ServeArgs) -> anyhow::Result<Option<offers::RegistryConfig>> {
-    let from_env = std::env::var(REGISTRY_KEY_ENV).is_ok_and(|v| !v.trim().is_empty());
+    let from_env = config::var(config::REGISTRY_KEY).is_some();
     if args.registry_key_file.is_none() && !from_env {
         return Ok(None);
     }
     let signer =
-        crate::facilitator_cmd::load_key(args.registry_key_file.as_deref(), REGISTRY_KEY_ENV)?;
+        crate::facilitator_cmd::load_key(args.registry_key_file.as_deref(), config::REGISTRY_KEY)?;
     let rpc = args
         .registry_rpc
-        .clone()
-        .or_else(|| args.rpcs.first().cloned())
+        .as_ref()
+        .or_else(|| args.rpcs.first())
         .context("registration needs a chain: pass --registry-rpc URL (or --rpc URL)")?;
-    let registry = args
-        .registry
-        .as_deref()
-        .map(|addr| {
-            addr.parse()
-                .map_err(|_| anyhow::anyhow!("--registry {addr:?} is not an address"))
-        })
-        .transpose()?;
     Ok(Some(
-        registry_config(&rpc, signer, registry, args.registry_inline).await?,
+        registry_config(
+            &config::url_text(rpc),
+            signer,
+            args.registry,
+            args.registry_inline,
+        )
+        .await?,
     ))
 }
 
@@ -303,41 +303,40 @@ pub async fn start_background(
     let exe = std::env::current_exe().context("cannot find the agora executable")?;
     let mut command = std::process::Command::new(exe);
     command.arg("serve").arg("--foreground").arg("--json");
-    command.args(["--listen", &args.listen, "--title", &args.title]);
+    command.arg("--listen").arg(args.listen.to_string());
+    command.args(["--title", &args.title]);
     if args.pull_models {
         command.arg("--pull-models");
     }
     if args.registry_inline {
         command.arg("--registry-inline");
     }
-    for (flag, value) in [
-        ("--registry-rpc", &args.registry_rpc),
-        ("--registry", &args.registry),
-    ] {
-        if let Some(v) = value {
-            command.args([flag, v]);
-        }
+    if let Some(rpc) = &args.registry_rpc {
+        command.args(["--registry-rpc", &config::url_text(rpc)]);
+    }
+    if let Some(registry) = &args.registry {
+        command.args(["--registry", &registry.to_string()]);
     }
     if let Some(key) = &args.registry_key_file {
         command.arg("--registry-key-file").arg(key);
     }
     if let Some(url) = &args.public_url {
-        command.args(["--public-url", url]);
+        command.args(["--public-url", &config::url_text(url)]);
     }
     if let Some(addr) = &args.metrics_listen {
-        command.args(["--metrics-listen", addr]);
+        command.args(["--metrics-listen", &addr.to_string()]);
     }
     if let Some(url) = &args.facilitator {
-        command.args(["--facilitator", url]);
+        command.args(["--facilitator", &config::url_text(url)]);
     }
     for rpc in &args.rpcs {
-        command.args(["--rpc", rpc]);
+        command.args(["--rpc", &config::url_text(rpc)]);
     }
     if let Some(key) = &args.key_file {
         command.arg("--key-file").arg(key);
     }
     command
-        .env("AGORA_HOME", home)
+        .env(config::HOME, home)
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);

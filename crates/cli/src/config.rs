@@ -1,0 +1,96 @@
+//! Every environment variable the `agora` binary reads, under one name per setting,
+//! so a reader (and `--help`) finds them all here. A variable that stands for a flag is
+//! read by clap (`#[arg(env = ...)]`, named by these constants); the others are read
+//! through [`var`] and [`var_os`], which treat an empty value as unset.
+//!
+//! Not read here: `HOME` and `XDG_DATA_HOME` (the platform's own, for the default
+//! `AGORA_HOME`), `AGORA_ANVIL` as the `devnet` crate's own fallback when no `--anvil`
+//! flag or variable reached it, the test harnesses' `AGORA_CRASH_SEED`, and
+//! `AGORA_TEST_UMASK_CHILD`, which only `daemon.rs`'s own unit test sets.
+
+use std::ffi::OsString;
+
+use reqwest::Url;
+
+/// Where agora keeps its state (offers, journals, the admin socket, logs).
+pub const HOME: &str = "AGORA_HOME";
+/// The log filter, e.g. `AGORA_LOG=debug`.
+pub const LOG: &str = "AGORA_LOG";
+/// `agora serve --listen`.
+pub const LISTEN: &str = "AGORA_LISTEN";
+/// `agora serve --metrics-listen`.
+pub const METRICS_LISTEN: &str = "AGORA_METRICS_LISTEN";
+/// `agora serve --facilitator` and `agora sell pricing --facilitator-url`.
+pub const FACILITATOR_URL: &str = "AGORA_FACILITATOR_URL";
+/// The old name of [`FACILITATOR_URL`], still accepted by `agora sell pricing` (where
+/// it was read) with a warning naming the new one.
+pub const DEPRECATED_FACILITATOR_URL: &str = "X402_FACILITATOR_URL";
+/// `agora sell http|inference --pay-to` (the name obol's sellers already set).
+pub const WALLET: &str = "X402_WALLET";
+/// `agora discover --indexer`.
+pub const INDEXER: &str = "AGORA_INDEXER";
+/// `--anvil` of `agora devnet` and `agora demo`.
+pub const ANVIL: &str = "AGORA_ANVIL";
+/// The settlement key when no `--key-file` is given (`agora facilitator`, `serve --rpc`).
+pub const FACILITATOR_KEY: &str = "AGORA_FACILITATOR_KEY";
+/// The registry key when no `--registry-key-file` is given (`agora serve`).
+pub const REGISTRY_KEY: &str = "AGORA_REGISTRY_KEY";
+/// The buyer key when no `--key-file` is given (`agora sell probe --paid`).
+pub const BUYER_KEY: &str = "AGORA_BUYER_KEY";
+/// Loopback ports `agora sell inference` tries when no `--upstream` is given.
+pub const INFERENCE_PORTS: &str = "AGORA_INFERENCE_PORTS";
+
+/// The value of `name`, or `None` when it is unset, empty or not UTF-8.
+pub fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+/// The value of `name` as the OS gave it (paths), or `None` when unset or empty.
+pub fn var_os(name: &str) -> Option<OsString> {
+    std::env::var_os(name).filter(|v| !v.is_empty())
+}
+
+/// The facilitator URL from the deprecated [`DEPRECATED_FACILITATOR_URL`], with a
+/// warning, for `agora sell pricing` when neither the flag nor [`FACILITATOR_URL`] gave
+/// one.
+pub fn deprecated_facilitator_url() -> anyhow::Result<Option<Url>> {
+    let Some(text) = var(DEPRECATED_FACILITATOR_URL) else {
+        return Ok(None);
+    };
+    eprintln!("warning: {DEPRECATED_FACILITATOR_URL} is deprecated; set {FACILITATOR_URL} instead");
+    let url = text.parse().map_err(|e| {
+        anyhow::anyhow!(
+            "{DEPRECATED_FACILITATOR_URL}={text:?} is not a URL ({e}); set {FACILITATOR_URL} to e.g. https://x402.org/facilitator"
+        )
+    })?;
+    Ok(Some(url))
+}
+
+/// A URL as users write it: a bare origin without the `/` that parsing adds, so
+/// `http://127.0.0.1:8080` is stored, shown and passed on unchanged.
+pub fn url_text(url: &Url) -> String {
+    let text = url.as_str();
+    if url.path() == "/" && url.query().is_none() && url.fragment().is_none() {
+        text.trim_end_matches('/').to_string()
+    } else {
+        text.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_text_keeps_what_users_wrote() {
+        for text in [
+            "http://127.0.0.1:8080",
+            "https://x402.org/facilitator",
+            "http://h/api/",
+            "http://h/?q=1",
+        ] {
+            let url: Url = text.parse().expect("a URL");
+            assert_eq!(url_text(&url), text);
+        }
+    }
+}

@@ -1,0 +1,255 @@
+//! The flags of `agora sell ...`, exactly as clap reads them. Nothing here checks or
+//! combines them: `spec` turns them into an offer without I/O, and the command modules
+//! do the talking to the daemon.
+
+use std::path::PathBuf;
+
+use alloy::primitives::Address;
+use clap::{Args, Subcommand};
+use offers::validate::parse_wallet;
+use reqwest::Url;
+
+use crate::config;
+
+/// `agora sell` and its subcommands.
+#[derive(Debug, Args)]
+pub struct SellArgs {
+    #[command(subcommand)]
+    pub(super) command: SellCommand,
+    /// Machine-readable output.
+    #[arg(long, global = true)]
+    pub(super) json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub(super) enum SellCommand {
+    /// Sell any HTTP service behind the x402 gate.
+    Http(HttpArgs),
+    /// Sell a local model server (Ollama, vLLM, llama.cpp, LiteLLM; detected if not given).
+    Inference(InferenceArgs),
+    /// List offers with their readiness.
+    List,
+    /// Show an offer's conditions, public URL, price and recent events.
+    Status(NameArg),
+    /// Change an offer's price, recipient or network.
+    Update(UpdateArgs),
+    /// Stop selling: drain the route for --grace, then remove it.
+    Stop(StopArgs),
+    /// Delete an offer (asks first unless --yes).
+    Delete(DeleteArgs),
+    /// Show or set the defaults: recipient, network, facilitator.
+    Pricing(PricingArgs),
+    /// Print an offer as a manifest.
+    Get(GetArgs),
+    /// Create or update offers from a ServiceOffer manifest (YAML or JSON; - for stdin).
+    Apply(ApplyArgs),
+    /// Check that an offer answers with a correct x402 challenge (optionally pay once).
+    Probe(ProbeArgs),
+    /// Register (or update) this seller's agent on the ERC-8004 Identity Registry now.
+    Register,
+}
+
+#[derive(Debug, Args)]
+pub(super) struct NameArg {
+    /// Offer name.
+    pub(super) name: String,
+}
+
+#[derive(Debug, Clone, Args)]
+pub(super) struct PriceArgs {
+    /// Price per request in USDC (same as --per-request).
+    #[arg(long, value_name = "USDC")]
+    pub(super) price: Option<String>,
+    /// Price per request in USDC.
+    #[arg(long, value_name = "USDC")]
+    pub(super) per_request: Option<String>,
+    /// Price per million tokens (charged as 1000 tokens per request).
+    #[arg(long = "per-mtok", value_name = "USDC")]
+    pub(super) per_mtok: Option<String>,
+    /// Price per hour (charged as 5 minutes per request).
+    #[arg(long, value_name = "USDC")]
+    pub(super) per_hour: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub(super) struct PaymentArgs {
+    /// Recipient of the payments [default: agora sell pricing].
+    #[arg(
+        long,
+        visible_aliases = ["recipient", "wallet"],
+        short = 'w',
+        value_name = "ADDR",
+        env = config::WALLET,
+        value_parser = parse_wallet
+    )]
+    pub(super) pay_to: Option<Address>,
+    /// Network to be paid on [default: agora sell pricing, else base-sepolia].
+    #[arg(long, visible_alias = "chain", value_name = "NAME")]
+    pub(super) network: Option<String>,
+    /// Longest validity of a buyer's authorization, seconds.
+    #[arg(long, default_value_t = 300)]
+    pub(super) max_timeout: u64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub(super) struct RegisterArgs {
+    /// Do not list the offer on the ERC-8004 registry.
+    #[arg(long)]
+    pub(super) no_register: bool,
+    /// Agent name in the registration.
+    #[arg(long, value_name = "NAME")]
+    pub(super) register_name: Option<String>,
+    /// What the service does.
+    #[arg(long, visible_alias = "register-description", value_name = "TEXT")]
+    pub(super) description: Option<String>,
+    /// Image URL for the registration.
+    #[arg(long, value_name = "URL")]
+    pub(super) register_image: Option<String>,
+    /// OASF v0.8.0 skill (repeatable), e.g. devops_mlops/model_versioning.
+    #[arg(long = "register-skills", value_name = "SKILL")]
+    pub(super) skills: Vec<String>,
+    /// OASF v0.8.0 domain (repeatable), e.g. technology/data_science.
+    #[arg(long = "register-domains", value_name = "DOMAIN")]
+    pub(super) domains: Vec<String>,
+    /// Published metadata key=value (repeatable).
+    #[arg(long = "register-metadata", value_name = "K=V")]
+    pub(super) metadata: Vec<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub(super) struct LimitArgs {
+    /// Requests per second admitted.
+    #[arg(long)]
+    pub(super) rps: Option<u32>,
+    /// Paid calls at the upstream at once.
+    #[arg(long)]
+    pub(super) max_in_flight: Option<u32>,
+    /// Public path [default: /services/<name>].
+    #[arg(long, value_name = "PATH")]
+    pub(super) path: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(super) struct HttpArgs {
+    /// Offer name (lowercase letters, digits, hyphens).
+    pub(super) name: Option<String>,
+    /// The service's base URL, e.g. http://127.0.0.1:8080.
+    #[arg(long, short = 'u', value_name = "URL")]
+    pub(super) upstream: Option<Url>,
+    /// Path checked by UpstreamHealthy (served free).
+    #[arg(long, default_value = "/health")]
+    pub(super) health_path: String,
+    #[command(flatten)]
+    pub(super) price: PriceArgs,
+    #[command(flatten)]
+    pub(super) payment: PaymentArgs,
+    #[command(flatten)]
+    pub(super) register: RegisterArgs,
+    #[command(flatten)]
+    pub(super) limits: LimitArgs,
+    /// Wait until the offer is Ready, showing each stage (seconds).
+    #[arg(long, value_name = "SECONDS", num_args = 0..=1, default_missing_value = "60")]
+    pub(super) wait: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub(super) struct InferenceArgs {
+    /// Offer name (lowercase letters, digits, hyphens).
+    pub(super) name: Option<String>,
+    /// Model id as the server lists it (detected when the server has exactly one).
+    #[arg(long)]
+    pub(super) model: Option<String>,
+    /// The model server's base URL [default: detected on 11434, 8000, 8080, 4000].
+    #[arg(long, short = 'u', value_name = "URL")]
+    pub(super) upstream: Option<Url>,
+    #[command(flatten)]
+    pub(super) price: PriceArgs,
+    #[command(flatten)]
+    pub(super) payment: PaymentArgs,
+    #[command(flatten)]
+    pub(super) register: RegisterArgs,
+    #[command(flatten)]
+    pub(super) limits: LimitArgs,
+    /// Wait until the offer is Ready, showing each stage (seconds).
+    #[arg(long, value_name = "SECONDS", num_args = 0..=1, default_missing_value = "60")]
+    pub(super) wait: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub(super) struct UpdateArgs {
+    /// Offer name.
+    pub(super) name: String,
+    #[command(flatten)]
+    pub(super) price: PriceArgs,
+    /// New recipient.
+    #[arg(long, visible_aliases = ["recipient", "wallet"], value_name = "ADDR", value_parser = parse_wallet)]
+    pub(super) pay_to: Option<Address>,
+    /// New network.
+    #[arg(long, visible_alias = "chain", value_name = "NAME")]
+    pub(super) network: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(super) struct StopArgs {
+    /// Offer name.
+    pub(super) name: String,
+    /// How long the route keeps serving (e.g. 1h, 30m, 0s).
+    #[arg(long, default_value = "1h")]
+    pub(super) grace: String,
+    /// Stop now (grace 0).
+    #[arg(long, visible_alias = "force")]
+    pub(super) now: bool,
+}
+
+#[derive(Debug, Args)]
+pub(super) struct DeleteArgs {
+    /// Offer name.
+    pub(super) name: String,
+    /// Do not ask.
+    #[arg(long, short = 'y', visible_aliases = ["force"])]
+    pub(super) yes: bool,
+}
+
+#[derive(Debug, Args)]
+pub(super) struct PricingArgs {
+    /// Default recipient.
+    #[arg(long, visible_aliases = ["recipient", "wallet"], value_name = "ADDR", value_parser = parse_wallet)]
+    pub(super) pay_to: Option<Address>,
+    /// Default network.
+    #[arg(long, visible_alias = "chain", value_name = "NAME")]
+    pub(super) network: Option<String>,
+    /// Facilitator URL for daemons started later.
+    #[arg(long, env = config::FACILITATOR_URL, value_name = "URL")]
+    pub(super) facilitator_url: Option<Url>,
+}
+
+#[derive(Debug, Args)]
+pub(super) struct GetArgs {
+    /// Offer name.
+    pub(super) name: String,
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_parser = ["yaml", "json"], default_value = "yaml")]
+    pub(super) output: String,
+}
+
+#[derive(Debug, Args)]
+pub(super) struct ApplyArgs {
+    /// Manifest file (YAML or JSON), or - for stdin; several documents separated by ---.
+    #[arg(short = 'f', long = "filename", value_name = "FILE")]
+    pub(super) file: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub(super) struct ProbeArgs {
+    /// Offer name.
+    pub(super) name: String,
+    /// Probe the local gateway instead of the public URL.
+    #[arg(long)]
+    pub(super) local: bool,
+    /// Also send one real paid request.
+    #[arg(long)]
+    pub(super) paid: bool,
+    /// Buyer key file (mode 0600) for --paid [default: AGORA_BUYER_KEY].
+    #[arg(long, value_name = "PATH")]
+    pub(super) key_file: Option<PathBuf>,
+}

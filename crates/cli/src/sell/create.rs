@@ -1,0 +1,152 @@
+//! `agora sell http` and `agora sell inference`: build the offer, hand it to the daemon
+//! and, with `--wait`, follow its stages until Ready.
+
+use std::time::Duration;
+
+use anyhow::bail;
+use offers::ServiceOffer;
+use offers::validate::resolve;
+use serde_json::json;
+
+use super::args::{HttpArgs, InferenceArgs, PaymentArgs};
+use super::show::icon;
+use super::spec::{self, Draft};
+use super::{daemon, fetch};
+use crate::admin_client::AdminClient;
+use crate::daemon::Settings;
+use crate::output::{Progress, outln};
+
+/// `agora sell http`.
+pub(super) async fn http(a: HttpArgs, json_out: bool) -> anyhow::Result<()> {
+    let draft = spec::http(&a)?;
+    sell(draft, &a.payment, a.wait, json_out).await
+}
+
+/// `agora sell inference`: finds the model server and model before selling.
+pub(super) async fn inference(a: InferenceArgs, json_out: bool) -> anyhow::Result<()> {
+    let draft = spec::inference(&a)?;
+    let detected = match &a.upstream {
+        Some(url) => crate::detect::inspect(url.as_str()).await?,
+        None => crate::detect::detect().await?,
+    };
+    let (model, picked) = spec::model(a.model.as_deref(), &detected)?;
+    if picked && !json_out {
+        eprintln!("using model {model}, the only one {} serves", detected.url);
+    }
+    sell(
+        draft.serving(&detected, model),
+        &a.payment,
+        a.wait,
+        json_out,
+    )
+    .await
+}
+
+/// Completes the draft with the daemon's defaults and stores it.
+async fn sell(
+    draft: Draft,
+    payment: &PaymentArgs,
+    wait: Option<u64>,
+    json_out: bool,
+) -> anyhow::Result<()> {
+    let client = daemon(json_out).await?;
+    let defaults: Settings =
+        serde_json::from_value(client.request("GET", "/v1/settings", None).await?.ok()?)?;
+    let offer = draft.offer(payment, &defaults)?;
+    create(&client, offer, wait, json_out).await
+}
+
+async fn create(
+    client: &AdminClient,
+    offer: ServiceOffer,
+    wait: Option<u64>,
+    json_out: bool,
+) -> anyhow::Result<()> {
+    let name = offer.metadata.name.clone();
+    let answer = client.put_offer(&offer).await?;
+    let stored: ServiceOffer = serde_json::from_value(answer["offer"].clone())?;
+    let change = answer["change"].as_str().unwrap_or("updated").to_string();
+    let resolved = resolve(&stored)?;
+    if !json_out {
+        outln!(
+            "ServiceOffer {name} {change} (type: {})",
+            resolved.offer_type.as_str()
+        )?;
+        outln!(
+            "Accepted payments: {} on {} to {}",
+            resolved.price_text(),
+            resolved.network.v1_name(),
+            resolved.pay_to
+        )?;
+        outln!(
+            "The daemon will reconcile: model → upstream health → payment gate → route → registration"
+        )?;
+    }
+    let final_offer = match wait {
+        Some(seconds) => {
+            Some(wait_ready(client, &name, Duration::from_secs(seconds), json_out).await?)
+        }
+        None => {
+            if !json_out {
+                outln!("Check status: agora sell status {name}")?;
+            }
+            None
+        }
+    };
+    if json_out {
+        let offer = final_offer.unwrap_or(stored);
+        outln!(
+            "{}",
+            json!({ "change": change, "offer": offer, "ready": offer.is_ready() })
+        )?;
+    }
+    Ok(())
+}
+
+/// Polls until Ready, showing each condition the first time it turns True (and, on a
+/// terminal, a spinner naming the stage awaited); `quiet` shows nothing.
+pub async fn wait_ready(
+    client: &AdminClient,
+    name: &str,
+    limit: Duration,
+    quiet: bool,
+) -> anyhow::Result<ServiceOffer> {
+    // A limit too long to add to the clock (`--wait 99999999999999`) waits forever
+    // rather than panicking.
+    let deadline = tokio::time::Instant::now().checked_add(limit);
+    let progress = Progress::new(quiet);
+    let mut shown = Vec::new();
+    loop {
+        client.request("POST", "/v1/reconcile", None).await?.ok()?;
+        let (offer, _) = fetch(client, name).await?;
+        for c in &offer.status.conditions {
+            if c.status.as_str() == "True" && !shown.contains(&c.kind) {
+                shown.push(c.kind.clone());
+                progress.step(&format!(
+                    "  {} {:<17} {}",
+                    icon(c.status.as_str(), &c.reason),
+                    c.kind,
+                    c.message
+                ))?;
+            }
+        }
+        if offer.is_ready() {
+            return Ok(offer);
+        }
+        let pending = offer
+            .status
+            .conditions
+            .iter()
+            .find(|c| c.status.as_str() != "True");
+        if let Some(c) = pending {
+            progress.waiting_for(&format!("{name}: waiting for {} ({})", c.kind, c.reason));
+        }
+        if deadline.is_some_and(|d| tokio::time::Instant::now() > d) {
+            let stuck = pending
+                .map(|c| format!("{} is {} ({}): {}", c.kind, c.status, c.reason, c.message))
+                .unwrap_or_else(|| "no conditions yet".into());
+            bail!("{name} is not Ready after {}s: {stuck}", limit.as_secs());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}

@@ -1,0 +1,83 @@
+//! `agora sell ...`: what a seller types. The flags (`args`) become an offer spec
+//! without I/O (`spec`); the command modules then hand it to the daemon over its admin
+//! socket, starting the daemon in the background when none runs, and render the answer.
+
+mod args;
+mod create;
+mod lifecycle;
+mod probe;
+mod register;
+mod show;
+mod spec;
+
+use serde_json::Value;
+
+use crate::admin_client::AdminClient;
+use crate::daemon::socket_path;
+use crate::{home, serve_cmd};
+
+pub use args::SellArgs;
+use args::SellCommand;
+pub use create::wait_ready;
+
+/// Runs one `agora sell` command.
+pub async fn run(args: SellArgs) -> anyhow::Result<()> {
+    let json_out = args.json;
+    match args.command {
+        SellCommand::Http(a) => create::http(a, json_out).await,
+        SellCommand::Inference(a) => create::inference(a, json_out).await,
+        SellCommand::List => show::list(json_out).await,
+        SellCommand::Status(a) => show::status(&a.name, json_out).await,
+        SellCommand::Update(a) => lifecycle::update(a, json_out).await,
+        SellCommand::Stop(a) => lifecycle::stop(a, json_out).await,
+        SellCommand::Delete(a) => lifecycle::delete(a, json_out).await,
+        SellCommand::Pricing(a) => lifecycle::pricing(a, json_out).await,
+        SellCommand::Get(a) => show::get(a).await,
+        SellCommand::Apply(a) => lifecycle::apply(a, json_out).await,
+        SellCommand::Probe(a) => probe::probe(a, json_out).await,
+        SellCommand::Register => register::register(json_out).await,
+    }
+}
+
+/// Connects to the daemon, starting one in the background when none answers.
+async fn daemon(json_out: bool) -> anyhow::Result<AdminClient> {
+    let home = home::agora_home()?;
+    let client = AdminClient::new(&socket_path(&home));
+    if client.is_up().await {
+        return Ok(client);
+    }
+    let args = serve_defaults();
+    let started = serve_cmd::start_background(&home, &args).await?;
+    if !json_out {
+        eprintln!(
+            "started the agora daemon in the background (gateway {}, facilitator {}, log {})",
+            started["gatewayUrl"].as_str().unwrap_or("?"),
+            started["facilitator"].as_str().unwrap_or("?"),
+            started["log"].as_str().unwrap_or("?"),
+        );
+    }
+    Ok(client)
+}
+
+/// `agora serve`'s options as its flags' defaults and environment variables set them.
+fn serve_defaults() -> serve_cmd::ServeArgs {
+    use clap::Parser;
+    #[derive(Parser)]
+    struct Wrapper {
+        #[command(flatten)]
+        serve: serve_cmd::ServeArgs,
+    }
+    Wrapper::parse_from(["agora"]).serve
+}
+
+/// An offer and its recent events, as the daemon stores them.
+async fn fetch(client: &AdminClient, name: &str) -> anyhow::Result<(offers::ServiceOffer, Value)> {
+    let answer = client
+        .request("GET", &format!("/v1/offers/{name}"), None)
+        .await?
+        .ok()?;
+    Ok((
+        serde_json::from_value(answer["offer"].clone())?,
+        answer["events"].clone(),
+    ))
+}
