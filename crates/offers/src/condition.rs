@@ -132,8 +132,8 @@ pub struct Condition {
     /// [`Condition::stage`] reads it as a [`Stage`].
     #[serde(rename = "type")]
     pub kind: String,
-    /// `True`, `False` or `Unknown` (a [`ConditionStatus`] spelled out).
-    pub status: String,
+    /// `True`, `False` or `Unknown`.
+    pub status: ConditionStatus,
     /// Machine reason (`Healthy`, `Unhealthy`, ...).
     #[serde(default)]
     pub reason: String,
@@ -153,7 +153,7 @@ impl Condition {
 
     /// Whether the stage holds.
     pub fn is_true(&self) -> bool {
-        self.status == ConditionStatus::True.as_str()
+        self.status == ConditionStatus::True
     }
 }
 
@@ -178,10 +178,10 @@ mod tests {
             r#"{"type":"Ready","status":"Unknown","reason":"Pending","message":"","lastTransitionTime":""}"#,
         )
         .unwrap();
-        assert_eq!(condition.status, ConditionStatus::Unknown.as_str());
+        assert_eq!(condition.status, ConditionStatus::Unknown);
         assert_eq!(condition.stage(), Some(Stage::Ready));
         let json = serde_json::to_value(Condition {
-            status: ConditionStatus::True.to_string(),
+            status: ConditionStatus::True,
             ..condition
         })
         .unwrap();

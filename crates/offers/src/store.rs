@@ -409,7 +409,7 @@ mod tests {
         let status = OfferStatus {
             conditions: vec![Condition {
                 kind: "Ready".into(),
-                status: ConditionStatus::True.to_string(),
+                status: ConditionStatus::True,
                 reason: "Reconciled".into(),
                 message: String::new(),
                 last_transition_time: "2026-01-01T00:00:00Z".into(),

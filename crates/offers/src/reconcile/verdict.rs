@@ -167,7 +167,7 @@ fn status(
     let conditions = verdicts
         .into_iter()
         .map(|(stage, v)| {
-            let status = ConditionStatus::from(v.ok).as_str();
+            let status = ConditionStatus::from(v.ok);
             let since = previous
                 .conditions
                 .iter()
@@ -175,7 +175,7 @@ fn status(
                 .map_or_else(|| now.clone(), |c| c.last_transition_time.clone());
             Condition {
                 kind: stage.as_str().to_string(),
-                status: status.to_string(),
+                status,
                 reason: v.reason.to_string(),
                 message: v.message,
                 last_transition_time: since,
