@@ -38,7 +38,7 @@ enum Command {
     Facilitator(facilitator_cmd::FacilitatorArgs),
     /// Run the seller daemon (offers, reconciler, gateway, admin socket); in the
     /// background unless --foreground.
-    Serve(serve_cmd::ServeArgs),
+    Serve(Box<serve_cmd::ServeArgs>),
     /// Sell services behind the x402 gate: http, inference, list, status, update, stop,
     /// delete, pricing, get, apply, probe.
     Sell(Box<sell::SellArgs>),
@@ -62,7 +62,7 @@ async fn main() -> std::process::ExitCode {
         Command::Devnet(args) => devnet_cmd::run(args).await,
         Command::Demo(args) => demo::run(args).await,
         Command::Facilitator(args) => facilitator_cmd::run(args).await,
-        Command::Serve(args) => serve_cmd::run(args).await,
+        Command::Serve(args) => serve_cmd::run(*args).await,
         Command::Sell(args) => sell::run(*args).await,
         Command::Index(args) => index_cmd::run(*args).await,
         Command::Discover(args) => discover::run(*args).await,
