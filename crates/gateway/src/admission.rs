@@ -11,19 +11,83 @@
 //! call takes its slot only after its payment was matched and held (a forged payment
 //! must not use up a slot), and the slot lives as long as the response body, which a
 //! tower layer's future does not.
+//!
+//! The rate is `governor`'s GCRA (a token bucket of `rps` with a burst of `rps`,
+//! checked without a lock). The in-flight slots stay a semaphore taken with
+//! `try_acquire_owned`: tower's `ConcurrencyLimit` waits for a slot instead of
+//! failing fast (it needs `LoadShed` in front to refuse) and gives its permit back
+//! when the response future resolves, before a streamed body has ended.
 
+use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
 use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
-use tokio::sync::OwnedSemaphorePermit;
+use governor::{DefaultDirectRateLimiter, Quota};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::limits::{self, Limiter};
 use crate::metrics::{Metrics, Outcome};
-use crate::route::{Route, check_path};
+use crate::route::{Limits, Route, check_path};
 use crate::{Gatekeeper, respond};
+
+/// Live limit state for one route; kept across table swaps while its limits stay the
+/// same, so a swap never resets a busy route's budget.
+pub(crate) struct Limiter {
+    limits: Limits,
+    rate: Option<Rate>,
+    in_flight: Option<Arc<Semaphore>>,
+}
+
+/// A route's request rate.
+enum Rate {
+    /// `rps: 0`: nothing is admitted.
+    Closed,
+    /// At most `rps` a second, in bursts of up to `rps`.
+    Limited(DefaultDirectRateLimiter),
+}
+
+impl Limiter {
+    /// State for `limits`, with a full burst and every slot free.
+    pub(crate) fn new(limits: Limits) -> Self {
+        Self {
+            limits,
+            rate: limits.rps.map(|rps| match NonZeroU32::new(rps) {
+                None => Rate::Closed,
+                Some(rps) => {
+                    Rate::Limited(DefaultDirectRateLimiter::direct(Quota::per_second(rps)))
+                }
+            }),
+            in_flight: limits
+                .max_in_flight
+                .map(|n| Arc::new(Semaphore::new(n as usize))),
+        }
+    }
+
+    /// The limits this state enforces.
+    pub(crate) fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// Takes one request from the rate; false when the route is over it.
+    fn admit(&self) -> bool {
+        match &self.rate {
+            None => true,
+            Some(Rate::Closed) => false,
+            Some(Rate::Limited(gcra)) => gcra.check().is_ok(),
+        }
+    }
+
+    /// A slot at the upstream, held until the returned permit drops; `None` inside
+    /// `Ok` when the route has no in-flight limit, `Err` when every slot is taken.
+    fn enter(&self) -> Result<Option<OwnedSemaphorePermit>, tokio::sync::TryAcquireError> {
+        self.in_flight
+            .as_ref()
+            .map(|slots| slots.clone().try_acquire_owned())
+            .transpose()
+    }
+}
 
 /// A request the route's admission let through: its route, the path below the
 /// route's prefix, and the route's limits for the slot taken later.
@@ -45,7 +109,7 @@ impl Admitted {
     ) -> Result<Option<OwnedSemaphorePermit>, Box<Response>> {
         match self.limiter.as_deref().map(Limiter::enter).transpose() {
             Ok(permit) => Ok(permit.flatten()),
-            Err(limits::Full) => {
+            Err(_) => {
                 metrics.count(&self.route.name, Outcome::Limited);
                 Err(Box::new(respond::retry_later(
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -147,4 +211,38 @@ fn check(inner: &Gatekeeper, request: &Request) -> Result<Admitted, Box<Response
         )));
     }
     Ok(admitted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_rate_admits_its_burst_then_refuses() {
+        let l = Limiter::new(Limits {
+            rps: Some(3),
+            max_in_flight: None,
+        });
+        assert!(l.admit() && l.admit() && l.admit());
+        assert!(!l.admit());
+        let closed = Limiter::new(Limits {
+            rps: Some(0),
+            max_in_flight: None,
+        });
+        assert!(!closed.admit(), "rps 0 admits nothing");
+        assert!(Limiter::new(Limits::default()).admit());
+    }
+
+    #[test]
+    fn in_flight_slots_fail_fast_and_come_back_when_dropped() {
+        let l = Limiter::new(Limits {
+            rps: None,
+            max_in_flight: Some(1),
+        });
+        let first = l.enter().unwrap();
+        assert!(l.enter().is_err());
+        drop(first);
+        assert!(l.enter().is_ok());
+        assert!(Limiter::new(Limits::default()).enter().unwrap().is_none());
+    }
 }

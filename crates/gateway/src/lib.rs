@@ -11,7 +11,6 @@ pub mod catalog;
 pub mod challenge;
 mod free;
 pub mod guard;
-pub mod limits;
 pub mod matching;
 pub mod metrics;
 pub mod paid;
@@ -33,8 +32,8 @@ pub use catalog::{Documents, Site};
 pub use route::{Limits, Route, RouteTable};
 pub use server::serve;
 
+use admission::Limiter;
 use guard::ReplayGuard;
-use limits::Limiter;
 use metrics::Metrics;
 
 /// Knobs of the gate itself (routes carry their own).
