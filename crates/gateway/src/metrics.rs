@@ -1,20 +1,32 @@
-//! Prometheus metrics, written in the text exposition format by hand (a few counters
-//! and histograms do not justify a metrics stack).
+//! Prometheus metrics, kept and written by `prometheus-client` in the Prometheus text
+//! format (0.0.4).
 //!
 //! Operator-only: the settled amounts per route are the seller's revenue, and the
 //! per-route counts of settled calls give it away too, so the text is served only by
 //! [`crate::Gateway::operator_router`] (`agora serve --metrics-listen`), never on the
 //! public listener. Labels are route names and fixed words; no URL is ever a label.
+//!
+//! Settled amounts are summed exactly (a `U256` of the token's atomic units, which an
+//! 18-decimal token overflows in a `u64` after about 18 tokens) and written as an
+//! integer; a total beyond `u64::MAX` is written as a float, which is what Prometheus
+//! keeps of any sample anyway.
 
-use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use alloy::primitives::U256;
+use prometheus_client::encoding::{
+    EncodeLabelSet, EncodeLabelValue, EncodeMetric, LabelValueEncoder, MetricEncoder, NoLabelSet,
+};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::{MetricType, TypedMetric};
+use prometheus_client::registry::Registry;
 
 /// What happened to one request, the `outcome` label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Outcome {
     /// Answered 402 with the payment requirements.
     Challenged,
@@ -62,7 +74,7 @@ impl Outcome {
 }
 
 /// Which latency a histogram measures.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Stage {
     /// Facilitator verify.
     Verify,
@@ -86,124 +98,154 @@ const BUCKETS: [f64; 12] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
 ];
 
-#[derive(Debug, Default, Clone)]
-struct Histogram {
-    counts: [u64; BUCKETS.len()],
-    count: u64,
-    sum: f64,
+impl EncodeLabelValue for Outcome {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        encoder.write_str(self.label())
+    }
 }
 
+impl EncodeLabelValue for Stage {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        encoder.write_str(self.label())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct RequestLabels {
+    route: String,
+    outcome: Outcome,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct RouteLabels {
+    route: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct StageLabels {
+    route: String,
+    stage: Stage,
+}
+
+/// An exact, saturating sum of atomic units, exposed as a counter.
 #[derive(Debug, Default)]
-struct State {
-    requests: BTreeMap<(String, Outcome), u64>,
-    settled_atomic: BTreeMap<String, U256>,
-    latency: BTreeMap<(String, Stage), Histogram>,
+struct Amount(Mutex<U256>);
+
+impl TypedMetric for Amount {
+    const TYPE: MetricType = MetricType::Counter;
+}
+
+impl EncodeMetric for Amount {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        let total = *self.0.lock().unwrap_or_else(|e| e.into_inner());
+        match u64::try_from(total) {
+            Ok(exact) => encoder.encode_counter::<NoLabelSet, _, u64>(&exact, None),
+            Err(_) => encoder.encode_counter::<NoLabelSet, _, u64>(&f64::from(total), None),
+        }
+    }
+
+    fn metric_type(&self) -> MetricType {
+        Self::TYPE
+    }
+}
+
+type Latency = Family<StageLabels, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(BUCKETS)
 }
 
 /// The gateway's counters.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Metrics {
-    state: Mutex<State>,
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    settled_atomic: Family<RouteLabels, Amount>,
+    latency: Latency,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let requests = Family::<RequestLabels, Counter>::default();
+        let settled_atomic = Family::<RouteLabels, Amount>::default();
+        let latency = Latency::new_with_constructor(latency_histogram as fn() -> Histogram);
+        let mut registry = Registry::default();
+        registry.register(
+            "agora_gateway_requests",
+            "Requests by route and outcome",
+            requests.clone(),
+        );
+        registry.register(
+            "agora_gateway_settled_atomic",
+            "Settled amount in the token's atomic units",
+            settled_atomic.clone(),
+        );
+        registry.register(
+            "agora_gateway_stage_seconds",
+            "Latency of verify, upstream (to headers) and settle",
+            latency.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            settled_atomic,
+            latency,
+        }
+    }
 }
 
 impl Metrics {
     /// Counts one request on `route` with `outcome`.
     pub fn count(&self, route: &str, outcome: Outcome) {
-        let mut s = self.lock();
-        *s.requests.entry((route.to_string(), outcome)).or_default() += 1;
+        self.requests
+            .get_or_create(&RequestLabels {
+                route: route.to_string(),
+                outcome,
+            })
+            .inc();
     }
 
     /// Adds a settled amount (atomic units, exact).
     pub fn settled(&self, route: &str, amount: U256) {
-        let mut s = self.lock();
-        let total = s.settled_atomic.entry(route.to_string()).or_default();
+        let labels = RouteLabels {
+            route: route.to_string(),
+        };
+        let sum = self.settled_atomic.get_or_create(&labels);
+        let mut total = sum.0.lock().unwrap_or_else(|e| e.into_inner());
         *total = total.saturating_add(amount);
     }
 
     /// Records one latency sample.
     pub fn observe(&self, route: &str, stage: Stage, elapsed: Duration) {
-        let seconds = elapsed.as_secs_f64();
-        let mut s = self.lock();
-        let h = s.latency.entry((route.to_string(), stage)).or_default();
-        for (i, bound) in BUCKETS.iter().enumerate() {
-            if seconds <= *bound {
-                h.counts[i] += 1;
-            }
-        }
-        h.count += 1;
-        h.sum += seconds;
+        self.latency
+            .get_or_create(&StageLabels {
+                route: route.to_string(),
+                stage,
+            })
+            .observe(elapsed.as_secs_f64());
     }
 
     /// The count for one route and outcome.
     pub fn get(&self, route: &str, outcome: Outcome) -> u64 {
-        let s = self.lock();
-        s.requests
-            .get(&(route.to_string(), outcome))
-            .copied()
-            .unwrap_or(0)
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        self.requests
+            .get(&RequestLabels {
+                route: route.to_string(),
+                outcome,
+            })
+            .map_or(0, |c| c.get())
     }
 
     /// The exposition text for the operator's `/metrics`; it carries revenue, so it
     /// must not be served where buyers can read it.
     pub fn render(&self) -> String {
-        let s = self.lock();
         let mut out = String::new();
-        out.push_str("# HELP agora_gateway_requests_total Requests by route and outcome.\n");
-        out.push_str("# TYPE agora_gateway_requests_total counter\n");
-        for ((route, outcome), n) in &s.requests {
-            let _ = writeln!(
-                out,
-                "agora_gateway_requests_total{{route=\"{}\",outcome=\"{}\"}} {n}",
-                escape(route),
-                outcome.label()
-            );
-        }
-        out.push_str(
-            "# HELP agora_gateway_settled_atomic_total Settled amount in the token's atomic units.\n",
-        );
-        out.push_str("# TYPE agora_gateway_settled_atomic_total counter\n");
-        for (route, amount) in &s.settled_atomic {
-            let _ = writeln!(
-                out,
-                "agora_gateway_settled_atomic_total{{route=\"{}\"}} {amount}",
-                escape(route)
-            );
-        }
-        out.push_str("# HELP agora_gateway_stage_seconds Latency of verify, upstream (to headers) and settle.\n");
-        out.push_str("# TYPE agora_gateway_stage_seconds histogram\n");
-        for ((route, stage), h) in &s.latency {
-            let labels = format!("route=\"{}\",stage=\"{}\"", escape(route), stage.label());
-            for (bound, n) in BUCKETS.iter().zip(h.counts.iter()) {
-                let _ = writeln!(
-                    out,
-                    "agora_gateway_stage_seconds_bucket{{{labels},le=\"{bound}\"}} {n}"
-                );
-            }
-            let _ = writeln!(
-                out,
-                "agora_gateway_stage_seconds_bucket{{{labels},le=\"+Inf\"}} {}",
-                h.count
-            );
-            let _ = writeln!(out, "agora_gateway_stage_seconds_sum{{{labels}}} {}", h.sum);
-            let _ = writeln!(
-                out,
-                "agora_gateway_stage_seconds_count{{{labels}}} {}",
-                h.count
-            );
+        if let Err(e) =
+            prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry)
+        {
+            tracing::error!("cannot write the metrics text: {e}");
         }
         out
     }
-}
-
-fn escape(label: &str) -> String {
-    label
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
 
 #[cfg(test)]
@@ -233,5 +275,25 @@ mod tests {
             text.contains("agora_gateway_stage_seconds_count{route=\"echo\",stage=\"verify\"} 1")
         );
         assert_eq!(m.get("echo", Outcome::Challenged), 2);
+        for line in [
+            "# TYPE agora_gateway_requests_total counter",
+            "# HELP agora_gateway_settled_atomic_total Settled amount in the token's atomic units.",
+            "# TYPE agora_gateway_settled_atomic_total counter",
+            "# TYPE agora_gateway_stage_seconds histogram",
+            "agora_gateway_stage_seconds_bucket{route=\"echo\",stage=\"verify\",le=\"1\"} 1",
+            "agora_gateway_stage_seconds_bucket{route=\"echo\",stage=\"verify\",le=\"+Inf\"} 1",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "{line} missing from\n{text}"
+            );
+        }
+        m.settled("echo", U256::MAX);
+        assert!(
+            m.render().contains(
+                "agora_gateway_settled_atomic_total{route=\"echo\"} 1.157920892373162e77"
+            ),
+            "a sum past u64 saturates and is written as a float"
+        );
     }
 }
