@@ -265,8 +265,8 @@ fn suggest(kind: Kind, input: &str) -> Vec<String> {
     let scored: Vec<(usize, &Entry)> = entries
         .iter()
         .filter_map(|e| {
-            let full = edit_distance(&normalized, &e.name);
-            let by_leaf = edit_distance(wanted_leaf, e.leaf());
+            let full = strsim::levenshtein(&normalized, &e.name);
+            let by_leaf = strsim::levenshtein(wanted_leaf, e.leaf());
             let full_ok = full <= tolerance(&e.name);
             let leaf_ok = by_leaf <= tolerance(e.leaf());
             match (full_ok, leaf_ok) {
@@ -297,22 +297,6 @@ fn tolerance(target: &str) -> usize {
 
 fn leaf(name: &str) -> &str {
     name.rsplit('/').next().unwrap_or(name)
-}
-
-/// Levenshtein distance; the inputs are short taxonomy names.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let cur = row[j + 1];
-            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
-            prev = cur;
-        }
-    }
-    row[b.len()]
 }
 
 #[cfg(test)]
@@ -561,12 +545,5 @@ mod tests {
         );
         assert!(Taxonomy::filter(Kind::Skill, "*").is_err());
         assert!(Taxonomy::filter(Kind::Skill, "/*").is_err());
-    }
-
-    #[test]
-    fn edit_distance_counts_single_edits() {
-        assert_eq!(edit_distance("", "abc"), 3);
-        assert_eq!(edit_distance("kitten", "sitting"), 3);
-        assert_eq!(edit_distance("same", "same"), 0);
     }
 }

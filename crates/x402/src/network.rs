@@ -366,27 +366,11 @@ fn did_you_mean(lower: &str) -> String {
         .map(|c| c.v1_name)
         .chain(SOLANA_NAMES.iter().map(|(n, _)| *n));
     names
-        .map(|name| (edit_distance(lower, name), name))
+        .map(|name| (strsim::levenshtein(lower, name), name))
         .filter(|(d, _)| *d <= 3)
         .min()
         .map(|(_, name)| format!(" (did you mean {name}?)"))
         .unwrap_or_default()
-}
-
-/// Levenshtein distance; the inputs are short network names.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let cur = row[j + 1];
-            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
-            prev = cur;
-        }
-    }
-    row[b.len()]
 }
 
 impl fmt::Display for Network {
