@@ -4,8 +4,6 @@
 //! The checks run in the order of the reference facilitator so that agora answers the
 //! same reason as the official SDKs for the same bad payment.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use alloy::primitives::{Address, B256, Signature, U256};
 use alloy::signers::SignerSync;
 use alloy::signers::local::PrivateKeySigner;
@@ -13,6 +11,7 @@ use alloy::sol;
 use alloy::sol_types::{Eip712Domain, SolStruct};
 
 use crate::reason::{ErrorReason, Invalid};
+use crate::time::UnixTimestamp;
 use crate::wire::{
     Authorization, ExactEvmPayload, PaymentPayload, PaymentRequirements, SCHEME_EXACT,
 };
@@ -109,12 +108,10 @@ pub enum SignError {
     Signer(String),
 }
 
-/// The current unix time in seconds.
+/// The current unix time in seconds, for callers that keep seconds as `u64`; see
+/// [`UnixTimestamp::now`].
 pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    UnixTimestamp::now().as_secs()
 }
 
 /// The EIP-712 domain of `token` on `chain_id`.
@@ -173,8 +170,9 @@ pub fn sign_authorization(
 pub fn authorize(
     signer: &PrivateKeySigner,
     requirements: &PaymentRequirements,
-    now: u64,
+    now: impl Into<UnixTimestamp>,
 ) -> Result<ExactEvmPayload, SignError> {
+    let now = now.into();
     if requirements.scheme != SCHEME_EXACT {
         return Err(SignError::Scheme(requirements.scheme.clone()));
     }
@@ -187,8 +185,8 @@ pub fn authorize(
         from: signer.address(),
         to: requirements.pay_to,
         value: requirements.amount,
-        valid_after: U256::from(now.saturating_sub(VALID_AFTER_SKEW_SECONDS)),
-        valid_before: U256::from(now.saturating_add(timeout)),
+        valid_after: now.saturating_sub(VALID_AFTER_SKEW_SECONDS).to_u256(),
+        valid_before: now.saturating_add(timeout).to_u256(),
         nonce: B256::random(),
     };
     sign_authorization(signer, authorization, &domain)
@@ -262,7 +260,7 @@ pub fn settlement_call(
 pub fn verify_offline(
     payment: &PaymentPayload,
     requirements: &PaymentRequirements,
-    now: u64,
+    now: impl Into<UnixTimestamp>,
 ) -> Result<Address, Invalid> {
     let signer = verify_signature(payment, requirements)?;
     check_validity(&payment.payload.authorization, now)?;
@@ -339,8 +337,9 @@ pub fn verify_signature(
 
 /// Whether the authorization can be used at `now`: not expired (with the reference's
 /// minimum remaining validity) and already valid.
-pub fn check_validity(auth: &Authorization, now: u64) -> Result<(), Invalid> {
-    if auth.valid_before < U256::from(now.saturating_add(MIN_REMAINING_VALIDITY_SECONDS)) {
+pub fn check_validity(auth: &Authorization, now: impl Into<UnixTimestamp>) -> Result<(), Invalid> {
+    let now = now.into();
+    if auth.valid_before < now.saturating_add(MIN_REMAINING_VALIDITY_SECONDS).to_u256() {
         return Err(Invalid::new(
             ErrorReason::ValidBefore,
             format!(
@@ -349,7 +348,7 @@ pub fn check_validity(auth: &Authorization, now: u64) -> Result<(), Invalid> {
             ),
         ));
     }
-    if auth.valid_after > U256::from(now) {
+    if auth.valid_after > now.to_u256() {
         return Err(Invalid::new(
             ErrorReason::ValidAfter,
             format!(

@@ -377,24 +377,9 @@ fn transport_error(endpoint: &str, timeout: Duration, e: &reqwest::Error) -> Fac
     } else {
         FacilitatorError::Unreachable {
             endpoint: endpoint.to_string(),
-            message: error_chain(e),
+            message: crate::error_chain::flatten(e),
         }
     }
-}
-
-/// reqwest's message plus its causes ("error sending request: connection refused").
-fn error_chain(e: &reqwest::Error) -> String {
-    let mut message = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !message.contains(&cause_text) {
-            message.push_str(": ");
-            message.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    message
 }
 
 #[cfg(test)]

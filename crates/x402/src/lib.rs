@@ -5,6 +5,7 @@
 //! agora never handles raw amounts, network strings or signatures.
 
 pub mod eip3009;
+pub mod error_chain;
 pub mod facilitator;
 pub mod header;
 pub mod http_facilitator;
@@ -12,6 +13,7 @@ pub mod money;
 pub mod network;
 pub mod reason;
 pub mod redact;
+pub mod time;
 pub mod wire;
 
 pub use facilitator::{Facilitator, FacilitatorError};
@@ -19,6 +21,7 @@ pub use http_facilitator::HttpFacilitator;
 pub use money::{Money, MoneyError, Price};
 pub use network::{Asset, Network, NetworkError};
 pub use reason::{ErrorReason, Invalid};
+pub use time::UnixTimestamp;
 pub use wire::{
     Authorization, ExactEvmPayload, Extra, FacilitatorRequest, PaymentPayload, PaymentRequired,
     PaymentRequirements, ResourceInfo, SettleResponse, Supported, SupportedKind, VerifyResponse,

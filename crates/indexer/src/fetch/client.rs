@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use erc8004::Registration;
 use reqwest::Url;
+use x402::error_chain::causes;
 
 use super::addresses::{Blocked, PublicOnly, public_redirects};
 use super::{Failure, Fetcher};
@@ -130,13 +131,11 @@ impl Fetcher {
     }
 }
 
+/// A failed request: refused by the address checks (found in reqwest's error chain),
+/// timed out, or unreachable.
 fn request_failure(url: &Url, e: &reqwest::Error) -> Failure {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = source {
-        if let Some(blocked) = err.downcast_ref::<Blocked>() {
-            return Failure::new("blocked_address", blocked.to_string());
-        }
-        source = err.source();
+    if let Some(blocked) = causes(e).find_map(|err| err.downcast_ref::<Blocked>()) {
+        return Failure::new("blocked_address", blocked.to_string());
     }
     if e.is_timeout() {
         Failure::transient("timeout", format!("{url} timed out"))
