@@ -215,7 +215,7 @@ pub async fn send(
             Err(UpstreamError::Timeout(timeout))
         }
         Ok(Err(e)) => {
-            tracing::warn!(upstream = %shown, error = %error_chain(&e), "upstream request failed");
+            tracing::warn!(upstream = %shown, error = %x402::error_chain::flatten(&e), "upstream request failed");
             if e.is_timeout() {
                 Err(UpstreamError::Timeout(timeout))
             } else {
@@ -240,17 +240,6 @@ fn failure_in_general_words(e: &reqwest::Error) -> String {
     } else {
         "the connection failed before an answer arrived".to_string()
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 /// Relays the upstream's status, headers and body (streamed) to the client, adding

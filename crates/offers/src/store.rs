@@ -56,7 +56,6 @@ pub struct Store {
 }
 
 const SCHEMA: &str = "
-PRAGMA journal_mode = WAL;
 CREATE TABLE IF NOT EXISTS offers (
     name       TEXT PRIMARY KEY,
     manifest   TEXT NOT NULL,
@@ -114,9 +113,7 @@ fn log(tx: &Connection, offer: &str, kind: &str, message: &str) -> Result<(), St
 impl Store {
     /// Opens (creating if needed) the database at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let conn = Connection::open(path)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        conn.execute_batch(SCHEMA)?;
+        let conn = localdb::open(path, SCHEMA)?;
         Ok(Self {
             conn: Mutex::new(conn),
         })

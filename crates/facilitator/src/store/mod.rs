@@ -66,7 +66,6 @@ pub struct Store {
 }
 
 const SCHEMA: &str = "
-PRAGMA journal_mode = WAL;
 PRAGMA synchronous = FULL;
 CREATE TABLE IF NOT EXISTS authorizations (
     chain_id    INTEGER NOT NULL,
@@ -137,9 +136,7 @@ impl Store {
     /// and `settling` claims whose settlement never reached the journal.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let lock = lock(path)?;
-        let conn = Connection::open(path)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        conn.execute_batch(SCHEMA)?;
+        let conn = localdb::open(path, SCHEMA)?;
         let has_prior: bool = conn
             .prepare("SELECT 1 FROM pragma_table_info('settlements') WHERE name = 'prior_hashes'")?
             .exists([])?;
@@ -159,8 +156,7 @@ impl Store {
     /// Opens the database read-only and without its lock, to look at the journal of
     /// a facilitator that is running (operators, tests). Nothing can be written.
     pub fn inspect(path: &Path) -> Result<Self, StoreError> {
-        let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let conn = localdb::open_read_only(path)?;
         Ok(Self {
             conn: Mutex::new(conn),
             _lock: None,

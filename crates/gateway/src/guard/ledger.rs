@@ -49,7 +49,6 @@ pub(super) struct Ledger {
 }
 
 const SCHEMA: &str = "
-PRAGMA journal_mode = WAL;
 PRAGMA synchronous = NORMAL;
 CREATE TABLE IF NOT EXISTS payments (
     chain_id    INTEGER NOT NULL,
@@ -75,10 +74,7 @@ impl Ledger {
             path: path.display().to_string(),
             message: e.to_string(),
         };
-        let conn = Connection::open(path).map_err(sqlite)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(sqlite)?;
-        conn.execute_batch(SCHEMA).map_err(sqlite)?;
+        let conn = localdb::open(path, SCHEMA).map_err(sqlite)?;
         conn.execute(
             "DELETE FROM payments WHERE expires <= ?1",
             params![to_i64(now)],

@@ -195,11 +195,7 @@ fn transport_error(e: &reqwest::Error) -> String {
     if e.is_timeout() {
         return "no answer in time".to_string();
     }
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        text = s.to_string();
-        source = s.source();
-    }
-    text
+    x402::error_chain::causes(e)
+        .last()
+        .map_or_else(|| e.to_string(), |cause| cause.to_string())
 }
