@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use alloy::primitives::{Address, U256};
 use alloy::providers::{Provider, ProviderBuilder};
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
 fn agora() -> Command {
@@ -62,22 +61,21 @@ async fn demo_json_proves_an_exact_payment_on_chain() {
     );
 }
 
-/// Starts `agora devnet --json` and returns it with its summary line.
-async fn spawn_devnet(extra: &[&str]) -> (tokio::process::Child, serde_json::Value) {
-    let mut child = agora()
+/// Starts `agora devnet --json` and returns it with its summary line and the rest of
+/// its stdout (kept open so a later print meets no closed pipe).
+async fn spawn_devnet(
+    extra: &[&str],
+) -> (
+    tokio::process::Child,
+    serde_json::Value,
+    testkit::process::Rest,
+) {
+    let mut command = agora();
+    command
         .args(["devnet", "--json", "--port", "0"])
         .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
-        .await
-        .expect("devnet prints its summary")
-        .unwrap()
-        .expect("a JSON line");
-    (child, serde_json::from_str(&first).unwrap())
+        .stderr(Stdio::null());
+    testkit::process::spawn(command, Duration::from_secs(60)).await
 }
 
 fn rpc_of(summary: &serde_json::Value) -> impl Provider {
@@ -88,28 +86,7 @@ fn rpc_of(summary: &serde_json::Value) -> impl Provider {
 
 #[tokio::test]
 async fn devnet_serves_usdc_and_the_registry_until_interrupted() {
-    let mut child = agora()
-        .args([
-            "devnet",
-            "--json",
-            "--port",
-            "0",
-            "--accounts",
-            "2",
-            "--usdc",
-            "5.5",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
-        .await
-        .expect("devnet prints its summary")
-        .unwrap()
-        .expect("a JSON line");
-    let summary: serde_json::Value = serde_json::from_str(&first).unwrap();
+    let (mut child, summary, _stdout) = spawn_devnet(&["--accounts", "2", "--usdc", "5.5"]).await;
     assert_eq!(summary["chainId"], 84532);
     assert_eq!(summary["accounts"].as_array().unwrap().len(), 2);
     assert_eq!(summary["accounts"][1]["usdc"], "5.5");
@@ -159,7 +136,7 @@ async fn devnet_serves_usdc_and_the_registry_until_interrupted() {
 
 #[tokio::test]
 async fn anvil_dies_with_a_killed_devnet() {
-    let (mut child, summary) = spawn_devnet(&["--accounts", "1"]).await;
+    let (mut child, summary, _) = spawn_devnet(&["--accounts", "1"]).await;
     let provider = rpc_of(&summary);
     assert_eq!(provider.get_chain_id().await.unwrap(), 84532);
     child.start_kill().unwrap();

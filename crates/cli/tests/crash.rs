@@ -73,7 +73,7 @@ impl Buyers {
         seen.sent[sent_index].answers.push(answer.label());
     }
 
-    fn push(&self, call: usize, signed: &support::Signed) -> usize {
+    fn push(&self, call: usize, signed: &testkit::pay::Signed) -> usize {
         let mut seen = self.seen.lock().unwrap();
         seen.sent.push(Sent {
             call,
@@ -94,7 +94,7 @@ impl Buyers {
             if attempt > 0 {
                 self.seen.lock().unwrap().resigned += 1;
             }
-            let signed = support::sign(buyer, &self.requirement);
+            let signed = testkit::pay::sign(buyer, &self.requirement);
             let index = self.push(call, &signed);
             loop {
                 if started.elapsed() > CALL_LIMIT {

@@ -6,17 +6,16 @@
 #![allow(clippy::unwrap_used)]
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
 use alloy::primitives::{Address, B256, U256};
-use devnet::{Devnet, DevnetConfig};
+use devnet::Devnet;
 use facilitator::store::SettlementStatus;
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::io::AsyncReadExt;
 use tokio::process::{Child, Command};
-use x402::eip3009;
 use x402::{Facilitator, FacilitatorRequest, HttpFacilitator, Network, PaymentRequirements};
 
 const PRICE: u64 = 1000;
@@ -34,27 +33,14 @@ fn project_root() -> PathBuf {
 }
 
 async fn start_chain() -> Devnet {
-    Devnet::start(DevnetConfig {
-        accounts: 3,
-        ..DevnetConfig::default()
-    })
-    .await
-    .expect("devnet starts (run scripts/setup if anvil is missing)")
-}
-
-/// Writes `key` as hex into `dir/name` with `mode`.
-fn key_file(dir: &Path, name: &str, key: B256, mode: u32) -> PathBuf {
-    let path = dir.join(name);
-    std::fs::write(&path, format!("{key}\n")).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
-    path
+    testkit::chain::devnet(3).await
 }
 
 /// A running `agora facilitator --json` and its startup line.
 struct Running {
     child: Child,
     started: Value,
-    stdout_rest: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+    stdout_rest: testkit::process::Rest,
 }
 
 impl Running {
@@ -94,44 +80,26 @@ impl Running {
 
 /// Starts `agora facilitator --json --listen 127.0.0.1:0` with `args` and reads its line.
 async fn spawn_facilitator(mut command: Command, args: &[&str]) -> Running {
-    let mut child = command
+    command
         .args(["facilitator", "--json", "--listen", "127.0.0.1:0"])
         .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
-        .await
-        .expect("the facilitator prints its startup line")
-        .unwrap();
-    let Some(first) = first else {
-        let mut stderr = String::new();
-        child
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut stderr)
-            .await
-            .unwrap();
-        panic!("agora facilitator exited before starting: {stderr}");
-    };
+        .stderr(Stdio::piped());
+    let (child, started, stdout_rest) =
+        testkit::process::spawn(command, Duration::from_secs(60)).await;
     Running {
         child,
-        started: serde_json::from_str(&first).unwrap(),
-        stdout_rest: lines,
+        started,
+        stdout_rest,
     }
 }
 
 fn requirement(chain: &Devnet, pay_to: Address) -> PaymentRequirements {
-    PaymentRequirements::exact(chain.network(), chain.usdc(), U256::from(PRICE), pay_to, 60)
+    testkit::pay::requirement(chain, pay_to, 60)
 }
 
 /// A v2 facilitator request for a payment signed by agora's EIP-3009 code.
 fn signed_request(buyer: &devnet::DevAccount, req: &PaymentRequirements) -> FacilitatorRequest {
-    let payload = eip3009::authorize(&buyer.signer(), req, eip3009::unix_now()).unwrap();
-    FacilitatorRequest::v2(req, payload)
+    testkit::pay::request(&buyer.signer(), req)
 }
 
 #[tokio::test]
@@ -143,7 +111,7 @@ async fn serves_verify_and_settle_to_the_http_client_and_stops_on_sigint() {
         &chain.accounts()[2],
     );
     let dir = tempfile::tempdir().unwrap();
-    let key = key_file(dir.path(), "facilitator.key", gas.private_key(), 0o600);
+    let key = testkit::process::key_file(dir.path(), "facilitator.key", gas.private_key(), 0o600);
     let db = dir.path().join("state/journal.db");
     let running = spawn_facilitator(
         agora(),
@@ -257,7 +225,7 @@ async fn serves_verify_and_settle_to_the_http_client_and_stops_on_sigint() {
 async fn a_key_file_others_can_read_is_refused_with_the_chmod_to_type() {
     let dir = tempfile::tempdir().unwrap();
     let secret = B256::repeat_byte(0x42);
-    let key = key_file(dir.path(), "open.key", secret, 0o644);
+    let key = testkit::process::key_file(dir.path(), "open.key", secret, 0o644);
     let out = agora()
         .args(["facilitator", "--rpc", "http://127.0.0.1:9"])
         .arg("--key-file")
@@ -508,7 +476,8 @@ async fn official_python_x402_facilitator_client_verifies_and_settles_through_ag
 async fn a_facilitator_killed_between_broadcast_and_receipt_resolves_it_on_restart() {
     let chain = start_chain().await;
     let dir = tempfile::tempdir().unwrap();
-    let key = key_file(dir.path(), "key", chain.accounts()[0].private_key(), 0o600);
+    let key =
+        testkit::process::key_file(dir.path(), "key", chain.accounts()[0].private_key(), 0o600);
     let db = dir.path().join("facilitator.db");
     let args = [
         "--rpc",

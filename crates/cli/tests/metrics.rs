@@ -10,19 +10,11 @@ use std::process::Stdio;
 
 use axum::Router;
 use serde_json::Value;
-use tokio::net::TcpListener;
 use tokio::process::Command;
 
 fn agora(home: &Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_agora"));
-    command
-        .env("AGORA_HOME", home)
-        .env("AGORA_LISTEN", "127.0.0.1:0")
-        .env("AGORA_FACILITATOR_URL", "http://127.0.0.1:9")
-        .env_remove("AGORA_METRICS_LISTEN")
-        .env_remove("X402_WALLET")
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
+    let mut command = testkit::process::agora(env!("CARGO_BIN_EXE_agora"), home);
+    command.stdin(Stdio::null());
     command
 }
 
@@ -52,11 +44,8 @@ impl Drop for Daemon {
 async fn metrics_are_served_on_the_operator_listener_only() {
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("home");
-    let upstream = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let upstream_url = format!("http://{}", upstream.local_addr().unwrap());
-    tokio::spawn(
-        async move { axum::serve(upstream, Router::new().fallback(|| async { "ok" })).await },
-    );
+    let upstream = testkit::loopback::serve(Router::new().fallback(|| async { "ok" })).await;
+    let upstream_url = upstream.url();
 
     let started = ok_json(
         &home,
@@ -98,7 +87,7 @@ async fn metrics_are_served_on_the_operator_listener_only() {
         ],
     )
     .await;
-    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let http = testkit::http();
     let paid = format!("{gateway}/services/hello/x");
     let mut status = 0;
     for _ in 0..100 {

@@ -9,23 +9,15 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use alloy::primitives::U256;
-use axum::Router;
-use axum::routing::get;
-use devnet::{Devnet, DevnetConfig};
+use devnet::Devnet;
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::net::TcpListener;
+use testkit::loopback::{self, serve_on};
+use testkit::process;
+use testkit::upstream::{echo, ollama};
 use tokio::process::{Child, Command};
 
 fn agora(home: &Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_agora"));
-    command
-        .env("AGORA_HOME", home)
-        .env("AGORA_LISTEN", "127.0.0.1:0")
-        .env("AGORA_FACILITATOR_URL", "http://127.0.0.1:9")
-        .env_remove("X402_WALLET")
-        .kill_on_drop(true);
-    command
+    process::agora(env!("CARGO_BIN_EXE_agora"), home)
 }
 
 struct Out {
@@ -65,62 +57,6 @@ async fn ok(home: &Path, args: &[&str]) -> Out {
     out
 }
 
-/// An upstream that can be stopped and brought back on the same port.
-struct Upstream {
-    port: u16,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-}
-
-impl Upstream {
-    async fn start(router: Router, port: u16) -> Self {
-        let listener = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .await
-                .unwrap();
-        });
-        Self {
-            port,
-            stop: Some(stop),
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-fn echo() -> Router {
-    Router::new()
-        .route("/health", get(|| async { "ok" }))
-        .fallback(|| async { axum::Json(json!({"served": true})) })
-}
-
-fn ollama(models: &'static [&'static str]) -> Router {
-    Router::new()
-        .route("/", get(|| async { "Ollama is running" }))
-        .route(
-            "/api/tags",
-            get(move || async move {
-                let list: Vec<Value> = models.iter().map(|m| json!({"name": m})).collect();
-                axum::Json(json!({ "models": list }))
-            }),
-        )
-        .fallback(|| async { axum::Json(json!({"choices": [{"message": {"content": "hi"}}]})) })
-}
-
 /// `agora serve --foreground` on a devnet, and what its startup line said.
 async fn serve(home: &Path, chain: &Devnet, key_file: &Path) -> (Child, Value) {
     serve_with(home, chain, key_file, &[]).await
@@ -150,18 +86,9 @@ async fn serve_with(
 
 /// Spawns a long-running `agora` command and reads the JSON line it starts with.
 async fn spawn_with_startup_line(mut command: Command) -> (Child, Value) {
-    let mut child = command
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-        .await
-        .expect("the command prints its startup line")
-        .unwrap()
-        .expect("a JSON line");
-    (child, serde_json::from_str(&first).unwrap())
+    command.stderr(Stdio::null());
+    let (child, started, _) = process::spawn(command, Duration::from_secs(30)).await;
+    (child, started)
 }
 
 async fn stop(mut child: Child) {
@@ -177,27 +104,11 @@ async fn stop(mut child: Child) {
 }
 
 fn key_file(dir: &Path, chain: &Devnet) -> PathBuf {
-    private_key_file(dir, "facilitator.key", chain, 0)
-}
-
-/// Writes account `i`'s key to `dir/name`, mode 0600 as agora requires.
-fn private_key_file(dir: &Path, name: &str, chain: &Devnet, i: usize) -> PathBuf {
-    use std::os::unix::fs::PermissionsExt;
-    let path = dir.join(name);
-    std::fs::write(&path, chain.accounts()[i].private_key().to_string()).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-    path
+    process::account_key_file(dir, "facilitator.key", chain, 0)
 }
 
 async fn http_status(url: &str) -> (u16, Option<String>) {
-    let r = reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .unwrap()
-        .get(url)
-        .send()
-        .await
-        .unwrap();
+    let r = testkit::http().get(url).send().await.unwrap();
     let required = r
         .headers()
         .get("payment-required")
@@ -238,19 +149,14 @@ fn conditions(status: &Value) -> Vec<(String, String)> {
 
 #[tokio::test]
 async fn sell_http_end_to_end_through_the_binary() {
-    let chain = Devnet::start(DevnetConfig {
-        accounts: 3,
-        ..DevnetConfig::default()
-    })
-    .await
-    .unwrap();
+    let chain = testkit::chain::devnet(3).await;
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("home");
     let key = key_file(dir.path(), &chain);
     let seller = chain.accounts()[1].address();
     let buyer_key = chain.accounts()[2].private_key().to_string();
-    let upstream = Upstream::start(echo(), 0).await;
-    let port = upstream.port;
+    let upstream = loopback::serve(echo()).await;
+    let port = upstream.port();
     let (daemon, started) = serve(&home, &chain, &key).await;
     let gateway = started["gatewayUrl"].as_str().unwrap().to_string();
     #[cfg(unix)]
@@ -310,7 +216,7 @@ async fn sell_http_end_to_end_through_the_binary() {
     assert_eq!(probe["probe"]["passed"], true, "{probe}");
     assert!(probe["paid"].is_null());
     let before = chain.usdc_balance(seller).await.unwrap();
-    let buyer_file = private_key_file(dir.path(), "buyer.key", &chain, 2);
+    let buyer_file = process::account_key_file(dir.path(), "buyer.key", &chain, 2);
     let paid_probe = ok(
         &home,
         &[
@@ -378,7 +284,7 @@ async fn sell_http_end_to_end_through_the_binary() {
     assert_eq!(listed[0]["spec"]["payment"]["price"]["perRequest"], "0.002");
     assert_eq!(listed[0]["metadata"]["generation"], 2);
 
-    let _back = Upstream::start(echo(), port).await;
+    let _back = serve_on(echo(), port).await;
     let up = ok(&home, &["sell", "status", "echo", "--json"])
         .await
         .json();
@@ -409,20 +315,15 @@ async fn sell_http_end_to_end_through_the_binary() {
 
 #[tokio::test]
 async fn sell_inference_detects_the_model_server_and_reference_manifests_apply() {
-    let chain = Devnet::start(DevnetConfig {
-        accounts: 2,
-        ..DevnetConfig::default()
-    })
-    .await
-    .unwrap();
+    let chain = testkit::chain::devnet(2).await;
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("home");
     let key = key_file(dir.path(), &chain);
     let seller = chain.accounts()[1].address().to_string();
-    let server = Upstream::start(ollama(&["qwen3:0.6b"]), 0).await;
+    let server = loopback::serve(ollama(&["qwen3:0.6b"])).await;
     let (daemon, started) = serve(&home, &chain, &key).await;
     let gateway = started["gatewayUrl"].as_str().unwrap().to_string();
-    let ports = format!("1,{}", server.port);
+    let ports = format!("1,{}", server.port());
 
     let mut command = agora(&home);
     command.env("AGORA_INFERENCE_PORTS", &ports).args([
@@ -491,7 +392,7 @@ async fn sell_inference_detects_the_model_server_and_reference_manifests_apply()
         &manifest,
         format!(
             "apiVersion: obol.org/v1alpha1\nkind: ServiceOffer\nmetadata:\n  name: tagged\n  namespace: llm\nspec:\n  type: inference\n  model:\n    name: qwen3:0.6b\n    runtime: ollama\n  upstream:\n    service: ollama\n    namespace: llm\n    port: {}\n    healthPath: /api/tags\n  payment:\n    network: base-sepolia\n    payTo: \"{seller}\"\n    price:\n      perRequest: \"0.0005\"\n  path: /services/tagged\n  registration:\n    enabled: true\n    skills: [\"natural_language_processing/natural_language_generation/text_completion\"]\n    domains: [\"technology/data_science\"]\n",
-            server.port
+            server.port()
         ),
     )
     .unwrap();
@@ -790,19 +691,14 @@ async fn every_validation_error_says_what_to_type() {
 async fn the_seller_is_registered_once_on_erc8004_and_its_uri_follows_the_public_url() {
     use alloy::primitives::Bytes;
     use erc8004::IIdentityRegistry;
-    let chain = Devnet::start(DevnetConfig {
-        accounts: 2,
-        ..DevnetConfig::default()
-    })
-    .await
-    .unwrap();
+    let chain = testkit::chain::devnet(2).await;
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("home");
     let key = key_file(dir.path(), &chain);
     let seller = chain.accounts()[1].address().to_string();
-    let registry_key = private_key_file(dir.path(), "registry.key", &chain, 1);
+    let registry_key = process::account_key_file(dir.path(), "registry.key", &chain, 1);
     let registry_flags = ["--registry-key-file", registry_key.to_str().unwrap()];
-    let upstream = Upstream::start(echo(), 0).await;
+    let upstream = loopback::serve(echo()).await;
     let (daemon, started) = serve_with(&home, &chain, &key, &registry_flags).await;
     let gateway = started["gatewayUrl"].as_str().unwrap().to_string();
     let created = ok(
@@ -953,7 +849,7 @@ async fn index(home: &Path, chain: &Devnet, agents: usize) -> (Child, String) {
     ]);
     let (child, started) = spawn_with_startup_line(command).await;
     let url = started["url"].as_str().unwrap().to_string();
-    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let client = testkit::http();
     for _ in 0..200 {
         let page: Option<Value> = match client
             .get(format!("{url}/api/v1/public/agents?x402=true"))
@@ -979,12 +875,7 @@ async fn index(home: &Path, chain: &Devnet, agents: usize) -> (Child, String) {
 
 #[tokio::test]
 async fn discover_finds_sellers_by_skill_domain_and_owner_with_their_live_price() {
-    let chain = Devnet::start(DevnetConfig {
-        accounts: 4,
-        ..DevnetConfig::default()
-    })
-    .await
-    .unwrap();
+    let chain = testkit::chain::devnet(4).await;
     let dir = tempfile::tempdir().unwrap();
     let key = key_file(dir.path(), &chain);
     let sellers = [
@@ -1011,8 +902,9 @@ async fn discover_finds_sellers_by_skill_domain_and_owner_with_their_live_price(
     for (i, (name, price, skill, domain)) in sellers.iter().enumerate() {
         let account = &chain.accounts()[i + 1];
         let home = dir.path().join(name);
-        let registry_key = private_key_file(dir.path(), &format!("{name}.key"), &chain, i + 1);
-        let upstream = Upstream::start(echo(), 0).await;
+        let registry_key =
+            process::account_key_file(dir.path(), &format!("{name}.key"), &chain, i + 1);
+        let upstream = loopback::serve(echo()).await;
         let (daemon, _) = serve_with(
             &home,
             &chain,

@@ -13,7 +13,8 @@ use alloy::rpc::types::{TransactionReceipt, TransactionRequest};
 use alloy::signers::local::PrivateKeySigner;
 use alloy::sol;
 use alloy::sol_types::{SolCall, SolEvent};
-use devnet::{Devnet, DevnetConfig, IDENTITY_REGISTRY_ADDRESS};
+use devnet::{Devnet, IDENTITY_REGISTRY_ADDRESS};
+use testkit::pay::PRICE;
 use tokio::io::AsyncWriteExt;
 use x402::eip3009::{self, IEip3009Token};
 use x402::{ExactEvmPayload, PaymentPayload, PaymentRequirements, X402Version};
@@ -29,23 +30,12 @@ sol! {
     }
 }
 
-const PRICE: u64 = 1000;
-
 fn project_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-async fn start(accounts: usize) -> Devnet {
-    Devnet::start(DevnetConfig {
-        accounts,
-        ..DevnetConfig::default()
-    })
-    .await
-    .expect("devnet starts (run scripts/setup if anvil is missing)")
-}
-
 fn requirement(chain: &Devnet, pay_to: Address) -> PaymentRequirements {
-    PaymentRequirements::exact(chain.network(), chain.usdc(), U256::from(PRICE), pay_to, 60)
+    testkit::pay::requirement(chain, pay_to, 60)
 }
 
 fn as_payment(requirement: &PaymentRequirements, payload: ExactEvmPayload) -> PaymentPayload {
@@ -86,14 +76,14 @@ fn transfers(receipt: &TransactionReceipt) -> Vec<IEip3009Token::Transfer> {
 
 #[tokio::test]
 async fn agora_signed_authorization_moves_exactly_the_value_and_cannot_be_replayed() {
-    let chain = start(3).await;
+    let chain = testkit::chain::devnet(3).await;
     let (relayer, buyer, seller) = (
         &chain.accounts()[0],
         &chain.accounts()[1],
         &chain.accounts()[2],
     );
     let req = requirement(&chain, seller.address());
-    let payload = eip3009::authorize(&buyer.signer(), &req, eip3009::unix_now()).unwrap();
+    let payload = testkit::pay::authorize(&buyer.signer(), &req);
     let payer = eip3009::verify_offline(
         &as_payment(&req, payload.clone()),
         &req,
@@ -147,7 +137,7 @@ async fn agora_signed_authorization_moves_exactly_the_value_and_cannot_be_replay
 
 #[tokio::test]
 async fn wrong_domain_name_is_refused_by_agora_and_reverts_on_chain() {
-    let chain = start(3).await;
+    let chain = testkit::chain::devnet(3).await;
     let (relayer, buyer, seller) = (
         &chain.accounts()[0],
         &chain.accounts()[1],
@@ -155,7 +145,7 @@ async fn wrong_domain_name_is_refused_by_agora_and_reverts_on_chain() {
     );
     let mut wrong = requirement(&chain, seller.address());
     wrong.extra.as_mut().unwrap().name = Some("USD Coin".into());
-    let payload = eip3009::authorize(&buyer.signer(), &wrong, eip3009::unix_now()).unwrap();
+    let payload = testkit::pay::authorize(&buyer.signer(), &wrong);
 
     let right = requirement(&chain, seller.address());
     let refusal = eip3009::verify_offline(
@@ -180,14 +170,14 @@ async fn wrong_domain_name_is_refused_by_agora_and_reverts_on_chain() {
 
 #[tokio::test]
 async fn expired_authorization_reverts_on_chain() {
-    let chain = start(3).await;
+    let chain = testkit::chain::devnet(3).await;
     let (relayer, buyer, seller) = (
         &chain.accounts()[0],
         &chain.accounts()[1],
         &chain.accounts()[2],
     );
     let req = requirement(&chain, seller.address());
-    let payload = eip3009::authorize(&buyer.signer(), &req, eip3009::unix_now()).unwrap();
+    let payload = testkit::pay::authorize(&buyer.signer(), &req);
     chain
         .advance_time(std::time::Duration::from_secs(3600))
         .await
@@ -232,7 +222,7 @@ async fn python_sign(required: &serde_json::Value, key: B256) -> PaymentPayload 
 
 #[tokio::test]
 async fn official_python_x402_payment_is_verified_by_agora_and_settles() {
-    let chain = start(3).await;
+    let chain = testkit::chain::devnet(3).await;
     let (relayer, buyer, seller) = (
         &chain.accounts()[0],
         &chain.accounts()[1],
@@ -279,7 +269,7 @@ async fn official_python_x402_payment_is_verified_by_agora_and_settles() {
 
 #[tokio::test]
 async fn registry_register_emits_registered_with_agent_ids_from_zero() {
-    let chain = start(2).await;
+    let chain = testkit::chain::devnet(2).await;
     let owner = &chain.accounts()[1];
     let registry = IIdentityRegistry::new(
         IDENTITY_REGISTRY_ADDRESS,

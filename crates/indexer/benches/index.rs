@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use alloy::providers::Provider;
 use alloy::rpc::types::BlockNumberOrTag;
 use base64::Engine;
-use devnet::{Devnet, DevnetConfig};
+use devnet::Devnet;
 use erc8004::IIdentityRegistry;
 use indexer::{Indexer, IndexerConfig};
 
@@ -124,12 +124,7 @@ async fn main() {
     let measuring = std::env::args().any(|a| a == "--bench");
     let (agents, requests) = if measuring { (10_000, 200) } else { (40, 20) };
 
-    let chain = Devnet::start(DevnetConfig {
-        accounts: SENDERS + 1,
-        ..DevnetConfig::default()
-    })
-    .await
-    .unwrap();
+    let chain = testkit::chain::devnet(SENDERS + 1).await;
     let start = Instant::now();
     let blocks = register(&chain, agents).await;
     let registering = start.elapsed();

@@ -58,3 +58,19 @@ pub fn key_file(dir: &Path, name: &str, key: impl Display, mode: u32) -> PathBuf
 pub fn account_key_file(dir: &Path, name: &str, chain: &Devnet, i: usize) -> PathBuf {
     key_file(dir, name, chain.accounts()[i].private_key(), 0o600)
 }
+
+/// The `agora` binary at `bin` (a test's `env!("CARGO_BIN_EXE_agora")`) with
+/// `AGORA_HOME=home`, a loopback listener, and nothing from the environment that could
+/// point it at a real facilitator, wallet or metrics listener. Killed when dropped.
+pub fn agora(bin: &str, home: &Path) -> Command {
+    let mut command = Command::new(bin);
+    command
+        .env("AGORA_HOME", home)
+        .env("AGORA_LISTEN", "127.0.0.1:0")
+        .env("AGORA_FACILITATOR_URL", "http://127.0.0.1:9")
+        .env_remove("AGORA_FACILITATOR_KEY")
+        .env_remove("AGORA_METRICS_LISTEN")
+        .env_remove("X402_WALLET")
+        .kill_on_drop(true);
+    command
+}

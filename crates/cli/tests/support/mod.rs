@@ -29,12 +29,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use devnet::Devnet;
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::net::TcpListener;
+use testkit::loopback::Server;
 use tokio::process::{Child, Command};
-use tokio::sync::oneshot;
-use x402::eip3009::{self, IEip3009Token, unix_now};
-use x402::{PaymentPayload, PaymentRequired, PaymentRequirements};
+use x402::eip3009::IEip3009Token;
+use x402::{PaymentRequired, PaymentRequirements};
 
 /// Price of every route sold here: 0.001 USDC.
 pub const PRICE_DECIMAL: &str = "0.001";
@@ -47,32 +45,7 @@ pub const UPSTREAM_FAILURE: &str = "upstream failed on purpose";
 /// `agora` with `AGORA_HOME=home`, and nothing from the environment that could point
 /// it at a real facilitator or wallet. Killed when dropped.
 pub fn agora(home: &Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_agora"));
-    command
-        .env("AGORA_HOME", home)
-        .env("AGORA_LISTEN", "127.0.0.1:0")
-        .env("AGORA_FACILITATOR_URL", "http://127.0.0.1:9")
-        .env_remove("AGORA_FACILITATOR_KEY")
-        .env_remove("X402_WALLET")
-        .kill_on_drop(true);
-    command
-}
-
-/// A loopback port that was free a moment ago, so a daemon can be restarted on it.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
-}
-
-/// Writes devnet account `i`'s key to `dir/name`, mode 0600 as agora requires.
-pub fn key_file(dir: &Path, name: &str, chain: &Devnet, i: usize) -> PathBuf {
-    use std::os::unix::fs::PermissionsExt;
-    let path = dir.join(name);
-    std::fs::write(&path, chain.accounts()[i].private_key().to_string()).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-    path
+    testkit::process::agora(env!("CARGO_BIN_EXE_agora"), home)
 }
 
 /// A small deterministic PRNG (SplitMix64), so a failing run can be replayed from the
@@ -132,15 +105,7 @@ pub struct Upstream {
     pub url: String,
     /// Calls answered, failures included (health checks excluded).
     pub calls: Arc<AtomicUsize>,
-    stop: Option<oneshot::Sender<()>>,
-}
-
-impl Drop for Upstream {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-    }
+    _server: Server,
 }
 
 async fn upstream_answer(calls: Arc<AtomicUsize>, request: Request) -> Response {
@@ -172,20 +137,11 @@ pub async fn upstream() -> Upstream {
     let app = Router::new()
         .route("/health", get(|| async { "ok" }))
         .fallback(move |request: Request| upstream_answer(counted.clone(), request));
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = stopped.await;
-            })
-            .await;
-    });
+    let server = testkit::loopback::serve(app).await;
     Upstream {
-        url,
+        url: server.url(),
         calls,
-        stop: Some(stop),
+        _server: server,
     }
 }
 
@@ -207,13 +163,13 @@ pub struct Seller {
 impl Seller {
     /// A seller living under `dir` that settles with devnet account 0.
     pub fn new(dir: &Path, chain: &Devnet) -> Self {
-        let port = free_port();
+        let port = testkit::loopback::free_port();
         Self {
             home: dir.join("home"),
             port,
             url: format!("http://127.0.0.1:{port}"),
             log: dir.join("serve.log"),
-            key: key_file(dir, "facilitator.key", chain, 0),
+            key: testkit::process::account_key_file(dir, "facilitator.key", chain, 0),
             rpc: chain.rpc_url().to_string(),
             child: None,
             starts: 0,
@@ -263,19 +219,15 @@ impl Seller {
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log));
         let mut child = command.spawn().map_err(|e| format!("spawn: {e}"))?;
-        let stdout = child.stdout.take().ok_or("no stdout pipe")?;
-        let mut lines = BufReader::new(stdout).lines();
-        let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line()).await;
-        let line = match first {
-            Ok(Ok(Some(line))) => line,
-            other => {
-                let _ = child.start_kill();
-                let _ = child.wait().await;
-                return Err(format!("no startup line ({other:?})"));
-            }
-        };
-        let started: Value =
-            serde_json::from_str(&line).map_err(|e| format!("startup line {line:?}: {e}"))?;
+        let (started, mut lines) =
+            match testkit::process::startup_line(&mut child, Duration::from_secs(30)).await {
+                Ok(started) => started,
+                Err(e) => {
+                    let _ = child.start_kill();
+                    let _ = child.wait().await;
+                    return Err(e);
+                }
+            };
         if started["gatewayUrl"] != self.url.as_str() {
             let _ = child.start_kill();
             return Err(format!(
@@ -407,12 +359,7 @@ pub struct Market {
 
 /// Starts a [`Market`].
 pub async fn market(name: &str, buyers: usize, max_timeout: u64) -> Market {
-    let chain = Devnet::start(devnet::DevnetConfig {
-        accounts: 2 + buyers,
-        ..devnet::DevnetConfig::default()
-    })
-    .await
-    .expect("devnet starts (run scripts/setup if anvil is missing)");
+    let chain = testkit::chain::devnet(2 + buyers).await;
     let payee = chain.accounts()[1].address();
     let buyer_keys = (0..buyers)
         .map(|i| chain.accounts()[2 + i].signer())
@@ -476,54 +423,6 @@ pub async fn wait_for_402(client: &reqwest::Client, url: &str, within: Duration)
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     false
-}
-
-/// One signed authorization and the header that carries it.
-#[derive(Debug, Clone)]
-pub struct Signed {
-    pub header: String,
-    pub payer: Address,
-    pub nonce: B256,
-}
-
-/// A fresh authorization for `requirement` as an x402 client signs it (valid until
-/// now + maxTimeoutSeconds), in a v2 header.
-pub fn sign(buyer: &PrivateKeySigner, requirement: &PaymentRequirements) -> Signed {
-    let payload = eip3009::authorize(buyer, requirement, unix_now()).unwrap();
-    signed(requirement, payload)
-}
-
-/// A fresh authorization for `requirement` that is valid only until `valid_before`.
-pub fn sign_valid_until(
-    buyer: &PrivateKeySigner,
-    requirement: &PaymentRequirements,
-    valid_before: u64,
-) -> Signed {
-    let mut authorization = eip3009::authorize(buyer, requirement, unix_now())
-        .unwrap()
-        .authorization;
-    authorization.valid_before = U256::from(valid_before);
-    let (name, version) = requirement
-        .eip712_domain()
-        .expect("the route's requirement names the token's EIP-712 domain");
-    let chain_id = requirement
-        .network
-        .chain_id()
-        .expect("the route is on an eip155 chain");
-    let domain = eip3009::domain(name, version, chain_id, requirement.asset);
-    let payload = eip3009::sign_authorization(buyer, authorization, &domain).unwrap();
-    signed(requirement, payload)
-}
-
-fn signed(requirement: &PaymentRequirements, payload: x402::ExactEvmPayload) -> Signed {
-    let payer = payload.authorization.from;
-    let nonce = payload.authorization.nonce;
-    let header = x402::header::encode(&PaymentPayload::v2(requirement, payload)).unwrap();
-    Signed {
-        header,
-        payer,
-        nonce,
-    }
 }
 
 /// What a paid request got back, as a buyer must read it.

@@ -229,18 +229,19 @@ impl Shared {
         let mut authorization = None;
         let header = match kind {
             Kind::Paid => {
-                let signed = super::sign(buyer, &self.requirement);
+                let signed = testkit::pay::sign(buyer, &self.requirement);
                 authorization = Some((signed.payer, signed.nonce));
                 signed.header
             }
             Kind::UpstreamFails => {
                 url.push_str("?fail=1");
-                let signed = super::sign(buyer, &self.requirement);
+                let signed = testkit::pay::sign(buyer, &self.requirement);
                 authorization = Some((signed.payer, signed.nonce));
                 signed.header
             }
             Kind::ExpiresTooSoon => {
-                let signed = super::sign_valid_until(buyer, &self.requirement, unix_now() + 20);
+                let signed =
+                    testkit::pay::sign_valid_until(buyer, &self.requirement, unix_now() + 20);
                 authorization = Some((signed.payer, signed.nonce));
                 signed.header
             }

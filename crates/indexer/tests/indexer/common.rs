@@ -1,18 +1,15 @@
-//! Fixtures shared by the indexer's integration tests: a devnet, an indexer serving
-//! on a loopback port with fast polling, a loopback server for registration documents,
-//! registering agents through the erc8004 registrar, and waiting for the index to
-//! settle on the chain head.
+//! Fixtures of the indexer's integration tests on top of testkit: an indexer serving
+//! on a loopback port with fast polling, registration documents, registering agents
+//! through the erc8004 registrar, and waiting for the index to settle on the chain
+//! head.
 
-use std::future::Future;
-use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
 use alloy::primitives::U256;
 use alloy::providers::Provider;
-use axum::Router;
-use devnet::{Devnet, DevnetConfig};
-use erc8004::registrar::{AgentMetadata, Registrar};
+use devnet::Devnet;
+use erc8004::registrar::AgentMetadata;
 use erc8004::{AgentProfile, OfferEntry, Registration};
 use indexer::{FetchConfig, Indexer, IndexerConfig, IndexerError};
 use serde_json::Value;
@@ -21,15 +18,6 @@ use tokio::task::JoinHandle;
 
 /// How long any wait in these tests may take before it fails.
 pub const PATIENCE: Duration = Duration::from_secs(30);
-
-pub async fn devnet(accounts: usize) -> Devnet {
-    Devnet::start(DevnetConfig {
-        accounts,
-        ..DevnetConfig::default()
-    })
-    .await
-    .expect("devnet starts (run scripts/setup if anvil is missing)")
-}
 
 /// Fast polling, short document limits, and loopback documents allowed.
 pub fn config(rpc_url: &str, db: &Path) -> IndexerConfig {
@@ -63,7 +51,7 @@ pub async fn serve(indexer: Indexer) -> Served {
     }));
     Served {
         base,
-        client: reqwest::Client::builder().no_proxy().build().unwrap(),
+        client: testkit::http(),
         stop,
         task,
     }
@@ -118,7 +106,7 @@ impl Served {
     /// waiting to be fetched.
     pub async fn settle(&self, chain: &Devnet) {
         let head = chain.provider().unwrap().get_block_number().await.unwrap();
-        eventually("the index settles on the head", || async move {
+        testkit::eventually("the index settles on the head", PATIENCE, || async move {
             let (status, health) = self.get("/health").await;
             let (_, stats) = self.get("/api/v1/public/stats").await;
             status == 200
@@ -132,38 +120,6 @@ impl Served {
         let _ = self.stop.send(());
         self.task.await.unwrap().unwrap();
     }
-}
-
-/// Polls `check` until it holds, failing after [`PATIENCE`].
-pub async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while !check().await {
-        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// Serves `router` on a loopback port.
-pub async fn serve_documents(router: Router) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, router).await });
-    addr
-}
-
-pub async fn registrar(chain: &Devnet, account: usize) -> Registrar {
-    let account = &chain.accounts()[account];
-    Registrar::connect(
-        chain.provider_for(account.signer()).unwrap(),
-        devnet::IDENTITY_REGISTRY_ADDRESS,
-        account.address(),
-    )
-    .await
-    .unwrap()
 }
 
 /// A seller's registration document with OASF skills and domains.
@@ -186,8 +142,8 @@ pub fn document(name: &str, description: &str, skills: &[&str], domains: &[&str]
 
 /// Registers an agent at `uri` from `account` and returns its id.
 pub async fn register(chain: &Devnet, account: usize, uri: &str) -> U256 {
-    let registrar = registrar(chain, account).await;
-    registrar
+    testkit::registrar::registrar(chain, account)
+        .await
         .register(uri, &AgentMetadata::default())
         .await
         .unwrap()

@@ -10,7 +10,7 @@ use erc8004::registrar::{AgentMetadata, ServiceType};
 use erc8004::registration::Service;
 use indexer::Indexer;
 
-use crate::common::{self, document, serve, serve_documents};
+use crate::common::{self, document, serve};
 
 sol! {
     /// The ERC-721 transfer the registry inherits.
@@ -36,7 +36,7 @@ fn set(names: &[&str]) -> Vec<String> {
 
 #[tokio::test]
 async fn sellers_are_found_by_skill_domain_search_owner_and_protocol() {
-    let chain = common::devnet(6).await;
+    let chain = testkit::chain::devnet(6).await;
     let db = tempfile::tempdir().unwrap();
     let owner = |i: usize| chain.accounts()[i].address();
 
@@ -52,7 +52,7 @@ async fn sellers_are_found_by_skill_domain_search_owner_and_protocol() {
         &[MODEL_VERSIONING],
         &[SCIENTIFIC_RESEARCH],
     );
-    common::registrar(&chain, 1)
+    testkit::registrar::registrar(&chain, 1)
         .await
         .ensure_registered(
             owner(1),
@@ -61,7 +61,7 @@ async fn sellers_are_found_by_skill_domain_search_owner_and_protocol() {
         )
         .await
         .unwrap();
-    common::registrar(&chain, 2)
+    testkit::registrar::registrar(&chain, 2)
         .await
         .ensure_registered(
             owner(2),
@@ -88,7 +88,7 @@ async fn sellers_are_found_by_skill_domain_search_owner_and_protocol() {
         &[SUMMARIZATION, TRANSLATION],
         &[SCIENTIFIC_RESEARCH, "technology/data_science/big_data"],
     );
-    common::registrar(&chain, 3)
+    testkit::registrar::registrar(&chain, 3)
         .await
         .ensure_registered(
             owner(3),
@@ -112,11 +112,12 @@ async fn sellers_are_found_by_skill_domain_search_owner_and_protocol() {
         domains: vec![],
     });
     let served_doc = serde_json::to_value(&delta).unwrap();
-    let docs = serve_documents(Router::new().route(
+    let docs_server = testkit::loopback::serve(Router::new().route(
         "/agent.json",
         get(move || async move { axum::Json(served_doc) }),
     ))
     .await;
+    let docs = docs_server.addr;
     let delta_id = common::register(&chain, 4, &format!("http://{docs}/agent.json")).await;
     assert_eq!(delta_id, alloy::primitives::U256::from(3));
 
@@ -261,7 +262,7 @@ async fn sellers_are_found_by_skill_domain_search_owner_and_protocol() {
         &["devops_mlops/ci_cd_configuration"],
         &[],
     );
-    common::registrar(&chain, 1)
+    testkit::registrar::registrar(&chain, 1)
         .await
         .set_agent_uri(alloy::primitives::U256::ZERO, &alpha_v2.to_data_uri())
         .await

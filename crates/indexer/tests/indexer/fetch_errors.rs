@@ -10,7 +10,7 @@ use axum::Router;
 use axum::routing::get;
 use indexer::Indexer;
 
-use crate::common::{self, document, serve, serve_documents};
+use crate::common::{self, document, serve};
 
 /// A well-formed CIDv1 (raw, sha2-256) for the document read through the gateway.
 const CID: &str = "bafkreienk64yy45sf4d7ivlpdafkc7ptwvcgbumur5sdb5c5fw5monds24";
@@ -20,7 +20,7 @@ const HUGE: usize = 300 * 1024;
 
 #[tokio::test]
 async fn unreadable_documents_are_recorded_per_agent() {
-    let chain = common::devnet(2).await;
+    let chain = testkit::chain::devnet(2).await;
     let db = tempfile::tempdir().unwrap();
     let good = serde_json::to_string(&document("good http", "served over HTTP", &[], &[])).unwrap();
     let via_ipfs =
@@ -28,7 +28,7 @@ async fn unreadable_documents_are_recorded_per_agent() {
             .unwrap();
     let huge = format!(r#"{{"name":"huge","description":"{}"}}"#, "x".repeat(HUGE));
     let slow_doc = good.replace("good http", "slow");
-    let docs = serve_documents(
+    let docs_server = testkit::loopback::serve(
         Router::new()
             .route("/good.json", get(move || async move { good }))
             .route(
@@ -49,10 +49,8 @@ async fn unreadable_documents_are_recorded_per_agent() {
             ),
     )
     .await;
-    let dead = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap()
-    };
+    let docs = docs_server.addr;
+    let dead = format!("127.0.0.1:{}", testkit::loopback::free_port());
 
     let streamed = endless_body().await;
     let mut config = common::config(chain.rpc_url(), db.path());
@@ -87,7 +85,7 @@ async fn unreadable_documents_are_recorded_per_agent() {
     };
 
     // The chain is indexed and the fast documents are read while the slow one waits.
-    common::eventually("the good documents are read", || async {
+    testkit::eventually("the good documents are read", common::PATIENCE, || async {
         let (status, health) = api.get("/health").await;
         let good = api.get("/api/v1/public/agents/84532/1").await.1;
         let ipfs = api.get("/api/v1/public/agents/84532/8").await.1;
@@ -163,14 +161,11 @@ async fn endless_body() -> std::net::SocketAddr {
 #[tokio::test]
 async fn health_is_unavailable_while_the_rpc_is_down() {
     let db = tempfile::tempdir().unwrap();
-    let dead = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap()
-    };
+    let dead = format!("127.0.0.1:{}", testkit::loopback::free_port());
     let mut config = common::config(&format!("http://{dead}"), db.path());
     config.chain_id = Some(devnet::CHAIN_ID);
     let api = serve(Indexer::open(config).await.unwrap()).await;
-    common::eventually("the RPC failure is reported", || async {
+    testkit::eventually("the RPC failure is reported", common::PATIENCE, || async {
         let (status, health) = api.get("/health").await;
         status == 503
             && health["last_error"]

@@ -13,7 +13,7 @@ use axum::routing::post;
 use indexer::Indexer;
 use serde_json::{Value, json};
 
-use crate::common::{self, document, serve, serve_documents};
+use crate::common::{self, document, serve};
 
 /// Widest `eth_getLogs` range the proxy lets through.
 const MAX_SPAN: u64 = 5;
@@ -65,7 +65,7 @@ async fn relay(State(proxy): State<Arc<Proxy>>, body: String) -> Response {
 
 #[tokio::test]
 async fn refused_log_ranges_shrink_and_an_rpc_outage_shows_in_health() {
-    let chain = common::devnet(2).await;
+    let chain = testkit::chain::devnet(2).await;
     let db = tempfile::tempdir().unwrap();
     for i in 0..6 {
         let doc = document(&format!("agent {i}"), "one block each", &[], &[]);
@@ -78,17 +78,18 @@ async fn refused_log_ranges_shrink_and_an_rpc_outage_shows_in_health() {
         refused: AtomicU64::new(0),
         widest_served: AtomicU64::new(0),
     });
-    let rpc = serve_documents(
+    let rpc_server = testkit::loopback::serve(
         Router::new()
             .route("/", post(relay))
             .with_state(Arc::clone(&proxy)),
     )
     .await;
+    let rpc = rpc_server.addr;
 
     let mut config = common::config(&format!("http://{rpc}"), db.path());
     config.chain_id = Some(devnet::CHAIN_ID);
     let api = serve(Indexer::open(config).await.unwrap()).await;
-    common::eventually("the outage is reported", || async {
+    testkit::eventually("the outage is reported", common::PATIENCE, || async {
         let (status, health) = api.get("/health").await;
         status == 503 && health["last_error"].is_string()
     })

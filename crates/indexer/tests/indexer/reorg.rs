@@ -11,7 +11,7 @@ use crate::common::{self, document, serve};
 
 #[tokio::test]
 async fn a_reorg_rolls_back_agents_of_the_abandoned_branch() {
-    let chain = common::devnet(3).await;
+    let chain = testkit::chain::devnet(3).await;
     let db = tempfile::tempdir().unwrap();
     let api = serve(
         Indexer::open(common::config(chain.rpc_url(), db.path()))
@@ -29,7 +29,7 @@ async fn a_reorg_rolls_back_agents_of_the_abandoned_branch() {
         .await
         .unwrap();
     let abandoned = document("abandoned", "Only on the old branch", &[], &[]);
-    let seller = common::registrar(&chain, 1).await;
+    let seller = testkit::registrar::registrar(&chain, 1).await;
     let (id, _) = seller
         .register(
             &abandoned.to_data_uri(),
@@ -98,7 +98,7 @@ async fn a_reorg_rolls_back_agents_of_the_abandoned_branch() {
 
 #[tokio::test]
 async fn a_restart_resumes_from_the_cursor_without_duplicates() {
-    let chain = common::devnet(2).await;
+    let chain = testkit::chain::devnet(2).await;
     let db = tempfile::tempdir().unwrap();
     for name in ["one", "two"] {
         let doc = document(name, "before the first run", &[], &[]);
