@@ -149,6 +149,21 @@ impl EncodeMetric for Amount {
     }
 }
 
+/// A family whose HELP and TYPE lines are written before its first sample too, as
+/// they always were (prometheus-client leaves an empty family out).
+#[derive(Debug)]
+struct Declared<M>(M);
+
+impl<M: EncodeMetric> EncodeMetric for Declared<M> {
+    fn encode(&self, encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        self.0.encode(encoder)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        self.0.metric_type()
+    }
+}
+
 type Latency = Family<StageLabels, Histogram, fn() -> Histogram>;
 
 fn latency_histogram() -> Histogram {
@@ -173,17 +188,17 @@ impl Default for Metrics {
         registry.register(
             "agora_gateway_requests",
             "Requests by route and outcome",
-            requests.clone(),
+            Declared(requests.clone()),
         );
         registry.register(
             "agora_gateway_settled_atomic",
             "Settled amount in the token's atomic units",
-            settled_atomic.clone(),
+            Declared(settled_atomic.clone()),
         );
         registry.register(
             "agora_gateway_stage_seconds",
             "Latency of verify, upstream (to headers) and settle",
-            latency.clone(),
+            Declared(latency.clone()),
         );
         Self {
             registry,
@@ -251,6 +266,18 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_family_is_declared_before_its_first_sample() {
+        let text = Metrics::default().render();
+        for family in [
+            "agora_gateway_requests_total counter",
+            "agora_gateway_settled_atomic_total counter",
+            "agora_gateway_stage_seconds histogram",
+        ] {
+            assert!(text.contains(&format!("# TYPE {family}\n")), "{text}");
+        }
+    }
 
     #[test]
     fn renders_counters_amounts_and_histograms() {
