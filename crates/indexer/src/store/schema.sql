@@ -1,3 +1,6 @@
+-- The indexer's tables: raw events per block (the source of truth), remembered block
+-- hashes for reorg detection, the agents projected from the events, and their tags.
+-- Applied on every open, so every statement is IF NOT EXISTS.
 PRAGMA synchronous = NORMAL;
 CREATE TABLE IF NOT EXISTS chains (
     chain_id     INTEGER PRIMARY KEY,
