@@ -15,8 +15,8 @@ use alloy::providers::Provider;
 use alloy::signers::local::PrivateKeySigner;
 use alloy::sol_types::SolEvent;
 use devnet::Devnet;
-use facilitator::store::SettlementStatus;
 use facilitator::EmbeddedFacilitator;
+use facilitator::store::SettlementStatus;
 use x402::eip3009::{self, IEip3009Token, unix_now};
 use x402::{
     Authorization, ErrorReason, Facilitator, FacilitatorRequest, Network, PaymentRequirements,
