@@ -163,7 +163,7 @@ pub(crate) fn load_key(key_file: Option<&Path>, env: &str) -> anyhow::Result<Pri
 /// swapped in between), that it is a regular file of this user's that nobody else can
 /// read or write. A symlink is refused rather than followed: whoever can change the link
 /// chooses the key.
-fn read_private_file(path: &Path) -> anyhow::Result<String> {
+pub(crate) fn read_private_file(path: &Path) -> anyhow::Result<String> {
     use std::io::Read;
     use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 
@@ -214,7 +214,7 @@ fn read_private_file(path: &Path) -> anyhow::Result<String> {
 }
 
 /// Parses a hex private key; the error never repeats the input.
-fn parse_key(text: &str) -> anyhow::Result<PrivateKeySigner> {
+pub(crate) fn parse_key(text: &str) -> anyhow::Result<PrivateKeySigner> {
     let trimmed = text.trim();
     let hex = trimmed
         .strip_prefix("0x")

@@ -15,6 +15,7 @@ mod probe;
 mod sell;
 mod serve_cmd;
 mod signals;
+mod wallet;
 
 use clap::{Parser, Subcommand};
 
@@ -46,6 +47,9 @@ enum Command {
     Index(Box<index_cmd::IndexArgs>),
     /// Find sellers by OASF skill/domain and x402 support (via an indexer, or over RPC).
     Discover(Box<discover::DiscoverArgs>),
+    /// The buyer's wallets: new, import, list, address, balance, use, budget, spent,
+    /// export.
+    Wallet(Box<wallet::WalletArgs>),
 }
 
 #[tokio::main]
@@ -66,6 +70,7 @@ async fn main() -> std::process::ExitCode {
         Command::Sell(args) => sell::run(*args).await,
         Command::Index(args) => index_cmd::run(*args).await,
         Command::Discover(args) => discover::run(*args).await,
+        Command::Wallet(args) => wallet::run(*args).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

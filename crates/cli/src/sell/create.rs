@@ -50,8 +50,21 @@ async fn sell(
     json_out: bool,
 ) -> anyhow::Result<()> {
     let client = daemon(json_out).await?;
-    let defaults: Settings =
+    let mut defaults: Settings =
         serde_json::from_value(client.request("GET", "/v1/settings", None).await?.ok()?)?;
+    // No --pay-to and no `sell pricing` recipient: the default wallet receives.
+    if payment.pay_to.is_none()
+        && defaults.pay_to.is_none()
+        && let Some((wallet, address)) = crate::wallet::default_wallet()?
+    {
+        let note = format!("paying to wallet {wallet} {address}");
+        if json_out {
+            eprintln!("{note}");
+        } else {
+            outln!("{note}")?;
+        }
+        defaults.pay_to = Some(address.to_string());
+    }
     let offer = draft.offer(payment, &defaults)?;
     create(&client, offer, wait, json_out).await
 }

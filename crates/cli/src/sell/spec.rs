@@ -287,7 +287,7 @@ fn payment_spec(
         (Some(address), _) => address,
         (None, Some(stored)) => parse_wallet(stored)?,
         (None, None) => bail!(
-            "recipient required: use --pay-to <addr> or set {}",
+            "recipient required: use --pay-to <addr> or set {} (or create a default wallet, which then receives: agora wallet new)",
             config::WALLET
         ),
     };

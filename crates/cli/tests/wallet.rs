@@ -1,0 +1,437 @@
+//! `agora wallet` through the real binary, as a buyer types it: keys on disk with the
+//! right modes, refusals that say what to type, balances that match what the devnet
+//! says, and the default wallet receiving a first `agora sell` that names no payTo.
+
+#![allow(clippy::unwrap_used)]
+
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use alloy::primitives::{Address, U256};
+use alloy::providers::Provider;
+use serde_json::Value;
+use testkit::loopback;
+use testkit::process;
+use testkit::upstream::echo;
+use tokio::io::AsyncWriteExt;
+use tokio::process::Command;
+
+fn agora(home: &Path) -> Command {
+    process::agora(env!("CARGO_BIN_EXE_agora"), home)
+}
+
+struct Out {
+    ok: bool,
+    stdout: String,
+    stderr: String,
+}
+
+impl Out {
+    fn json(&self) -> Value {
+        serde_json::from_str(self.stdout.lines().last().unwrap_or_default())
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", self.stdout, self.stderr))
+    }
+}
+
+async fn run_with_stdin(home: &Path, args: &[&str], stdin: Option<&str>) -> Out {
+    let mut child = agora(home)
+        .args(args)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(text) = stdin {
+        let mut pipe = child.stdin.take().unwrap();
+        pipe.write_all(text.as_bytes()).await.unwrap();
+        drop(pipe);
+    }
+    let out = child.wait_with_output().await.unwrap();
+    Out {
+        ok: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+async fn run(home: &Path, args: &[&str]) -> Out {
+    run_with_stdin(home, args, None).await
+}
+
+async fn ok(home: &Path, args: &[&str]) -> Out {
+    let out = run(home, args).await;
+    assert!(
+        out.ok,
+        "agora {args:?} failed:\n{}\n{}",
+        out.stdout, out.stderr
+    );
+    out
+}
+
+async fn refused(home: &Path, args: &[&str]) -> String {
+    let out = run(home, args).await;
+    assert!(!out.ok, "agora {args:?} should fail:\n{}", out.stdout);
+    out.stderr
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path).unwrap().mode() & 0o777
+}
+
+#[tokio::test]
+async fn wallets_are_private_files_and_only_export_yes_prints_a_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+
+    let none = refused(&home, &["wallet", "address"]).await;
+    assert!(none.contains("agora wallet new"), "{none}");
+
+    let created = ok(&home, &["wallet", "new", "--json"]).await.json();
+    assert_eq!(created["name"], "default");
+    assert_eq!(created["default"], true, "the first wallet is the default");
+    let address = created["address"].as_str().unwrap().to_string();
+    let key_file = home.join("keys/default.key");
+    assert_eq!(mode(&key_file), 0o600);
+    assert_eq!(mode(&home.join("keys")), 0o700);
+
+    let second = ok(&home, &["wallet", "new", "--name", "spare"])
+        .await
+        .stdout;
+    assert!(second.contains("agora wallet use spare"), "{second}");
+    assert_eq!(mode(&home.join("keys/spare.key")), 0o600);
+    let again = refused(&home, &["wallet", "new"]).await;
+    assert!(
+        again.contains("already exists") && again.contains("--name NAME"),
+        "{again}"
+    );
+    let bad = refused(&home, &["wallet", "new", "--name", "../x"]).await;
+    assert!(bad.contains("--name main"), "{bad}");
+
+    let shown = ok(&home, &["wallet", "address"]).await.stdout;
+    assert_eq!(shown.trim(), address);
+    let listed = ok(&home, &["wallet", "list", "--json"]).await.json();
+    let wallets = listed["wallets"].as_array().unwrap();
+    assert_eq!(wallets.len(), 2, "{listed}");
+    assert_eq!(wallets[0]["name"], "default");
+    assert_eq!(wallets[0]["address"], address.as_str());
+    assert_eq!(wallets[0]["default"], true);
+    assert_eq!(wallets[1]["default"], false);
+    let text = ok(&home, &["wallet", "list"]).await.stdout;
+    assert!(
+        text.contains("* default") && text.contains(&address),
+        "{text}"
+    );
+
+    // A key readable by others is refused with the chmod to type, and not imported.
+    let key = "59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
+    let loose = process::key_file(dir.path(), "loose.key", key, 0o644);
+    let err = refused(
+        &home,
+        &[
+            "wallet",
+            "import",
+            "--name",
+            "imported",
+            "--key-file",
+            loose.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert!(
+        err.contains(&format!("chmod 600 {}", loose.display())),
+        "{err}"
+    );
+    assert!(!err.contains(key), "the key is never echoed: {err}");
+    assert!(!home.join("keys/imported.key").exists());
+    std::fs::set_permissions(&loose, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let imported = ok(
+        &home,
+        &[
+            "wallet",
+            "import",
+            "--name",
+            "imported",
+            "--key-file",
+            loose.to_str().unwrap(),
+            "--json",
+        ],
+    )
+    .await
+    .json();
+    assert_eq!(
+        imported["address"],
+        "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
+    );
+    assert_eq!(imported["default"], false);
+    assert_eq!(mode(&home.join("keys/imported.key")), 0o600);
+    let piped = run_with_stdin(
+        &home,
+        &[
+            "wallet",
+            "import",
+            "--name",
+            "piped",
+            "--key-file",
+            "-",
+            "--json",
+        ],
+        Some(&format!("0x{key}\n")),
+    )
+    .await;
+    assert!(piped.ok, "{}", piped.stderr);
+    assert_eq!(
+        piped.json()["address"],
+        "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
+    );
+
+    // Export: refused without --yes, saying what to type; prints nothing on stdout.
+    let out = run(&home, &["wallet", "export"]).await;
+    assert!(!out.ok);
+    assert!(out.stdout.is_empty(), "{}", out.stdout);
+    assert!(
+        out.stderr
+            .contains("agora wallet export --name default --yes"),
+        "{}",
+        out.stderr
+    );
+    let exported = ok(&home, &["wallet", "export", "--name", "imported", "--yes"])
+        .await
+        .stdout;
+    assert_eq!(exported.trim(), format!("0x{key}"));
+    // No other command prints it.
+    for args in [
+        &["wallet", "list"][..],
+        &["wallet", "address", "--name", "imported"][..],
+    ] {
+        let out = ok(&home, args).await;
+        assert!(!out.stdout.contains(key) && !out.stderr.contains(key));
+    }
+
+    ok(&home, &["wallet", "use", "imported"]).await;
+    let shown = ok(&home, &["wallet", "address", "--json"]).await.json();
+    assert_eq!(shown["name"], "imported");
+    let missing = refused(&home, &["wallet", "use", "nope"]).await;
+    assert!(missing.contains("agora wallet list"), "{missing}");
+
+    // Budgets: decimals in, the same decimals out; nothing spent yet.
+    let budget = ok(
+        &home,
+        &[
+            "wallet",
+            "budget",
+            "--daily",
+            "1.00",
+            "--per-call",
+            "0.05",
+            "--json",
+        ],
+    )
+    .await
+    .json();
+    assert_eq!(budget["budget"]["daily"], "1");
+    assert_eq!(budget["budget"]["perCall"], "0.05");
+    assert_eq!(budget["remainingDaily"], "1");
+    let bad = refused(&home, &["wallet", "budget", "--daily", "0.0000001"]).await;
+    assert!(bad.contains("--daily"), "{bad}");
+    let spent = ok(&home, &["wallet", "spent", "--since", "24h", "--json"])
+        .await
+        .json();
+    assert_eq!(spent["spent"], "0");
+    assert_eq!(spent["entries"].as_array().unwrap().len(), 0);
+    assert_eq!(
+        mode(&home.join("wallet.db")) & 0o077,
+        0,
+        "the wallet store is private"
+    );
+}
+
+#[tokio::test]
+async fn balance_is_what_the_chain_says() {
+    let chain = testkit::chain::devnet(2).await;
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let created = ok(&home, &["wallet", "new", "--json"]).await.json();
+    let address: Address = created["address"].as_str().unwrap().parse().unwrap();
+    chain
+        .mint_usdc(address, U256::from(1_234_567))
+        .await
+        .unwrap();
+    chain
+        .set_eth_balance(address, U256::from(10u64).pow(U256::from(16)))
+        .await
+        .unwrap();
+
+    let shown = ok(
+        &home,
+        &["wallet", "balance", "--rpc", chain.rpc_url(), "--json"],
+    )
+    .await
+    .json();
+    let usdc = chain.usdc_balance(address).await.unwrap();
+    let gas = chain
+        .provider()
+        .unwrap()
+        .get_balance(address)
+        .await
+        .unwrap();
+    assert_eq!(usdc, U256::from(1_234_567));
+    assert_eq!(shown["usdcAtomic"], usdc.to_string(), "{shown}");
+    assert_eq!(shown["usdc"], "1.234567");
+    assert_eq!(shown["gasAtomic"], gas.to_string());
+    assert_eq!(shown["gas"], "0.01");
+    assert_eq!(shown["network"], "eip155:84532");
+    assert_eq!(shown["usdcAddress"], chain.usdc().address.to_string());
+
+    // A funded devnet account, by name, with the network named too.
+    let funded = process::account_key_file(dir.path(), "funded.key", &chain, 1);
+    ok(
+        &home,
+        &[
+            "wallet",
+            "import",
+            "--name",
+            "funded",
+            "--key-file",
+            funded.to_str().unwrap(),
+        ],
+    )
+    .await;
+    let text = ok(
+        &home,
+        &[
+            "wallet",
+            "balance",
+            "--name",
+            "funded",
+            "--network",
+            "base-sepolia",
+            "--rpc",
+            chain.rpc_url(),
+        ],
+    )
+    .await
+    .stdout;
+    let who = chain.accounts()[1].address();
+    let usdc = x402::Money::from_atomic(chain.usdc_balance(who).await.unwrap(), 6);
+    assert!(text.contains(&format!("{usdc} USDC")), "{text}");
+    assert!(text.contains(" ETH"), "{text}");
+
+    let wrong = refused(
+        &home,
+        &[
+            "wallet",
+            "balance",
+            "--network",
+            "base",
+            "--rpc",
+            chain.rpc_url(),
+        ],
+    )
+    .await;
+    assert!(
+        wrong.contains("serves eip155:84532 but --network is eip155:8453"),
+        "{wrong}"
+    );
+}
+
+#[tokio::test]
+async fn a_first_sell_without_pay_to_pays_the_default_wallet() {
+    let chain = testkit::chain::devnet(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let created = ok(&home, &["wallet", "new", "--json"]).await.json();
+    let address = created["address"].as_str().unwrap().to_string();
+    let key = process::account_key_file(dir.path(), "facilitator.key", &chain, 0);
+    let mut serve = agora(&home);
+    serve
+        .env_remove("AGORA_FACILITATOR_URL")
+        .args([
+            "serve",
+            "--foreground",
+            "--json",
+            "--rpc",
+            chain.rpc_url(),
+            "--key-file",
+        ])
+        .arg(&key)
+        .stderr(Stdio::null());
+    let (_daemon, started, _) = process::spawn(serve, Duration::from_secs(30)).await;
+    let gateway = started["gatewayUrl"].as_str().unwrap().to_string();
+    let upstream = loopback::serve(echo()).await;
+
+    let out = ok(
+        &home,
+        &[
+            "sell",
+            "http",
+            "echo",
+            "--upstream",
+            &upstream.url(),
+            "--per-request",
+            "0.001",
+            "--no-register",
+            "--wait",
+            "30",
+            "--json",
+        ],
+    )
+    .await;
+    assert!(
+        out.stderr
+            .contains(&format!("paying to wallet default {address}")),
+        "{}",
+        out.stderr
+    );
+    let sold = out.json();
+    assert_eq!(
+        sold["offer"]["spec"]["payment"]["payTo"],
+        address.as_str(),
+        "{sold}"
+    );
+    assert_eq!(sold["ready"], true, "{sold}");
+
+    // The 402 buyers see names the wallet too.
+    let answer = testkit::http()
+        .get(format!("{gateway}/services/echo/x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status().as_u16(), 402);
+    let required = answer.headers()["payment-required"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let required: Value = x402::header::decode(&required).unwrap();
+    assert_eq!(
+        required["accepts"][0]["payTo"],
+        address.as_str(),
+        "{required}"
+    );
+
+    // Text output says so too.
+    let text = ok(
+        &home,
+        &[
+            "sell",
+            "http",
+            "echo2",
+            "--upstream",
+            &upstream.url(),
+            "--per-request",
+            "0.001",
+            "--no-register",
+        ],
+    )
+    .await
+    .stdout;
+    assert!(
+        text.contains(&format!("paying to wallet default {address}")),
+        "{text}"
+    );
+}
