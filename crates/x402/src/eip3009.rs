@@ -172,15 +172,27 @@ pub fn authorize(
     requirements: &PaymentRequirements,
     now: impl Into<UnixTimestamp>,
 ) -> Result<ExactEvmPayload, SignError> {
+    let timeout = match requirements.max_timeout_seconds {
+        0 => DEFAULT_TIMEOUT_SECONDS,
+        t => t,
+    };
+    authorize_for(signer, requirements, now, timeout)
+}
+
+/// Like [`authorize`], but valid for exactly `timeout` seconds after `now`, for buyers
+/// that choose their own window (the x402 client caps it, see
+/// `client::validity_seconds`) instead of trusting the seller's `maxTimeoutSeconds`.
+pub fn authorize_for(
+    signer: &PrivateKeySigner,
+    requirements: &PaymentRequirements,
+    now: impl Into<UnixTimestamp>,
+    timeout: u64,
+) -> Result<ExactEvmPayload, SignError> {
     let now = now.into();
     if requirements.scheme != SCHEME_EXACT {
         return Err(SignError::Scheme(requirements.scheme.clone()));
     }
     let domain = requirement_domain(requirements)?;
-    let timeout = match requirements.max_timeout_seconds {
-        0 => DEFAULT_TIMEOUT_SECONDS,
-        t => t,
-    };
     let authorization = Authorization {
         from: signer.address(),
         to: requirements.pay_to,

@@ -1,9 +1,11 @@
 //! The x402 payment protocol as agora speaks it: wire types for v1 and v2, the header
-//! codec, networks and assets, exact money, and EIP-3009 signing and verification.
+//! codec, networks and assets, exact money, EIP-3009 signing and verification, and the
+//! buyer's [`client`] (402 → choose → sign → send → receipt).
 //!
 //! Everything that crosses a wire is parsed here once into typed values, so the rest of
 //! agora never handles raw amounts, network strings or signatures.
 
+pub mod client;
 pub mod eip3009;
 pub mod error_chain;
 pub mod facilitator;
