@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use alloy::primitives::{Address, U256};
+use alloy::primitives::{Address, B256, U256};
 use alloy::providers::Provider;
 use serde_json::Value;
 use testkit::loopback;
@@ -432,6 +432,111 @@ async fn a_first_sell_without_pay_to_pays_the_default_wallet() {
     .stdout;
     assert!(
         text.contains(&format!("paying to wallet default {address}")),
+        "{text}"
+    );
+}
+
+/// Writes a ledger row as `agora pay` will (the binary has no command that signs yet).
+fn ledger_row(
+    home: &Path,
+    payer: Address,
+    nonce: B256,
+    amount: u64,
+    valid_before: u64,
+    status: &str,
+) {
+    let db = rusqlite::Connection::open(home.join("wallet.db")).unwrap();
+    let now = x402::UnixTimestamp::now().as_secs();
+    db.execute(
+        "INSERT INTO spend (wallet, payer, url, network, asset, pay_to, amount, nonce,
+             valid_before, status, signed_at, updated_at)
+         VALUES ('default', ?1, 'http://seller/x', 'eip155:84532', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)",
+        rusqlite::params![
+            payer.to_string(),
+            "0x036CbD53842c5426634e7929541eC2318f3dCF7e",
+            "0x70997970C51812dc3A010C7d01b50e0d17dc79C8",
+            amount.to_string(),
+            nonce.to_string(),
+            valid_before as i64,
+            status,
+            now as i64,
+        ],
+    )
+    .unwrap();
+}
+
+#[tokio::test]
+async fn spent_asks_authorization_state_about_payments_whose_answer_was_lost() {
+    use x402::Facilitator;
+
+    let chain = testkit::chain::devnet(3).await;
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    ok(&home, &["wallet", "new"]).await;
+    ok(&home, &["wallet", "budget", "--daily", "1"]).await;
+
+    // One authorization really settled on chain, its answer lost by the buyer.
+    let facilitator = testkit::embedded::facilitator(&chain, dir.path()).await;
+    let buyer = chain.accounts()[1].signer();
+    let requirement = testkit::pay::requirement(&chain, chain.accounts()[2].address(), 300);
+    let payload = testkit::pay::authorize(&buyer, &requirement);
+    let settled = facilitator
+        .settle(&x402::FacilitatorRequest::v2(&requirement, payload.clone()))
+        .await
+        .unwrap();
+    assert!(settled.success, "{settled:?}");
+    let valid_before: u64 = payload.authorization.valid_before.to::<u64>();
+    let now = x402::UnixTimestamp::now().as_secs();
+    ledger_row(
+        &home,
+        buyer.address(),
+        payload.authorization.nonce,
+        1000,
+        valid_before,
+        "unknown",
+    );
+    // One never used and expired; one never used and still valid.
+    ledger_row(
+        &home,
+        buyer.address(),
+        B256::repeat_byte(7),
+        20_000,
+        now - 10,
+        "sent",
+    );
+    ledger_row(
+        &home,
+        buyer.address(),
+        B256::repeat_byte(8),
+        300_000,
+        now + 600,
+        "unknown",
+    );
+
+    let before = ok(&home, &["wallet", "spent", "--json"]).await.json();
+    assert_eq!(
+        before["spentAtomic"], "301000",
+        "open rows count until validBefore: {before}"
+    );
+
+    let after = ok(
+        &home,
+        &["wallet", "spent", "--rpc", chain.rpc_url(), "--json"],
+    )
+    .await
+    .json();
+    let statuses: Vec<&str> = after["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["settled", "refused", "unknown"], "{after}");
+    assert_eq!(after["spentAtomic"], "301000");
+    assert_eq!(after["remainingDaily"], "0.699");
+    let text = ok(&home, &["wallet", "spent"]).await.stdout;
+    assert!(
+        text.contains("expired") || text.contains("refused"),
         "{text}"
     );
 }
