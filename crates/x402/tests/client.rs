@@ -151,7 +151,7 @@ async fn start() -> (String, Arc<Seen>) {
 
 fn client(max: u64) -> Client {
     Client::new(
-        reqwest::Client::new(),
+        x402::client::http_client().unwrap(),
         PrivateKeySigner::random(),
         Policy::new(U256::from(max)),
     )

@@ -8,6 +8,11 @@
 //! ([`Client::resume`]) instead of signing a new one. [`Client::pay_recorded`] runs
 //! the whole call with that hook. Every refusal before signing is a typed
 //! [`Refusal`] whose message names the price and the flag to change.
+//!
+//! The 402 is read once per call and the payment is signed for that 402's `payTo`
+//! only. A server whose 402 to the paid request offers the same token to another
+//! address is refused with [`ClientError::PayToChanged`] and nothing is signed again,
+//! so a changed `payTo` can never receive money.
 
 mod answer;
 mod challenge;
@@ -129,6 +134,16 @@ pub enum Answer {
     Pending(Box<Pending>),
 }
 
+/// A reqwest client fit for paying: it follows no redirects, because a redirect
+/// would carry the signed payment header to whatever host the server names, where
+/// anyone could settle it without serving the buyer.
+pub fn http_client() -> Result<reqwest::Client, ClientError> {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(ClientError::http)
+}
+
 /// An x402 buyer: a reqwest client, a key and the user's policy.
 #[derive(Debug, Clone)]
 pub struct Client {
@@ -139,7 +154,8 @@ pub struct Client {
 }
 
 impl Client {
-    /// A buyer paying with `signer` within `policy`.
+    /// A buyer paying with `signer` within `policy`. Give it [`http_client`] (or a
+    /// client that follows no redirects) so the payment header goes nowhere else.
     pub fn new(http: reqwest::Client, signer: PrivateKeySigner, policy: Policy) -> Self {
         Self {
             http,

@@ -289,16 +289,21 @@ pub fn choose(
             Ok((price, scaled)) => {
                 let held = balances
                     .and_then(|b| b.get(&offer.requirement.network, offer.requirement.asset));
-                let affordable = held.is_none_or(|h| h >= offer.requirement.amount);
-                acceptable.push((affordable, scaled, offer, price, held));
+                // 2: known to hold enough, 1: not known, 0: known to hold too little.
+                let rank = match held {
+                    Some(h) if h >= offer.requirement.amount => 2u8,
+                    None => 1,
+                    Some(_) => 0,
+                };
+                acceptable.push((rank, scaled, offer, price, held));
             }
             Err(refusal) => refused.push(refusal),
         }
     }
-    // Affordable first (known enough, or not known), then cheapest, then server order.
+    // Known to be affordable first, then not known, then cheapest, then server order.
     acceptable.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
-    if let Some((affordable, _, offer, price, held)) = acceptable.into_iter().next() {
-        if !affordable {
+    if let Some((rank, _, offer, price, held)) = acceptable.into_iter().next() {
+        if rank == 0 {
             return Err(Refusal::InsufficientBalance {
                 balance: held.unwrap_or_default(),
                 price,

@@ -59,6 +59,16 @@ fn a_network_where_the_wallet_holds_enough_is_preferred() {
     let choice = choose(&c, &Policy::new(usdc(5000)), Some(&balances)).unwrap();
     assert_eq!(choice.offer.index, 1);
 
+    // Known to hold enough beats not known, even when dearer.
+    let mut partly = Balances::default();
+    partly.insert(
+        Network::Eip155(8453),
+        BASE_USDC.parse().unwrap(),
+        usdc(10_000),
+    );
+    let choice = choose(&c, &Policy::new(usdc(5000)), Some(&partly)).unwrap();
+    assert_eq!(choice.offer.index, 1);
+
     let mut poor = Balances::default();
     poor.insert(
         Network::BASE_SEPOLIA,
