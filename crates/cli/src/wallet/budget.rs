@@ -10,7 +10,7 @@ use anyhow::Context;
 use serde::Serialize;
 use x402::Money;
 
-use super::ledger::Ledger;
+use super::ledger::{Ledger, NewEntry};
 
 /// USDC's decimals: budgets are in USDC on every network.
 pub const USDC_DECIMALS: u8 = 6;
@@ -96,5 +96,105 @@ impl Ledger {
         };
         let spent = self.spent_since(now.saturating_sub(DAY_SECS), now)?;
         Ok(Some(daily.saturating_sub(spent)))
+    }
+
+    /// Whether a payment of `amount` atomic USDC fits the per-call cap and what is
+    /// left of the daily budget at `now`; the refusal names the flag to change.
+    pub fn check_budget(
+        &self,
+        amount: U256,
+        now: u64,
+    ) -> anyhow::Result<Result<(), BudgetRefusal>> {
+        let budget = self.budget()?;
+        if let Some(cap) = budget.per_call
+            && amount > cap
+        {
+            return Ok(Err(BudgetRefusal::PerCall { amount, cap }));
+        }
+        if let (Some(daily), Some(left)) = (budget.daily, self.remaining_daily_budget(now)?)
+            && amount > left
+        {
+            return Ok(Err(BudgetRefusal::Daily {
+                amount,
+                left,
+                daily,
+            }));
+        }
+        Ok(Ok(()))
+    }
+
+    /// [`Ledger::check_budget`] and [`Ledger::record_signed`] in one write
+    /// transaction, so two `agora pay` running at once cannot both fit into the same
+    /// remainder: the second sees the first one's row. A refused payment leaves no row;
+    /// its signature must then be dropped unsent.
+    pub fn record_signed_within_budget(
+        &self,
+        entry: &NewEntry<'_>,
+        now: u64,
+    ) -> anyhow::Result<Result<i64, BudgetRefusal>> {
+        self.conn
+            .execute_batch("BEGIN IMMEDIATE")
+            .context("cannot lock the wallet ledger")?;
+        let done = self
+            .check_budget(entry.amount, now)
+            .and_then(|fits| match fits {
+                Ok(()) => self.record_signed(entry, now).map(Ok),
+                Err(refusal) => Ok(Err(refusal)),
+            });
+        let end = match &done {
+            Ok(Ok(_)) => "COMMIT",
+            _ => "ROLLBACK",
+        };
+        if let Err(e) = self.conn.execute_batch(end) {
+            let _ = self.conn.execute_batch("ROLLBACK");
+            return Err(e).context("cannot commit the wallet ledger");
+        }
+        done
+    }
+}
+
+/// Why a payment does not fit the budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BudgetRefusal {
+    /// Above `agora wallet budget --per-call`.
+    PerCall {
+        /// The price, atomic USDC.
+        amount: U256,
+        /// The cap.
+        cap: U256,
+    },
+    /// Above what the last 24 hours left of `--daily`.
+    Daily {
+        /// The price, atomic USDC.
+        amount: U256,
+        /// What is left.
+        left: U256,
+        /// The daily budget.
+        daily: U256,
+    },
+}
+
+impl std::fmt::Display for BudgetRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            BudgetRefusal::PerCall { amount, cap } => write!(
+                f,
+                "the price {} USDC is above the per-call budget of {} USDC; raise it with: agora wallet budget --per-call {}",
+                usdc_text(amount),
+                usdc_text(cap),
+                usdc_text(amount)
+            ),
+            BudgetRefusal::Daily {
+                amount,
+                left,
+                daily,
+            } => write!(
+                f,
+                "the price {} USDC is above the {} USDC left of the daily budget ({} USDC per 24 h; see agora wallet spent); raise it with: agora wallet budget --daily N",
+                usdc_text(amount),
+                usdc_text(left),
+                usdc_text(daily)
+            ),
+        }
     }
 }

@@ -279,3 +279,103 @@ async fn the_chain_check_settles_used_rows_and_expires_unused_ones() {
     );
     assert_eq!(ledger.spent_since(0, NOW + 600).unwrap(), U256::from(1000));
 }
+
+#[test]
+fn a_payment_outside_the_budget_is_refused_naming_the_flag_and_leaves_no_row() {
+    let (_dir, ledger) = ledger();
+    ledger
+        .set_budget(&Budget {
+            daily: Some(U256::from(1_000_000)),
+            per_call: Some(U256::from(400_000)),
+        })
+        .unwrap();
+    let entry = |nonce: u8, amount: u64| NewEntry {
+        wallet: "default",
+        payer: PAYER,
+        url: "http://seller/x",
+        network: "eip155:84532",
+        asset: USDC,
+        pay_to: SELLER,
+        amount: U256::from(amount),
+        nonce: B256::repeat_byte(nonce),
+        valid_before: NOW + 600,
+    };
+    let too_big = ledger
+        .record_signed_within_budget(&entry(1, 500_000), NOW)
+        .unwrap();
+    let refusal = too_big.unwrap_err().to_string();
+    assert!(
+        refusal.contains("agora wallet budget --per-call 0.5"),
+        "{refusal}"
+    );
+    for nonce in 2..=3 {
+        ledger
+            .record_signed_within_budget(&entry(nonce, 400_000), NOW)
+            .unwrap()
+            .unwrap();
+    }
+    let over = ledger
+        .record_signed_within_budget(&entry(4, 300_000), NOW)
+        .unwrap();
+    let refusal = over.unwrap_err().to_string();
+    assert!(
+        refusal.contains("0.2 USDC left of the daily budget"),
+        "{refusal}"
+    );
+    assert!(refusal.contains("agora wallet budget --daily"), "{refusal}");
+    assert_eq!(
+        ledger.entries_since(0).unwrap().len(),
+        2,
+        "refusals leave no row"
+    );
+    assert!(
+        ledger
+            .check_budget(U256::from(200_000), NOW)
+            .unwrap()
+            .is_ok()
+    );
+}
+
+#[test]
+fn concurrent_payers_cannot_share_one_remainder() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wallet.db");
+    Ledger::open(&path)
+        .unwrap()
+        .set_budget(&Budget {
+            daily: Some(U256::from(1_000_000)),
+            per_call: None,
+        })
+        .unwrap();
+    let threads: Vec<_> = (0..8u8)
+        .map(|i| {
+            let path = path.clone();
+            std::thread::spawn(move || {
+                let ledger = Ledger::open(&path).unwrap();
+                let entry = NewEntry {
+                    wallet: "default",
+                    payer: PAYER,
+                    url: "http://seller/x",
+                    network: "eip155:84532",
+                    asset: USDC,
+                    pay_to: SELLER,
+                    amount: U256::from(300_000),
+                    nonce: B256::repeat_byte(i),
+                    valid_before: NOW + 600,
+                };
+                ledger
+                    .record_signed_within_budget(&entry, NOW)
+                    .unwrap()
+                    .is_ok()
+            })
+        })
+        .collect();
+    let admitted = threads
+        .into_iter()
+        .map(|t| t.join().unwrap())
+        .filter(|fits| *fits)
+        .count();
+    assert_eq!(admitted, 3, "three 0.3 USDC payments fit a 1 USDC day");
+    let ledger = Ledger::open(&path).unwrap();
+    assert_eq!(ledger.spent_since(0, NOW).unwrap(), U256::from(900_000));
+}
