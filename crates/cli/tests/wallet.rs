@@ -414,6 +414,12 @@ async fn a_first_sell_without_pay_to_pays_the_default_wallet() {
         "{required}"
     );
 
+    let pricing = ok(&home, &["sell", "pricing"]).await.stdout;
+    assert!(
+        pricing.contains(&format!("(unset, paying to wallet default {address})")),
+        "{pricing}"
+    );
+
     // Text output says so too.
     let text = ok(
         &home,

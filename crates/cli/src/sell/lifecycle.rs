@@ -116,9 +116,13 @@ pub(super) async fn pricing(a: PricingArgs, json_out: bool) -> anyhow::Result<()
                 .as_str()
                 .map_or_else(|| format!("(unset, {fallback})"), str::to_string)
         };
+        let pay_to_fallback = match crate::wallet::default_wallet()? {
+            Some((name, address)) => format!("paying to wallet {name} {address}"),
+            None => "pass --pay-to".to_string(),
+        };
         outln!(
             "x402 configured: wallet={} chain={} facilitator={}",
-            show("payTo", "pass --pay-to"),
+            show("payTo", &pay_to_fallback),
             show("network", "base-sepolia"),
             show("facilitator", serve_cmd::DEFAULT_FACILITATOR)
         )?;
