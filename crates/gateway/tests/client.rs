@@ -39,6 +39,17 @@ async fn the_client_pays_the_gateway_once_and_a_resent_header_is_refused() {
         .body("ping")
         .build()
         .unwrap();
+    let Probe::PaymentRequired(challenge) = client
+        .probe(client.http().post(f.url("/hello")).build().unwrap())
+        .await
+        .unwrap()
+    else {
+        panic!("expected a 402")
+    };
+    let shown = client.dry_run(&challenge).unwrap();
+    assert_eq!(shown.choice.price.money.to_string(), "0.001");
+    assert_eq!(shown.authorization.to, f.seller);
+    assert_eq!(shown.header, "payment-signature");
     let mut recorded: Option<SignedPayment> = None;
     let answer = client
         .pay_recorded(request, |signed| {
@@ -60,6 +71,7 @@ async fn the_client_pays_the_gateway_once_and_a_resent_header_is_refused() {
     assert!(receipt.success);
     assert_eq!(receipt.payer, Some(f.buyer(1).address()));
     let tx = receipt.transaction.unwrap();
+    assert_eq!(delivered.charged_in(), Some(tx));
     let mined = f
         .chain
         .provider()

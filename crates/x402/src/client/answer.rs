@@ -31,6 +31,16 @@ pub struct Delivered {
     pub signed: SignedPayment,
 }
 
+impl Delivered {
+    /// The settlement transaction, when the receipt says the payment was charged.
+    pub fn charged_in(&self) -> Option<B256> {
+        self.receipt
+            .as_ref()
+            .filter(|r| r.success)
+            .and_then(|r| r.transaction)
+    }
+}
+
 /// The server does not know yet whether the payment settled (503, for agora
 /// `settlement_pending`): send the SAME [`SignedPayment`] again later, never a new one.
 #[derive(Debug, Clone)]

@@ -291,6 +291,33 @@ mod tests {
         Challenge::read(&v2_headers(&json), b"{}")
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_402_is_read_or_refused_never_panicked_on(
+            text in ".{0,300}",
+            body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300),
+            amount in ".{0,90}",
+        ) {
+            let mut headers = HeaderMap::new();
+            if let Ok(value) = HeaderValue::from_str(&text) {
+                headers.insert(PAYMENT_REQUIRED, value);
+            }
+            let _ = Challenge::read(&headers, &body);
+            let _ = Challenge::read(&HeaderMap::new(), &body);
+            let mut entry = offer_json("eip155:84532", "1");
+            entry["amount"] = json!(amount);
+            if read_v2(vec![entry]).is_ok() {
+                let t = amount.trim();
+                let hex = t.strip_prefix("0x").or_else(|| t.strip_prefix("0X"));
+                proptest::prop_assert!(
+                    t.bytes().all(|b| b.is_ascii_digit())
+                        || hex.is_some_and(|h| h.bytes().all(|b| b.is_ascii_hexdigit())),
+                    "{:?} was read as an amount", amount
+                );
+            }
+        }
+    }
+
     #[test]
     fn v2_is_read_from_the_header_and_keeps_the_raw_offer() {
         let c = read_v2(vec![offer_json("eip155:84532", "1000")]).unwrap();

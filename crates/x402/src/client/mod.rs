@@ -27,7 +27,7 @@ use reqwest::{Request, Response};
 pub use answer::{Delivered, Outcome, Pending, receipt};
 pub use challenge::{AmountProblem, Challenge, ChallengeError, MAX_CHALLENGE_BODY_BYTES, Offer};
 pub use policy::{AllowedAsset, Balances, Choice, Policy, Price, Refusal, choose};
-pub use sign::{MAX_VALIDITY_SECONDS, SignedPayment, sign, validity_seconds};
+pub use sign::{MAX_VALIDITY_SECONDS, SignedPayment, header_name, preview, sign, validity_seconds};
 
 use crate::eip3009::SignError;
 use crate::time::UnixTimestamp;
@@ -123,6 +123,18 @@ pub enum Probe {
     PaymentRequired(Challenge),
 }
 
+/// What `--dry-run` shows: the offer, its price, and the authorization that would
+/// be signed (nonce zero: it is drawn at signing).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Preview {
+    /// The offer and its price.
+    pub choice: Choice,
+    /// What would be signed.
+    pub authorization: crate::wire::Authorization,
+    /// The header it would travel in.
+    pub header: &'static str,
+}
+
 /// What a whole call came to.
 #[derive(Debug)]
 pub enum Answer {
@@ -204,6 +216,17 @@ impl Client {
     /// The offer this client would pay, or why none (for `--dry-run`).
     pub fn choose(&self, challenge: &Challenge) -> Result<Choice, Refusal> {
         choose(challenge, &self.policy, self.balances.as_ref())
+    }
+
+    /// What would be paid and signed, signing nothing (`--dry-run`).
+    pub fn dry_run(&self, challenge: &Challenge) -> Result<Preview, Refusal> {
+        let choice = self.choose(challenge)?;
+        let authorization = preview(self.address(), &choice.offer, UnixTimestamp::now());
+        Ok(Preview {
+            header: header_name(challenge.version),
+            choice,
+            authorization,
+        })
     }
 
     /// Chooses and signs (nothing is sent).

@@ -66,6 +66,32 @@ impl SignedPayment {
     }
 }
 
+/// What signing `offer` for `payer` at `now` would authorize, for `--dry-run`: the
+/// same window and amounts [`sign`] uses; the nonce is drawn only when signing, so
+/// it is zero here.
+pub fn preview(payer: Address, offer: &Offer, now: impl Into<UnixTimestamp>) -> Authorization {
+    let now = now.into();
+    let requirement = &offer.requirement;
+    Authorization {
+        from: payer,
+        to: requirement.pay_to,
+        value: requirement.amount,
+        valid_after: now
+            .saturating_sub(eip3009::VALID_AFTER_SKEW_SECONDS)
+            .to_u256(),
+        valid_before: now.saturating_add(validity_seconds(requirement)).to_u256(),
+        nonce: B256::ZERO,
+    }
+}
+
+/// The header a payment to a server speaking `version` travels in.
+pub fn header_name(version: X402Version) -> &'static str {
+    match version {
+        X402Version::V2 => header::PAYMENT_SIGNATURE,
+        X402Version::V1 => header::X_PAYMENT,
+    }
+}
+
 /// Signs `offer` of `challenge` with `signer` at `now`, valid for
 /// [`validity_seconds`], and encodes it the way the server speaks: v2 echoes the raw
 /// `accepted` (and `resource`), v1 names the network as the server wrote it.
@@ -84,13 +110,12 @@ pub fn sign(
         "x402Version".into(),
         Value::from(challenge.version.number()),
     );
-    let header_name = match challenge.version {
+    match challenge.version {
         X402Version::V2 => {
             if let Some(resource) = &challenge.resource {
                 map.insert("resource".into(), resource.clone());
             }
             map.insert("accepted".into(), offer.raw.clone());
-            header::PAYMENT_SIGNATURE
         }
         X402Version::V1 => {
             map.insert("scheme".into(), Value::from(requirement.scheme.clone()));
@@ -100,15 +125,14 @@ pub fn sign(
                 .cloned()
                 .unwrap_or_else(|| Value::from(requirement.network.v1_name()));
             map.insert("network".into(), network);
-            header::X_PAYMENT
         }
-    };
+    }
     map.insert("payload".into(), payload_json);
     let header_value =
         header::encode(&Value::Object(map)).map_err(|e| SignError::Signer(e.to_string()))?;
     Ok(SignedPayment {
         version: challenge.version,
-        header_name: header_name.to_string(),
+        header_name: header_name(challenge.version).to_string(),
         header_value,
         requirement: requirement.clone(),
         authorization: payload.authorization,
@@ -155,6 +179,17 @@ mod tests {
                 U256::from(NOW - eip3009::VALID_AFTER_SKEW_SECONDS)
             );
         }
+    }
+
+    #[test]
+    fn the_preview_is_what_gets_signed_but_the_nonce() {
+        let signer = PrivateKeySigner::random();
+        let c = challenge(2, "eip155:84532", 3600);
+        let signed = sign(&signer, &c, &c.offers[0], NOW).unwrap();
+        let mut shown = preview(signer.address(), &c.offers[0], NOW);
+        assert_eq!(shown.nonce, B256::ZERO);
+        shown.nonce = signed.nonce();
+        assert_eq!(shown, signed.authorization);
     }
 
     #[test]
