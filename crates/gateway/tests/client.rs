@@ -1,7 +1,8 @@
 //! `x402::client` paying agora's own gateway on a devnet, end to end (it lives here
 //! because x402 cannot dev-depend on the gateway and testkit without a cycle): a paid
 //! call with its receipt and the payee's balance checked on chain, the same signed
-//! header refused once served, SSE streamed, and each refusal moving no USDC.
+//! header refused once served, a pending settlement resumed with the same header and
+//! charged once, SSE streamed, and each refusal moving no USDC.
 
 #![allow(clippy::unwrap_used)]
 
@@ -13,10 +14,11 @@ use alloy::primitives::U256;
 use alloy::providers::Provider;
 use alloy::signers::local::PrivateKeySigner;
 use futures_util::StreamExt;
+use gateway::GatewayConfig;
 use serde_json::Value;
-use support::{fixture, install, route_for};
+use support::{fixture, install, route_for, sell_echo};
 use testkit::pay::PRICE;
-use x402::client::{Answer, Client, ClientError, Policy, Probe, Refusal, SignedPayment};
+use x402::client::{Answer, Client, ClientError, Outcome, Policy, Probe, Refusal, SignedPayment};
 
 /// The devnet runs Base Sepolia's chain id with USDC at its real address, so the
 /// known-USDC cap applies.
@@ -212,4 +214,54 @@ async fn sse_tokens_reach_the_caller_before_the_upstream_finishes() {
     let gap = finished.duration_since(first_at);
     println!("first SSE token reached the client {gap:?} before the upstream finished");
     assert!(gap >= Duration::from_millis(500), "gap {gap:?}");
+}
+
+#[tokio::test]
+async fn a_pending_settlement_is_resumed_with_the_same_header_and_charged_once() {
+    let chain = testkit::chain::devnet(4).await;
+    let db = tempfile::tempdir().unwrap();
+    let mut config = testkit::embedded::config_via(&chain, chain.rpc_url(), db.path());
+    config.receipt_timeout = Duration::from_millis(500);
+    let facilitator = testkit::embedded::open(config).await;
+    let gateway_config = GatewayConfig {
+        ledger: Some(db.path().join("payments.db")),
+        ..GatewayConfig::default()
+    };
+    let (_upstream, served) = sell_echo(&chain, facilitator, gateway_config).await;
+    let seller = chain.accounts()[1].address();
+    let before = chain.usdc_balance(seller).await.unwrap();
+    let client = buyer_client(chain.accounts()[2].signer(), PRICE);
+    let url = format!("{}/services/echo/ok", served.url);
+
+    chain.set_automine(false).await.unwrap();
+    let answer = client
+        .pay(client.http().get(&url).build().unwrap())
+        .await
+        .unwrap();
+    let Answer::Pending(pending) = answer else {
+        panic!("expected pending, got {answer:?}")
+    };
+    assert_eq!(pending.reason.as_deref(), Some("settlement_pending"));
+    assert!(pending.retry_after.is_some());
+    let tx = pending
+        .transaction
+        .expect("the pending answer names the transaction");
+    assert_eq!(chain.usdc_balance(seller).await.unwrap(), before);
+
+    chain.set_automine(true).await.unwrap();
+    chain.mine().await.unwrap();
+    let outcome = client
+        .resume(client.http().get(&url).build().unwrap(), &pending.signed)
+        .await
+        .unwrap();
+    let Outcome::Delivered(delivered) = outcome else {
+        panic!("expected the answer, got {outcome:?}")
+    };
+    assert_eq!(delivered.response.status(), 200);
+    assert_eq!(delivered.charged_in(), Some(tx), "the original receipt");
+    assert_eq!(
+        chain.usdc_balance(seller).await.unwrap() - before,
+        U256::from(PRICE),
+        "charged once"
+    );
 }
