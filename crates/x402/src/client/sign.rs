@@ -60,6 +60,12 @@ impl SignedPayment {
         self.authorization.valid_before
     }
 
+    /// [`SignedPayment::valid_before`] in seconds, as ledgers keep it (saturating:
+    /// this client never signs past `now + 600`).
+    pub fn valid_before_secs(&self) -> u64 {
+        u64::try_from(self.authorization.valid_before).unwrap_or(u64::MAX)
+    }
+
     /// Who is paid.
     pub fn pay_to(&self) -> Address {
         self.requirement.pay_to
@@ -174,6 +180,7 @@ mod tests {
             let c = challenge(2, "eip155:84532", timeout);
             let signed = sign(&signer, &c, &c.offers[0], NOW).unwrap();
             assert_eq!(signed.valid_before(), U256::from(NOW + window), "{timeout}");
+            assert_eq!(signed.valid_before_secs(), NOW + window);
             assert_eq!(
                 signed.authorization.valid_after,
                 U256::from(NOW - eip3009::VALID_AFTER_SKEW_SECONDS)
