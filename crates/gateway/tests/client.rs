@@ -137,6 +137,21 @@ async fn refusals_before_signing_and_a_402_after_paying_move_no_usdc() {
         "{e}"
     );
 
+    let elsewhere = Client::new(
+        testkit::http(),
+        f.buyer(1),
+        policy(PRICE).allow_network(x402::Network::Eip155(8453)),
+    );
+    let e = elsewhere
+        .pay(elsewhere.http().get(f.url("/x")).build().unwrap())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e.refusal(), Some(Refusal::NetworkNotAllowed { .. })),
+        "{e}"
+    );
+    assert!(e.to_string().contains("--network base-sepolia"), "{e}");
+
     // A buyer with no USDC: the gateway answers 402 again, with its reason.
     let broke = buyer_client(PrivateKeySigner::random(), PRICE);
     let e = broke
