@@ -37,6 +37,8 @@ pub const FACILITATOR_KEY: &str = "AGORA_FACILITATOR_KEY";
 pub const REGISTRY_KEY: &str = "AGORA_REGISTRY_KEY";
 /// The buyer key when no `--key-file` is given (`agora sell probe --paid`).
 pub const BUYER_KEY: &str = "AGORA_BUYER_KEY";
+/// `agora pay --wallet`: the wallet that pays when not the default one.
+pub const PAY_WALLET: &str = "AGORA_WALLET";
 /// Loopback ports `agora sell inference` tries when no `--upstream` is given.
 pub const INFERENCE_PORTS: &str = "AGORA_INFERENCE_PORTS";
 

@@ -11,6 +11,7 @@ mod facilitator_cmd;
 mod home;
 mod index_cmd;
 mod output;
+mod pay;
 mod probe;
 mod sell;
 mod serve_cmd;
@@ -50,6 +51,9 @@ enum Command {
     /// The buyer's wallets: new, import, list, address, balance, use, budget, spent,
     /// export.
     Wallet(Box<wallet::WalletArgs>),
+    /// Call a URL like curl, paying its x402 402 from the wallet within --max and the
+    /// budgets (exit 2: refused before signing; 3: outcome unknown, use --resume).
+    Pay(Box<pay::PayArgs>),
 }
 
 #[tokio::main]
@@ -71,6 +75,7 @@ async fn main() -> std::process::ExitCode {
         Command::Index(args) => index_cmd::run(*args).await,
         Command::Discover(args) => discover::run(*args).await,
         Command::Wallet(args) => wallet::run(*args).await,
+        Command::Pay(args) => pay::run(*args).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -78,7 +83,8 @@ async fn main() -> std::process::ExitCode {
         Err(e) if output::is_stdout_closed(&e) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
+            // `agora pay` tells refusals (2) and unknown outcomes (3) apart.
+            std::process::ExitCode::from(pay::exit_code(&e))
         }
     }
 }

@@ -104,3 +104,15 @@ impl Drop for Progress {
         }
     }
 }
+
+/// Writes raw bytes (a streamed answer body) to stdout and flushes, so each chunk is
+/// seen as it arrives and a closed pipe ends the command quietly like [`write`].
+pub fn write_bytes(bytes: &[u8]) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(bytes).and_then(|()| stdout.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == ErrorKind::BrokenPipe => Err(StdoutClosed.into()),
+        Err(e) => Err(anyhow::Error::new(e)
+            .context("cannot write to stdout (redirect it to a file or a pipe that is read)")),
+    }
+}

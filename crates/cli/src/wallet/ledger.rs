@@ -48,6 +48,10 @@ CREATE TABLE IF NOT EXISTS spend (
     UNIQUE (payer, nonce)
 );
 CREATE INDEX IF NOT EXISTS spend_signed_at ON spend (signed_at);
+CREATE TABLE IF NOT EXISTS spend_payment (
+    spend_id INTEGER PRIMARY KEY REFERENCES spend (id),
+    payment TEXT NOT NULL
+);
 ";
 
 /// Where an authorization stands, as far as this buyer knows.

@@ -19,6 +19,7 @@ pub mod keys;
 // half) writes through; until it lands only the tests and `spent` use them.
 #[allow(dead_code)]
 pub mod ledger;
+pub mod signed;
 
 use std::path::{Path, PathBuf};
 

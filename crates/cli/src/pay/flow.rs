@@ -1,0 +1,325 @@
+//! The paid call, step by step rather than through `Client::pay_recorded`, because
+//! each step has a ledger write between it and the next: probe → choose (refusal:
+//! exit 2, nothing signed) → sign → ledger row and signed header in one transaction
+//! (a budget refusal drops the signature unsent) → `sent` → send, once more with the
+//! same header if the connection broke → `settled`, `unknown` or `refused`.
+//! `--resume` enters at "send" with the header the ledger kept.
+
+use alloy::primitives::{B256, U256};
+use serde_json::{Value, json};
+use x402::client::{Client, ClientError, Outcome, Probe, SignedPayment};
+use x402::{Money, UnixTimestamp};
+
+use super::request::RequestSpec;
+use super::show::{self, Sink};
+use super::{Exit, PayArgs, no_cap, per_call_cap, policy};
+use crate::home;
+use crate::wallet::budget::BudgetRefusal;
+use crate::wallet::ledger::{Ledger, NewEntry};
+use crate::wallet::{self, keys};
+
+fn now() -> u64 {
+    UnixTimestamp::now().as_secs()
+}
+
+/// What every step needs: the request, the sink, the ledger and who pays.
+struct Call {
+    spec: RequestSpec,
+    sink: Sink,
+    store: Ledger,
+    wallet: String,
+    client: Client,
+}
+
+pub async fn run(args: PayArgs) -> anyhow::Result<()> {
+    let home = home::agora_home()?;
+    let store = wallet::open_store(&home)?;
+    let wallet = wallet::resolve_name(&home, &store, args.wallet.as_deref())?;
+    let signer = keys::load(&home, &wallet)?;
+    let spec = RequestSpec::new(
+        &args.url,
+        args.method.as_deref(),
+        args.data.as_deref(),
+        &args.headers,
+    )?;
+    let sink = Sink {
+        file: args.output.clone(),
+        head: args.include,
+        json: args.json,
+    };
+    let http = x402::client::http_client()?;
+    if args.resume {
+        let client = Client::new(http, signer, x402::client::Policy::new(U256::ZERO));
+        let call = Call {
+            spec,
+            sink,
+            store,
+            wallet,
+            client,
+        };
+        return resume(call).await;
+    }
+    let budget = store.budget()?;
+    let cap = per_call_cap(args.max.as_deref(), budget.per_call)?;
+    let (max, cap_is_wallet) = cap.unwrap_or((U256::MAX, false));
+    let mut policy = policy(&args, max)?;
+    if let Some(left) = store.remaining_daily_budget(now())? {
+        policy = policy.with_budget(left);
+    }
+    let client = Client::new(http, signer, policy);
+    let call = Call {
+        spec,
+        sink,
+        store,
+        wallet,
+        client,
+    };
+    let probe = call
+        .client
+        .probe(call.spec.build(call.client.http())?)
+        .await
+        .map_err(stop)?;
+    let challenge = match probe {
+        Probe::Answered(response) => return show::answer(response, &call.sink, None).await,
+        Probe::PaymentRequired(challenge) => challenge,
+    };
+    let refused = |refusal: x402::client::Refusal| -> anyhow::Error {
+        let mut message = refusal.to_string();
+        if cap_is_wallet && matches!(refusal, x402::client::Refusal::AboveMax { .. }) {
+            message.push_str(
+                " (the cap is the wallet's per-call budget; raise it with: agora wallet budget --per-call N)",
+            );
+        }
+        Exit::refused(format!("{message}; nothing was signed")).into()
+    };
+    if cap.is_none() && !args.dry_run {
+        let choice = call.client.choose(&challenge).map_err(refused)?;
+        return Err(no_cap(&choice.price.to_string()).into());
+    }
+    if args.dry_run {
+        let preview = call.client.dry_run(&challenge).map_err(refused)?;
+        return show::dry_run(&preview, call.sink.json);
+    }
+    let choice = call.client.choose(&challenge).map_err(refused)?;
+    let signed = call.client.prepare(&challenge).map_err(stop)?;
+    let id = record(&call, &signed)?;
+    let price = choice.price.to_string();
+    call.store.mark_sent(id, now())?;
+    let first = call
+        .client
+        .send(call.spec.build(call.client.http())?, &signed)
+        .await;
+    let (outcome, resent) = match first {
+        // The connection broke after the header may have arrived: the same payment
+        // once more, which the server charges at most once.
+        Err(ClientError::Http(e)) => {
+            eprintln!(
+                "warning: the connection broke after the payment was sent ({e}); sending the same authorization once more"
+            );
+            let again = call
+                .client
+                .send(call.spec.build(call.client.http())?, &signed)
+                .await;
+            (again, true)
+        }
+        other => (other, false),
+    };
+    finish(&call, id, &price, &signed, outcome, resent).await
+}
+
+/// Writes the ledger row and the signed header before anything is sent; a budget
+/// refusal (another `agora pay` spent the remainder meanwhile) exits 2 and the
+/// signature is dropped unsent.
+fn record(call: &Call, signed: &SignedPayment) -> anyhow::Result<i64> {
+    let requirement = &signed.requirement;
+    let network = requirement.network.caip2();
+    let url = call.spec.url.as_str();
+    let entry = NewEntry {
+        wallet: &call.wallet,
+        payer: signed.payer(),
+        url,
+        network: &network,
+        asset: requirement.asset,
+        pay_to: requirement.pay_to,
+        amount: requirement.amount,
+        nonce: signed.nonce(),
+        valid_before: signed.valid_before_secs(),
+    };
+    let payment = serde_json::to_string(signed)?;
+    match call
+        .store
+        .record_payment_within_budget(&entry, &payment, now())?
+    {
+        Ok(id) => Ok(id),
+        Err(refusal) => Err(budget_refusal(refusal)),
+    }
+}
+
+fn budget_refusal(refusal: BudgetRefusal) -> anyhow::Error {
+    Exit::refused(format!("{refusal}; the signature was dropped unsent")).into()
+}
+
+/// An error of the client before or without a ledger row: exit 2 when nothing was
+/// signed (an unreadable 402 is a refusal too), else a plain error.
+fn stop(e: ClientError) -> anyhow::Error {
+    if e.signed_nothing() {
+        return Exit::refused(format!("{e}; nothing was signed")).into();
+    }
+    anyhow::Error::new(e)
+}
+
+/// `--resume`: the newest open authorization for this URL, sent again byte for byte.
+async fn resume(call: Call) -> anyhow::Result<()> {
+    let url = call.spec.url.as_str().to_string();
+    let Some((id, payment)) = call.store.last_open_payment(&call.wallet, &url)? else {
+        anyhow::bail!(
+            "the ledger holds no open payment of wallet {} for {url}; see agora wallet spent, or pay anew with: agora pay {url} --max USDC",
+            call.wallet
+        );
+    };
+    let signed: SignedPayment = serde_json::from_str(&payment).map_err(|e| {
+        anyhow::anyhow!("ledger entry {id} holds an unreadable signed payment ({e}); nothing was sent; see agora wallet spent --rpc URL")
+    })?;
+    if signed.valid_before_secs() <= now() {
+        anyhow::bail!(
+            "the authorization of ledger entry {id} expired at {}; it cannot be sent again. Whether it was charged: agora wallet spent --rpc URL; to pay anew: agora pay {url} --max USDC",
+            signed.valid_before_secs()
+        );
+    }
+    eprintln!(
+        "resending ledger entry {id} (nonce {}), the same authorization; nothing new is signed",
+        signed.nonce()
+    );
+    let price = price_of(&signed);
+    call.store.mark_sent(id, now())?;
+    let outcome = call
+        .client
+        .resume(call.spec.build(call.client.http())?, &signed)
+        .await;
+    finish(&call, id, &price, &signed, outcome, true).await
+}
+
+/// `0.001 USDC on base-sepolia` for a stored payment.
+fn price_of(signed: &SignedPayment) -> String {
+    let r = &signed.requirement;
+    let (decimals, symbol) = match r.network.known() {
+        Some(chain) if chain.usdc.address == r.asset => {
+            (chain.usdc.decimals, chain.usdc.symbol.to_string())
+        }
+        _ => (6, format!("units of {}", r.asset.to_checksum(None))),
+    };
+    format!(
+        "{} {symbol} on {}",
+        Money::from_atomic(r.amount, decimals),
+        r.network.v1_name()
+    )
+}
+
+/// Turns the server's answer into a ledger status and what the user sees. `resent`:
+/// this header went out before, so a refusal now may be a replay guard refusing a
+/// payment that did settle; such a row stays `unknown` for `wallet spent --rpc`.
+async fn finish(
+    call: &Call,
+    id: i64,
+    price: &str,
+    signed: &SignedPayment,
+    outcome: Result<Outcome, ClientError>,
+    resent: bool,
+) -> anyhow::Result<()> {
+    let url = call.spec.url.as_str();
+    let resume_hint = format!("agora pay --resume {url} (with the same -X/-d/-H flags)");
+    match outcome {
+        Ok(Outcome::Delivered(delivered)) => {
+            let tx = delivered.charged_in();
+            let receipt = receipt_json(&delivered.receipt, signed, tx);
+            match tx {
+                Some(tx) => {
+                    call.store.mark_settled(id, &tx.to_string(), now())?;
+                    eprintln!("paid {price}, tx {tx}");
+                }
+                None => {
+                    call.store.mark_unknown(id, now())?;
+                    eprintln!(
+                        "warning: the server answered {} without a receipt naming a transaction{}; the ledger keeps this payment as unknown until it expires (check with: agora wallet spent --rpc URL)",
+                        delivered.response.status(),
+                        delivered
+                            .receipt_error
+                            .as_deref()
+                            .map(|e| format!(" ({e})"))
+                            .unwrap_or_default()
+                    );
+                }
+            }
+            show::answer(delivered.response, &call.sink, Some(receipt)).await
+        }
+        Ok(Outcome::Pending(pending)) => {
+            call.store.mark_unknown(id, now())?;
+            Err(Exit {
+                code: 3,
+                kind: "pending",
+                message: format!(
+                    "the payment of {price} was sent but the server does not know yet whether it settled ({}{}); nothing new will be signed. Get the answer later with: {resume_hint}",
+                    pending.reason.as_deref().unwrap_or("pending"),
+                    pending
+                        .transaction
+                        .map(|tx| format!(", tx {tx}"))
+                        .unwrap_or_default()
+                ),
+            }
+            .into())
+        }
+        Err(e @ (ClientError::Rejected { .. } | ClientError::PayToChanged { .. })) if !resent => {
+            call.store.mark_refused(id, &e.to_string(), now())?;
+            Err(Exit {
+                code: 4,
+                kind: "rejected",
+                message: e.to_string(),
+            }
+            .into())
+        }
+        Err(e @ (ClientError::Rejected { .. } | ClientError::PayToChanged { .. })) => {
+            call.store.mark_unknown(id, now())?;
+            Err(Exit {
+                code: 4,
+                kind: "rejected",
+                message: format!(
+                    "{e}. This authorization was sent before, so it may have been charged then; the ledger keeps it as unknown until the chain says (agora wallet spent --rpc URL)"
+                ),
+            }
+            .into())
+        }
+        Err(e) => {
+            call.store.mark_unknown(id, now())?;
+            Err(Exit {
+                code: 3,
+                kind: "unknown",
+                message: format!(
+                    "the payment of {price} was sent but its answer was lost ({e}); it may or may not have been charged. Get the answer with the same authorization: {resume_hint}"
+                ),
+            }
+            .into())
+        }
+    }
+}
+
+/// The receipt for `--json`: tx, amount, network, payer.
+fn receipt_json(
+    receipt: &Option<x402::SettleResponse>,
+    signed: &SignedPayment,
+    tx: Option<B256>,
+) -> Value {
+    let amount = receipt
+        .as_ref()
+        .and_then(|r| r.amount)
+        .unwrap_or(signed.requirement.amount);
+    json!({
+        "tx": tx.map(|t| t.to_string()),
+        "amountAtomic": amount.to_string(),
+        "amount": price_of(signed),
+        "network": signed.requirement.network.v1_name(),
+        "payer": receipt.as_ref().and_then(|r| r.payer).unwrap_or(signed.payer()).to_checksum(None),
+        "payTo": signed.requirement.pay_to.to_checksum(None),
+        "nonce": signed.nonce().to_string(),
+        "success": receipt.as_ref().map(|r| r.success),
+    })
+}

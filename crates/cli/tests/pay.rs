@@ -1,0 +1,242 @@
+//! `agora pay` through the real binary against `agora serve --rpc` on a devnet, as a
+//! buyer types it: a paid call prints the body, moves exactly the price and leaves a
+//! settled ledger row with the tx; refusals exit 2 before anything is signed (no
+//! ledger row, no USDC moves); a dry run signs nothing; and an answer lost while the
+//! chain stalls is fetched later with `--resume`, the same nonce, one transfer.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use alloy::primitives::{B256, U256};
+use serde_json::Value;
+use support::{Market, PRICE};
+
+struct Out {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl Out {
+    fn json(&self) -> Value {
+        serde_json::from_str(self.stdout.lines().last().unwrap_or_default())
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", self.stdout, self.stderr))
+    }
+}
+
+async fn run(home: &Path, args: &[&str]) -> Out {
+    let out = support::agora(home)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    Out {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+async fn ok(home: &Path, args: &[&str]) -> Out {
+    let out = run(home, args).await;
+    assert_eq!(
+        out.code,
+        Some(0),
+        "agora {args:?} failed:\n{}\n{}",
+        out.stdout,
+        out.stderr
+    );
+    out
+}
+
+/// A buyer home whose default wallet is devnet account 2 (funded with USDC).
+async fn buyer_home(m: &Market) -> PathBuf {
+    let home = m.dir.path().join("buyer");
+    let key = testkit::process::account_key_file(m.dir.path(), "buyer.key", &m.chain, 2);
+    let key = key.to_str().unwrap();
+    ok(
+        &home,
+        &["wallet", "import", "--name", "default", "--key-file", key],
+    )
+    .await;
+    home
+}
+
+async fn ledger(home: &Path) -> Vec<Value> {
+    ok(home, &["wallet", "spent", "--json"]).await.json()["entries"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+async fn paid_so_far(m: &Market) -> U256 {
+    m.chain.usdc_balance(m.payee).await.unwrap() - m.payee_before
+}
+
+/// The tx of a `paid 0.001 USDC on base-sepolia, tx 0x…` line.
+fn receipt_tx(stderr: &str) -> String {
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("paid 0.001 USDC on base-sepolia, tx 0x"))
+        .unwrap_or_else(|| panic!("no receipt line on stderr:\n{stderr}"));
+    line.rsplit(' ').next().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn pays_agoras_gateway_once_per_call_and_refuses_before_signing() {
+    let m = support::market("echo", 1, 600).await;
+    let home = buyer_home(&m).await;
+    let url = format!("{}/hello", m.url);
+
+    // Not a 402: printed like curl, nothing paid, no ledger row.
+    let healthz = format!("{}/healthz", m.seller.url);
+    let file = m.dir.path().join("health.txt");
+    let free = ok(
+        &home,
+        &["pay", &healthz, "-i", "-o", file.to_str().unwrap()],
+    )
+    .await;
+    assert!(free.stdout.is_empty(), "{}", free.stdout);
+    let saved = std::fs::read_to_string(&file).unwrap();
+    assert!(saved.starts_with("HTTP/1.1 200 OK\r\n"), "{saved}");
+
+    // A dry run shows the price and what would be signed, and signs nothing.
+    let dry = ok(&home, &["pay", &url, "--dry-run", "--json"])
+        .await
+        .json();
+    assert_eq!(dry["price"], "0.001", "{dry}");
+    assert_eq!(dry["network"], "base-sepolia", "{dry}");
+    assert_eq!(dry["signed"], false, "{dry}");
+    assert_eq!(
+        dry["authorization"]["to"],
+        m.payee.to_checksum(None),
+        "{dry}"
+    );
+    let text = ok(&home, &["pay", &url, "--dry-run"]).await.stdout;
+    assert!(text.contains("price: 0.001 USDC on base-sepolia"), "{text}");
+    assert!(text.contains("nothing was signed"), "{text}");
+
+    // Above --max: exit 2, the price and the flag named, no row, no USDC.
+    let above = run(&home, &["pay", &url, "--max", "0.0005"]).await;
+    assert_eq!(above.code, Some(2), "{}", above.stderr);
+    assert!(above.stderr.contains("0.001 USDC"), "{}", above.stderr);
+    assert!(above.stderr.contains("--max"), "{}", above.stderr);
+    assert!(above.stdout.is_empty(), "{}", above.stdout);
+    // No cap at all: exit 2 saying what to type.
+    let uncapped = run(&home, &["pay", &url]).await;
+    assert_eq!(uncapped.code, Some(2), "{}", uncapped.stderr);
+    assert!(
+        uncapped.stderr.contains("--max 0.01"),
+        "{}",
+        uncapped.stderr
+    );
+    // A network that is not offered.
+    let elsewhere = run(&home, &["pay", &url, "--max", "0.01", "--network", "base"]).await;
+    assert_eq!(elsewhere.code, Some(2), "{}", elsewhere.stderr);
+    assert!(
+        elsewhere.stderr.contains("--network base-sepolia"),
+        "{}",
+        elsewhere.stderr
+    );
+    assert!(ledger(&home).await.is_empty());
+    assert_eq!(paid_so_far(&m).await, U256::ZERO);
+
+    // Paid: the body on stdout, the receipt line on stderr, exactly the price moved,
+    // the row settled with that tx.
+    let paid = ok(&home, &["pay", &url, "--max", "0.01", "-d", r#"{"q":1}"#]).await;
+    assert!(paid.stdout.contains(r#""ok":true"#), "{}", paid.stdout);
+    assert!(paid.stdout.contains("/hello"), "{}", paid.stdout);
+    let tx = receipt_tx(&paid.stderr);
+    assert_eq!(paid_so_far(&m).await, U256::from(PRICE));
+    let rows = ledger(&home).await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["status"], "settled", "{rows:?}");
+    assert_eq!(rows[0]["tx"], tx.as_str(), "{rows:?}");
+    assert_eq!(rows[0]["amount"], PRICE.to_string(), "{rows:?}");
+    assert_eq!(rows[0]["url"], url.as_str(), "{rows:?}");
+
+    // --json: status, body and receipt in one object.
+    let json = ok(&home, &["pay", &url, "--max", "0.01", "--json"])
+        .await
+        .json();
+    assert_eq!(json["status"], 200, "{json}");
+    assert_eq!(json["body"]["ok"], true, "{json}");
+    assert_eq!(json["receipt"]["network"], "base-sepolia", "{json}");
+    assert_eq!(json["receipt"]["amountAtomic"], PRICE.to_string(), "{json}");
+    let payer = m.chain.accounts()[2].address().to_checksum(None);
+    assert_eq!(json["receipt"]["payer"], payer.as_str(), "{json}");
+    assert!(
+        json["receipt"]["tx"].as_str().unwrap().starts_with("0x"),
+        "{json}"
+    );
+    assert_eq!(paid_so_far(&m).await, U256::from(2 * PRICE));
+
+    // Above what is left of the daily budget (0.002 spent of 0.0025): exit 2.
+    ok(&home, &["wallet", "budget", "--daily", "0.0025"]).await;
+    let over = run(&home, &["pay", &url, "--max", "0.01", "--json"]).await;
+    assert_eq!(over.code, Some(2), "{}\n{}", over.stdout, over.stderr);
+    assert!(over.stderr.contains("0.001 USDC"), "{}", over.stderr);
+    assert!(over.stderr.contains("--daily"), "{}", over.stderr);
+    assert_eq!(over.json()["kind"], "refused");
+    assert_eq!(ledger(&home).await.len(), 2);
+    assert_eq!(paid_so_far(&m).await, U256::from(2 * PRICE));
+}
+
+#[tokio::test]
+async fn a_lost_answer_is_resumed_with_the_same_authorization_and_charged_once() {
+    let m = support::market("echo", 1, 600).await;
+    let home = buyer_home(&m).await;
+    let url = format!("{}/slow", m.url);
+    let payer = m.chain.accounts()[2].address();
+
+    // Blocks stop: the settlement cannot be confirmed, the gateway answers pending.
+    m.chain.set_automine(false).await.unwrap();
+    let pending = run(&home, &["pay", &url, "--max", "0.01"]).await;
+    assert_eq!(
+        pending.code,
+        Some(3),
+        "{}\n{}",
+        pending.stdout,
+        pending.stderr
+    );
+    assert!(
+        pending
+            .stderr
+            .contains(&format!("agora pay --resume {url}")),
+        "{}",
+        pending.stderr
+    );
+    let rows = ledger(&home).await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["status"], "unknown", "{rows:?}");
+    let nonce: B256 = rows[0]["nonce"].as_str().unwrap().parse().unwrap();
+
+    m.chain.set_automine(true).await.unwrap();
+    m.chain.mine().await.unwrap();
+    let resumed = ok(&home, &["pay", &url, "--resume"]).await;
+    assert!(resumed.stdout.contains("/slow"), "{}", resumed.stdout);
+    assert!(
+        resumed.stderr.contains(&format!("nonce {nonce}")),
+        "{}",
+        resumed.stderr
+    );
+    let tx = receipt_tx(&resumed.stderr);
+    let rows = ledger(&home).await;
+    assert_eq!(rows.len(), 1, "no new authorization: {rows:?}");
+    assert_eq!(rows[0]["status"], "settled", "{rows:?}");
+    assert_eq!(rows[0]["tx"], tx.as_str(), "{rows:?}");
+    assert_eq!(paid_so_far(&m).await, U256::from(PRICE), "charged once");
+    let used = support::used_events(&m.chain).await;
+    assert_eq!(used.get(&(payer, nonce)), Some(&1), "{used:?}");
+    assert_eq!(used.len(), 1, "exactly one transfer: {used:?}");
+
+    // Nothing open is left to resume.
+    let again = run(&home, &["pay", &url, "--resume"]).await;
+    assert_eq!(again.code, Some(1), "{}", again.stderr);
+    assert!(again.stderr.contains("no open payment"), "{}", again.stderr);
+}
