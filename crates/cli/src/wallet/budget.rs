@@ -126,11 +126,25 @@ impl Ledger {
     /// [`Ledger::check_budget`] and [`Ledger::record_signed`] in one write
     /// transaction, so two `agora pay` running at once cannot both fit into the same
     /// remainder: the second sees the first one's row. A refused payment leaves no row;
-    /// its signature must then be dropped unsent.
+    /// its signature must then be dropped unsent. (`agora pay` itself goes through
+    /// `record_payment_within_budget`, which also keeps the signed header.)
+    #[cfg(test)]
     pub fn record_signed_within_budget(
         &self,
         entry: &NewEntry<'_>,
         now: u64,
+    ) -> anyhow::Result<Result<i64, BudgetRefusal>> {
+        self.record_within_budget(entry, now, |_| Ok(()))
+    }
+
+    /// The transaction behind the `record_*_within_budget` methods: check, insert
+    /// the row, run `also` with its id (a side table), commit; anything failing or a
+    /// refusal rolls all of it back.
+    pub(super) fn record_within_budget(
+        &self,
+        entry: &NewEntry<'_>,
+        now: u64,
+        also: impl FnOnce(i64) -> anyhow::Result<()>,
     ) -> anyhow::Result<Result<i64, BudgetRefusal>> {
         self.conn
             .execute_batch("BEGIN IMMEDIATE")
@@ -138,7 +152,11 @@ impl Ledger {
         let done = self
             .check_budget(entry.amount, now)
             .and_then(|fits| match fits {
-                Ok(()) => self.record_signed(entry, now).map(Ok),
+                Ok(()) => {
+                    let id = self.record_signed(entry, now)?;
+                    also(id)?;
+                    Ok(Ok(id))
+                }
                 Err(refusal) => Ok(Err(refusal)),
             });
         let end = match &done {

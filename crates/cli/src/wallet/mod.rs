@@ -9,15 +9,9 @@
 //!
 //! Only `agora wallet export --yes` ever prints a private key.
 
-// check_budget and record_signed_within_budget are what `agora pay` calls; until it
-// lands only the tests use them.
-#[allow(dead_code)]
 pub mod budget;
 pub mod chain;
 pub mod keys;
-// record_signed and the mark_* transitions are the API `agora pay` (issue 12's other
-// half) writes through; until it lands only the tests and `spent` use them.
-#[allow(dead_code)]
 pub mod ledger;
 pub mod signed;
 

@@ -13,41 +13,24 @@ use super::budget::BudgetRefusal;
 use super::ledger::{Ledger, NewEntry};
 
 impl Ledger {
-    /// [`Ledger::record_signed_within_budget`] that also stores `payment` (the
-    /// serialized `x402::client::SignedPayment`) for a later `--resume`.
+    /// Checks the budget and records the ledger row together with `payment` (the
+    /// serialized `x402::client::SignedPayment`) for a later `--resume`, in one
+    /// transaction (see `Ledger::record_within_budget`).
     pub fn record_payment_within_budget(
         &self,
         entry: &NewEntry<'_>,
         payment: &str,
         now: u64,
     ) -> anyhow::Result<Result<i64, BudgetRefusal>> {
-        self.conn
-            .execute_batch("BEGIN IMMEDIATE")
-            .context("cannot lock the wallet ledger")?;
-        let done = self
-            .check_budget(entry.amount, now)
-            .and_then(|fits| match fits {
-                Ok(()) => {
-                    let id = self.record_signed(entry, now)?;
-                    self.conn
-                        .execute(
-                            "INSERT INTO spend_payment (spend_id, payment) VALUES (?1, ?2)",
-                            params![id, payment],
-                        )
-                        .context("cannot store the signed payment in the wallet ledger")?;
-                    Ok(Ok(id))
-                }
-                Err(refusal) => Ok(Err(refusal)),
-            });
-        let end = match &done {
-            Ok(Ok(_)) => "COMMIT",
-            _ => "ROLLBACK",
-        };
-        if let Err(e) = self.conn.execute_batch(end) {
-            let _ = self.conn.execute_batch("ROLLBACK");
-            return Err(e).context("cannot commit the wallet ledger");
-        }
-        done
+        self.record_within_budget(entry, now, |id| {
+            self.conn
+                .execute(
+                    "INSERT INTO spend_payment (spend_id, payment) VALUES (?1, ?2)",
+                    params![id, payment],
+                )
+                .context("cannot store the signed payment in the wallet ledger")?;
+            Ok(())
+        })
     }
 
     /// The newest payment of `wallet` for `url` whose outcome is still open
@@ -67,5 +50,70 @@ impl Ledger {
             )
             .optional()
             .context("cannot read the wallet ledger")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use alloy::primitives::{Address, B256, U256};
+
+    use super::*;
+    use crate::wallet::budget::Budget;
+
+    const NOW: u64 = 1_800_000_000;
+    const URL: &str = "http://127.0.0.1:8402/services/echo/x";
+
+    fn entry(nonce: u8, amount: u64) -> NewEntry<'static> {
+        NewEntry {
+            wallet: "default",
+            payer: Address::repeat_byte(1),
+            url: URL,
+            network: "eip155:84532",
+            asset: Address::repeat_byte(2),
+            pay_to: Address::repeat_byte(3),
+            amount: U256::from(amount),
+            nonce: B256::repeat_byte(nonce),
+            valid_before: NOW + 600,
+        }
+    }
+
+    #[test]
+    fn the_signed_header_is_kept_with_its_row_and_a_refusal_keeps_neither() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ledger = Ledger::open(&dir.path().join("wallet.db")).expect("open");
+        ledger
+            .set_budget(&Budget {
+                daily: Some(U256::from(1500)),
+                per_call: None,
+            })
+            .expect("budget");
+        let id = ledger
+            .record_payment_within_budget(&entry(1, 1000), "first", NOW)
+            .expect("write")
+            .expect("fits");
+        assert_eq!(
+            ledger.last_open_payment("default", URL).expect("read"),
+            Some((id, "first".to_string()))
+        );
+        // 500 left: refused, and neither the row nor the payment is kept.
+        let refused = ledger
+            .record_payment_within_budget(&entry(2, 1000), "second", NOW)
+            .expect("write");
+        assert!(refused.is_err(), "{refused:?}");
+        assert_eq!(ledger.entries_since(0).expect("rows").len(), 1);
+        // A closed row is not resumed; another wallet or URL finds nothing.
+        assert_eq!(ledger.last_open_payment("other", URL).expect("read"), None);
+        assert_eq!(
+            ledger
+                .last_open_payment("default", "http://x/")
+                .expect("read"),
+            None
+        );
+        ledger.mark_sent(id, NOW).expect("sent");
+        ledger.mark_settled(id, "0xabc", NOW).expect("settled");
+        assert_eq!(
+            ledger.last_open_payment("default", URL).expect("read"),
+            None
+        );
     }
 }
