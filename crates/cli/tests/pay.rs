@@ -240,3 +240,131 @@ async fn a_lost_answer_is_resumed_with_the_same_authorization_and_charged_once()
     assert_eq!(again.code, Some(1), "{}", again.stderr);
     assert!(again.stderr.contains("no open payment"), "{}", again.stderr);
 }
+
+#[tokio::test]
+async fn sse_tokens_are_printed_while_the_upstream_still_streams() {
+    use tokio::io::AsyncBufReadExt;
+
+    let m = support::market("echo", 1, 600).await;
+    let sse = testkit::upstream::recording().await;
+    m.seller
+        .sell("chat", sse.url.as_str().trim_end_matches('/'), m.payee, 600)
+        .await;
+    let home = buyer_home(&m).await;
+    let url = format!("{}/services/chat/v1/chat/completions", m.seller.url);
+    let mut child = support::agora(&home)
+        .args(["pay", &url, "--max", "0.01", "-d", r#"{"stream":true}"#])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut first_at = None;
+    let mut printed = String::new();
+    while let Some(line) = lines.next_line().await.unwrap() {
+        if first_at.is_none() && line.contains("token0") {
+            first_at = Some(std::time::Instant::now());
+        }
+        printed.push_str(&line);
+        printed.push('\n');
+    }
+    let out = child.wait_with_output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{printed}\n{stderr}");
+    assert!(printed.contains("[DONE]"), "{printed}");
+    receipt_tx(&stderr);
+    let first_at = first_at.unwrap_or_else(|| panic!("no token0 in {printed}"));
+    let finished = sse.state.stream_finished.lock().unwrap().unwrap();
+    let gap = finished.duration_since(first_at);
+    println!("agora pay printed the first SSE token {gap:?} before the upstream finished");
+    assert!(gap >= std::time::Duration::from_millis(500), "gap {gap:?}");
+    assert_eq!(paid_so_far(&m).await, U256::from(PRICE));
+}
+
+/// A server that is not agora: 402 to every request, paid or not (a paid one says
+/// `insufficient_funds`), and an unreadable 402 at `/bad`.
+async fn refusing_server(requirement: x402::PaymentRequirements) -> testkit::loopback::Server {
+    use axum::extract::Request;
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse;
+
+    let accepts = serde_json::to_value(&requirement).unwrap();
+    let app = axum::Router::new().fallback(move |request: Request| {
+        let accepts = accepts.clone();
+        async move {
+            if request.uri().path() == "/bad" {
+                return (
+                    StatusCode::PAYMENT_REQUIRED,
+                    [("payment-required", "%%% not base64")],
+                    "",
+                )
+                    .into_response();
+            }
+            let paid = request.headers().contains_key("payment-signature");
+            let body = serde_json::json!({
+                "x402Version": 2,
+                "error": if paid { "insufficient_funds" } else { "payment required" },
+                "resource": {"url": "http://127.0.0.1/x"},
+                "accepts": [accepts],
+            });
+            let header = x402::header::encode(&body).unwrap();
+            (
+                StatusCode::PAYMENT_REQUIRED,
+                [("payment-required", header)],
+                axum::Json(body),
+            )
+                .into_response()
+        }
+    });
+    testkit::loopback::serve(app).await
+}
+
+#[tokio::test]
+async fn a_402_after_paying_and_a_malformed_402_move_nothing() {
+    let m = support::market("echo", 1, 600).await;
+    let home = buyer_home(&m).await;
+    let server = refusing_server(testkit::pay::requirement(&m.chain, m.payee, 600)).await;
+
+    // Unreadable: exit 2 before signing, no row.
+    let bad = run(
+        &home,
+        &["pay", &format!("{}/bad", server.url()), "--max", "0.01"],
+    )
+    .await;
+    assert_eq!(bad.code, Some(2), "{}", bad.stderr);
+    assert!(bad.stderr.contains("nothing was signed"), "{}", bad.stderr);
+    assert!(ledger(&home).await.is_empty());
+
+    // Signed once, refused by the server: exit 4 with its reason, the row refused,
+    // no second signature, no USDC moved.
+    let url = format!("{}/x", server.url());
+    let refused = run(&home, &["pay", &url, "--max", "0.01", "--json"]).await;
+    assert_eq!(
+        refused.code,
+        Some(4),
+        "{}\n{}",
+        refused.stdout,
+        refused.stderr
+    );
+    assert!(
+        refused.stderr.contains("insufficient_funds"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(refused.json()["kind"], "rejected");
+    let rows = ledger(&home).await;
+    assert_eq!(rows.len(), 1, "one signature only: {rows:?}");
+    assert_eq!(rows[0]["status"], "refused", "{rows:?}");
+    assert!(
+        rows[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("insufficient_funds"),
+        "{rows:?}"
+    );
+    assert_eq!(paid_so_far(&m).await, U256::ZERO);
+    // A refused payment is not resumed.
+    let again = run(&home, &["pay", &url, "--resume"]).await;
+    assert_eq!(again.code, Some(1), "{}", again.stderr);
+}
