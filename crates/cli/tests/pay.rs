@@ -368,3 +368,144 @@ async fn a_402_after_paying_and_a_malformed_402_move_nothing() {
     let again = run(&home, &["pay", &url, "--resume"]).await;
     assert_eq!(again.code, Some(1), "{}", again.stderr);
 }
+
+/// A raw HTTP server that cuts the connection of the first `cuts` paid requests
+/// after reading them (the header may have arrived, the answer is lost), then
+/// answers 200 with a receipt. It keeps every payment header it received.
+async fn cutting_server(
+    requirement: x402::PaymentRequirements,
+    cuts: usize,
+) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::sync::{Arc, Mutex};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let kept = seen.clone();
+    let challenge = serde_json::json!({
+        "x402Version": 2,
+        "error": "payment required",
+        "resource": {"url": format!("{url}/x")},
+        "accepts": [serde_json::to_value(&requirement).unwrap()],
+    });
+    let challenge = x402::header::encode(&challenge).unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut conn, _)) = listener.accept().await else {
+                return;
+            };
+            let seen = seen.clone();
+            let challenge = challenge.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let head = String::from_utf8_lossy(&buf).to_string();
+                let payment = head.lines().find_map(|l| {
+                    let (name, value) = l.split_once(':')?;
+                    name.eq_ignore_ascii_case("payment-signature")
+                        .then(|| value.trim().to_string())
+                });
+                let response = match payment {
+                    None => format!(
+                        "HTTP/1.1 402 Payment Required\r\npayment-required: {challenge}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                    ),
+                    Some(header) => {
+                        let n = {
+                            let mut seen = seen.lock().unwrap();
+                            seen.push(header);
+                            seen.len()
+                        };
+                        if n <= cuts {
+                            return; // dropped: the answer is lost
+                        }
+                        let receipt = x402::header::encode(&serde_json::json!({
+                            "success": true,
+                            "transaction": format!("0x{}", "ab".repeat(32)),
+                            "network": "eip155:84532",
+                        }))
+                        .unwrap();
+                        let body = "the paid answer";
+                        format!(
+                            "HTTP/1.1 200 OK\r\npayment-response: {receipt}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                            body.len()
+                        )
+                    }
+                };
+                let _ = conn.write_all(response.as_bytes()).await;
+                let _ = conn.shutdown().await;
+            });
+        }
+    });
+    (url, kept)
+}
+
+#[tokio::test]
+async fn a_cut_connection_is_retried_once_with_the_same_header_then_resumed() {
+    let chain = testkit::chain::devnet(3).await;
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("buyer");
+    let key = testkit::process::account_key_file(dir.path(), "buyer.key", &chain, 2);
+    ok(
+        &home,
+        &[
+            "wallet",
+            "import",
+            "--name",
+            "default",
+            "--key-file",
+            key.to_str().unwrap(),
+        ],
+    )
+    .await;
+    let requirement = testkit::pay::requirement(&chain, chain.accounts()[1].address(), 600);
+    let tx = format!("0x{}", "ab".repeat(32));
+
+    // Cut once: the automatic retry sends the same header and gets the answer.
+    let (once, headers) = cutting_server(requirement.clone(), 1).await;
+    let url = format!("{once}/x");
+    let paid = ok(&home, &["pay", &url, "--max", "0.01"]).await;
+    assert_eq!(paid.stdout, "the paid answer");
+    assert!(
+        paid.stderr
+            .contains("sending the same authorization once more"),
+        "{}",
+        paid.stderr
+    );
+    assert_eq!(receipt_tx(&paid.stderr), tx);
+    let sent = headers.lock().unwrap().clone();
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    assert_eq!(sent[0], sent[1], "the retry resends the same header");
+
+    // Cut twice: unknown, exit 3; --resume sends the same header a third time.
+    let (twice, headers) = cutting_server(requirement, 2).await;
+    let url = format!("{twice}/x");
+    let lost = run(&home, &["pay", &url, "--max", "0.01"]).await;
+    assert_eq!(lost.code, Some(3), "{}", lost.stderr);
+    assert!(
+        lost.stderr.contains(&format!("agora pay --resume {url}")),
+        "{}",
+        lost.stderr
+    );
+    let rows = ledger(&home).await;
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(rows[1]["status"], "unknown", "{rows:?}");
+    let resumed = ok(&home, &["pay", &url, "--resume"]).await;
+    assert_eq!(resumed.stdout, "the paid answer");
+    let sent = headers.lock().unwrap().clone();
+    assert_eq!(sent.len(), 3, "{sent:?}");
+    assert!(
+        sent.iter().all(|h| h == &sent[0]),
+        "never a new signature: {sent:?}"
+    );
+    let rows = ledger(&home).await;
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(rows[1]["status"], "settled", "{rows:?}");
+    assert_eq!(rows[1]["tx"], tx.as_str(), "{rows:?}");
+}
