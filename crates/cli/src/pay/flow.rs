@@ -232,13 +232,14 @@ async fn finish(
         Ok(Outcome::Delivered(delivered)) => {
             let tx = delivered.charged_in();
             let receipt = receipt_json(&delivered.receipt, signed, tx);
-            match tx {
+            // The answer is paid for: it is shown even if the ledger cannot be
+            // written, and that failure is reported after it.
+            let marked = match tx {
                 Some(tx) => {
-                    call.store.mark_settled(id, &tx.to_string(), now())?;
                     eprintln!("paid {price}, tx {tx}");
+                    call.store.mark_settled(id, &tx.to_string(), now())
                 }
                 None => {
-                    call.store.mark_unknown(id, now())?;
                     eprintln!(
                         "warning: the server answered {} without a receipt naming a transaction{}; the ledger keeps this payment as unknown until it expires (check with: agora wallet spent --rpc URL)",
                         delivered.response.status(),
@@ -248,9 +249,15 @@ async fn finish(
                             .map(|e| format!(" ({e})"))
                             .unwrap_or_default()
                     );
+                    call.store.mark_unknown(id, now())
                 }
-            }
-            show::answer(delivered.response, &call.sink, Some(receipt)).await
+            };
+            show::answer(delivered.response, &call.sink, Some(receipt)).await?;
+            marked.map_err(|e| {
+                e.context(format!(
+                    "the answer was delivered, but ledger entry {id} could not be updated; see agora wallet spent --rpc URL"
+                ))
+            })
         }
         Ok(Outcome::Pending(pending)) => {
             call.store.mark_unknown(id, now())?;
