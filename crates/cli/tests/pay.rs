@@ -242,7 +242,7 @@ async fn a_lost_answer_is_resumed_with_the_same_authorization_and_charged_once()
 }
 
 #[tokio::test]
-async fn sse_tokens_are_printed_while_the_upstream_still_streams() {
+async fn sse_tokens_are_printed_while_the_upstream_streams_and_curl_flags_reach_it() {
     use tokio::io::AsyncBufReadExt;
 
     let m = support::market("echo", 1, 600).await;
@@ -280,6 +280,33 @@ async fn sse_tokens_are_printed_while_the_upstream_still_streams() {
     println!("agora pay printed the first SSE token {gap:?} before the upstream finished");
     assert!(gap >= std::time::Duration::from_millis(500), "gap {gap:?}");
     assert_eq!(paid_so_far(&m).await, U256::from(PRICE));
+
+    // curl habits: -X, -H and a body from stdin reach the upstream.
+    let echo = format!("{}/services/chat/echo", m.seller.url);
+    let mut child = support::agora(&home)
+        .args(["pay", &echo, "--max", "0.01", "-X", "PUT", "-d", "@-"])
+        .args(["-H", "Content-Type: text/plain"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use tokio::io::AsyncWriteExt;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"hello from stdin").await.unwrap();
+    }
+    let out = child.wait_with_output().await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let echoed: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(echoed["body"], "hello from stdin", "{echoed}");
+    assert_eq!(echoed["path"], "/echo", "{echoed}");
+    assert_eq!(paid_so_far(&m).await, U256::from(2 * PRICE));
 }
 
 /// A server that is not agora: 402 to every request, paid or not (a paid one says

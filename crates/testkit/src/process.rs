@@ -61,7 +61,7 @@ pub fn account_key_file(dir: &Path, name: &str, chain: &Devnet, i: usize) -> Pat
 
 /// The `agora` binary at `bin` (a test's `env!("CARGO_BIN_EXE_agora")`) with
 /// `AGORA_HOME=home`, a loopback listener, and nothing from the environment that could
-/// point it at a real facilitator, wallet or metrics listener. Killed when dropped.
+/// point it at a real facilitator, wallet (`X402_WALLET`, `AGORA_WALLET`) or metrics listener. Killed when dropped.
 pub fn agora(bin: &str, home: &Path) -> Command {
     let mut command = Command::new(bin);
     command
@@ -71,6 +71,7 @@ pub fn agora(bin: &str, home: &Path) -> Command {
         .env_remove("AGORA_FACILITATOR_KEY")
         .env_remove("AGORA_METRICS_LISTEN")
         .env_remove("X402_WALLET")
+        .env_remove("AGORA_WALLET")
         .kill_on_drop(true);
     command
 }
