@@ -143,6 +143,18 @@ async fn pays_agoras_gateway_once_per_call_and_refuses_before_signing() {
         "{}",
         elsewhere.stderr
     );
+    // The wallet's per-call budget below --max: it is the cap, and it is named.
+    ok(&home, &["wallet", "budget", "--per-call", "0.0005"]).await;
+    let per_call = run(&home, &["pay", &url, "--max", "0.01"]).await;
+    assert_eq!(per_call.code, Some(2), "{}", per_call.stderr);
+    assert!(
+        per_call
+            .stderr
+            .contains("agora wallet budget --per-call 0.001"),
+        "{}",
+        per_call.stderr
+    );
+    ok(&home, &["wallet", "budget", "--per-call", "0.01"]).await;
     assert!(ledger(&home).await.is_empty());
     assert_eq!(paid_so_far(&m).await, U256::ZERO);
 

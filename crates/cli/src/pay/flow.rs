@@ -84,12 +84,15 @@ pub async fn run(args: PayArgs) -> anyhow::Result<()> {
         Probe::PaymentRequired(challenge) => challenge,
     };
     let refused = |refusal: x402::client::Refusal| -> anyhow::Error {
-        let mut message = refusal.to_string();
-        if cap_is_wallet && matches!(refusal, x402::client::Refusal::AboveMax { .. }) {
-            message.push_str(
-                " (the cap is the wallet's per-call budget; raise it with: agora wallet budget --per-call N)",
-            );
-        }
+        let message = match &refusal {
+            // The wallet's per-call budget, not --max, was the lower cap: name it.
+            x402::client::Refusal::AboveMax { price, max } if cap_is_wallet => format!(
+                "the price {price} is above the wallet's per-call budget of {}; raise it with: agora wallet budget --per-call {}",
+                Money::from_atomic(*max, price.money.decimals),
+                price.money
+            ),
+            other => other.to_string(),
+        };
         Exit::refused(format!("{message}; nothing was signed")).into()
     };
     if cap.is_none() && !args.dry_run {
