@@ -250,7 +250,11 @@ async fn a_lost_answer_is_resumed_with_the_same_authorization_and_charged_once()
     // Nothing open is left to resume.
     let again = run(&home, &["pay", &url, "--resume"]).await;
     assert_eq!(again.code, Some(1), "{}", again.stderr);
-    assert!(again.stderr.contains("no open payment"), "{}", again.stderr);
+    assert!(
+        again.stderr.contains("whose answer is missing"),
+        "{}",
+        again.stderr
+    );
 }
 
 #[tokio::test]
@@ -409,11 +413,13 @@ async fn a_402_after_paying_and_a_malformed_402_move_nothing() {
 }
 
 /// A raw HTTP server that cuts the connection of the first `cuts` paid requests
-/// after reading them (the header may have arrived, the answer is lost), then
-/// answers 200 with a receipt. It keeps every payment header it received.
+/// after reading them (the header may have arrived, the answer is lost), answers
+/// the next `partial` ones 200 with a receipt and half the body, then the whole
+/// body. It keeps every payment header it received.
 async fn cutting_server(
     requirement: x402::PaymentRequirements,
     cuts: usize,
+    partial: usize,
 ) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
     use std::sync::{Arc, Mutex};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -471,8 +477,13 @@ async fn cutting_server(
                         }))
                         .unwrap();
                         let body = "the paid answer";
+                        let sent = if n <= cuts + partial {
+                            &body[..8]
+                        } else {
+                            body
+                        };
                         format!(
-                            "HTTP/1.1 200 OK\r\npayment-response: {receipt}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                            "HTTP/1.1 200 OK\r\npayment-response: {receipt}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{sent}",
                             body.len()
                         )
                     }
@@ -486,7 +497,7 @@ async fn cutting_server(
 }
 
 #[tokio::test]
-async fn a_cut_connection_is_retried_once_with_the_same_header_then_resumed() {
+async fn a_cut_connection_or_body_is_retried_with_the_same_header_then_resumed() {
     let chain = testkit::chain::devnet(3).await;
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("buyer");
@@ -507,7 +518,7 @@ async fn a_cut_connection_is_retried_once_with_the_same_header_then_resumed() {
     let tx = format!("0x{}", "ab".repeat(32));
 
     // Cut once: the automatic retry sends the same header and gets the answer.
-    let (once, headers) = cutting_server(requirement.clone(), 1).await;
+    let (once, headers) = cutting_server(requirement.clone(), 1, 0).await;
     let url = format!("{once}/x");
     let paid = ok(&home, &["pay", &url, "--max", "0.01"]).await;
     assert_eq!(paid.stdout, "the paid answer");
@@ -523,7 +534,7 @@ async fn a_cut_connection_is_retried_once_with_the_same_header_then_resumed() {
     assert_eq!(sent[0], sent[1], "the retry resends the same header");
 
     // Cut twice: unknown, exit 3; --resume sends the same header a third time.
-    let (twice, headers) = cutting_server(requirement, 2).await;
+    let (twice, headers) = cutting_server(requirement.clone(), 2, 0).await;
     let url = format!("{twice}/x");
     let lost = run(&home, &["pay", &url, "--max", "0.01"]).await;
     assert_eq!(lost.code, Some(3), "{}", lost.stderr);
@@ -547,4 +558,22 @@ async fn a_cut_connection_is_retried_once_with_the_same_header_then_resumed() {
     assert_eq!(rows.len(), 2, "{rows:?}");
     assert_eq!(rows[1]["status"], "settled", "{rows:?}");
     assert_eq!(rows[1]["tx"], tx.as_str(), "{rows:?}");
+
+    // Charged, body cut: exit 3, the row settled; --resume fetches the whole answer
+    // with the same header, then there is nothing left to resume.
+    let (cut_body, headers) = cutting_server(requirement, 0, 1).await;
+    let url = format!("{cut_body}/x");
+    let cut = run(&home, &["pay", &url, "--max", "0.01"]).await;
+    assert_eq!(cut.code, Some(3), "{}\n{}", cut.stdout, cut.stderr);
+    assert!(cut.stderr.contains("--resume"), "{}", cut.stderr);
+    let rows = ledger(&home).await;
+    assert_eq!(rows[2]["status"], "settled", "{rows:?}");
+    let whole = ok(&home, &["pay", &url, "--resume"]).await;
+    assert_eq!(whole.stdout, "the paid answer");
+    let sent = headers.lock().unwrap().clone();
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    assert_eq!(sent[0], sent[1], "never a new signature: {sent:?}");
+    assert_eq!(ledger(&home).await.len(), 3);
+    let none = run(&home, &["pay", &url, "--resume"]).await;
+    assert_eq!(none.code, Some(1), "{}", none.stderr);
 }

@@ -127,7 +127,8 @@ pub async fn run(args: PayArgs) -> anyhow::Result<()> {
         }
         other => (other, false),
     };
-    finish(&call, id, &price, &signed, outcome, resent).await
+    let before = if resent { Before::Sent } else { Before::Fresh };
+    finish(&call, id, &price, &signed, outcome, before).await
 }
 
 /// Writes the ledger row and the signed header before anything is sent; a budget
@@ -171,19 +172,21 @@ fn stop(e: ClientError) -> anyhow::Error {
     anyhow::Error::new(e)
 }
 
-/// `--resume`: the newest open authorization for this URL, sent again byte for byte.
+/// `--resume`: the newest resumable authorization for this URL (see
+/// `Ledger::last_resumable_payment`), sent again byte for byte.
 async fn resume(call: Call) -> anyhow::Result<()> {
     let url = call.spec.url.as_str().to_string();
-    let Some((id, payment)) = call.store.last_open_payment(&call.wallet, &url)? else {
+    let Some((id, payment, settled)) = call.store.last_resumable_payment(&call.wallet, &url)?
+    else {
         anyhow::bail!(
-            "the ledger holds no open payment of wallet {} for {url}; see agora wallet spent, or pay anew with: agora pay {url} --max USDC",
+            "the ledger holds no payment of wallet {} for {url} whose answer is missing; see agora wallet spent, or pay anew with: agora pay {url} --max USDC",
             call.wallet
         );
     };
     let signed: SignedPayment = serde_json::from_str(&payment).map_err(|e| {
         anyhow::anyhow!("ledger entry {id} holds an unreadable signed payment ({e}); nothing was sent; see agora wallet spent --rpc URL")
     })?;
-    if signed.valid_before_secs() <= now() {
+    if !settled && signed.valid_before_secs() <= now() {
         anyhow::bail!(
             "the authorization of ledger entry {id} expired at {}; it cannot be sent again. Whether it was charged: agora wallet spent --rpc URL; to pay anew: agora pay {url} --max USDC",
             signed.valid_before_secs()
@@ -194,12 +197,17 @@ async fn resume(call: Call) -> anyhow::Result<()> {
         signed.nonce()
     );
     let price = price_of(&signed);
-    call.store.mark_sent(id, now())?;
+    let before = if settled {
+        Before::Settled
+    } else {
+        call.store.mark_sent(id, now())?;
+        Before::Sent
+    };
     let outcome = call
         .client
         .resume(call.spec.build(call.client.http())?, &signed)
         .await;
-    finish(&call, id, &price, &signed, outcome, true).await
+    finish(&call, id, &price, &signed, outcome, before).await
 }
 
 /// `0.001 USDC on base-sepolia` for a stored payment.
@@ -218,19 +226,39 @@ fn price_of(signed: &SignedPayment) -> String {
     )
 }
 
-/// Turns the server's answer into a ledger status and what the user sees. `resent`:
-/// this header went out before, so a refusal now may be a replay guard refusing a
-/// payment that did settle; such a row stays `unknown` for `wallet spent --rpc`.
+/// What the ledger knew of this authorization before this send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Before {
+    /// Sent for the first time (no retry).
+    Fresh,
+    /// Sent before (the automatic retry, or `--resume` of an open row): a refusal
+    /// now may be a replay guard refusing a payment that did settle, so the row
+    /// stays `unknown` for `wallet spent --rpc`.
+    Sent,
+    /// Charged already, its answer cut: the row stays `settled` whatever comes.
+    Settled,
+}
+
+/// Turns the server's answer into a ledger status and what the user sees.
 async fn finish(
     call: &Call,
     id: i64,
     price: &str,
     signed: &SignedPayment,
     outcome: Result<Outcome, ClientError>,
-    resent: bool,
+    before: Before,
 ) -> anyhow::Result<()> {
     let url = call.spec.url.as_str();
     let resume_hint = format!("agora pay --resume {url} (with the same -X/-d/-H flags)");
+    let settled = before == Before::Settled;
+    // A settled row keeps its status; every other outcome moves an open row.
+    let unknown = || {
+        if settled {
+            Ok(())
+        } else {
+            call.store.mark_unknown(id, now())
+        }
+    };
     match outcome {
         Ok(Outcome::Delivered(delivered)) => {
             let tx = delivered.charged_in();
@@ -240,7 +268,11 @@ async fn finish(
             let marked = match tx {
                 Some(tx) => {
                     eprintln!("paid {price}, tx {tx}");
-                    call.store.mark_settled(id, &tx.to_string(), now())
+                    if settled {
+                        Ok(())
+                    } else {
+                        call.store.mark_settled(id, &tx.to_string(), now())
+                    }
                 }
                 None => {
                     eprintln!(
@@ -252,18 +284,32 @@ async fn finish(
                             .map(|e| format!(" ({e})"))
                             .unwrap_or_default()
                     );
-                    call.store.mark_unknown(id, now())
+                    unknown()
                 }
             };
-            show::answer(delivered.response, &call.sink, Some(receipt)).await?;
-            marked.map_err(|e| {
-                e.context(format!(
-                    "the answer was delivered, but ledger entry {id} could not be updated; see agora wallet spent --rpc URL"
-                ))
-            })
+            if let Err(e) = show::answer(delivered.response, &call.sink, Some(receipt)).await {
+                if crate::output::is_stdout_closed(&e) {
+                    return Err(e);
+                }
+                return Err(Exit {
+                    code: 3,
+                    kind: "incomplete",
+                    message: format!(
+                        "{e:#}; the payment of {price} was charged, and the server owes the rest: get the whole answer with the same authorization: {resume_hint}"
+                    ),
+                }
+                .into());
+            }
+            marked
+                .and_then(|()| call.store.mark_delivered(id, now()))
+                .map_err(|e| {
+                    e.context(format!(
+                        "the answer was delivered, but ledger entry {id} could not be updated; see agora wallet spent --rpc URL"
+                    ))
+                })
         }
         Ok(Outcome::Pending(pending)) => {
-            call.store.mark_unknown(id, now())?;
+            unknown()?;
             Err(Exit {
                 code: 3,
                 kind: "pending",
@@ -278,28 +324,31 @@ async fn finish(
             }
             .into())
         }
-        Err(e @ (ClientError::Rejected { .. } | ClientError::PayToChanged { .. })) if !resent => {
-            call.store.mark_refused(id, &e.to_string(), now())?;
-            Err(Exit {
-                code: 4,
-                kind: "rejected",
-                message: e.to_string(),
-            }
-            .into())
-        }
         Err(e @ (ClientError::Rejected { .. } | ClientError::PayToChanged { .. })) => {
-            call.store.mark_unknown(id, now())?;
+            let message = match before {
+                Before::Fresh => {
+                    call.store.mark_refused(id, &e.to_string(), now())?;
+                    e.to_string()
+                }
+                Before::Sent => {
+                    unknown()?;
+                    format!(
+                        "{e}. This authorization was sent before, so it may have been charged then; the ledger keeps it as unknown until the chain says (agora wallet spent --rpc URL)"
+                    )
+                }
+                Before::Settled => format!(
+                    "{e}. This authorization was charged earlier (see agora wallet spent); the server will not serve it again"
+                ),
+            };
             Err(Exit {
                 code: 4,
                 kind: "rejected",
-                message: format!(
-                    "{e}. This authorization was sent before, so it may have been charged then; the ledger keeps it as unknown until the chain says (agora wallet spent --rpc URL)"
-                ),
+                message,
             }
             .into())
         }
         Err(e) => {
-            call.store.mark_unknown(id, now())?;
+            unknown()?;
             Err(Exit {
                 code: 3,
                 kind: "unknown",

@@ -9,8 +9,9 @@
 //! one automatic retry), never signed anew, so it can be charged at most once.
 //!
 //! Exit codes: 0 answered (paid or free), 1 an error before anything was signed or an
-//! I/O failure, 2 refused before signing, 3 sent but the outcome is unknown (run
-//! `agora pay --resume URL`), 4 the server refused the signed payment.
+//! I/O failure, 2 refused before signing, 3 sent but the outcome is unknown or the
+//! paid answer arrived cut (run `agora pay --resume URL`), 4 the server refused the
+//! signed payment.
 
 mod flow;
 mod request;
@@ -64,7 +65,7 @@ pub struct PayArgs {
     #[arg(long)]
     dry_run: bool,
     /// Send again the last signed authorization for this URL whose answer was lost
-    /// (from the ledger); never signs a new one.
+    /// or cut (from the ledger); never signs a new one.
     #[arg(long, conflicts_with = "dry_run")]
     resume: bool,
     /// One JSON object: status, body (or file), receipt; or the refusal.
@@ -77,7 +78,7 @@ pub struct PayArgs {
 pub struct Exit {
     /// The process exit code (2, 3 or 4; see the module comment).
     pub code: u8,
-    /// `refused`, `pending` or `rejected`, for `--json`.
+    /// `refused`, `pending`, `unknown`, `incomplete` or `rejected`, for `--json`.
     pub kind: &'static str,
     /// What happened and what to type.
     pub message: String,

@@ -52,6 +52,10 @@ CREATE TABLE IF NOT EXISTS spend_payment (
     spend_id INTEGER PRIMARY KEY REFERENCES spend (id),
     payment TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS spend_delivered (
+    spend_id INTEGER PRIMARY KEY REFERENCES spend (id),
+    delivered_at INTEGER NOT NULL
+);
 ";
 
 /// Where an authorization stands, as far as this buyer knows.

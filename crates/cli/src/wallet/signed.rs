@@ -33,23 +33,41 @@ impl Ledger {
         })
     }
 
-    /// The newest payment of `wallet` for `url` whose outcome is still open
-    /// (signed, sent or unknown): its row id and the stored payment.
-    pub fn last_open_payment(
+    /// The newest payment of `wallet` for `url` that `--resume` may send again: one
+    /// whose outcome is still open (signed, sent or unknown), or one that was charged
+    /// but whose answer never arrived whole (settled, not marked delivered; the
+    /// gateway serves a paid, undelivered answer again to the same header). Returns
+    /// the row id, the stored payment and whether it is already settled.
+    pub fn last_resumable_payment(
         &self,
         wallet: &str,
         url: &str,
-    ) -> anyhow::Result<Option<(i64, String)>> {
+    ) -> anyhow::Result<Option<(i64, String, bool)>> {
         self.conn
             .query_row(
-                "SELECT s.id, p.payment FROM spend s JOIN spend_payment p ON p.spend_id = s.id
-                 WHERE s.wallet = ?1 AND s.url = ?2 AND s.status IN ('signed', 'sent', 'unknown')
+                "SELECT s.id, p.payment, s.status = 'settled'
+                 FROM spend s JOIN spend_payment p ON p.spend_id = s.id
+                 WHERE s.wallet = ?1 AND s.url = ?2
+                   AND (s.status IN ('signed', 'sent', 'unknown')
+                        OR (s.status = 'settled'
+                            AND NOT EXISTS (SELECT 1 FROM spend_delivered d WHERE d.spend_id = s.id)))
                  ORDER BY s.id DESC LIMIT 1",
                 params![wallet, url],
-                |row| Ok((row.get(0)?, row.get(1)?)),
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
             )
             .optional()
             .context("cannot read the wallet ledger")
+    }
+
+    /// The answer paid by row `id` reached the user whole, so `--resume` leaves it.
+    pub fn mark_delivered(&self, id: i64, now: u64) -> anyhow::Result<()> {
+        self.conn
+            .execute(
+                "INSERT OR IGNORE INTO spend_delivered (spend_id, delivered_at) VALUES (?1, ?2)",
+                params![id, i64::try_from(now).unwrap_or(i64::MAX)],
+            )
+            .context("cannot update the wallet ledger")?;
+        Ok(())
     }
 }
 
@@ -92,8 +110,8 @@ mod tests {
             .expect("write")
             .expect("fits");
         assert_eq!(
-            ledger.last_open_payment("default", URL).expect("read"),
-            Some((id, "first".to_string()))
+            ledger.last_resumable_payment("default", URL).expect("read"),
+            Some((id, "first".to_string(), false))
         );
         // 500 left: refused, and neither the row nor the payment is kept.
         let refused = ledger
@@ -101,18 +119,27 @@ mod tests {
             .expect("write");
         assert!(refused.is_err(), "{refused:?}");
         assert_eq!(ledger.entries_since(0).expect("rows").len(), 1);
-        // A closed row is not resumed; another wallet or URL finds nothing.
-        assert_eq!(ledger.last_open_payment("other", URL).expect("read"), None);
+        // Another wallet or URL finds nothing.
+        assert_eq!(
+            ledger.last_resumable_payment("other", URL).expect("read"),
+            None
+        );
         assert_eq!(
             ledger
-                .last_open_payment("default", "http://x/")
+                .last_resumable_payment("default", "http://x/")
                 .expect("read"),
             None
         );
         ledger.mark_sent(id, NOW).expect("sent");
         ledger.mark_settled(id, "0xabc", NOW).expect("settled");
+        // Charged but not delivered whole: still resumable, as settled.
         assert_eq!(
-            ledger.last_open_payment("default", URL).expect("read"),
+            ledger.last_resumable_payment("default", URL).expect("read"),
+            Some((id, "first".to_string(), true))
+        );
+        ledger.mark_delivered(id, NOW).expect("delivered");
+        assert_eq!(
+            ledger.last_resumable_payment("default", URL).expect("read"),
             None
         );
     }
