@@ -31,6 +31,20 @@ struct Call {
     client: Client,
 }
 
+/// The paying client: like `x402::client::http_client`, it follows no redirect (one
+/// would carry the signed header to whatever host the server names); a connect
+/// timeout keeps an unreachable host from hanging the command, while the answer
+/// itself may take as long as it streams.
+fn http() -> anyhow::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(std::time::Duration::from_secs(15))
+        .build()
+        .map_err(|e| anyhow::anyhow!("cannot build the HTTP client: {e}"))
+}
+
+/// `agora pay` without `--json`'s error object (see `super::run`): the free answer,
+/// the dry run, the paid call or `--resume`.
 pub async fn run(args: PayArgs) -> anyhow::Result<()> {
     let home = home::agora_home()?;
     let store = wallet::open_store(&home)?;
@@ -47,7 +61,7 @@ pub async fn run(args: PayArgs) -> anyhow::Result<()> {
         head: args.include,
         json: args.json,
     };
-    let http = x402::client::http_client()?;
+    let http = http()?;
     if args.resume {
         let client = Client::new(http, signer, x402::client::Policy::new(U256::ZERO));
         let call = Call {
