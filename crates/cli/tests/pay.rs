@@ -6,6 +6,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod pay_servers;
 mod support;
 
 use std::path::{Path, PathBuf};
@@ -155,12 +156,39 @@ async fn pays_agoras_gateway_once_per_call_and_refuses_before_signing() {
         per_call.stderr
     );
     ok(&home, &["wallet", "budget", "--per-call", "0.01"]).await;
+    // A wallet without USDC, balances read over --rpc: refused, naming the funding.
+    ok(&home, &["wallet", "new", "--name", "empty"]).await;
+    let rpc = [
+        "--rpc",
+        m.chain.rpc_url(),
+        "--wallet",
+        "empty",
+        "--max",
+        "0.01",
+    ];
+    let poor = run(&home, &[&["pay", url.as_str()][..], &rpc[..]].concat()).await;
+    assert_eq!(poor.code, Some(2), "{}", poor.stderr);
+    assert!(poor.stderr.contains("fund the wallet"), "{}", poor.stderr);
     assert!(ledger(&home).await.is_empty());
     assert_eq!(paid_so_far(&m).await, U256::ZERO);
 
     // Paid: the body on stdout, the receipt line on stderr, exactly the price moved,
     // the row settled with that tx.
-    let paid = ok(&home, &["pay", &url, "--max", "0.01", "-d", r#"{"q":1}"#]).await;
+    let rpc = m.chain.rpc_url();
+    let paid = ok(
+        &home,
+        &[
+            "pay",
+            &url,
+            "--max",
+            "0.01",
+            "--rpc",
+            rpc,
+            "-d",
+            r#"{"q":1}"#,
+        ],
+    )
+    .await;
     assert!(paid.stdout.contains(r#""ok":true"#), "{}", paid.stdout);
     assert!(paid.stdout.contains("/hello"), "{}", paid.stdout);
     let tx = receipt_tx(&paid.stderr);
@@ -325,49 +353,11 @@ async fn sse_tokens_are_printed_while_the_upstream_streams_and_curl_flags_reach_
     assert_eq!(paid_so_far(&m).await, U256::from(2 * PRICE));
 }
 
-/// A server that is not agora: 402 to every request, paid or not (a paid one says
-/// `insufficient_funds`), and an unreadable 402 at `/bad`.
-async fn refusing_server(requirement: x402::PaymentRequirements) -> testkit::loopback::Server {
-    use axum::extract::Request;
-    use axum::http::StatusCode;
-    use axum::response::IntoResponse;
-
-    let accepts = serde_json::to_value(&requirement).unwrap();
-    let app = axum::Router::new().fallback(move |request: Request| {
-        let accepts = accepts.clone();
-        async move {
-            if request.uri().path() == "/bad" {
-                return (
-                    StatusCode::PAYMENT_REQUIRED,
-                    [("payment-required", "%%% not base64")],
-                    "",
-                )
-                    .into_response();
-            }
-            let paid = request.headers().contains_key("payment-signature");
-            let body = serde_json::json!({
-                "x402Version": 2,
-                "error": if paid { "insufficient_funds" } else { "payment required" },
-                "resource": {"url": "http://127.0.0.1/x"},
-                "accepts": [accepts],
-            });
-            let header = x402::header::encode(&body).unwrap();
-            (
-                StatusCode::PAYMENT_REQUIRED,
-                [("payment-required", header)],
-                axum::Json(body),
-            )
-                .into_response()
-        }
-    });
-    testkit::loopback::serve(app).await
-}
-
 #[tokio::test]
 async fn a_402_after_paying_and_a_malformed_402_move_nothing() {
     let m = support::market("echo", 1, 600).await;
     let home = buyer_home(&m).await;
-    let server = refusing_server(testkit::pay::requirement(&m.chain, m.payee, 600)).await;
+    let server = pay_servers::refusing(testkit::pay::requirement(&m.chain, m.payee, 600)).await;
 
     // Unreadable: exit 2 before signing, no row.
     let bad = run(
@@ -412,90 +402,6 @@ async fn a_402_after_paying_and_a_malformed_402_move_nothing() {
     assert_eq!(again.code, Some(1), "{}", again.stderr);
 }
 
-/// A raw HTTP server that cuts the connection of the first `cuts` paid requests
-/// after reading them (the header may have arrived, the answer is lost), answers
-/// the next `partial` ones 200 with a receipt and half the body, then the whole
-/// body. It keeps every payment header it received.
-async fn cutting_server(
-    requirement: x402::PaymentRequirements,
-    cuts: usize,
-    partial: usize,
-) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
-    use std::sync::{Arc, Mutex};
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let kept = seen.clone();
-    let challenge = serde_json::json!({
-        "x402Version": 2,
-        "error": "payment required",
-        "resource": {"url": format!("{url}/x")},
-        "accepts": [serde_json::to_value(&requirement).unwrap()],
-    });
-    let challenge = x402::header::encode(&challenge).unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut conn, _)) = listener.accept().await else {
-                return;
-            };
-            let seen = seen.clone();
-            let challenge = challenge.clone();
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match conn.read(&mut chunk).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                    }
-                }
-                let head = String::from_utf8_lossy(&buf).to_string();
-                let payment = head.lines().find_map(|l| {
-                    let (name, value) = l.split_once(':')?;
-                    name.eq_ignore_ascii_case("payment-signature")
-                        .then(|| value.trim().to_string())
-                });
-                let response = match payment {
-                    None => format!(
-                        "HTTP/1.1 402 Payment Required\r\npayment-required: {challenge}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
-                    ),
-                    Some(header) => {
-                        let n = {
-                            let mut seen = seen.lock().unwrap();
-                            seen.push(header);
-                            seen.len()
-                        };
-                        if n <= cuts {
-                            return; // dropped: the answer is lost
-                        }
-                        let receipt = x402::header::encode(&serde_json::json!({
-                            "success": true,
-                            "transaction": format!("0x{}", "ab".repeat(32)),
-                            "network": "eip155:84532",
-                        }))
-                        .unwrap();
-                        let body = "the paid answer";
-                        let sent = if n <= cuts + partial {
-                            &body[..8]
-                        } else {
-                            body
-                        };
-                        format!(
-                            "HTTP/1.1 200 OK\r\npayment-response: {receipt}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{sent}",
-                            body.len()
-                        )
-                    }
-                };
-                let _ = conn.write_all(response.as_bytes()).await;
-                let _ = conn.shutdown().await;
-            });
-        }
-    });
-    (url, kept)
-}
-
 #[tokio::test]
 async fn a_cut_connection_or_body_is_retried_with_the_same_header_then_resumed() {
     let chain = testkit::chain::devnet(3).await;
@@ -518,7 +424,7 @@ async fn a_cut_connection_or_body_is_retried_with_the_same_header_then_resumed()
     let tx = format!("0x{}", "ab".repeat(32));
 
     // Cut once: the automatic retry sends the same header and gets the answer.
-    let (once, headers) = cutting_server(requirement.clone(), 1, 0).await;
+    let (once, headers) = pay_servers::cutting(requirement.clone(), 1, 0).await;
     let url = format!("{once}/x");
     let paid = ok(&home, &["pay", &url, "--max", "0.01"]).await;
     assert_eq!(paid.stdout, "the paid answer");
@@ -534,7 +440,7 @@ async fn a_cut_connection_or_body_is_retried_with_the_same_header_then_resumed()
     assert_eq!(sent[0], sent[1], "the retry resends the same header");
 
     // Cut twice: unknown, exit 3; --resume sends the same header a third time.
-    let (twice, headers) = cutting_server(requirement.clone(), 2, 0).await;
+    let (twice, headers) = pay_servers::cutting(requirement.clone(), 2, 0).await;
     let url = format!("{twice}/x");
     let lost = run(&home, &["pay", &url, "--max", "0.01"]).await;
     assert_eq!(lost.code, Some(3), "{}", lost.stderr);
@@ -561,7 +467,7 @@ async fn a_cut_connection_or_body_is_retried_with_the_same_header_then_resumed()
 
     // Charged, body cut: exit 3, the row settled; --resume fetches the whole answer
     // with the same header, then there is nothing left to resume.
-    let (cut_body, headers) = cutting_server(requirement, 0, 1).await;
+    let (cut_body, headers) = pay_servers::cutting(requirement, 0, 1).await;
     let url = format!("{cut_body}/x");
     let cut = run(&home, &["pay", &url, "--max", "0.01"]).await;
     assert_eq!(cut.code, Some(3), "{}\n{}", cut.stdout, cut.stderr);

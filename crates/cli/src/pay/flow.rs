@@ -80,7 +80,11 @@ pub async fn run(args: PayArgs) -> anyhow::Result<()> {
     if let Some(left) = store.remaining_daily_budget(now())? {
         policy = policy.with_budget(left);
     }
-    let client = Client::new(http, signer, policy);
+    let payer = signer.address();
+    let mut client = Client::new(http, signer, policy);
+    if !args.rpcs.is_empty() {
+        client = client.with_balances(balances(&args.rpcs, payer).await?);
+    }
     let call = Call {
         spec,
         sink,
@@ -143,6 +147,21 @@ pub async fn run(args: PayArgs) -> anyhow::Result<()> {
     };
     let before = if resent { Before::Sent } else { Before::Fresh };
     finish(&call, id, &price, &signed, outcome, before).await
+}
+
+/// The wallet's USDC on each `--rpc` chain, so the choice prefers a chain where it
+/// holds enough and refuses (before signing) a price it cannot cover.
+async fn balances(
+    rpcs: &[reqwest::Url],
+    payer: alloy::primitives::Address,
+) -> anyhow::Result<x402::client::Balances> {
+    let mut balances = x402::client::Balances::default();
+    for rpc in rpcs {
+        let chain = wallet::chain::connect(None, Some(rpc)).await?;
+        let held = chain.balances(payer).await?;
+        balances.insert(chain.network.clone(), held.usdc_address, held.usdc);
+    }
+    Ok(balances)
 }
 
 /// Writes the ledger row and the signed header before anything is sent; a budget

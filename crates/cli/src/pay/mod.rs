@@ -61,6 +61,11 @@ pub struct PayArgs {
     /// decimals are taken as 6 (USDC's): --max and the budgets compare atomic units.
     #[arg(long = "allow-asset", value_name = "NETWORK:ADDRESS")]
     allow_assets: Vec<String>,
+    /// A JSON-RPC of a chain to read the wallet's USDC from (repeatable): offers on
+    /// a chain where it holds enough are preferred, and a price it cannot cover is
+    /// refused before signing. Without it balances are not read.
+    #[arg(long = "rpc", value_name = "URL")]
+    rpcs: Vec<reqwest::Url>,
     /// Show the price and what would be signed; sign and pay nothing.
     #[arg(long)]
     dry_run: bool,
