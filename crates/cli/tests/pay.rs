@@ -351,6 +351,29 @@ async fn sse_tokens_are_printed_while_the_upstream_streams_and_curl_flags_reach_
     assert_eq!(echoed["body"], "hello from stdin", "{echoed}");
     assert_eq!(echoed["path"], "/echo", "{echoed}");
     assert_eq!(paid_so_far(&m).await, U256::from(2 * PRICE));
+
+    // A reader that stops early (`| head -1`): agora pay ends quietly, exit 0, and
+    // the charged answer stays resumable since it was not delivered whole.
+    let mut child = support::agora(&home)
+        .args(["pay", &url, "--max", "0.01", "-d", r#"{"stream":true}"#])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut head = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    assert!(head.next_line().await.unwrap().unwrap().contains("token0"));
+    drop(head);
+    let out = child.wait_with_output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("error"),
+        "{stderr}"
+    );
+    let rows = ledger(&home).await;
+    assert_eq!(rows.last().unwrap()["status"], "settled", "{rows:?}");
+    assert_eq!(paid_so_far(&m).await, U256::from(3 * PRICE));
 }
 
 #[tokio::test]
