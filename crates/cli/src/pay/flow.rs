@@ -307,6 +307,8 @@ async fn finish(
                         call.store.mark_settled(id, &tx.to_string(), now())
                     }
                 }
+                // Charged earlier (a cut answer fetched again): nothing to record.
+                None if settled => Ok(()),
                 None => {
                     eprintln!(
                         "warning: the server answered {} without a receipt naming a transaction{}; the ledger keeps this payment as unknown until it expires (check with: agora wallet spent --rpc URL)",
@@ -347,12 +349,16 @@ async fn finish(
                 code: 3,
                 kind: "pending",
                 message: format!(
-                    "the payment of {price} was sent but the server does not know yet whether it settled ({}{}); nothing new will be signed. Get the answer later with: {resume_hint}",
+                    "the payment of {price} was sent but the server does not know yet whether it settled ({}{}); nothing new will be signed. Get the answer {} with: {resume_hint}",
                     pending.reason.as_deref().unwrap_or("pending"),
                     pending
                         .transaction
                         .map(|tx| format!(", tx {tx}"))
-                        .unwrap_or_default()
+                        .unwrap_or_default(),
+                    pending
+                        .retry_after
+                        .map(|d| format!("in {} s or later", d.as_secs().max(1)))
+                        .unwrap_or_else(|| "later".to_string())
                 ),
             }
             .into())
