@@ -208,6 +208,8 @@ async fn pays_agoras_gateway_once_per_call_and_refuses_before_signing() {
     assert_eq!(json["body"]["ok"], true, "{json}");
     assert_eq!(json["receipt"]["network"], "base-sepolia", "{json}");
     assert_eq!(json["receipt"]["amountAtomic"], PRICE.to_string(), "{json}");
+    assert_eq!(json["receipt"]["amount"], "0.001", "{json}");
+    assert_eq!(json["receipt"]["symbol"], "USDC", "{json}");
     let payer = m.chain.accounts()[2].address().to_checksum(None);
     assert_eq!(json["receipt"]["payer"], payer.as_str(), "{json}");
     assert!(

@@ -243,19 +243,28 @@ async fn resume(call: Call) -> anyhow::Result<()> {
     finish(&call, id, &price, &signed, outcome, before).await
 }
 
-/// `0.001 USDC on base-sepolia` for a stored payment.
-fn price_of(signed: &SignedPayment) -> String {
+/// The decimals and symbol of a stored payment's asset: known USDC, else an
+/// `--allow-asset` token counted with USDC's 6 decimals (see `--allow-asset`).
+fn units(signed: &SignedPayment) -> (u8, String) {
     let r = &signed.requirement;
-    let (decimals, symbol) = match r.network.known() {
+    match r.network.known() {
         Some(chain) if chain.usdc.address == r.asset => {
             (chain.usdc.decimals, chain.usdc.symbol.to_string())
         }
-        _ => (6, format!("units of {}", r.asset.to_checksum(None))),
-    };
+        _ => (
+            crate::wallet::budget::USDC_DECIMALS,
+            format!("units of {}", r.asset.to_checksum(None)),
+        ),
+    }
+}
+
+/// `0.001 USDC on base-sepolia` for a stored payment.
+fn price_of(signed: &SignedPayment) -> String {
+    let (decimals, symbol) = units(signed);
     format!(
         "{} {symbol} on {}",
-        Money::from_atomic(r.amount, decimals),
-        r.network.v1_name()
+        Money::from_atomic(signed.requirement.amount, decimals),
+        signed.requirement.network.v1_name()
     )
 }
 
@@ -413,7 +422,8 @@ fn receipt_json(
     json!({
         "tx": tx.map(|t| t.to_string()),
         "amountAtomic": amount.to_string(),
-        "amount": price_of(signed),
+        "amount": Money::from_atomic(amount, units(signed).0).to_string(),
+        "symbol": units(signed).1,
         "network": signed.requirement.network.v1_name(),
         "payer": receipt.as_ref().and_then(|r| r.payer).unwrap_or(signed.payer()).to_checksum(None),
         "payTo": signed.requirement.pay_to.to_checksum(None),
