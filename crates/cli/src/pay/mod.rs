@@ -116,18 +116,24 @@ pub fn exit_code(error: &anyhow::Error) -> u8 {
         .map_or(1, |exit| exit.code)
 }
 
-/// Runs `agora pay`. With `--json` a stop also prints `{"error", "kind", "exitCode"}`
-/// on stdout, so scripts read one object either way.
+/// Runs `agora pay`. With `--json` a stop also prints `{"error", "kind",
+/// "exitCode"}` on stdout (`kind` is `error` for anything but a refusal or a
+/// payment outcome), so scripts read one object either way.
 pub async fn run(args: PayArgs) -> anyhow::Result<()> {
     let json = args.json;
     let result = flow::run(args).await;
     if json
         && let Err(e) = &result
-        && let Some(exit) = e.chain().find_map(|c| c.downcast_ref::<Exit>())
+        && !crate::output::is_stdout_closed(e)
     {
+        let exit = e.chain().find_map(|c| c.downcast_ref::<Exit>());
         crate::output::outln!(
             "{}",
-            serde_json::json!({ "error": exit.message, "kind": exit.kind, "exitCode": exit.code })
+            serde_json::json!({
+                "error": format!("{e:#}"),
+                "kind": exit.map_or("error", |x| x.kind),
+                "exitCode": exit_code(e),
+            })
         )?;
     }
     result
