@@ -23,8 +23,8 @@ use offers::ServiceOffer;
 use offers::spec::{OfferSpec, PaymentSpec, PriceSpec, RegistrationSpec, UpstreamSpec};
 use serde::Serialize;
 use serde_json::json;
-use x402::eip3009::{self, IEip3009Token};
-use x402::{Money, PaymentPayload, header};
+use x402::Money;
+use x402::eip3009::IEip3009Token;
 
 use crate::admin_client::AdminClient;
 use crate::config;
@@ -307,9 +307,8 @@ impl Story<'_> {
 
         let payer_before = chain.usdc_balance(buyer.address()).await?;
         let seller_before = chain.usdc_balance(seller.address()).await?;
-        let signed = eip3009::authorize(&buyer.signer(), &requirement, eip3009::unix_now())?;
-        let header_value = header::encode(&PaymentPayload::v2(&requirement, signed.clone()))?;
-        let paid = crate::probe::send_payment(&url, &header_value)
+        let client = crate::probe::buyer(&requirement, buyer.signer())?;
+        let (paid, signed) = crate::probe::pay(&client, &url)
             .await
             .context("the paid request failed")?;
         ensure!(
@@ -354,17 +353,23 @@ impl Story<'_> {
             transfer.value, transfer.from, transfer.to
         ))?;
 
-        let replay = crate::probe::send_payment(&url, &header_value).await?;
-        let replay_rejected = replay.status == 402;
+        // The same authorization, byte for byte: the gateway must answer 402.
+        let replay_request = client.http().get(&url).build()?;
+        let replay = client.send(replay_request, &signed).await;
+        let replay_rejected = matches!(replay, Err(x402::client::ClientError::Rejected { .. }));
         let token = IEip3009Token::new(requirement.asset, &provider);
         let nonce_used = token
-            .authorizationState(buyer.address(), signed.authorization.nonce)
+            .authorizationState(buyer.address(), signed.nonce())
             .call()
             .await?;
         ensure!(
             replay_rejected,
-            "the gateway accepted the same payment twice (HTTP {})",
-            replay.status
+            "the gateway did not refuse the same payment sent twice: {}",
+            match &replay {
+                Ok(x402::client::Outcome::Delivered(d)) => format!("HTTP {}", d.response.status()),
+                Ok(x402::client::Outcome::Pending(p)) => format!("pending ({})", p.message),
+                Err(e) => e.to_string(),
+            }
         );
         ensure!(nonce_used, "the token does not mark the nonce as used");
         say("7. sending the same payment again is refused (402, nonce already used)".into())?;

@@ -1,12 +1,13 @@
 //! Probing a sold endpoint the way a buyer first meets it: an unauthenticated request
 //! that must come back as a valid x402 challenge with exactly the offer's terms, and
-//! optionally one real paid call.
+//! optionally one real paid call, made through `x402::client` like every other
+//! payment agora sends.
 
 use alloy::signers::local::PrivateKeySigner;
-use anyhow::Context;
+use anyhow::{Context, bail};
 use serde::Serialize;
+use x402::client::{AllowedAsset, Answer, Client, Delivered, Policy, SignedPayment};
 use x402::wire::{PaymentRequired, PaymentRequirements, SettleResponse};
-use x402::{PaymentPayload, eip3009};
 
 /// One thing the probe checked.
 #[derive(Debug, Clone, Serialize)]
@@ -231,39 +232,74 @@ pub struct PaidCall {
     pub body: String,
 }
 
-/// Pays `requirement` once at `url` with `buyer`'s signed authorization.
-pub async fn pay_once(
-    url: &str,
+/// A buyer that pays `requirement` and nothing else: its network, its token (a
+/// devnet's too, which the client's USDC table does not know), at most its amount.
+/// The probe has just checked that the endpoint asks exactly this, so anything more
+/// expensive or elsewhere is refused by `x402::client` before it signs.
+pub fn buyer(
     requirement: &PaymentRequirements,
-    buyer: &PrivateKeySigner,
-) -> anyhow::Result<PaidCall> {
-    let payload = eip3009::authorize(buyer, requirement, eip3009::unix_now())
-        .context("cannot sign the payment")?;
-    let header = x402::header::encode(&PaymentPayload::v2(requirement, payload))?;
-    send_payment(url, &header).await
+    signer: PrivateKeySigner,
+) -> anyhow::Result<Client> {
+    // Like `x402::client::http_client`, no redirects: one would carry the signed
+    // header elsewhere. No proxy, as for the unpaid probe: the gateway may be local.
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(std::time::Duration::from_secs(30))
+        .build()
+        .context("cannot build an HTTP client")?;
+    let policy = Policy::new(requirement.amount)
+        .allow_network(requirement.network.clone())
+        .allow_asset(AllowedAsset {
+            network: requirement.network.clone(),
+            address: requirement.asset,
+            decimals: 6,
+            symbol: format!("units of {}", requirement.asset.to_checksum(None)),
+            max_per_call: requirement.amount,
+        });
+    Ok(Client::new(http, signer, policy))
 }
 
-/// Sends the base64 `payment` in `PAYMENT-SIGNATURE` to `url` and reads the answer
-/// and its receipt.
-pub async fn send_payment(url: &str, payment: &str) -> anyhow::Result<PaidCall> {
-    let response = client()?
+/// Pays one GET of `url` through `x402::client` (402, choose, sign, send, receipt)
+/// and returns the answer with the authorization that paid it, so a caller can
+/// send that same authorization again (the demo's replay).
+pub async fn pay(client: &Client, url: &str) -> anyhow::Result<(PaidCall, SignedPayment)> {
+    let request = client
+        .http()
         .get(url)
-        .header(x402::header::PAYMENT_SIGNATURE, payment)
-        .send()
+        .build()
+        .with_context(|| format!("cannot build a request for {url}"))?;
+    let answer = client
+        .pay(request)
         .await
-        .with_context(|| format!("cannot reach {url}"))?;
-    let status = response.status().as_u16();
-    let receipt = response
-        .headers()
-        .get(x402::header::PAYMENT_RESPONSE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| x402::header::decode::<SettleResponse>(v).ok());
-    let body = response.text().await.unwrap_or_default();
-    Ok(PaidCall {
-        status,
-        receipt,
-        body,
-    })
+        .with_context(|| format!("the paid request to {url} failed"))?;
+    match answer {
+        Answer::Delivered(delivered) => {
+            let Delivered {
+                response,
+                receipt,
+                signed,
+                ..
+            } = *delivered;
+            let status = response.status().as_u16();
+            let body = response.text().await.unwrap_or_default();
+            let call = PaidCall {
+                status,
+                receipt,
+                body,
+            };
+            Ok((call, signed))
+        }
+        Answer::Free(response) => bail!(
+            "{url} answered HTTP {} without asking for payment; check the offer with: agora sell status",
+            response.status()
+        ),
+        Answer::Pending(pending) => bail!(
+            "the payment to {url} was sent but has not settled yet ({}): {}; see the gateway's log, or try again later",
+            pending.reason.as_deref().unwrap_or("pending"),
+            pending.message
+        ),
+    }
 }
 
 #[cfg(test)]
