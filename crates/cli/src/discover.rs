@@ -48,6 +48,10 @@ pub struct DiscoverArgs {
     /// Ask each agent's web endpoint for its 402 and show the price.
     #[arg(long)]
     probe: bool,
+    /// Most USDC to pay the indexer for this query when it answers 402, e.g. 0.001
+    /// (paid like `agora pay`: the default wallet, its budgets and its ledger).
+    #[arg(long, value_name = "USDC")]
+    max: Option<String>,
     /// Machine-readable output.
     #[arg(long)]
     json: bool,
@@ -160,10 +164,22 @@ async fn query(
         .await
         .with_context(|| format!("cannot reach the indexer at {url}"))?;
     let status = response.status();
+    if status == reqwest::StatusCode::PAYMENT_REQUIRED {
+        return paid_query(&url, args.max.clone()).await;
+    }
     let body: Value = response
         .json()
         .await
         .with_context(|| format!("{url} did not answer JSON"))?;
+    items(&url, status, &body)
+}
+
+/// The agents of an indexer's answer, or its error with its hint.
+fn items(
+    url: &reqwest::Url,
+    status: reqwest::StatusCode,
+    body: &Value,
+) -> anyhow::Result<Vec<Value>> {
     if !status.is_success() {
         bail!(
             "the indexer refused the query: {} ({})",
@@ -171,7 +187,37 @@ async fn query(
             body["hint"].as_str().unwrap_or("")
         );
     }
-    Ok(body["items"].as_array().cloned().unwrap_or_default())
+    let Some(items) = body["items"].as_array() else {
+        bail!(
+            "{url} answered without an `items` list; is --indexer an agora index (or a gateway route selling one)?"
+        );
+    };
+    Ok(items.clone())
+}
+
+/// An indexer sold through x402 (selling indexing): the query is bought through
+/// `agora pay`'s own flow rather than a copy of it, so `--max`, the wallet's budgets,
+/// the ledger and the refusals (exit 2, nothing signed) are exactly `agora pay`'s.
+/// The answer goes to a temporary file because `agora pay` streams to a sink.
+async fn paid_query(url: &reqwest::Url, max: Option<String>) -> anyhow::Result<Vec<Value>> {
+    let dir = tempfile::tempdir().context("cannot create a temporary file for the answer")?;
+    let file = dir.path().join("answer.json");
+    crate::pay::run(crate::pay::PayArgs::get_to_file(
+        url.as_str(),
+        max,
+        file.clone(),
+    ))
+    .await
+    .with_context(|| format!("the indexer at {url} asks payment"))?;
+    let text = std::fs::read(&file)
+        .with_context(|| format!("cannot read the paid answer in {}", file.display()))?;
+    let body: Value = serde_json::from_slice(&text)
+        .with_context(|| format!("{url} did not answer JSON after payment"))?;
+    let status = match body.get("items") {
+        Some(_) => reqwest::StatusCode::OK,
+        None => reqwest::StatusCode::BAD_GATEWAY,
+    };
+    items(url, status, &body)
 }
 
 /// Indexes the registry into a temporary database and asks it, as `agora index` would.

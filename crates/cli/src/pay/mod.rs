@@ -78,6 +78,32 @@ pub struct PayArgs {
     json: bool,
 }
 
+impl PayArgs {
+    /// A plain GET of `url` paid with the default wallet (or `AGORA_PAY_WALLET`'s),
+    /// capped at `max` and the wallet's budgets, its body written to `output`. This
+    /// is how other commands buy (`agora discover` paying an indexer): through the
+    /// same flow as `agora pay`, so they get the same refusals before signing, the
+    /// same ledger row written before sending, and the same `--resume`.
+    pub fn get_to_file(url: &str, max: Option<String>, output: std::path::PathBuf) -> Self {
+        Self {
+            url: url.to_string(),
+            method: None,
+            data: None,
+            headers: Vec::new(),
+            output: Some(output),
+            include: false,
+            max,
+            networks: Vec::new(),
+            wallet: std::env::var(config::PAY_WALLET).ok(),
+            allow_assets: Vec::new(),
+            rpcs: Vec::new(),
+            dry_run: false,
+            resume: false,
+            json: false,
+        }
+    }
+}
+
 /// Why `agora pay` stopped, with the exit code that tells scripts which way.
 #[derive(Debug)]
 pub struct Exit {

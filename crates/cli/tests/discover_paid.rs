@@ -1,0 +1,250 @@
+//! Selling indexing (the seed's M3) through the `agora` binary: `agora index` on a
+//! devnet, `agora serve --rpc` selling it as `agora sell http indexer`, and `agora
+//! discover --indexer <gateway>/services/indexer --max` paying for the query the way
+//! `agora pay` does (default wallet, ledger), refusing a price above `--max` with exit
+//! 2 and no USDC moved. The chain is the judge of what was paid.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use alloy::primitives::U256;
+use serde_json::Value;
+use testkit::process;
+use testkit::upstream::echo;
+use tokio::process::{Child, Command};
+
+fn agora(home: &Path) -> Command {
+    process::agora(env!("CARGO_BIN_EXE_agora"), home)
+}
+
+struct Out {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+async fn run(home: &Path, args: &[&str]) -> Out {
+    let out = agora(home)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    Out {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+async fn ok(home: &Path, args: &[&str]) -> Value {
+    let out = run(home, args).await;
+    assert_eq!(
+        out.code,
+        Some(0),
+        "agora {args:?} failed:\n{}\n{}",
+        out.stdout,
+        out.stderr
+    );
+    serde_json::from_str(out.stdout.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", out.stdout, out.stderr))
+}
+
+/// Spawns a long-running `agora` command and reads the JSON line it starts with.
+async fn spawn(mut command: Command) -> (Child, Value) {
+    command.stderr(Stdio::null());
+    let (child, started, _) = process::spawn(command, Duration::from_secs(30)).await;
+    (child, started)
+}
+
+/// Waits until the indexer at `url` has read `agents` registration files.
+async fn indexed(url: &str, agents: usize) {
+    let client = testkit::http();
+    for _ in 0..300 {
+        let page: Option<Value> = match client
+            .get(format!("{url}/api/v1/public/agents?x402=true"))
+            .send()
+            .await
+        {
+            Ok(r) => r.json().await.ok(),
+            Err(_) => None,
+        };
+        let fetched = page
+            .as_ref()
+            .and_then(|p| p["items"].as_array())
+            .map_or(0, |items| {
+                items.iter().filter(|a| a["fetch_status"] == "ok").count()
+            });
+        if fetched == agents {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the indexer did not read {agents} registration files");
+}
+
+#[tokio::test]
+async fn discover_pays_an_indexer_sold_through_the_gateway_within_max() {
+    let chain = testkit::chain::devnet(3).await;
+    let dir = tempfile::tempdir().unwrap();
+    let facilitator_key = process::account_key_file(dir.path(), "facilitator.key", &chain, 0);
+    let seller_key = process::account_key_file(dir.path(), "seller.key", &chain, 1);
+    let buyer_key = process::account_key_file(dir.path(), "buyer.key", &chain, 2);
+    let payee = chain.accounts()[1].address();
+    let buyer = chain.accounts()[2].address();
+
+    // agora index --rpc …
+    let index_home = dir.path().join("indexer");
+    let mut command = agora(&index_home);
+    command.args([
+        "index",
+        "--json",
+        "--listen",
+        "127.0.0.1:0",
+        "--rpc",
+        chain.rpc_url(),
+    ]);
+    let (_indexer, started) = spawn(command).await;
+    let index_url = started["url"].as_str().unwrap().to_string();
+
+    // agora serve --rpc …, one registered seller to be found, and the indexer sold.
+    let home = dir.path().join("seller");
+    let mut command = agora(&home);
+    command
+        .env_remove("AGORA_FACILITATOR_URL")
+        .args([
+            "serve",
+            "--foreground",
+            "--json",
+            "--rpc",
+            chain.rpc_url(),
+            "--key-file",
+        ])
+        .arg(&facilitator_key)
+        .arg("--registry-key-file")
+        .arg(&seller_key);
+    let (_daemon, started) = spawn(command).await;
+    let gateway = started["gatewayUrl"].as_str().unwrap().to_string();
+    let upstream = testkit::loopback::serve(echo()).await;
+    let pay_to = payee.to_string();
+    let writer = ok(
+        &home,
+        &[
+            "sell",
+            "http",
+            "writer",
+            "--upstream",
+            &upstream.url(),
+            "--per-request",
+            "0.001",
+            "--pay-to",
+            &pay_to,
+            "--register-skills",
+            "natural_language_processing/natural_language_generation/text_completion",
+            "--register-domains",
+            "technology/data_science",
+            "--wait",
+            "30",
+            "--json",
+        ],
+    )
+    .await;
+    assert_eq!(writer["ready"], true, "{writer}");
+    let registered = ok(&home, &["sell", "register", "--json"]).await;
+    assert!(registered["agentId"].is_string(), "{registered}");
+    indexed(&index_url, 1).await;
+    let sold = ok(
+        &home,
+        &[
+            "sell",
+            "http",
+            "indexer",
+            "--upstream",
+            &index_url,
+            "--per-request",
+            "0.0001",
+            "--pay-to",
+            &pay_to,
+            "--no-register",
+            "--wait",
+            "30",
+            "--json",
+        ],
+    )
+    .await;
+    assert_eq!(sold["ready"], true, "{sold}");
+    let paid_indexer = format!("{gateway}/services/indexer");
+
+    // The buyer's default wallet, as for agora pay.
+    let buyer_home = dir.path().join("buyer");
+    let key = buyer_key.to_str().unwrap();
+    let import = ["wallet", "import", "--name", "default", "--key-file", key];
+    let imported = run(&buyer_home, &import).await;
+    assert_eq!(imported.code, Some(0), "{}", imported.stderr);
+
+    // Above --max: exit 2, the price and the flag named, no USDC moves.
+    let payee_before = chain.usdc_balance(payee).await.unwrap();
+    let buyer_before = chain.usdc_balance(buyer).await.unwrap();
+    let refused = run(
+        &buyer_home,
+        &[
+            "discover",
+            "--json",
+            "--indexer",
+            &paid_indexer,
+            "--max",
+            "0.00005",
+        ],
+    )
+    .await;
+    assert_eq!(refused.code, Some(2), "{}", refused.stderr);
+    assert!(refused.stderr.contains("0.0001 USDC"), "{}", refused.stderr);
+    assert!(refused.stderr.contains("--max"), "{}", refused.stderr);
+    assert!(refused.stdout.is_empty(), "{}", refused.stdout);
+    assert_eq!(chain.usdc_balance(payee).await.unwrap(), payee_before);
+    assert_eq!(chain.usdc_balance(buyer).await.unwrap(), buyer_before);
+
+    // Within --max: the query is paid once, exactly the price, and answered.
+    let out = run(
+        &buyer_home,
+        &[
+            "discover",
+            "--json",
+            "--indexer",
+            &paid_indexer,
+            "--max",
+            "0.001",
+        ],
+    )
+    .await;
+    assert_eq!(out.code, Some(0), "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr
+            .contains("paid 0.0001 USDC on base-sepolia, tx 0x"),
+        "{}",
+        out.stderr
+    );
+    let found: Value = serde_json::from_str(out.stdout.lines().last().unwrap()).unwrap();
+    let names: Vec<&str> = found
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a["name"].as_str())
+        .collect();
+    assert_eq!(names, ["writer"], "{found}");
+    let paid = chain.usdc_balance(payee).await.unwrap() - payee_before;
+    assert_eq!(paid, U256::from(100), "the payee got exactly 0.0001 USDC");
+    assert_eq!(
+        buyer_before - chain.usdc_balance(buyer).await.unwrap(),
+        U256::from(100)
+    );
+
+    // The ledger holds the payment, settled, like agora pay's.
+    let spent = ok(&buyer_home, &["wallet", "spent", "--json"]).await;
+    let entries = spent["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 1, "{spent}");
+    assert_eq!(entries[0]["status"], "settled", "{spent}");
+}
