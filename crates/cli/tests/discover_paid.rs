@@ -20,37 +20,12 @@ fn agora(home: &Path) -> Command {
     process::agora(env!("CARGO_BIN_EXE_agora"), home)
 }
 
-struct Out {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-async fn run(home: &Path, args: &[&str]) -> Out {
-    let out = agora(home)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .unwrap();
-    Out {
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+async fn run(home: &Path, args: &[&str]) -> process::Output {
+    process::run(agora(home), args, None).await
 }
 
 async fn ok(home: &Path, args: &[&str]) -> Value {
-    let out = run(home, args).await;
-    assert_eq!(
-        out.code,
-        Some(0),
-        "agora {args:?} failed:\n{}\n{}",
-        out.stdout,
-        out.stderr
-    );
-    serde_json::from_str(out.stdout.lines().last().unwrap_or_default())
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", out.stdout, out.stderr))
+    process::ok(agora(home), args).await.json()
 }
 
 /// Spawns a long-running `agora` command and reads the JSON line it starts with.

@@ -15,44 +15,14 @@ use std::process::Stdio;
 use alloy::primitives::{B256, U256};
 use serde_json::Value;
 use support::{Market, PRICE};
+use testkit::process::{self, Output};
 
-struct Out {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
+async fn run(home: &Path, args: &[&str]) -> Output {
+    process::run(support::agora(home), args, None).await
 }
 
-impl Out {
-    fn json(&self) -> Value {
-        serde_json::from_str(self.stdout.lines().last().unwrap_or_default())
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", self.stdout, self.stderr))
-    }
-}
-
-async fn run(home: &Path, args: &[&str]) -> Out {
-    let out = support::agora(home)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .unwrap();
-    Out {
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
-async fn ok(home: &Path, args: &[&str]) -> Out {
-    let out = run(home, args).await;
-    assert_eq!(
-        out.code,
-        Some(0),
-        "agora {args:?} failed:\n{}\n{}",
-        out.stdout,
-        out.stderr
-    );
-    out
+async fn ok(home: &Path, args: &[&str]) -> Output {
+    process::ok(support::agora(home), args).await
 }
 
 /// A buyer home whose default wallet is devnet account 2 (funded with USDC).

@@ -15,7 +15,6 @@ use std::time::Duration;
 
 use alloy::primitives::U256;
 use devnet::Devnet;
-use serde_json::Value;
 use tokio::process::{Child, Command};
 
 /// The price every server asks, in USDC's atomic units (0.001 USDC).
@@ -133,29 +132,8 @@ async fn start_facilitator(chain: &Devnet, dir: &Path) -> Facilitator {
     }
 }
 
-struct Out {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-async fn run(home: &Path, args: &[&str]) -> Out {
-    let out = agora(home)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .unwrap();
-    Out {
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
-fn last_json(out: &Out) -> Value {
-    serde_json::from_str(out.stdout.lines().last().unwrap_or_default())
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", out.stdout, out.stderr))
+async fn run(home: &Path, args: &[&str]) -> testkit::process::Output {
+    testkit::process::run(agora(home), args, None).await
 }
 
 /// Runs one official server on a fresh devnet and pays it once with `agora pay`.
@@ -218,7 +196,7 @@ async fn pays(server: Server) {
         paid.stdout,
         paid.stderr
     );
-    let json = last_json(&paid);
+    let json = paid.json();
     assert_eq!(json["status"], 200, "{json}");
     assert_eq!(
         json["body"],
@@ -244,7 +222,7 @@ async fn pays(server: Server) {
 
     let spent = run(&home, &["wallet", "spent", "--json"]).await;
     assert_eq!(spent.code, Some(0), "{}", spent.stderr);
-    let rows = last_json(&spent)["entries"].as_array().unwrap().clone();
+    let rows = spent.json()["entries"].as_array().unwrap().clone();
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert_eq!(rows[0]["status"], "settled", "{rows:?}");
     assert_eq!(rows[0]["tx"], tx.as_str(), "{rows:?}");

@@ -12,7 +12,7 @@ use alloy::primitives::U256;
 use devnet::Devnet;
 use serde_json::{Value, json};
 use testkit::loopback::{self, serve_on};
-use testkit::process;
+use testkit::process::{self, Output};
 use testkit::upstream::{echo, ollama};
 use tokio::process::{Child, Command};
 
@@ -20,41 +20,12 @@ fn agora(home: &Path) -> Command {
     process::agora(env!("CARGO_BIN_EXE_agora"), home)
 }
 
-struct Out {
-    ok: bool,
-    stdout: String,
-    stderr: String,
+async fn run(home: &Path, args: &[&str]) -> Output {
+    process::run(agora(home), args, None).await
 }
 
-impl Out {
-    fn json(&self) -> Value {
-        serde_json::from_str(self.stdout.lines().last().unwrap_or_default())
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", self.stdout, self.stderr))
-    }
-}
-
-async fn run(home: &Path, args: &[&str]) -> Out {
-    let out = agora(home)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .unwrap();
-    Out {
-        ok: out.status.success(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
-async fn ok(home: &Path, args: &[&str]) -> Out {
-    let out = run(home, args).await;
-    assert!(
-        out.ok,
-        "agora {args:?} failed:\n{}\n{}",
-        out.stdout, out.stderr
-    );
-    out
+async fn ok(home: &Path, args: &[&str]) -> Output {
+    process::ok(agora(home), args).await
 }
 
 /// `agora serve --foreground` on a devnet, and what its startup line said.
@@ -305,7 +276,7 @@ async fn sell_http_end_to_end_through_the_binary() {
     );
 
     let refused = run(&home, &["sell", "delete", "echo"]).await;
-    assert!(!refused.ok);
+    assert!(!refused.success());
     assert!(refused.stderr.contains("pass --yes"), "{}", refused.stderr);
     ok(&home, &["sell", "delete", "echo", "--yes"]).await;
     let listed = ok(&home, &["sell", "list", "--json"]).await.json();
@@ -373,7 +344,7 @@ async fn sell_inference_detects_the_model_server_and_reference_manifests_apply()
         ],
     )
     .await;
-    assert!(!missing.ok);
+    assert!(!missing.success());
     assert!(
         missing
             .stderr
@@ -630,7 +601,7 @@ async fn every_validation_error_says_what_to_type() {
     ];
     for (args, message) in &cases {
         let out = run(&home, args).await;
-        assert!(!out.ok, "agora {args:?} should fail");
+        assert!(!out.success(), "agora {args:?} should fail");
         assert!(
             out.stderr.contains(message),
             "agora {args:?}\nwanted: {message}\ngot: {}",
@@ -827,7 +798,7 @@ async fn the_seller_is_registered_once_on_erc8004_and_its_uri_follows_the_public
     let unregistered = tempfile::tempdir().unwrap();
     let (plain, _) = serve(unregistered.path(), &chain, &key).await;
     let refused = run(unregistered.path(), &["sell", "register"]).await;
-    assert!(!refused.ok);
+    assert!(!refused.success());
     assert!(
         refused.stderr.contains("--registry-key-file"),
         "{}",
@@ -1037,7 +1008,7 @@ async fn discover_finds_sellers_by_skill_domain_and_owner_with_their_live_price(
         ],
     )
     .await;
-    assert!(!typo.ok);
+    assert!(!typo.success());
     assert!(
         typo.stderr.contains("devops_mlops/model_versioning"),
         "{}",

@@ -13,70 +13,33 @@ use alloy::primitives::{Address, B256, U256};
 use alloy::providers::Provider;
 use serde_json::Value;
 use testkit::loopback;
-use testkit::process;
+use testkit::process::{self, Output};
 use testkit::upstream::echo;
-use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
 fn agora(home: &Path) -> Command {
     process::agora(env!("CARGO_BIN_EXE_agora"), home)
 }
 
-struct Out {
-    ok: bool,
-    stdout: String,
-    stderr: String,
+async fn run_with_stdin(home: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+    process::run(agora(home), args, stdin).await
 }
 
-impl Out {
-    fn json(&self) -> Value {
-        serde_json::from_str(self.stdout.lines().last().unwrap_or_default())
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", self.stdout, self.stderr))
-    }
-}
-
-async fn run_with_stdin(home: &Path, args: &[&str], stdin: Option<&str>) -> Out {
-    let mut child = agora(home)
-        .args(args)
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    if let Some(text) = stdin {
-        let mut pipe = child.stdin.take().unwrap();
-        pipe.write_all(text.as_bytes()).await.unwrap();
-        drop(pipe);
-    }
-    let out = child.wait_with_output().await.unwrap();
-    Out {
-        ok: out.status.success(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
-async fn run(home: &Path, args: &[&str]) -> Out {
+async fn run(home: &Path, args: &[&str]) -> Output {
     run_with_stdin(home, args, None).await
 }
 
-async fn ok(home: &Path, args: &[&str]) -> Out {
-    let out = run(home, args).await;
-    assert!(
-        out.ok,
-        "agora {args:?} failed:\n{}\n{}",
-        out.stdout, out.stderr
-    );
-    out
+async fn ok(home: &Path, args: &[&str]) -> Output {
+    process::ok(agora(home), args).await
 }
 
 async fn refused(home: &Path, args: &[&str]) -> String {
     let out = run(home, args).await;
-    assert!(!out.ok, "agora {args:?} should fail:\n{}", out.stdout);
+    assert!(
+        !out.success(),
+        "agora {args:?} should fail:\n{}",
+        out.stdout
+    );
     out.stderr
 }
 
@@ -184,7 +147,7 @@ async fn wallets_are_private_files_and_only_export_yes_prints_a_key() {
         Some(&format!("0x{key}\n")),
     )
     .await;
-    assert!(piped.ok, "{}", piped.stderr);
+    assert!(piped.success(), "{}", piped.stderr);
     assert_eq!(
         piped.json()["address"],
         "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
@@ -192,7 +155,7 @@ async fn wallets_are_private_files_and_only_export_yes_prints_a_key() {
 
     // Export: refused without --yes, saying what to type; prints nothing on stdout.
     let out = run(&home, &["wallet", "export"]).await;
-    assert!(!out.ok);
+    assert!(!out.success());
     assert!(out.stdout.is_empty(), "{}", out.stdout);
     assert!(
         out.stderr

@@ -1,5 +1,6 @@
 //! Child processes that announce themselves with one JSON line on stdout (`agora
-//! serve`, `agora devnet`, `agora facilitator`), and the 0600 key files they read.
+//! serve`, `agora devnet`, `agora facilitator`), commands run to completion as a user
+//! types them (`agora sell …`, `agora pay …`), and the 0600 key files they read.
 
 use std::fmt::Display;
 use std::os::unix::fs::PermissionsExt;
@@ -9,7 +10,7 @@ use std::time::Duration;
 
 use devnet::Devnet;
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader, Lines};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
 
 /// What a child prints after its startup line.
@@ -74,4 +75,72 @@ pub fn agora(bin: &str, home: &Path) -> Command {
         .env_remove("AGORA_WALLET")
         .kill_on_drop(true);
     command
+}
+
+/// What one finished command left: its exit code and its output as text.
+pub struct Output {
+    /// The exit code (`None` when a signal ended it).
+    pub code: Option<i32>,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+impl Output {
+    /// Whether it exited 0.
+    pub fn success(&self) -> bool {
+        self.code == Some(0)
+    }
+
+    /// The last stdout line as JSON (`--json` commands print their object last); the
+    /// panic shows both streams.
+    pub fn json(&self) -> Value {
+        serde_json::from_str(self.stdout.lines().last().unwrap_or_default())
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", self.stdout, self.stderr))
+    }
+}
+
+/// Runs `command` with `args` to completion; `stdin` is written to it and closed, or
+/// stdin is empty when `None`.
+pub async fn run(mut command: Command, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = command
+        .args(args)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the command starts");
+    if let Some(text) = stdin {
+        let mut pipe = child.stdin.take().expect("a stdin pipe");
+        pipe.write_all(text.as_bytes())
+            .await
+            .expect("the command reads its stdin");
+    }
+    let out = child
+        .wait_with_output()
+        .await
+        .expect("the command finishes");
+    Output {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// [`run`] that fails the test, showing both streams, unless the command exits 0.
+pub async fn ok(command: Command, args: &[&str]) -> Output {
+    let out = run(command, args, None).await;
+    assert!(
+        out.success(),
+        "{args:?} failed ({:?}):\n{}\n{}",
+        out.code,
+        out.stdout,
+        out.stderr
+    );
+    out
 }
