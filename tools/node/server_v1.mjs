@@ -12,24 +12,9 @@
 
 import express from "express";
 import { paymentMiddleware } from "x402-express";
+import { listen, serverOptions } from "./server_common.mjs";
 
-function usage(message) {
-  process.stderr.write(`server_v1: ${message}\n`);
-  process.exit(2);
-}
-
-const opts = { port: "0", network: "base-sepolia", asset: "0x036CbD53842c5426634e7929541eC2318f3dCF7e" };
-const args = process.argv.slice(2);
-for (let i = 0; i < args.length; i++) {
-  const name = args[i];
-  if (!name.startsWith("--")) usage(`unexpected argument ${name}`);
-  const value = args[++i];
-  if (value === undefined) usage(`${name} needs a value`);
-  opts[name.slice(2).replace(/-([a-z])/g, (_, c) => c.toUpperCase())] = value;
-}
-for (const need of ["facilitator", "payTo", "price"]) {
-  if (!opts[need]) usage(`--${need.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} is required`);
-}
+const opts = serverOptions("server_v1", "base-sepolia");
 
 const app = express();
 app.use(
@@ -52,10 +37,4 @@ app.get("/paid", (_req, res) => {
   res.json({ paid: true, server: "x402-express" });
 });
 
-const listener = app.listen(Number(opts.port), "127.0.0.1", () => {
-  const { port } = listener.address();
-  process.stdout.write(
-    JSON.stringify({ url: `http://127.0.0.1:${port}`, port, route: "/paid", network: opts.network, asset: opts.asset }) +
-      "\n",
-  );
-});
+listen(app, opts);

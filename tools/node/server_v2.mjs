@@ -14,24 +14,9 @@ import express from "express";
 import { paymentMiddleware, x402ResourceServer } from "@x402/express";
 import { ExactEvmScheme } from "@x402/evm/exact/server";
 import { HTTPFacilitatorClient } from "@x402/core/server";
+import { listen, serverOptions } from "./server_common.mjs";
 
-function usage(message) {
-  process.stderr.write(`server_v2: ${message}\n`);
-  process.exit(2);
-}
-
-const opts = { port: "0", network: "eip155:84532", asset: "0x036CbD53842c5426634e7929541eC2318f3dCF7e" };
-const args = process.argv.slice(2);
-for (let i = 0; i < args.length; i++) {
-  const name = args[i];
-  if (!name.startsWith("--")) usage(`unexpected argument ${name}`);
-  const value = args[++i];
-  if (value === undefined) usage(`${name} needs a value`);
-  opts[name.slice(2).replace(/-([a-z])/g, (_, c) => c.toUpperCase())] = value;
-}
-for (const need of ["facilitator", "payTo", "price"]) {
-  if (!opts[need]) usage(`--${need.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} is required`);
-}
+const opts = serverOptions("server_v2", "eip155:84532");
 
 const facilitator = new HTTPFacilitatorClient({ url: opts.facilitator });
 const server = new x402ResourceServer(facilitator).register(opts.network, new ExactEvmScheme());
@@ -58,10 +43,4 @@ app.get("/paid", (_req, res) => {
   res.json({ paid: true, server: "@x402/express" });
 });
 
-const listener = app.listen(Number(opts.port), "127.0.0.1", () => {
-  const { port } = listener.address();
-  process.stdout.write(
-    JSON.stringify({ url: `http://127.0.0.1:${port}`, port, route: "/paid", network: opts.network, asset: opts.asset }) +
-      "\n",
-  );
-});
+listen(app, opts);
