@@ -17,7 +17,9 @@ pub(super) enum Outcome {
 
 impl Inner {
     /// One look at every open settlement. At `startup` every pending row is from the
-    /// dead process (the store's lock guarantees it); later only old ones are.
+    /// dead process (the store's lock guarantees it); later only old ones are, and a
+    /// sent row younger than the receipt wait is skipped: the settle that sent it is
+    /// still polling its receipt, and asking twice would only double the RPC calls.
     pub(super) async fn resolve_pass(&self, startup: bool) -> Result<(), StoreError> {
         for settlement in self.db(Store::open_settlements).await? {
             let Some(chain) = self.chains.get(&settlement.chain_id) else {
@@ -36,6 +38,11 @@ impl Inner {
                     )
                     .await;
                 }
+                continue;
+            }
+            let awaited =
+                now.saturating_sub(settlement.updated_at) < self.receipt_timeout.as_secs();
+            if !startup && awaited {
                 continue;
             }
             match self.resolve(chain, &settlement, false).await {
