@@ -35,32 +35,6 @@ async fn spawn(mut command: Command) -> (Child, Value) {
     (child, started)
 }
 
-/// Waits until the indexer at `url` has read `agents` registration files.
-async fn indexed(url: &str, agents: usize) {
-    let client = testkit::http();
-    for _ in 0..300 {
-        let page: Option<Value> = match client
-            .get(format!("{url}/api/v1/public/agents?x402=true"))
-            .send()
-            .await
-        {
-            Ok(r) => r.json().await.ok(),
-            Err(_) => None,
-        };
-        let fetched = page
-            .as_ref()
-            .and_then(|p| p["items"].as_array())
-            .map_or(0, |items| {
-                items.iter().filter(|a| a["fetch_status"] == "ok").count()
-            });
-        if fetched == agents {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("the indexer did not read {agents} registration files");
-}
-
 #[tokio::test]
 async fn discover_pays_an_indexer_sold_through_the_gateway_within_max() {
     let chain = testkit::chain::devnet(3).await;
@@ -130,7 +104,7 @@ async fn discover_pays_an_indexer_sold_through_the_gateway_within_max() {
     assert_eq!(writer["ready"], true, "{writer}");
     let registered = ok(&home, &["sell", "register", "--json"]).await;
     assert!(registered["agentId"].is_string(), "{registered}");
-    indexed(&index_url, 1).await;
+    testkit::indexed(&index_url, 1, Duration::from_secs(30)).await;
     let sold = ok(
         &home,
         &[

@@ -820,28 +820,8 @@ async fn index(home: &Path, chain: &Devnet, agents: usize) -> (Child, String) {
     ]);
     let (child, started) = spawn_with_startup_line(command).await;
     let url = started["url"].as_str().unwrap().to_string();
-    let client = testkit::http();
-    for _ in 0..200 {
-        let page: Option<Value> = match client
-            .get(format!("{url}/api/v1/public/agents?x402=true"))
-            .send()
-            .await
-        {
-            Ok(r) => r.json().await.ok(),
-            Err(_) => None,
-        };
-        let fetched = page
-            .as_ref()
-            .and_then(|p| p["items"].as_array())
-            .map_or(0, |items| {
-                items.iter().filter(|a| a["fetch_status"] == "ok").count()
-            });
-        if fetched == agents {
-            return (child, url);
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("the indexer did not read {agents} registration files");
+    testkit::indexed(&url, agents, Duration::from_secs(20)).await;
+    (child, url)
 }
 
 #[tokio::test]

@@ -42,3 +42,35 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Waits until the agora indexer at `url` has read `agents` registration files (the
+/// x402 ones its public API lists with `fetch_status` "ok"), polling every 100 ms and
+/// failing after `within`.
+pub async fn indexed(url: &str, agents: usize, within: Duration) {
+    let client = http();
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let page: Option<serde_json::Value> = match client
+            .get(format!("{url}/api/v1/public/agents?x402=true"))
+            .send()
+            .await
+        {
+            Ok(r) => r.json().await.ok(),
+            Err(_) => None,
+        };
+        let fetched = page
+            .as_ref()
+            .and_then(|p| p["items"].as_array())
+            .map_or(0, |items| {
+                items.iter().filter(|a| a["fetch_status"] == "ok").count()
+            });
+        if fetched == agents {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the indexer did not read {agents} registration files within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
