@@ -40,7 +40,8 @@ pub enum Outcome {
     Settled,
     /// The settlement failed; the buyer got no body.
     SettleFailed,
-    /// The settlement's outcome is not known yet (503 `settlement_pending`).
+    /// The payment's outcome is not known yet, or another request holds it right now
+    /// (503 `settlement_pending`: retry with the same header).
     SettlePending,
     /// Upstream error, timeout or >= 400; nothing charged.
     UpstreamFailed,

@@ -127,7 +127,7 @@ async fn paid(inner: &Arc<Gatekeeper>, admitted: Admitted, parts: Parts, body: B
             ));
         }
         Err(Refusal::InFlight) => {
-            metrics.count(&route.name, Outcome::Limited);
+            metrics.count(&route.name, Outcome::SettlePending);
             return respond::retry_later(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "payment_in_use",
@@ -258,10 +258,7 @@ impl PaidCall {
                         hold.paid(receipt.clone());
                         Some(self.redeem(hold, receipt).await)
                     }
-                    Settled::NotCharged(invalid) => {
-                        hold.not_charged();
-                        Some(self.refused(&invalid))
-                    }
+                    Settled::NotCharged(invalid) => Some(self.not_charged(hold, &invalid)),
                     Settled::Unknown(tx, why) => Some(self.pending(&mut hold, tx, why).await),
                 }
             }
@@ -341,10 +338,7 @@ impl PaidCall {
                 hold.paid(receipt.clone());
                 Some(self.deliver(answer, hold, receipt))
             }
-            Settled::NotCharged(invalid) => {
-                hold.not_charged();
-                Some(self.refused(&invalid))
-            }
+            Settled::NotCharged(invalid) => Some(self.not_charged(hold, &invalid)),
             Settled::Unknown(tx, why) => Some(self.pending(&mut hold, tx, why).await),
         }
     }
@@ -507,6 +501,16 @@ impl PaidCall {
             ),
             5,
         )
+    }
+
+    /// The settle said no and moved nothing: the authorization is forgotten (the buyer
+    /// may use it again) and the 402 says why.
+    fn not_charged(&self, hold: Hold, invalid: &Invalid) -> Response {
+        hold.not_charged();
+        self.inner
+            .metrics
+            .count(&self.route.name, Outcome::SettleFailed);
+        challenge::refused(&self.route, &self.resource_url, self.floor, invalid)
     }
 
     fn refused(&self, invalid: &Invalid) -> Response {
