@@ -13,6 +13,7 @@ mod index_cmd;
 mod output;
 mod pay;
 mod probe;
+mod research;
 mod sell;
 mod serve_cmd;
 mod signals;
@@ -54,6 +55,9 @@ enum Command {
     /// Call a URL like curl, paying its x402 402 from the wallet within --max and the
     /// budgets (exit 2: refused before signing; 3: outcome unknown, use --resume).
     Pay(Box<pay::PayArgs>),
+    /// Autoresearch: run a GPU worker, coordinate paid experiments, publish the best
+    /// checkpoint.
+    Research(Box<research::ResearchArgs>),
 }
 
 #[tokio::main]
@@ -76,6 +80,7 @@ async fn main() -> std::process::ExitCode {
         Command::Discover(args) => discover::run(*args).await,
         Command::Wallet(args) => wallet::run(*args).await,
         Command::Pay(args) => pay::run(*args).await,
+        Command::Research(args) => research::run(*args).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

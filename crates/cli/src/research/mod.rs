@@ -1,0 +1,51 @@
+//! `agora research`: autoresearch from the command line — run a GPU worker that sells
+//! experiments, and publish the best checkpoint with its provenance.
+
+use clap::{Args, Subcommand};
+
+/// `agora research <worker|publish>`.
+#[derive(Debug, Args)]
+pub struct ResearchArgs {
+    #[command(subcommand)]
+    command: ResearchCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum ResearchCommand {
+    /// Serve the worker API: run one train.py at a time under a time budget and report
+    /// val_bpb (/health, /status, /best, /experiments/ID, POST /experiment).
+    Worker(WorkerArgs),
+    /// Write the provenance of the best result in results.tsv and pick its checkpoint;
+    /// with --sell, sell it as an inference offer.
+    Publish(PublishArgs),
+}
+
+/// `agora research worker` flags.
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// The repository holding train.py; each experiment runs in a fresh copy of it.
+    #[arg(long, value_name = "DIR")]
+    repo: std::path::PathBuf,
+}
+
+/// `agora research publish` flags.
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    /// The git repository whose results.tsv and commits hold the experiments.
+    #[arg(long, value_name = "DIR")]
+    repo: std::path::PathBuf,
+}
+
+/// Runs one `agora research` subcommand.
+pub async fn run(args: ResearchArgs) -> anyhow::Result<()> {
+    match args.command {
+        ResearchCommand::Worker(a) => anyhow::bail!(
+            "`agora research worker --repo {}` is not built yet",
+            a.repo.display()
+        ),
+        ResearchCommand::Publish(a) => anyhow::bail!(
+            "`agora research publish --repo {}` is not built yet",
+            a.repo.display()
+        ),
+    }
+}
