@@ -102,6 +102,23 @@ impl PayArgs {
             json: false,
         }
     }
+
+    /// A POST of the JSON in `body` (a file, sent byte for byte) to `url`, paid like
+    /// [`PayArgs::get_to_file`]: how the research coordinator buys one experiment
+    /// (`POST /experiment`), with `agora pay`'s refusals, ledger and `--resume`.
+    pub fn post_json_to_file(
+        url: &str,
+        body: &std::path::Path,
+        max: Option<String>,
+        output: std::path::PathBuf,
+    ) -> Self {
+        Self {
+            method: Some("POST".into()),
+            data: Some(format!("@{}", body.display())),
+            headers: vec!["Content-Type: application/json".into()],
+            ..Self::get_to_file(url, max, output)
+        }
+    }
 }
 
 /// Why `agora pay` stopped, with the exit code that tells scripts which way.
