@@ -4,7 +4,11 @@
 //!   through the gateway as a plain reverse proxy (a free route, no gate) and vs the
 //!   upstream called directly;
 //! - paid-request latency p50/p99 (verify, proxy, settle on chain) vs the plain proxy
-//!   and the upstream called directly, sequentially.
+//!   and the upstream called directly, sequentially;
+//! - paid calls per second, sequentially, made the way a buyer makes them: through
+//!   `x402::client` (GET, read the 402, choose, sign, retry with the payment, read the
+//!   receipt), vs the plain proxy's sequential calls/s and vs paid calls whose headers
+//!   were signed before the clock started.
 //!
 //! `cargo bench -p gateway --bench gateway` measures; without `--bench` (as under
 //! `cargo test --all-targets`) it runs a small smoke pass so it stays working.
@@ -22,6 +26,7 @@ use gateway::{Documents, Gateway, GatewayConfig, Route, Site};
 use testkit::loopback::serve;
 use testkit::pay::PRICE;
 use x402::Facilitator;
+use x402::client::{self, Answer, Client, Policy};
 
 const CONCURRENCY: usize = 32;
 
@@ -123,7 +128,7 @@ async fn main() {
 
     let buyer = PrivateKeySigner::random();
     chain
-        .mint_usdc(buyer.address(), U256::from(PRICE * paid_n as u64))
+        .mint_usdc(buyer.address(), U256::from(PRICE * 2 * paid_n as u64))
         .await
         .unwrap();
     let headers: Vec<String> = (0..paid_n)
@@ -136,10 +141,26 @@ async fn main() {
         http.get(&paid_url).header("payment-signature", &headers[i])
     })
     .await;
+    let buyer_client = Client::new(
+        client::http_client().unwrap(),
+        buyer,
+        Policy::new(U256::from(PRICE)),
+    );
+    let started = Instant::now();
+    for _ in 0..paid_n {
+        let request = buyer_client.http().get(&paid_url).build().unwrap();
+        match buyer_client.pay(request).await.unwrap() {
+            Answer::Delivered(d) => {
+                d.response.bytes().await.unwrap();
+            }
+            other => panic!("expected a delivered answer, got {other:?}"),
+        }
+    }
+    let client_elapsed = started.elapsed();
     let earned = chain.usdc_balance(requirement.pay_to).await.unwrap() - before;
     assert_eq!(
         earned,
-        U256::from(PRICE * paid_n as u64),
+        U256::from(PRICE * 2 * paid_n as u64),
         "every paid call settled exactly"
     );
 
@@ -187,4 +208,20 @@ async fn main() {
             ms(pa) / ms(d)
         );
     }
+    let per_second = |total: Duration| paid_n as f64 / total.as_secs_f64();
+    let plain_seq = per_second(plain.iter().sum());
+    let presigned_seq = per_second(paid.iter().sum());
+    let client_seq = per_second(client_elapsed);
+    println!("| sequential calls/s | result | vs plain proxy | vs pre-signed paid |");
+    println!("|---|---|---|---|");
+    println!("| plain proxy | {plain_seq:.1} calls/s | 1.00x | |");
+    println!(
+        "| paid, header signed beforehand | {presigned_seq:.1} calls/s | {:.3}x | 1.00x |",
+        presigned_seq / plain_seq
+    );
+    println!(
+        "| paid through x402::client (402 + sign + retry + settle) | {client_seq:.1} calls/s | {:.3}x | {:.2}x |",
+        client_seq / plain_seq,
+        client_seq / presigned_seq
+    );
 }

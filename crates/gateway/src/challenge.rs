@@ -10,7 +10,7 @@
 //! says `x402Version: 1`) whose entries also carry the v2 fields (`amount`, CAIP-2
 //! network in the header, top-level `resource`) for body-reading agents. A route
 //! offering a network that has no v1 name gets a v2 body instead, because no v1
-//! client could pay it anyway. Browsers get a readable HTML page, still with 402.
+//! client could pay it anyway. Browsers get the paywall page (`paywall.rs`), still with 402.
 
 use axum::http::StatusCode;
 use axum::http::header::{self, HeaderMap, HeaderValue};
@@ -23,6 +23,7 @@ use x402::reason::Invalid;
 use x402::wire::{PaymentRequired, PaymentRequirements, ResourceInfo, X402Version};
 
 use crate::GatewayConfig;
+use crate::paywall;
 use crate::respond;
 use crate::route::Route;
 
@@ -164,15 +165,20 @@ fn respond_402(
         }
     };
     let mut response = if html {
-        (
+        let mut page = (
             StatusCode::PAYMENT_REQUIRED,
             [(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("text/html; charset=utf-8"),
             )],
-            html_page(route, &challenge),
+            paywall::page(route, &challenge),
         )
-            .into_response()
+            .into_response();
+        if let Ok(csp) = HeaderValue::from_str(&paywall::CONTENT_SECURITY_POLICY) {
+            page.headers_mut()
+                .insert(header::CONTENT_SECURITY_POLICY, csp);
+        }
+        page
     } else {
         (
             StatusCode::PAYMENT_REQUIRED,
@@ -263,52 +269,6 @@ pub fn escape_html(text: &str) -> String {
         }
     }
     out
-}
-
-/// The paywall page a browser sees instead of JSON.
-pub fn html_page(route: &Route, challenge: &Challenge) -> String {
-    let mut options = String::new();
-    for r in &challenge.required.accepts {
-        options.push_str(&format!(
-            "<li><strong>{}</strong><br>pay to <code>{}</code>, token <code>{}</code>, network <code>{}</code>, scheme <code>{}</code></li>\n",
-            escape_html(&describe_price(r)),
-            r.pay_to,
-            r.asset,
-            escape_html(&r.network.caip2()),
-            escape_html(&r.scheme),
-        ));
-    }
-    let note = route
-        .price_note
-        .as_deref()
-        .map(|n| format!("<p>{}</p>", escape_html(n)))
-        .unwrap_or_default();
-    let raw = serde_json::to_string_pretty(&challenge.body).unwrap_or_default();
-    format!(
-        r#"<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Payment required: {name}</title>
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<style>body{{font-family:system-ui,sans-serif;max-width:46rem;margin:2rem auto;padding:0 1rem;line-height:1.5}}code,pre{{background:#f4f4f4;padding:.1rem .3rem;border-radius:4px}}pre{{padding:1rem;overflow:auto}}</style>
-</head><body>
-<h1>402: payment required</h1>
-<p><strong>{name}</strong>: {description}</p>
-{note}
-<p>Each call costs:</p>
-<ul>
-{options}</ul>
-<h2>How to pay</h2>
-<p>This endpoint speaks <a href="https://www.x402.org/">x402</a>. Any x402 client pays it without configuration,
-for example the official <code>@x402/fetch</code> package or the <code>x402</code> Python package:
-retry the request with a signed EIP-3009 authorization in the <code>PAYMENT-SIGNATURE</code> (or <code>X-PAYMENT</code>) header.
-You are charged only when the service answers successfully. The full list of services is at <a href="/">the storefront</a>
-and <a href="/api/services.json">/api/services.json</a>.</p>
-<details><summary>Payment requirements (JSON)</summary><pre>{raw}</pre></details>
-</body></html>
-"#,
-        name = escape_html(&route.name),
-        description = escape_html(&route.description),
-        raw = escape_html(&raw),
-    )
 }
 
 #[cfg(test)]
@@ -412,7 +372,7 @@ mod tests {
             c.body["extensions"]["paymentFailure"]["reason"],
             "invalid_exact_evm_payload_authorization_value_mismatch"
         );
-        let page = html_page(&route, &c);
+        let page = paywall::page(&route, &c);
         assert!(page.contains("0.0015 USDC on Base Sepolia"));
         assert!(!page.contains("<script>alert"));
     }

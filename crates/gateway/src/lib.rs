@@ -14,6 +14,7 @@ pub mod guard;
 pub mod matching;
 pub mod metrics;
 pub mod paid;
+mod paywall;
 pub mod proxy;
 mod receipt;
 mod respond;

@@ -1,6 +1,9 @@
 //! `agora research`: autoresearch from the command line — run a GPU worker that sells
 //! experiments, and publish the best checkpoint with its provenance.
 
+mod coordinator;
+mod worker;
+
 use clap::{Args, Subcommand};
 
 /// `agora research <worker|publish>`.
@@ -14,18 +17,13 @@ pub struct ResearchArgs {
 enum ResearchCommand {
     /// Serve the worker API: run one train.py at a time under a time budget and report
     /// val_bpb (/health, /status, /best, /experiments/ID, POST /experiment).
-    Worker(WorkerArgs),
+    Worker(worker::WorkerArgs),
     /// Write the provenance of the best result in results.tsv and pick its checkpoint;
     /// with --sell, sell it as an inference offer.
     Publish(PublishArgs),
-}
-
-/// `agora research worker` flags.
-#[derive(Debug, Args)]
-pub struct WorkerArgs {
-    /// The repository holding train.py; each experiment runs in a fresh copy of it.
-    #[arg(long, value_name = "DIR")]
-    repo: std::path::PathBuf,
+    /// Buy experiments: discover workers, probe a price, submit a train.py (paid from
+    /// the wallet), keep a leaderboard, loop over rounds.
+    Coordinator(coordinator::CoordinatorArgs),
 }
 
 /// `agora research publish` flags.
@@ -39,10 +37,8 @@ pub struct PublishArgs {
 /// Runs one `agora research` subcommand.
 pub async fn run(args: ResearchArgs) -> anyhow::Result<()> {
     match args.command {
-        ResearchCommand::Worker(a) => anyhow::bail!(
-            "`agora research worker --repo {}` is not built yet",
-            a.repo.display()
-        ),
+        ResearchCommand::Worker(a) => worker::run(a).await,
+        ResearchCommand::Coordinator(a) => coordinator::run(a).await,
         ResearchCommand::Publish(a) => anyhow::bail!(
             "`agora research publish --repo {}` is not built yet",
             a.repo.display()

@@ -1,0 +1,552 @@
+//! The autoresearch worker: an HTTP server that runs one `train.py` experiment at a
+//! time under a time budget. Its API matches the reference worker (obol-stack's
+//! `worker_api.py`) path for path, field for field, with the same status codes and
+//! error texts, so the reference coordinator and agora's can both buy from it; it adds
+//! fields (`gpu`, `val_bpb_source`, budget and leaderboard stats) but removes none.
+//!
+//! Layout under `--data-dir`, also the reference's: `autoresearch-worker/best.json`,
+//! `results.jsonl`, and `results/<id>/{work/, train.py, config.json, run.log,
+//! result.json}`.
+
+pub mod extract;
+pub mod run;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, get, post};
+use serde_json::{Map, Value, json};
+
+pub use run::Limits;
+
+/// The largest `train_py` accepted (1 MiB); a real one is tens of kilobytes.
+pub const MAX_TRAIN_PY: usize = 1 << 20;
+
+/// The largest request body read (4 MiB), so a huge body is refused before parsing.
+pub const MAX_BODY: usize = 4 << 20;
+
+/// How a worker is set up.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The template repository copied for each experiment.
+    pub repo: PathBuf,
+    /// Where results, `best.json` and `results.jsonl` live.
+    pub data_dir: PathBuf,
+    /// The training command, already split into words.
+    pub command: Vec<String>,
+    /// The time budget and grace.
+    pub limits: Limits,
+    /// The GPU's name for results and status ([`detect_gpu`]), `None` without one.
+    pub gpu: Option<String>,
+}
+
+/// A worker: its configuration and what it has run.
+pub struct Worker {
+    config: Config,
+    base_dir: PathBuf,
+    results_dir: PathBuf,
+    state: Mutex<Stats>,
+}
+
+/// What the worker knows about its runs.
+#[derive(Default)]
+struct Stats {
+    current: Option<Value>,
+    last: Option<Value>,
+    best: Option<Value>,
+    total: u64,
+    total_seconds: f64,
+}
+
+/// Why an experiment did not produce a result.
+#[derive(Debug)]
+pub enum RunError {
+    /// Another experiment is running (HTTP 409).
+    Busy,
+    /// The request cannot be run as given (HTTP 400).
+    Invalid(String),
+    /// The worker failed around the run, e.g. copying the repo (HTTP 500).
+    Internal(String),
+}
+
+impl Worker {
+    /// Opens the worker's data directory, reading `best.json` and `results.jsonl` so
+    /// a restarted worker keeps its best and its counts.
+    pub fn open(config: Config) -> anyhow::Result<Arc<Worker>> {
+        if !config.repo.is_dir() {
+            anyhow::bail!(
+                "--repo {} is not a directory: point it at the checkout holding train.py",
+                config.repo.display()
+            );
+        }
+        let base_dir = config.data_dir.join("autoresearch-worker");
+        let results_dir = base_dir.join("results");
+        std::fs::create_dir_all(&results_dir).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot create {}: {e}; pass a writable --data-dir",
+                results_dir.display()
+            )
+        })?;
+        let mut stats = Stats {
+            best: std::fs::read(base_dir.join("best.json"))
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok()),
+            ..Stats::default()
+        };
+        if let Ok(history) = std::fs::read_to_string(base_dir.join("results.jsonl")) {
+            for result in history.lines().filter_map(|l| serde_json::from_str(l).ok()) {
+                stats.count(&result);
+                stats.last = Some(result);
+            }
+        }
+        Ok(Arc::new(Worker {
+            config,
+            base_dir,
+            results_dir,
+            state: Mutex::new(stats),
+        }))
+    }
+
+    /// The HTTP API, to be served as is or behind the x402 gate.
+    pub fn router(self: &Arc<Self>) -> Router {
+        let unknown_method = |r: MethodRouter<Arc<Worker>>| r.fallback(unknown);
+        Router::new()
+            .route("/health", unknown_method(get(health)))
+            .route("/healthz", unknown_method(get(health)))
+            .route("/status", unknown_method(get(status)))
+            .route("/best", unknown_method(get(best)))
+            .route("/experiments/", unknown_method(get(experiment)))
+            .route("/experiments/{*id}", unknown_method(get(experiment)))
+            .route("/experiment", unknown_method(post(submit)))
+            .fallback(unknown)
+            .with_state(self.clone())
+    }
+
+    /// `GET /status`: busy or idle, the current run, the last and best results, and
+    /// the leaderboard numbers a registration publishes.
+    pub fn status(&self) -> Value {
+        let stats = self.stats();
+        json!({
+            "status": if stats.current.is_some() { "busy" } else { "idle" },
+            "current": stats.current,
+            "last": stats.last,
+            "best": stats.best,
+            "repo": self.config.repo.display().to_string(),
+            "command": self.config.command,
+            "timeoutSeconds": self.timeout_secs(),
+            "budgetSeconds": self.config.limits.budget_secs,
+            "graceSeconds": self.config.limits.grace_secs,
+            "gpu": self.config.gpu,
+            "total_experiments": stats.total,
+            "avg_experiment_time": (stats.total > 0)
+                .then(|| (stats.total_seconds / stats.total as f64 * 1000.0).round() / 1000.0),
+        })
+    }
+
+    /// The best completed result (lowest `val_bpb`), if any.
+    pub fn best(&self) -> Option<Value> {
+        self.stats().best.clone()
+    }
+
+    /// Whether an experiment is running.
+    pub fn busy(&self) -> bool {
+        self.stats().current.is_some()
+    }
+
+    /// Runs one experiment to its end and returns its result (also saved), or
+    /// [`RunError::Busy`] at once when another one is running.
+    pub async fn run_experiment(
+        self: &Arc<Self>,
+        train_py: String,
+        config: Map<String, Value>,
+        experiment_id: Option<String>,
+    ) -> Result<Value, RunError> {
+        let id = experiment_id.unwrap_or_else(generate_id);
+        let exp_dir = self.results_dir.join(&id);
+        let slot = self.claim(&id, &exp_dir)?;
+        // Its own task: a buyer that hangs up must not cancel the run half-way.
+        let worker = self.clone();
+        let run = tokio::spawn(async move {
+            let result = worker.execute(&id, &exp_dir, &train_py, config).await;
+            if let Ok(result) = &result {
+                worker.record(&exp_dir, result)?;
+            }
+            drop(slot);
+            result
+        });
+        run.await
+            .map_err(|e| RunError::Internal(format!("the run stopped: {e}")))?
+    }
+
+    fn stats(&self) -> MutexGuard<'_, Stats> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn timeout_secs(&self) -> u64 {
+        let l = &self.config.limits;
+        l.budget_secs.saturating_add(l.grace_secs)
+    }
+
+    /// Marks the worker busy with `id` (single flight) until the slot is dropped.
+    fn claim(self: &Arc<Self>, id: &str, exp_dir: &Path) -> Result<Slot, RunError> {
+        let mut stats = self.stats();
+        if stats.current.is_some() {
+            return Err(RunError::Busy);
+        }
+        if exp_dir.exists() {
+            return Err(RunError::Invalid(format!(
+                "experiment {id} already exists: send a new experiment_id (or none, and one is made up)"
+            )));
+        }
+        stats.current = Some(json!({"experiment_id": id, "startedAt": now_rfc3339()}));
+        Ok(Slot(self.clone()))
+    }
+
+    async fn execute(
+        &self,
+        id: &str,
+        exp_dir: &Path,
+        train_py: &str,
+        config: Map<String, Value>,
+    ) -> Result<Value, RunError> {
+        let started = Instant::now();
+        let started_at = now_rfc3339();
+        let workdir = exp_dir.join("work");
+        let config_path = exp_dir.join("config.json");
+        let config = Value::Object(config);
+        let prepare = {
+            let (repo, workdir, exp_dir, config_path) = (
+                self.config.repo.clone(),
+                workdir.clone(),
+                exp_dir.to_path_buf(),
+                config_path.clone(),
+            );
+            let exclude = self.config.data_dir.clone();
+            let (train_py, config) = (train_py.to_owned(), config.clone());
+            move || -> std::io::Result<()> {
+                std::fs::create_dir_all(&exp_dir)?;
+                run::copy_repo(&repo, &workdir, &exclude)?;
+                std::fs::write(workdir.join("train.py"), &train_py)?;
+                std::fs::write(exp_dir.join("train.py"), &train_py)?;
+                std::fs::write(&config_path, serde_json::to_vec_pretty(&config)?)
+            }
+        };
+        tokio::task::spawn_blocking(prepare)
+            .await
+            .map_err(|e| RunError::Internal(e.to_string()))?
+            .map_err(|e| RunError::Internal(format!("preparing {}: {e}", exp_dir.display())))?;
+
+        let log_path = exp_dir.join("run.log");
+        let stderr_path = exp_dir.join("stderr.log");
+        let limits = &self.config.limits;
+        let mut env = vec![
+            ("AUTORESEARCH_EXPERIMENT_ID", id.to_owned()),
+            ("AUTORESEARCH_EXPERIMENT_DIR", exp_dir.display().to_string()),
+            ("AUTORESEARCH_EXPERIMENT_CONFIG", config_path.display().to_string()),
+            ("TIME_BUDGET", limits.budget_secs.to_string()),
+        ];
+        if std::env::var_os("PYTHONUNBUFFERED").is_none() {
+            env.push(("PYTHONUNBUFFERED", "1".into()));
+        }
+        let outcome = run::run(
+            &self.config.command,
+            &workdir,
+            &env,
+            limits,
+            &log_path,
+            &stderr_path,
+        )
+        .await;
+        let stdout = std::fs::read(&log_path).unwrap_or_default();
+        run::join_logs(&log_path, &stderr_path)
+            .map_err(|e| RunError::Internal(format!("writing {}: {e}", log_path.display())))?;
+        let log = std::fs::read(&log_path).unwrap_or_default();
+        let found = extract::val_bpb(
+            &String::from_utf8_lossy(&stdout),
+            &String::from_utf8_lossy(&log),
+            &workdir,
+        );
+
+        let (status, return_code, note) = match &outcome {
+            run::Outcome::TimedOut => (
+                "timeout",
+                -1,
+                Some(format!(
+                    "experiment exceeded timeout of {}s ({}s budget + {}s grace); its process group was killed",
+                    self.timeout_secs(),
+                    limits.budget_secs,
+                    limits.grace_secs
+                )),
+            ),
+            run::Outcome::SpawnFailed(e) => (
+                "failed",
+                -1,
+                Some(format!(
+                    "failed to execute command: {e}; check --train-command {:?}",
+                    self.config.command.join(" ")
+                )),
+            ),
+            run::Outcome::Exited(s) => match s.code() {
+                Some(0) if found.is_none() => (
+                    "failed",
+                    0,
+                    Some("the run printed no val_bpb: print a line `val_bpb: <number>` at the end (or a JSON object with val_bpb, or write results.tsv)".to_owned()),
+                ),
+                Some(0) => ("completed", 0, None),
+                Some(code) => (
+                    "failed",
+                    code,
+                    Some(format!("command exited with status {code}; see run.log")),
+                ),
+                None => (
+                    "failed",
+                    -1,
+                    Some(format!("command was killed by a signal ({s}); see run.log")),
+                ),
+            },
+        };
+        let mut result = json!({
+            "experiment_id": id,
+            "status": status,
+            "return_code": return_code,
+            "val_bpb": found.map(|(v, _)| v),
+            "val_bpb_source": found.map(|(_, s)| s.as_str()),
+            "train_hash": crate::train_hash(train_py.as_bytes()),
+            "artifact_path": run::newest_checkpoint(&workdir).map(|p| p.display().to_string()),
+            "log_path": log_path.display().to_string(),
+            "startedAt": started_at,
+            "finishedAt": now_rfc3339(),
+            "durationSeconds": (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
+            "config": config,
+            "gpu": self.config.gpu,
+            "budgetSeconds": limits.budget_secs,
+        });
+        if let (Some(note), Some(map)) = (note, result.as_object_mut()) {
+            map.insert("note".into(), note.into());
+        }
+        Ok(result)
+    }
+
+    /// Saves `result.json`, appends to `results.jsonl`, and replaces `best.json` when
+    /// a completed run beat it.
+    fn record(&self, exp_dir: &Path, result: &Value) -> Result<(), RunError> {
+        use std::io::Write;
+        let io = |what: &Path, e: std::io::Error| {
+            RunError::Internal(format!("writing {}: {e}", what.display()))
+        };
+        let pretty = serde_json::to_vec_pretty(result).unwrap_or_default();
+        let path = exp_dir.join("result.json");
+        std::fs::write(&path, &pretty).map_err(|e| io(&path, e))?;
+        let history = self.base_dir.join("results.jsonl");
+        let mut line = serde_json::to_vec(result).unwrap_or_default();
+        line.push(b'\n');
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&history)
+            .and_then(|mut f| f.write_all(&line))
+            .map_err(|e| io(&history, e))?;
+        let mut stats = self.stats();
+        stats.count(result);
+        stats.last = Some(result.clone());
+        let value = |r: &Value| r.get("val_bpb").and_then(Value::as_f64);
+        let better = result.get("status").and_then(Value::as_str) == Some("completed")
+            && value(result).is_some_and(|v| stats.best.as_ref().and_then(value).is_none_or(|b| v < b));
+        if better {
+            let path = self.base_dir.join("best.json");
+            std::fs::write(&path, &pretty).map_err(|e| io(&path, e))?;
+            stats.best = Some(result.clone());
+        }
+        Ok(())
+    }
+}
+
+impl Stats {
+    fn count(&mut self, result: &Value) {
+        self.total += 1;
+        self.total_seconds += result
+            .get("durationSeconds")
+            .and_then(Value::as_f64)
+            .unwrap_or(0.0);
+    }
+}
+
+/// The worker's busy mark; dropping it (also when a run panics) frees the worker.
+struct Slot(Arc<Worker>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.stats().current = None;
+    }
+}
+
+/// Whether `id` is a valid experiment id: `^[A-Za-z0-9_-]+$`, so it can never name a
+/// path outside the results directory.
+pub fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// The GPU's name from `nvidia-smi`, or `None` where there is none.
+pub fn detect_gpu() -> Option<String> {
+    let out = std::process::Command::new("nvidia-smi")
+        .args(["--query-gpu=name", "--format=csv,noheader"])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let name = text.lines().next()?.trim();
+    (out.status.success() && !name.is_empty()).then(|| name.to_owned())
+}
+
+/// `exp-YYYYMMDD-<8 hex>`, the reference's form.
+fn generate_id() -> String {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let seed = format!(
+        "{}-{}-{}",
+        now.as_nanos(),
+        std::process::id(),
+        COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
+    let hash = crate::train_hash(seed.as_bytes());
+    let date: String = offers::time::format_rfc3339(now.as_secs())
+        .chars()
+        .take(10)
+        .filter(|c| *c != '-')
+        .collect();
+    format!("exp-{date}-{}", &hash["sha256:".len()..][..8])
+}
+
+fn now_rfc3339() -> String {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    offers::time::format_rfc3339(now.as_secs())
+}
+
+fn reply(status: StatusCode, body: Value) -> Response {
+    (status, axum::Json(body)).into_response()
+}
+
+fn error(status: StatusCode, text: impl Into<String>) -> Response {
+    reply(status, json!({"error": text.into()}))
+}
+
+async fn health(State(w): State<Arc<Worker>>) -> Response {
+    reply(
+        StatusCode::OK,
+        json!({
+            "status": "ok",
+            "busy": w.busy(),
+            "repo": w.config.repo.display().to_string(),
+            "timeoutSeconds": w.timeout_secs(),
+            "gpu": w.config.gpu,
+        }),
+    )
+}
+
+async fn status(State(w): State<Arc<Worker>>) -> Response {
+    reply(StatusCode::OK, w.status())
+}
+
+async fn best(State(w): State<Arc<Worker>>) -> Response {
+    match w.best() {
+        Some(best) => reply(StatusCode::OK, best),
+        None => error(StatusCode::NOT_FOUND, "no completed experiments yet"),
+    }
+}
+
+/// `GET /experiments/<id>`; the id is checked on the raw path, before any
+/// percent-decoding, so no encoding of `..` or `/` gets through.
+async fn experiment(State(w): State<Arc<Worker>>, uri: Uri) -> Response {
+    let id = uri.path().strip_prefix("/experiments/").unwrap_or_default();
+    if !valid_id(id) {
+        return error(StatusCode::BAD_REQUEST, "invalid experiment id");
+    }
+    let path = w.results_dir.join(id).join("result.json");
+    match tokio::fs::read(&path).await.ok().and_then(|b| serde_json::from_slice::<Value>(&b).ok()) {
+        Some(result) => reply(StatusCode::OK, result),
+        None => error(StatusCode::NOT_FOUND, format!("experiment {id} not found")),
+    }
+}
+
+async fn unknown(uri: Uri) -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        format!("unknown endpoint: {}", uri.path()),
+    )
+}
+
+/// `POST /experiment`: a probe, or a run that answers when it has finished.
+async fn submit(State(w): State<Arc<Worker>>, body: Body) -> Response {
+    let bytes = match axum::body::to_bytes(body, MAX_BODY).await {
+        Ok(b) => b,
+        Err(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("request body is over {MAX_BODY} bytes: send a train_py of at most {MAX_TRAIN_PY} bytes"),
+            );
+        }
+    };
+    let payload: Map<String, Value> = if bytes.iter().all(u8::is_ascii_whitespace) {
+        Map::new()
+    } else {
+        match serde_json::from_slice::<Value>(&bytes) {
+            Ok(Value::Object(map)) => map,
+            Ok(_) => return error(StatusCode::BAD_REQUEST, "JSON body must be an object"),
+            Err(e) => return error(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")),
+        }
+    };
+    if payload.get("probe") == Some(&Value::Bool(true)) {
+        return reply(
+            StatusCode::OK,
+            json!({"status": "ok", "probe": true, "busy": w.busy(), "timeoutSeconds": w.timeout_secs()}),
+        );
+    }
+    let field = |a: &str, b: &str| payload.get(a).or_else(|| payload.get(b)).filter(|v| !v.is_null());
+    let train_py = match field("train_py", "trainPy") {
+        Some(Value::String(s)) if !s.trim().is_empty() => s.clone(),
+        _ => return error(StatusCode::BAD_REQUEST, "train_py string is required"),
+    };
+    if train_py.len() > MAX_TRAIN_PY {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("train_py is {} bytes; the most this worker accepts is {MAX_TRAIN_PY}", train_py.len()),
+        );
+    }
+    let config = match payload.get("config") {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(map)) => map.clone(),
+        Some(_) => return error(StatusCode::BAD_REQUEST, "config must be a JSON object when provided"),
+    };
+    let experiment_id = match field("experiment_id", "experimentId") {
+        None => None,
+        Some(Value::String(id)) if valid_id(id) => Some(id.clone()),
+        Some(Value::String(_)) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "experiment_id must contain only alphanumeric characters, hyphens, or underscores",
+            );
+        }
+        Some(_) => return error(StatusCode::BAD_REQUEST, "experiment_id must be a string when provided"),
+    };
+    match w.run_experiment(train_py, config, experiment_id).await {
+        Ok(result) => reply(StatusCode::OK, result),
+        Err(RunError::Busy) => reply(
+            StatusCode::CONFLICT,
+            json!({"error": "worker is already running an experiment", "status": "busy"}),
+        ),
+        Err(RunError::Invalid(e)) => error(StatusCode::BAD_REQUEST, e),
+        Err(RunError::Internal(e)) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("internal worker error: {e}"),
+        ),
+    }
+}
