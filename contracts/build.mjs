@@ -20,6 +20,7 @@ const SOLC_VERSION = "0.8.37";
 const CONTRACTS = [
   { file: "LocalUSDC.sol", name: "LocalUSDC" },
   { file: "IdentityRegistry.sol", name: "IdentityRegistry" },
+  { file: "Multicall3.sol", name: "Multicall3" },
 ];
 
 const here = path.dirname(fileURLToPath(import.meta.url));

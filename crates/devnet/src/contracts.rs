@@ -38,6 +38,13 @@ pub const IDENTITY_REGISTRY: Artifact = Artifact {
     json: include_str!("../../../contracts/out/IdentityRegistry.json"),
 };
 
+/// A Multicall3-compatible `aggregate3`, installed at Multicall3's canonical address
+/// (where Base and Base Sepolia have it) so the facilitator can batch settlements.
+pub const MULTICALL3: Artifact = Artifact {
+    name: "Multicall3",
+    json: include_str!("../../../contracts/out/Multicall3.json"),
+};
+
 impl Artifact {
     /// The creation bytecode.
     pub fn bytecode(&self) -> Result<Bytes, DevnetError> {

@@ -19,13 +19,15 @@ use serde::Serialize;
 use x402::{Asset, Money, Network};
 
 pub use anvil::find_anvil;
-pub use contracts::{Artifact, IDENTITY_REGISTRY, LOCAL_USDC};
+pub use contracts::{Artifact, IDENTITY_REGISTRY, LOCAL_USDC, MULTICALL3};
 
 /// Chain id of Base Sepolia, which the devnet impersonates.
 pub const CHAIN_ID: u64 = 84532;
 /// The ERC-8004 Identity Registry on every testnet.
 pub const IDENTITY_REGISTRY_ADDRESS: Address =
     address!("0x8004A818BFB912233c491871b3d84c89A494BD9e");
+/// Multicall3's canonical address on Base, Base Sepolia and most EVM chains.
+pub const MULTICALL3_ADDRESS: Address = address!("0xcA11bde05977b3631167028862bE2a173976CA11");
 
 /// How to start a devnet.
 #[derive(Debug, Clone)]
@@ -249,7 +251,7 @@ impl Devnet {
             .map_err(rpc)
     }
 
-    /// Installs both contracts at their public addresses: deploy normally (so
+    /// Installs the contracts at their public addresses: deploy normally (so
     /// immutables are filled in), then copy the runtime code with `anvil_setCode`.
     async fn install_contracts(&self) -> Result<(), DevnetError> {
         let provider = self.provider()?;
@@ -257,6 +259,7 @@ impl Devnet {
         for (artifact, target, args) in [
             (&LOCAL_USDC, self.usdc.address, minter.into_word().to_vec()),
             (&IDENTITY_REGISTRY, IDENTITY_REGISTRY_ADDRESS, Vec::new()),
+            (&MULTICALL3, MULTICALL3_ADDRESS, Vec::new()),
         ] {
             contracts::install(&provider, artifact, &args, target).await?;
         }
@@ -288,6 +291,7 @@ impl Devnet {
                 decimals: self.usdc.decimals,
             },
             identity_registry: IDENTITY_REGISTRY_ADDRESS,
+            multicall3: MULTICALL3_ADDRESS,
             accounts,
             keys_note: "anvil's well-known development keys: local use only, never fund them on a real chain",
         })
@@ -322,6 +326,8 @@ pub struct DevnetSummary {
     pub usdc: UsdcSummary,
     /// The installed ERC-8004 Identity Registry.
     pub identity_registry: Address,
+    /// The installed Multicall3 (`aggregate3`), which batched settlements call.
+    pub multicall3: Address,
     /// Funded accounts.
     pub accounts: Vec<AccountSummary>,
     /// A reminder that the keys are public test keys.

@@ -8,7 +8,7 @@ mod router;
 pub mod store;
 
 pub use embedded::{
-    ChainConfig, DEFAULT_GAS_LIMIT_CAP, EmbeddedConfig, EmbeddedFacilitator, OpenError,
-    network_of_rpc,
+    BatchConfig, ChainConfig, DEFAULT_GAS_LIMIT_CAP, EmbeddedConfig, EmbeddedFacilitator,
+    MULTICALL3, OpenError, RpcCounts, network_of_rpc,
 };
 pub use router::{MAX_BODY_BYTES, router};

@@ -29,7 +29,6 @@ use alloy::rpc::types::{TransactionReceipt, TransactionRequest};
 use alloy::signers::local::PrivateKeySigner;
 use alloy::sol_types::SolCall;
 use alloy::transports::RpcError;
-use tokio::sync::Mutex;
 use x402::eip3009::{self, IEip3009Token, unix_now};
 use x402::facilitator::BoxFuture;
 use x402::redact;
@@ -38,9 +37,15 @@ use x402::{
     SettleResponse, Supported, SupportedKind, VerifyResponse, X402Version,
 };
 
+mod batch;
 mod resolve;
+mod rpc_count;
 mod settle;
 mod verify;
+mod watch;
+
+pub use batch::{BatchConfig, MULTICALL3};
+pub use rpc_count::RpcCounts;
 
 use crate::store::{
     AuthorizationKey, Claim, GuardState, Settlement, SettlementStatus, Store, StoreError,
@@ -78,6 +83,8 @@ pub struct EmbeddedConfig {
     pub resolve_interval: Duration,
     /// How long a sent settlement may sit unmined before its fees are raised.
     pub bump_after: Duration,
+    /// When settlements of a chain's known token share one Multicall3 transaction.
+    pub batch: BatchConfig,
 }
 
 /// Gas a USDC `transferWithAuthorization` needs with room to spare (about 80k).
@@ -92,7 +99,7 @@ const ABANDONED_PENDING_SECONDS: u64 = 60;
 
 impl EmbeddedConfig {
     /// Defaults: 30 s receipts, 5 min reservations, USDC only, 250k gas, a resolver
-    /// pass every second and fee bumps after 30 s.
+    /// pass every second, fee bumps after 30 s, and no batching.
     pub fn new(chains: Vec<ChainConfig>, signer: PrivateKeySigner, db_path: PathBuf) -> Self {
         Self {
             chains,
@@ -104,6 +111,7 @@ impl EmbeddedConfig {
             gas_limit_cap: DEFAULT_GAS_LIMIT_CAP,
             resolve_interval: Duration::from_secs(1),
             bump_after: Duration::from_secs(30),
+            batch: BatchConfig::OFF,
         }
     }
 }
@@ -142,7 +150,7 @@ pub enum OpenError {
 
 /// Reads the chain id behind `rpc_url` as a network.
 pub async fn network_of_rpc(rpc_url: &str) -> Result<Network, OpenError> {
-    let provider = connect(rpc_url)?;
+    let provider = connect(rpc_url, &RpcCounts::default())?;
     provider
         .get_chain_id()
         .await
@@ -153,12 +161,16 @@ pub async fn network_of_rpc(rpc_url: &str) -> Result<Network, OpenError> {
         })
 }
 
-fn connect(rpc_url: &str) -> Result<DynProvider, OpenError> {
+/// A provider for `rpc_url` whose every call is counted in `counts`.
+fn connect(rpc_url: &str, counts: &RpcCounts) -> Result<DynProvider, OpenError> {
     let url = rpc_url.parse().map_err(|e| OpenError::Rpc {
         url: redact::origin(rpc_url),
         message: format!("not a URL: {e}"),
     })?;
-    Ok(ProviderBuilder::new().connect_http(url).erased())
+    let client = alloy::rpc::client::ClientBuilder::default()
+        .layer(rpc_count::CountingLayer(counts.clone()))
+        .http(url);
+    Ok(ProviderBuilder::new().connect_client(client).erased())
 }
 
 /// `message` with every copy of the RPC URL cut down to its origin.
@@ -176,16 +188,20 @@ struct Chain {
     provider: DynProvider,
     /// Tokens settled on this chain.
     assets: Vec<Address>,
-    /// Next transaction nonce of the signer; `None` means "ask the chain". Taken out
-    /// (left `None`) for the whole sign-journal-broadcast, so a send that is cancelled
-    /// or fails makes the next one ask the chain instead of reusing a stale count.
-    next_nonce: Mutex<Option<u64>>,
+    /// The chain's known tokens (USDC): settled with a fixed, capped gas limit and
+    /// no second simulation (verify simulated), so they may share a batch.
+    batchable: Vec<Address>,
+    /// Receipts of every transaction in flight, and the fee estimate per block.
+    watch: Arc<watch::Watcher>,
+    /// The chain's sender, which alone holds the signer's nonce.
+    jobs: tokio::sync::mpsc::UnboundedSender<batch::Job>,
 }
 
-/// The in-process facilitator. Dropping it stops its background resolver.
+/// The in-process facilitator. Dropping it stops its background resolver and its
+/// senders.
 pub struct EmbeddedFacilitator {
     inner: Arc<Inner>,
-    resolver: tokio::task::JoinHandle<()>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 struct Inner {
@@ -197,6 +213,8 @@ struct Inner {
     reservation_seconds: u64,
     gas_limit_cap: u64,
     bump_after: Duration,
+    batch: BatchConfig,
+    rpc_calls: RpcCounts,
 }
 
 /// A payment whose signature checked out, with where to settle it.
@@ -214,6 +232,8 @@ impl EmbeddedFacilitator {
             return Err(OpenError::NoChains);
         }
         let mut chains = HashMap::new();
+        let mut receivers = Vec::new();
+        let rpc_calls = RpcCounts::default();
         for chain in &config.chains {
             let expected = chain
                 .network
@@ -227,21 +247,27 @@ impl EmbeddedFacilitator {
                     actual: actual.chain_id().unwrap_or_default(),
                 });
             }
-            let mut assets: Vec<Address> = chain
+            let batchable: Vec<Address> = chain
                 .network
                 .known()
                 .map(|k| vec![k.usdc.address])
                 .unwrap_or_default();
+            let mut assets = batchable.clone();
             assets.extend(config.extra_assets.iter().copied());
+            let provider = connect(&chain.rpc_url, &rpc_calls)?;
+            let (jobs, receiver) = tokio::sync::mpsc::unbounded_channel();
+            receivers.push((expected, receiver));
             chains.insert(
                 expected,
                 Chain {
                     network: chain.network.clone(),
                     chain_id: expected,
                     rpc_url: chain.rpc_url.clone(),
-                    provider: connect(&chain.rpc_url)?,
+                    watch: watch::Watcher::start(provider.clone(), config.receipt_timeout),
+                    provider,
                     assets,
-                    next_nonce: Mutex::new(None),
+                    batchable,
+                    jobs,
                 },
             );
         }
@@ -255,13 +281,41 @@ impl EmbeddedFacilitator {
             reservation_seconds: config.reservation_seconds,
             gas_limit_cap: config.gas_limit_cap,
             bump_after: config.bump_after,
+            batch: BatchConfig {
+                max_size: config.batch.max_size.max(1),
+                ..config.batch
+            },
+            rpc_calls,
         });
         inner.resolve_pass(true).await?;
-        let resolver = tokio::spawn(resolve_forever(
+        let mut tasks: Vec<_> = receivers
+            .into_iter()
+            .map(|(chain_id, jobs)| tokio::spawn(batch::run(inner.clone(), chain_id, jobs)))
+            .collect();
+        tasks.push(tokio::spawn(resolve_forever(
             Arc::downgrade(&inner),
             config.resolve_interval,
-        ));
-        Ok(Self { inner, resolver })
+        )));
+        Ok(Self { inner, tasks })
+    }
+
+    /// JSON-RPC calls made so far, by method: the cost that RPC providers bill and
+    /// rate-limit.
+    pub fn rpc_calls(&self) -> std::collections::BTreeMap<String, u64> {
+        self.inner.rpc_calls.snapshot()
+    }
+
+    /// Prometheus text for the facilitator's own counters (RPC calls by method).
+    pub fn render_metrics(&self) -> String {
+        let mut out = String::from(
+            "# HELP agora_facilitator_rpc_calls_total JSON-RPC calls the facilitator made, by method.\n# TYPE agora_facilitator_rpc_calls_total counter\n",
+        );
+        for (method, count) in self.rpc_calls() {
+            out.push_str(&format!(
+                "agora_facilitator_rpc_calls_total{{method=\"{method}\"}} {count}\n"
+            ));
+        }
+        out
     }
 
     /// The address that sends settlements (needs gas on every chain).
@@ -283,7 +337,9 @@ impl EmbeddedFacilitator {
 
 impl Drop for EmbeddedFacilitator {
     fn drop(&mut self) {
-        self.resolver.abort();
+        for task in &self.tasks {
+            task.abort();
+        }
     }
 }
 
@@ -301,7 +357,6 @@ async fn resolve_forever(inner: std::sync::Weak<Inner>, interval: Duration) {
 }
 
 impl Inner {
-    /// Runs `work` on the store off the async workers: SQLite waits for the disk.
     /// Runs `work` on the store off the async workers: SQLite waits for the disk.
     async fn db<T: Send + 'static>(
         &self,

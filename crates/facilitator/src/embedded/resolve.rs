@@ -3,7 +3,19 @@
 //! authorization when nothing else answers. Runs in the background resolver, at
 //! start, and when a settle of the same authorization asks again.
 
+use alloy::primitives::Bytes;
+use alloy::sol_types::SolEvent;
+
 use super::*;
+
+/// Whether `receipt` holds the token's `AuthorizationUsed` log for `settlement`.
+fn used_in(receipt: &TransactionReceipt, settlement: &Settlement) -> bool {
+    receipt.inner.logs().iter().any(|log| {
+        log.address() == settlement.asset
+            && IEip3009Token::AuthorizationUsed::decode_log_data(log.data())
+                .is_ok_and(|e| e.authorizer == settlement.payer && e.nonce == settlement.nonce)
+    })
+}
 
 /// What is known about one journaled settlement.
 pub(super) enum Outcome {
@@ -21,6 +33,9 @@ impl Inner {
     /// sent row younger than the receipt wait is skipped: the settle that sent it is
     /// still polling its receipt, and asking twice would only double the RPC calls.
     pub(super) async fn resolve_pass(&self, startup: bool) -> Result<(), StoreError> {
+        // Members of one batch share a transaction: raise its fees once and record
+        // the same replacement for every member.
+        let mut bumped: HashMap<B256, (B256, Bytes)> = HashMap::new();
         for settlement in self.db(Store::open_settlements).await? {
             let Some(chain) = self.chains.get(&settlement.chain_id) else {
                 continue;
@@ -50,7 +65,7 @@ impl Inner {
                     let stuck = now.saturating_sub(settlement.updated_at)
                         >= self.bump_after.as_secs().max(1);
                     if !startup && stuck && settlement.prior_hashes.len() < MAX_FEE_BUMPS {
-                        self.bump(chain, &settlement).await;
+                        self.bump(chain, &settlement, &mut bumped).await;
                     }
                 }
                 Outcome::Confirmed(_) | Outcome::Failed(_) => {}
@@ -71,13 +86,17 @@ impl Inner {
             return Outcome::Unknown;
         };
         if wait && let Some(receipt) = self.await_receipt(chain, current).await {
-            return self.record_receipt(settlement, &receipt, current).await;
+            return self
+                .record_receipt(chain, settlement, &receipt, current)
+                .await;
         }
         let mut hashes = vec![current];
         hashes.extend(settlement.prior_hashes.iter().rev().copied());
         for hash in &hashes {
             if let Ok(Some(receipt)) = chain.provider.get_transaction_receipt(*hash).await {
-                return self.record_receipt(settlement, &receipt, *hash).await;
+                return self
+                    .record_receipt(chain, settlement, &receipt, *hash)
+                    .await;
             }
         }
         match chain.provider.get_transaction_by_hash(current).await {
@@ -137,12 +156,47 @@ impl Inner {
         }
     }
 
+    /// Records what a mined transaction did for `settlement`. A batch's receipt
+    /// answers for each member by the token's `AuthorizationUsed` log; a member
+    /// without one is asked of the token (another transaction may have used the
+    /// authorization first), and fails only when the token says it is unused.
     pub(super) async fn record_receipt(
         &self,
+        chain: &Chain,
         settlement: &Settlement,
         receipt: &TransactionReceipt,
         hash: B256,
     ) -> Outcome {
+        if receipt.to == Some(MULTICALL3) {
+            if receipt.status() && used_in(receipt, settlement) {
+                self.finish(settlement, SettlementStatus::Confirmed, None, Some(hash))
+                    .await;
+                return Outcome::Confirmed(hash);
+            }
+            let used = IEip3009Token::new(settlement.asset, &chain.provider)
+                .authorizationState(settlement.payer, settlement.nonce)
+                .call()
+                .await;
+            return match used {
+                Ok(true) => {
+                    self.finish(
+                        settlement,
+                        SettlementStatus::Confirmed,
+                        Some("settled by another transaction"),
+                        None,
+                    )
+                    .await;
+                    Outcome::Confirmed(hash)
+                }
+                Ok(false) => {
+                    let why = format!("this payment failed inside batch transaction {hash}");
+                    self.finish(settlement, SettlementStatus::Failed, Some(&why), Some(hash))
+                        .await;
+                    Outcome::Failed(why)
+                }
+                Err(_) => Outcome::Unknown,
+            };
+        }
         if receipt.status() {
             self.finish(settlement, SettlementStatus::Confirmed, None, Some(hash))
                 .await;
@@ -174,8 +228,24 @@ impl Inner {
     }
 
     /// Re-signs a stuck settlement with the same signer nonce and fees raised by a
-    /// quarter (nodes want at least a tenth), journals it, then broadcasts it.
-    pub(super) async fn bump(&self, chain: &Chain, settlement: &Settlement) {
+    /// quarter (nodes want at least a tenth), journals it, then broadcasts it. Another
+    /// member of a batch already bumped in this pass gets the same replacement.
+    pub(super) async fn bump(
+        &self,
+        chain: &Chain,
+        settlement: &Settlement,
+        bumped: &mut HashMap<B256, (B256, Bytes)>,
+    ) {
+        let id = settlement.id;
+        if let Some((hash, raw)) = settlement.tx_hash.and_then(|h| bumped.get(&h)).cloned() {
+            if let Err(e) = self
+                .db(move |s| s.mark_replaced(id, hash, &raw, unix_now()))
+                .await
+            {
+                tracing::error!(id, "cannot journal a fee bump: {e}");
+            }
+            return;
+        }
         let Some(old) = settlement.raw_tx.as_ref().and_then(|raw| decode(raw)) else {
             return;
         };
@@ -205,7 +275,6 @@ impl Inner {
         };
         let hash = *envelope.tx_hash();
         let raw = envelope.encoded_2718();
-        let id = settlement.id;
         let journal_raw = raw.clone();
         match self
             .db(move |s| s.mark_replaced(id, hash, &journal_raw, unix_now()))
@@ -219,6 +288,9 @@ impl Inner {
             }
         }
         tracing::info!(id, old = ?settlement.tx_hash, new = %hash, "raised the fees of a stuck settlement");
+        if let Some(old) = settlement.tx_hash {
+            bumped.insert(old, (hash, Bytes::from(raw.clone())));
+        }
         if let Err(e) = chain.provider.send_raw_transaction(&raw).await {
             tracing::warn!(%hash, "fee bump broadcast: {}", scrub(&e.to_string(), &chain.rpc_url));
         }

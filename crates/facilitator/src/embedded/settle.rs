@@ -5,7 +5,7 @@
 use super::resolve::Outcome;
 use super::*;
 
-enum SendError {
+pub(super) enum SendError {
     /// The chain refused before broadcast; nothing is in flight.
     Refused(Invalid),
     /// The RPC failed before broadcast; nothing is in flight.
@@ -28,12 +28,12 @@ impl Inner {
         // A settle of an authorization already in the journal answers from it; a
         // failed one frees the claim, so the second round starts a fresh settlement.
         for _ in 0..2 {
-            let verdict = match self.claim(&checked, GuardState::Settling).await {
-                Ok(verdict) => verdict,
+            let (verdict, simulated) = match self.claim_settle(&checked).await {
+                Ok(claimed) => claimed,
                 Err(invalid) => return Ok(failed_settle(invalid, Some(payer), None, network)),
             };
             match verdict {
-                Claim::Granted => return self.settle_new(&checked).await,
+                Claim::Granted => return self.settle_new(&checked, simulated).await,
                 Claim::Settled | Claim::InFlight => {
                     let key = checked.key;
                     let latest = self
@@ -93,10 +93,12 @@ impl Inner {
         }))
     }
 
-    /// Journals, sends and awaits a first settlement of a claimed authorization.
+    /// Journals, sends and awaits a first settlement of a claimed authorization;
+    /// `simulated` says verify simulated it under the reservation this settle took.
     pub(super) async fn settle_new(
         &self,
         checked: &Checked<'_>,
+        simulated: bool,
     ) -> Result<SettleResponse, FacilitatorError> {
         let request = checked.request;
         let network = request.payment_requirements.network.clone();
@@ -120,7 +122,7 @@ impl Inner {
             })
             .await
             .map_err(|e| FacilitatorError::Internal(e.to_string()))?;
-        let hash = match self.send(checked, settlement.id).await {
+        let hash = match self.send(checked, settlement.id, simulated).await {
             Ok(hash) => hash,
             Err(SendError::Refused(invalid)) => {
                 self.finish(
@@ -169,13 +171,52 @@ impl Inner {
         })
     }
 
-    /// Estimates, then with the chain's nonce taken: signs, journals as sent, and
-    /// broadcasts. Once journaled, no broadcast error is taken as a refusal: the node
+    /// Hands the settlement to the chain's sender and waits until it went out. A
+    /// known token that verify simulated is sent with the capped gas limit and may
+    /// join a batch; anything else is estimated first (a second simulation), which
+    /// also refuses a payment that would revert or use more gas than the cap, and is
+    /// sent alone. Once journaled, no broadcast error is taken as a refusal: the node
     /// may have the transaction anyway.
-    async fn send(&self, checked: &Checked<'_>, journal_id: i64) -> Result<B256, SendError> {
+    async fn send(
+        &self,
+        checked: &Checked<'_>,
+        journal_id: i64,
+        simulated: bool,
+    ) -> Result<B256, SendError> {
         let chain = checked.chain;
         let tx = self.settlement_tx(checked).map_err(SendError::Refused)?;
-        let gas = match chain.provider.estimate_gas(tx.clone()).await {
+        let asset = checked.request.payment_requirements.asset;
+        let gas = if simulated && chain.batchable.contains(&asset) {
+            None
+        } else {
+            Some(self.estimate(checked, tx.clone()).await?)
+        };
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let job = super::batch::Job {
+            journal_id,
+            asset,
+            call: tx.input.into_input().unwrap_or_default(),
+            gas,
+            reply,
+        };
+        let stopped = || {
+            SendError::Unavailable(FacilitatorError::Internal(
+                "the facilitator is shutting down; settle the same authorization again".into(),
+            ))
+        };
+        chain.jobs.send(job).map_err(|_| stopped())?;
+        answer.await.unwrap_or_else(|_| Err(stopped()))
+    }
+
+    /// The gas limit for a token outside the chain's known ones: its estimate plus a
+    /// fifth, refused above the cap; a revert is diagnosed.
+    async fn estimate(
+        &self,
+        checked: &Checked<'_>,
+        tx: TransactionRequest,
+    ) -> Result<u64, SendError> {
+        let chain = checked.chain;
+        let gas = match chain.provider.estimate_gas(tx).await {
             Ok(gas) => gas,
             Err(RpcError::ErrorResp(payload)) => {
                 let diagnosis = self.diagnose(checked, payload.message.to_string()).await;
@@ -195,79 +236,15 @@ impl Inner {
                 ),
             )));
         }
-        let fees = chain
-            .provider
-            .estimate_eip1559_fees()
-            .await
-            .map_err(|e| SendError::Unavailable(unreachable(chain, e)))?;
-        let mut slot = chain.next_nonce.lock().await;
-        let nonce = match slot.take() {
-            Some(nonce) => nonce,
-            None => chain
-                .provider
-                .get_transaction_count(self.signer_address)
-                .pending()
-                .await
-                .map_err(|e| SendError::Unavailable(unreachable(chain, e)))?,
-        };
-        let envelope = tx
-            .nonce(nonce)
-            .with_chain_id(chain.chain_id)
-            .gas_limit((gas.saturating_mul(12) / 10).min(self.gas_limit_cap))
-            .max_fee_per_gas(fees.max_fee_per_gas)
-            .max_priority_fee_per_gas(fees.max_priority_fee_per_gas)
-            .build(&self.wallet)
-            .await
-            .map_err(|e| {
-                SendError::Unavailable(FacilitatorError::Internal(format!("signing failed: {e}")))
-            })?;
-        let hash = *envelope.tx_hash();
-        let raw = envelope.encoded_2718();
-        let journal_raw = raw.clone();
-        let journaled = self
-            .db(move |s| s.mark_sent(journal_id, hash, &journal_raw, unix_now()))
-            .await;
-        match journaled {
-            Ok(true) => {}
-            Ok(false) => {
-                return Err(SendError::Unavailable(FacilitatorError::Internal(
-                    "the settlement was closed before it could be sent".into(),
-                )));
-            }
-            Err(e) => {
-                return Err(SendError::Unavailable(FacilitatorError::Internal(
-                    e.to_string(),
-                )));
-            }
-        }
-        match chain.provider.send_raw_transaction(&raw).await {
-            Ok(_) => {
-                *slot = Some(nonce + 1);
-                Ok(hash)
-            }
-            Err(e) => Err(SendError::Ambiguous(
-                hash,
-                scrub(&e.to_string(), &chain.rpc_url),
-            )),
-        }
+        Ok((gas.saturating_mul(12) / 10).min(self.gas_limit_cap))
     }
 
+    /// The receipt of `hash`, waiting up to the receipt timeout.
     pub(super) async fn await_receipt(
         &self,
         chain: &Chain,
         hash: B256,
-    ) -> Option<TransactionReceipt> {
-        let deadline = tokio::time::Instant::now() + self.receipt_timeout;
-        let mut interval = Duration::from_millis(5);
-        loop {
-            if let Ok(Some(receipt)) = chain.provider.get_transaction_receipt(hash).await {
-                return Some(receipt);
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return None;
-            }
-            tokio::time::sleep(interval).await;
-            interval = (interval * 2).min(Duration::from_secs(1));
-        }
+    ) -> Option<Arc<TransactionReceipt>> {
+        chain.watch.receipt(hash, self.receipt_timeout).await
     }
 }

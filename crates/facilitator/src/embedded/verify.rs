@@ -57,6 +57,20 @@ impl Inner {
             .map_err(|e| Invalid::new(unexpected(want), e.to_string()))
     }
 
+    /// Takes `checked` for settling; the flag says whether a live reservation held
+    /// it, that is, whether verify simulated it.
+    pub(super) async fn claim_settle(
+        &self,
+        checked: &Checked<'_>,
+    ) -> Result<(Claim, bool), Invalid> {
+        let key = checked.key;
+        let lease = self.reservation_seconds;
+        self.db(move |s| s.claim_from(&key, GuardState::Settling, unix_now(), lease))
+            .await
+            .map(|(verdict, prior)| (verdict, prior == Some(GuardState::Reserved)))
+            .map_err(|e| Invalid::new(unexpected(GuardState::Settling), e.to_string()))
+    }
+
     pub(super) fn settlement_tx(
         &self,
         checked: &Checked<'_>,

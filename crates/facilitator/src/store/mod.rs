@@ -212,6 +212,19 @@ impl Store {
         now: u64,
         lease_seconds: u64,
     ) -> Result<Claim, StoreError> {
+        self.claim_from(key, want, now, lease_seconds)
+            .map(|(verdict, _)| verdict)
+    }
+
+    /// [`Store::claim`], also saying where the authorization stood before: a settle
+    /// that takes over a live reservation knows verify simulated it.
+    pub fn claim_from(
+        &self,
+        key: &AuthorizationKey,
+        want: GuardState,
+        now: u64,
+        lease_seconds: u64,
+    ) -> Result<(Claim, Option<GuardState>), StoreError> {
         let (chain, asset, payer, nonce) = key_params(key);
         self.with(|conn| {
             let tx = conn.transaction()?;
@@ -224,6 +237,11 @@ impl Store {
                 )
                 .optional()?;
             let now_i = i64::try_from(now).unwrap_or(i64::MAX);
+            let prior = match &current {
+                Some((state, lease_until)) => GuardState::parse(state)
+                    .filter(|s| *s != GuardState::Reserved || *lease_until >= now_i),
+                None => None,
+            };
             let verdict = match current {
                 None => Claim::Granted,
                 Some((state, lease_until)) => match GuardState::parse(&state) {
@@ -249,7 +267,7 @@ impl Store {
                 )?;
             }
             tx.commit()?;
-            Ok(verdict)
+            Ok((verdict, prior))
         })
     }
 
@@ -318,6 +336,40 @@ impl Store {
                 params![id, tx_hash.to_string(), raw, now],
             )?;
             Ok(changed == 1)
+        })
+    }
+
+    /// Records one signed transaction for every settlement it carries (a batch), in
+    /// one transaction, before it is broadcast. Returns the ids that were no longer
+    /// `pending`; when there are any nothing is recorded (then the batch must be
+    /// signed again without them).
+    pub fn mark_sent_all(
+        &self,
+        ids: &[i64],
+        tx_hash: B256,
+        raw: &[u8],
+        now: u64,
+    ) -> Result<Vec<i64>, StoreError> {
+        let now = i64::try_from(now).unwrap_or(i64::MAX);
+        let hash = tx_hash.to_string();
+        self.with(|conn| {
+            let tx = conn.transaction()?;
+            let mut closed = Vec::new();
+            {
+                let mut update = tx.prepare_cached(
+                    "UPDATE settlements SET status = 'sent', tx_hash = ?2, raw_tx = ?3, updated_at = ?4
+                     WHERE id = ?1 AND status = 'pending'",
+                )?;
+                for id in ids {
+                    if update.execute(params![id, hash, raw, now])? != 1 {
+                        closed.push(*id);
+                    }
+                }
+            }
+            if closed.is_empty() {
+                tx.commit()?;
+            }
+            Ok(closed)
         })
     }
 

@@ -1,0 +1,291 @@
+//! Group-commit settlement: one sender task per chain owns the signer's nonce and
+//! turns queued settlements into transactions.
+//!
+//! The node, not agora, is the bottleneck of settlement: every transaction costs a
+//! block slot and several RPC calls. So while a settlement transaction is in flight,
+//! the next settlements of the chain's known tokens queue up and leave together as one
+//! Multicall3 `aggregate3` transaction with `allowFailure` set for each member: one
+//! member that reverts never fails the others. When nothing is in flight a settlement
+//! leaves at once, alone, as a plain `transferWithAuthorization` (no batching delay
+//! when idle). A batch also leaves when it is full or its oldest member waited the
+//! longest wait allowed.
+//!
+//! Crash safety is the single transaction's: every member's journal row records the
+//! batch's signed bytes, in one SQLite transaction, before the broadcast, and each
+//! member is resolved on its own, by the receipt's `AuthorizationUsed` logs or by the
+//! token's `authorizationState`.
+
+use std::collections::VecDeque;
+
+use alloy::primitives::{Bytes, address};
+use alloy::sol;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use super::settle::SendError;
+use super::*;
+
+sol! {
+    /// Multicall3's batch entry point (the canonical contract's ABI).
+    interface IMulticall3 {
+        struct Call3 {
+            address target;
+            bool allowFailure;
+            bytes callData;
+        }
+        struct Result {
+            bool success;
+            bytes returnData;
+        }
+        function aggregate3(Call3[] calldata calls) external payable returns (Result[] memory returnData);
+    }
+}
+
+/// Multicall3's canonical address (the same on Base, Base Sepolia and most EVM
+/// chains; `agora devnet` installs it there).
+pub const MULTICALL3: Address = address!("cA11bde05977b3631167028862bE2a173976CA11");
+
+/// Gas of the Multicall3 frame around a batch's members.
+const BATCH_OVERHEAD_GAS: u64 = 50_000;
+
+/// When settlements of one chain leave together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchConfig {
+    /// Most settlements in one transaction; 1 sends every settlement alone.
+    pub max_size: usize,
+    /// Longest a queued settlement waits for the transaction in flight to mine.
+    pub max_wait: Duration,
+}
+
+impl BatchConfig {
+    /// Every settlement in its own transaction, sent at once.
+    pub const OFF: Self = Self {
+        max_size: 1,
+        max_wait: Duration::ZERO,
+    };
+}
+
+impl Default for BatchConfig {
+    /// Batches of up to 64 settlements, none waiting more than 50 ms for the
+    /// transaction in flight.
+    fn default() -> Self {
+        Self {
+            max_size: 64,
+            max_wait: Duration::from_millis(50),
+        }
+    }
+}
+
+/// One settlement handed to the chain's sender.
+pub(super) struct Job {
+    /// Its journal row, `pending`.
+    pub(super) journal_id: i64,
+    /// The token to call.
+    pub(super) asset: Address,
+    /// `transferWithAuthorization` calldata.
+    pub(super) call: Bytes,
+    /// Gas for a settlement sent alone (a token this facilitator was told to settle,
+    /// estimated); `None` for a chain's known token, which may join a batch and gets
+    /// the gas-limit cap.
+    pub(super) gas: Option<u64>,
+    /// The transaction that carries it, or why none does.
+    pub(super) reply: oneshot::Sender<Result<B256, SendError>>,
+}
+
+/// The sender of one chain: queues jobs and sends them as described above, until the
+/// job channel closes.
+pub(super) async fn run(inner: Arc<Inner>, chain_id: u64, mut jobs: mpsc::UnboundedReceiver<Job>) {
+    let Some(chain) = inner.chains.get(&chain_id) else {
+        return;
+    };
+    let config = inner.batch;
+    let mut queue: VecDeque<(Instant, Job)> = VecDeque::new();
+    let mut in_flight = 0usize;
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<()>();
+    let mut next_nonce: Option<u64> = None;
+    loop {
+        let deadline = queue.front().map(|(at, _)| *at + config.max_wait);
+        tokio::select! {
+            job = jobs.recv() => match job {
+                Some(job) => queue.push_back((Instant::now(), job)),
+                None => return,
+            },
+            Some(()) = done_rx.recv() => in_flight = in_flight.saturating_sub(1),
+            () = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {}
+        }
+        while let Ok(job) = jobs.try_recv() {
+            queue.push_back((Instant::now(), job));
+        }
+        while let Some((oldest, _)) = queue.front() {
+            let ready = in_flight == 0
+                || queue.len() >= config.max_size
+                || oldest.elapsed() >= config.max_wait;
+            if !ready {
+                break;
+            }
+            let batch = take_batch(&mut queue, config.max_size);
+            if let Some(mined) = inner.send_batch(chain, batch, &mut next_nonce).await {
+                in_flight += 1;
+                let done = done_tx.clone();
+                let wait = inner.receipt_timeout;
+                tokio::spawn(async move {
+                    let _ = tokio::time::timeout(wait, mined).await;
+                    let _ = done.send(());
+                });
+            }
+        }
+    }
+}
+
+/// The next transaction's members: a job with its own gas leaves alone; otherwise up
+/// to `max` batchable jobs in arrival order.
+fn take_batch(queue: &mut VecDeque<(Instant, Job)>, max: usize) -> Vec<Job> {
+    let mut batch = Vec::new();
+    while let Some((_, job)) = queue.front() {
+        let alone = job.gas.is_some();
+        if alone && !batch.is_empty() || batch.len() >= max.max(1) {
+            break;
+        }
+        if let Some((_, job)) = queue.pop_front() {
+            batch.push(job);
+        }
+        if alone {
+            break;
+        }
+    }
+    batch
+}
+
+fn reply_all(jobs: Vec<Job>, result: impl Fn() -> Result<B256, SendError>) {
+    for job in jobs {
+        let _ = job.reply.send(result());
+    }
+}
+
+impl Inner {
+    /// Signs `jobs` as one transaction under the signer's next nonce, journals it for
+    /// every member, registers it with the receipt watcher and broadcasts it. Answers
+    /// every job; returns the receipt wait when a transaction went out.
+    async fn send_batch(
+        &self,
+        chain: &Chain,
+        mut jobs: Vec<Job>,
+        next_nonce: &mut Option<u64>,
+    ) -> Option<oneshot::Receiver<Arc<TransactionReceipt>>> {
+        let unavailable = |e: &FacilitatorError| {
+            let e = e.clone();
+            move || Err(SendError::Unavailable(e.clone()))
+        };
+        let fees = match chain.watch.fees().await {
+            Ok(fees) => fees,
+            Err(e) => {
+                let e = unreachable(chain, e);
+                reply_all(jobs, unavailable(&e));
+                return None;
+            }
+        };
+        let nonce = match *next_nonce {
+            Some(nonce) => nonce,
+            None => match chain
+                .provider
+                .get_transaction_count(self.signer_address)
+                .pending()
+                .await
+            {
+                Ok(nonce) => nonce,
+                Err(e) => {
+                    let e = unreachable(chain, e);
+                    reply_all(jobs, unavailable(&e));
+                    return None;
+                }
+            },
+        };
+        loop {
+            if jobs.is_empty() {
+                return None;
+            }
+            let (to, input, gas) = match jobs.as_slice() {
+                [job] => (
+                    job.asset,
+                    job.call.clone(),
+                    job.gas.unwrap_or(self.gas_limit_cap),
+                ),
+                members => {
+                    let calls = members
+                        .iter()
+                        .map(|job| IMulticall3::Call3 {
+                            target: job.asset,
+                            allowFailure: true,
+                            callData: job.call.clone(),
+                        })
+                        .collect();
+                    let input = IMulticall3::aggregate3Call { calls }.abi_encode();
+                    let size = u64::try_from(members.len()).unwrap_or(u64::MAX);
+                    let gas =
+                        BATCH_OVERHEAD_GAS.saturating_add(size.saturating_mul(self.gas_limit_cap));
+                    (MULTICALL3, input.into(), gas)
+                }
+            };
+            let signed = TransactionRequest::default()
+                .from(self.signer_address)
+                .to(to)
+                .input(input.into())
+                .nonce(nonce)
+                .with_chain_id(chain.chain_id)
+                .gas_limit(gas)
+                .max_fee_per_gas(fees.max_fee_per_gas)
+                .max_priority_fee_per_gas(fees.max_priority_fee_per_gas)
+                .build(&self.wallet)
+                .await;
+            let envelope = match signed {
+                Ok(envelope) => envelope,
+                Err(e) => {
+                    let e = FacilitatorError::Internal(format!("signing failed: {e}"));
+                    reply_all(jobs, unavailable(&e));
+                    return None;
+                }
+            };
+            let hash = *envelope.tx_hash();
+            let raw = envelope.encoded_2718();
+            let ids: Vec<i64> = jobs.iter().map(|j| j.journal_id).collect();
+            let journal_raw = raw.clone();
+            let closed = self
+                .db(move |s| s.mark_sent_all(&ids, hash, &journal_raw, unix_now()))
+                .await;
+            match closed {
+                Ok(closed) if closed.is_empty() => {}
+                Ok(closed) => {
+                    // Rows closed meanwhile (abandoned by the resolver) must not be
+                    // sent: sign again without them.
+                    let (gone, kept) = jobs
+                        .into_iter()
+                        .partition(|j| closed.contains(&j.journal_id));
+                    let e = FacilitatorError::Internal(
+                        "the settlement was closed before it could be sent".into(),
+                    );
+                    reply_all(gone, unavailable(&e));
+                    jobs = kept;
+                    continue;
+                }
+                Err(e) => {
+                    let e = FacilitatorError::Internal(e.to_string());
+                    reply_all(jobs, unavailable(&e));
+                    return None;
+                }
+            }
+            let mined = chain.watch.expect(hash);
+            match chain.provider.send_raw_transaction(&raw).await {
+                Ok(_) => {
+                    *next_nonce = Some(nonce + 1);
+                    reply_all(jobs, || Ok(hash));
+                }
+                Err(e) => {
+                    *next_nonce = None;
+                    let why = scrub(&e.to_string(), &chain.rpc_url);
+                    reply_all(jobs, || Err(SendError::Ambiguous(hash, why.clone())));
+                }
+            }
+            return Some(mined);
+        }
+    }
+}

@@ -1,0 +1,223 @@
+//! Group-commit settlement on a real devnet (with its Multicall3): settlements queued
+//! behind a transaction in flight leave as one `aggregate3` transaction; a member
+//! that fails inside it is not charged and fails no other member; and a batch that a
+//! crash leaves unmined is resolved member by member after a restart.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use alloy::primitives::{Address, B256, U256};
+use alloy::providers::Provider;
+use alloy::signers::local::PrivateKeySigner;
+use devnet::Devnet;
+use facilitator::store::SettlementStatus;
+use facilitator::{BatchConfig, EmbeddedFacilitator, MULTICALL3};
+use testkit::pay::PRICE;
+use x402::{Facilitator, FacilitatorRequest, PaymentRequirements, SettleResponse};
+
+const BATCH: BatchConfig = BatchConfig {
+    max_size: 32,
+    max_wait: Duration::from_millis(300),
+};
+
+async fn open(
+    chain: &Devnet,
+    dir: &std::path::Path,
+    receipt_timeout: Duration,
+) -> Arc<EmbeddedFacilitator> {
+    let mut config = testkit::embedded::config(chain, dir);
+    config.batch = BATCH;
+    config.receipt_timeout = receipt_timeout;
+    testkit::embedded::open(config).await
+}
+
+/// `n` funded payers, each with one verified (reserved and simulated) payment, plus
+/// a spoiled one: verified, then its funds moved by another authorization settled
+/// first, so it can only fail inside a batch.
+async fn verified(
+    chain: &Devnet,
+    facilitator: &EmbeddedFacilitator,
+    requirement: &PaymentRequirements,
+    n: usize,
+) -> (Vec<FacilitatorRequest>, FacilitatorRequest, Address) {
+    let mut good = Vec::new();
+    for _ in 0..n {
+        let payer = PrivateKeySigner::random();
+        chain
+            .mint_usdc(payer.address(), U256::from(PRICE))
+            .await
+            .unwrap();
+        let request = testkit::pay::request(&payer, requirement);
+        assert!(facilitator.verify(&request).await.unwrap().is_valid);
+        good.push(request);
+    }
+    let spoiled_payer = PrivateKeySigner::random();
+    chain
+        .mint_usdc(spoiled_payer.address(), U256::from(PRICE))
+        .await
+        .unwrap();
+    let spoiled = testkit::pay::request(&spoiled_payer, requirement);
+    assert!(facilitator.verify(&spoiled).await.unwrap().is_valid);
+    let first = testkit::pay::request(&spoiled_payer, requirement);
+    assert!(facilitator.settle(&first).await.unwrap().success);
+    (good, spoiled, spoiled_payer.address())
+}
+
+async fn settle_all(
+    facilitator: &Arc<EmbeddedFacilitator>,
+    requests: &[FacilitatorRequest],
+) -> Vec<SettleResponse> {
+    let tasks: Vec<_> = requests
+        .iter()
+        .cloned()
+        .map(|request| {
+            let f = Arc::clone(facilitator);
+            tokio::spawn(async move { f.settle(&request).await.unwrap() })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for task in tasks {
+        answers.push(task.await.unwrap());
+    }
+    answers
+}
+
+#[tokio::test]
+async fn queued_settlements_share_one_transaction_and_a_failed_member_is_not_charged() {
+    let chain = testkit::chain::devnet(2).await;
+    let dir = tempfile::tempdir().unwrap();
+    let facilitator = open(&chain, dir.path(), Duration::from_secs(30)).await;
+    let seller = chain.accounts()[1].address();
+    let requirement = testkit::pay::requirement(&chain, seller, 600);
+    let (good, spoiled, spoiled_payer) = verified(&chain, &facilitator, &requirement, 24).await;
+    let seller_before = chain.usdc_balance(seller).await.unwrap();
+
+    let mut all = good.clone();
+    all.insert(good.len() / 2, spoiled);
+    let answers = settle_all(&facilitator, &all).await;
+
+    let mut members: HashMap<B256, usize> = HashMap::new();
+    for (request, answer) in all.iter().zip(&answers) {
+        let from = request.payment_payload.payload.authorization.from;
+        if from == spoiled_payer {
+            assert!(!answer.success, "the spoiled member fails: {answer:?}");
+        } else {
+            assert!(answer.success, "{answer:?}");
+            *members.entry(answer.transaction.unwrap()).or_default() += 1;
+        }
+    }
+    assert_eq!(
+        chain.usdc_balance(seller).await.unwrap() - seller_before,
+        U256::from(PRICE * good.len() as u64),
+        "every good member paid exactly once, the failed one nothing"
+    );
+    assert_eq!(chain.usdc_balance(spoiled_payer).await.unwrap(), U256::ZERO);
+    let provider = chain.provider().unwrap();
+    let mut batched = 0;
+    for (hash, count) in &members {
+        let receipt = provider
+            .get_transaction_receipt(*hash)
+            .await
+            .unwrap()
+            .unwrap();
+        if *count > 1 {
+            assert_eq!(
+                receipt.to,
+                Some(MULTICALL3),
+                "a shared transaction is a batch"
+            );
+            batched += count;
+        }
+    }
+    assert!(
+        batched >= good.len() / 2,
+        "settlements queued behind the first transaction left together: {members:?}"
+    );
+    let journal = facilitator.journal().unwrap();
+    let failed: Vec<_> = journal
+        .iter()
+        .filter(|s| s.status == SettlementStatus::Failed)
+        .collect();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].payer, spoiled_payer);
+    assert!(
+        failed[0].error.as_deref().unwrap().contains("inside batch"),
+        "{:?}",
+        failed[0].error
+    );
+    // Settling a member again answers its original receipt and moves nothing.
+    let again = facilitator.settle(&good[0]).await.unwrap();
+    assert!(again.success);
+    assert_eq!(
+        chain.usdc_balance(seller).await.unwrap() - seller_before,
+        U256::from(PRICE * good.len() as u64)
+    );
+    chain.stop().await;
+}
+
+#[tokio::test]
+async fn a_batch_left_unmined_by_a_crash_is_resolved_per_member_after_restart() {
+    let chain = testkit::chain::devnet(2).await;
+    let dir = tempfile::tempdir().unwrap();
+    let seller = chain.accounts()[1].address();
+    let requirement = testkit::pay::requirement(&chain, seller, 600);
+    let facilitator = open(&chain, dir.path(), Duration::from_millis(500)).await;
+    let (good, spoiled, spoiled_payer) = verified(&chain, &facilitator, &requirement, 12).await;
+    let seller_before = chain.usdc_balance(seller).await.unwrap();
+
+    // Blocks stop: every settlement is journaled and broadcast, none mines. The
+    // first leaves alone, the rest queue behind it and leave as batches.
+    chain.set_automine(false).await.unwrap();
+    let mut all = good.clone();
+    all.push(spoiled.clone());
+    let answers = settle_all(&facilitator, &all).await;
+    for answer in &answers {
+        assert!(!answer.success, "nothing is mined yet: {answer:?}");
+        assert!(answer.transaction.is_some(), "pending, with its hash");
+    }
+    let sent: Vec<_> = facilitator.journal().unwrap();
+    assert!(
+        sent.iter()
+            .filter(|s| s.payer != spoiled_payer || s.tx_hash.is_some())
+            .all(|s| s.status != SettlementStatus::Pending)
+    );
+    // The crash: the process and everything in memory are gone, the journal stays.
+    drop(facilitator);
+    chain.mine().await.unwrap();
+    chain.set_automine(true).await.unwrap();
+
+    let restarted = open(&chain, dir.path(), Duration::from_secs(30)).await;
+    assert_eq!(
+        chain.usdc_balance(seller).await.unwrap() - seller_before,
+        U256::from(PRICE * good.len() as u64),
+        "each good member settled exactly once, the spoiled one not at all"
+    );
+    let journal = restarted.journal().unwrap();
+    for row in journal.iter().filter(|s| s.tx_hash.is_some()) {
+        let want = if row.payer == spoiled_payer
+            && row.nonce == spoiled.payment_payload.payload.authorization.nonce
+        {
+            SettlementStatus::Failed
+        } else {
+            SettlementStatus::Confirmed
+        };
+        assert_eq!(row.status, want, "{row:?}");
+    }
+    for request in &good {
+        let answer = restarted.settle(request).await.unwrap();
+        assert!(answer.success, "the same authorization answers its receipt");
+    }
+    let answer = restarted.settle(&spoiled).await.unwrap();
+    assert!(
+        !answer.success,
+        "the spoiled member is refused, never charged"
+    );
+    assert_eq!(
+        chain.usdc_balance(seller).await.unwrap() - seller_before,
+        U256::from(PRICE * good.len() as u64)
+    );
+    chain.stop().await;
+}
