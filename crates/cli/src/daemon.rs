@@ -169,6 +169,13 @@ impl Daemon {
         tasks.push(tokio::spawn(async move {
             running.run(async move { stopped.notified().await }).await;
         }));
+        // `agora sell research` offers: their workers run as children of the daemon.
+        tasks.push(tokio::spawn(crate::sell::research::supervise(
+            store.clone(),
+            reconciler.waker(),
+            config.home.clone(),
+            stop.clone(),
+        )));
         let admin = Admin {
             store: store.clone(),
             wake: reconciler.waker(),

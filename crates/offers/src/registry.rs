@@ -18,6 +18,10 @@ use crate::reconcile::Verdict;
 use crate::spec::OfferType;
 use crate::validate::ResolvedOffer;
 
+mod metadata;
+
+pub use metadata::ONCHAIN_PREFIX;
+
 /// Path the gateway serves the registration file at.
 pub const WELL_KNOWN_PATH: &str = "/.well-known/agent-registration.json";
 
@@ -107,7 +111,10 @@ fn document(
         })
         .collect();
     match Registration::for_offers(&profile, &entries, &registrations) {
-        Ok(doc) => Some(doc),
+        Ok(mut doc) => {
+            doc.metadata = metadata::merged(offers);
+            Some(doc)
+        }
         Err(e) => {
             tracing::warn!("cannot build the registration file: {e}");
             None
@@ -208,6 +215,11 @@ pub(crate) async fn list(
             };
             if let Err(e) = store.save_agent(&record) {
                 tracing::error!("cannot remember the agent registration: {e}");
+            }
+            match metadata::publish(registrar, agent_id, &metadata::merged(offers)).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!("wrote {n} registration metadata values on chain"),
+                Err(e) => tracing::warn!("cannot write the registration metadata on chain ({e}); retried on the next pass"),
             }
             let now_known = known(store);
             let document = document(site, offers, now_known.as_ref())

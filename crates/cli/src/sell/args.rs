@@ -27,6 +27,9 @@ pub(super) enum SellCommand {
     Http(HttpArgs),
     /// Sell a local model server (Ollama, vLLM, llama.cpp, LiteLLM; detected if not given).
     Inference(InferenceArgs),
+    /// Sell autoresearch experiments: the daemon runs `agora research worker` on --repo
+    /// and sells each run at --per-hour × the time budget.
+    Research(super::research::ResearchArgs),
     /// List offers with their readiness.
     List,
     /// Show an offer's conditions, public URL, price and recent events.

@@ -49,6 +49,18 @@ async fn sell(
     wait: Option<u64>,
     json_out: bool,
 ) -> anyhow::Result<()> {
+    sell_shaped(draft, payment, wait, json_out, |_| {}).await
+}
+
+/// [`sell`], with `shape` adding to the finished offer what its flags cannot say
+/// (`agora sell research`'s worker annotations and leaderboard metadata).
+pub(super) async fn sell_shaped(
+    draft: Draft,
+    payment: &PaymentArgs,
+    wait: Option<u64>,
+    json_out: bool,
+    shape: impl FnOnce(&mut ServiceOffer),
+) -> anyhow::Result<()> {
     let client = daemon(json_out).await?;
     let mut defaults: Settings =
         serde_json::from_value(client.request("GET", "/v1/settings", None).await?.ok()?)?;
@@ -65,7 +77,8 @@ async fn sell(
         }
         defaults.pay_to = Some(address.to_string());
     }
-    let offer = draft.offer(payment, &defaults)?;
+    let mut offer = draft.offer(payment, &defaults)?;
+    shape(&mut offer);
     create(&client, offer, wait, json_out).await
 }
 

@@ -7,6 +7,7 @@ mod create;
 mod lifecycle;
 mod probe;
 mod register;
+pub(crate) mod research;
 mod show;
 mod spec;
 
@@ -26,6 +27,7 @@ pub async fn run(args: SellArgs) -> anyhow::Result<()> {
     match args.command {
         SellCommand::Http(a) => create::http(a, json_out).await,
         SellCommand::Inference(a) => create::inference(a, json_out).await,
+        SellCommand::Research(a) => research::sell(a, json_out).await,
         SellCommand::List => show::list(json_out).await,
         SellCommand::Status(a) => show::status(&a.name, json_out).await,
         SellCommand::Update(a) => lifecycle::update(a, json_out).await,
