@@ -167,6 +167,8 @@ pub(super) async fn sell(a: ResearchArgs, json_out: bool) -> anyhow::Result<()> 
         (PER_HOUR, a.per_hour.trim().to_string()),
     ];
     let train_command = a.train_command.clone();
+    // The worker reports the same name, so its first /status changes nothing.
+    let gpu = research::worker::detect_gpu().unwrap_or_else(|| "none".to_string());
     create::sell_shaped(draft, &a.payment, a.wait, json_out, move |offer| {
         let notes = &mut offer.metadata.annotations;
         for (k, v) in annotations {
@@ -178,6 +180,7 @@ pub(super) async fn sell(a: ResearchArgs, json_out: bool) -> anyhow::Result<()> 
         if let Some(registration) = offer.spec.registration.as_mut() {
             let metadata = &mut registration.metadata;
             metadata.insert("framework".into(), "autoresearch".into());
+            metadata.insert("gpu".into(), gpu);
             metadata.insert("total_experiments".into(), "0".into());
             metadata.insert(
                 "updated".into(),

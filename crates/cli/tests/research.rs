@@ -1,0 +1,299 @@
+//! Autoresearch end to end through the `agora` binary on a devnet: `agora sell
+//! research` (the daemon runs the worker as its child) behind the real gateway and
+//! the embedded facilitator, found through `agora index` by `agora research
+//! coordinator` (discover → probe → submit, paid like `agora pay` → result →
+//! leaderboard). The chain judges the money: the payee gains exactly the per-hour
+//! derived price, 0.50 USDC/h × 300 s rounded UP to the next atomic unit = 41 667,
+//! and a busy worker is not paid at all.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use alloy::primitives::U256;
+use serde_json::{Value, json};
+use testkit::process;
+use tokio::process::{Child, Command};
+
+/// 0.50 USDC/h × 300 s / 3600 s = 41 666.67 atomic units, rounded up.
+const PER_RUN_ATOMIC: u64 = 41_667;
+
+fn agora(home: &Path) -> Command {
+    process::agora(env!("CARGO_BIN_EXE_agora"), home)
+}
+
+async fn run(home: &Path, args: &[&str]) -> process::Output {
+    process::run(agora(home), args, None).await
+}
+
+async fn ok(home: &Path, args: &[&str]) -> Value {
+    process::ok(agora(home), args).await.json()
+}
+
+async fn spawn(mut command: Command) -> (Child, Value) {
+    command.stderr(Stdio::null());
+    let (child, started, _) = process::spawn(command, Duration::from_secs(30)).await;
+    (child, started)
+}
+
+/// The shipped CPU example, the experiment every run here trains.
+fn example_train_py() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/autoresearch/train.py")
+}
+
+/// Stops the daemon as a service manager does (SIGTERM), so it stops its worker.
+async fn stop(mut daemon: Child) {
+    let pid = rustix::process::Pid::from_raw(daemon.id().unwrap() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    tokio::time::timeout(Duration::from_secs(30), daemon.wait())
+        .await
+        .expect("the daemon stops on SIGTERM")
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_coordinator_finds_pays_and_ranks_a_worker_sold_per_hour() {
+    let chain = testkit::chain::devnet(3).await;
+    let dir = tempfile::tempdir().unwrap();
+    let facilitator_key = process::account_key_file(dir.path(), "facilitator.key", &chain, 0);
+    let seller_key = process::account_key_file(dir.path(), "seller.key", &chain, 1);
+    let buyer_key = process::account_key_file(dir.path(), "buyer.key", &chain, 2);
+    let payee = chain.accounts()[1].address();
+    let buyer = chain.accounts()[2].address();
+
+    // The worker's repository: the shipped example.
+    let repo = dir.path().join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    std::fs::copy(example_train_py(), repo.join("train.py")).unwrap();
+
+    let index_home = dir.path().join("indexer");
+    let mut command = agora(&index_home);
+    command.args(["index", "--json", "--listen", "127.0.0.1:0", "--rpc", chain.rpc_url()]);
+    let (_indexer, started) = spawn(command).await;
+    let index_url = started["url"].as_str().unwrap().to_string();
+
+    let home = dir.path().join("seller");
+    let mut command = agora(&home);
+    command
+        .env_remove("AGORA_FACILITATOR_URL")
+        .args(["serve", "--foreground", "--json", "--rpc", chain.rpc_url(), "--key-file"])
+        .arg(&facilitator_key)
+        .arg("--registry-key-file")
+        .arg(&seller_key);
+    let (daemon, started) = spawn(command).await;
+    let gateway = started["gatewayUrl"].as_str().unwrap().to_string();
+
+    // agora sell research: per hour, the worker run by the daemon.
+    let pay_to = payee.to_string();
+    let sold = ok(
+        &home,
+        &[
+            "sell", "research", "worker", "--repo", repo.to_str().unwrap(), "--per-hour", "0.50",
+            "--pay-to", &pay_to, "--wait", "60", "--json",
+        ],
+    )
+    .await;
+    assert_eq!(sold["ready"], true, "{sold}");
+    let offer = &sold["offer"]["spec"];
+    assert_eq!(offer["payment"]["price"]["perRequest"], "0.041667", "{sold}");
+    assert_eq!(
+        offer["registration"]["skills"],
+        json!(["devops_mlops/model_versioning"])
+    );
+    assert_eq!(
+        offer["registration"]["domains"],
+        json!(["research_and_development/scientific_research"])
+    );
+    let worker_url = format!(
+        "http://{}",
+        sold["offer"]["metadata"]["annotations"]["research.agora/listen"]
+            .as_str()
+            .unwrap()
+    );
+    let registered = ok(&home, &["sell", "register", "--json"]).await;
+    let agent_id = registered["agentId"].as_str().unwrap().to_string();
+    testkit::indexed(&index_url, 1, Duration::from_secs(30)).await;
+    let endpoint = format!("{gateway}/services/worker");
+
+    // The buyer's default wallet, as for agora pay.
+    let buyer_home = dir.path().join("buyer");
+    let key = buyer_key.to_str().unwrap();
+    let imported = run(&buyer_home, &["wallet", "import", "--name", "default", "--key-file", key]).await;
+    assert_eq!(imported.code, Some(0), "{}", imported.stderr);
+    let coordinator = |args: &[&str]| {
+        let mut all = vec!["research", "coordinator", "--indexer", index_url.as_str(), "--json"];
+        all.extend_from_slice(args);
+        all.into_iter().map(str::to_string).collect::<Vec<_>>()
+    };
+    let call = |args: Vec<String>| {
+        let buyer_home = buyer_home.clone();
+        async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            run(&buyer_home, &args).await
+        }
+    };
+
+    // discover: found by skill and x402 through the indexer, idle, with its price.
+    let found = call(coordinator(&["discover"])).await;
+    assert!(found.success(), "{}\n{}", found.stdout, found.stderr);
+    let found = found.json();
+    let workers = found.as_array().unwrap();
+    assert_eq!(workers.len(), 1, "{found}");
+    assert_eq!(workers[0]["endpoint"], endpoint.as_str());
+    assert_eq!(workers[0]["agentId"].as_u64().unwrap().to_string(), agent_id);
+    assert_eq!(workers[0]["state"], "idle", "{found}");
+    assert_eq!(workers[0]["quote"]["amountAtomic"], PER_RUN_ATOMIC.to_string());
+
+    // probe: the 402 read, per run and per hour.
+    let probed = call(coordinator(&["probe", &endpoint])).await;
+    assert!(probed.success(), "{}\n{}", probed.stdout, probed.stderr);
+    let probed = probed.json();
+    assert_eq!(probed["amountAtomic"], PER_RUN_ATOMIC.to_string(), "{probed}");
+    assert_eq!(probed["perRun"], "0.041667 USDC on base-sepolia", "{probed}");
+    assert_eq!(probed["perHour"], "0.500004 USDC/hour", "{probed}");
+    assert_eq!(probed["budgetSeconds"], 300);
+    assert_eq!(probed["state"], "idle");
+
+    // submit: paid once, exactly the derived price, the result stored.
+    let payee_before = chain.usdc_balance(payee).await.unwrap();
+    let buyer_before = chain.usdc_balance(buyer).await.unwrap();
+    let train_py = repo.join("train.py");
+    let submitted = call(coordinator(&[
+        "submit",
+        &endpoint,
+        train_py.to_str().unwrap(),
+        "--config",
+        r#"{"order": 3}"#,
+        "--max",
+        "0.05",
+    ]))
+    .await;
+    assert!(submitted.success(), "{}\n{}", submitted.stdout, submitted.stderr);
+    let result = submitted.json();
+    assert_eq!(result["status"], "completed", "{result}");
+    let val_bpb = result["valBpb"].as_f64().unwrap();
+    assert!(val_bpb > 0.0 && val_bpb < 8.0, "{result}");
+    assert_eq!(
+        result["trainHash"],
+        result["workerTrainHash"],
+        "the worker ran exactly the bytes sent"
+    );
+    assert_eq!(result["agentId"].as_str(), Some(agent_id.as_str()));
+    assert_eq!(result["amountAtomic"], PER_RUN_ATOMIC.to_string());
+    assert!(result["tx"].as_str().unwrap().starts_with("0x"), "{result}");
+    assert_eq!(result["result"]["config"]["order"], 3, "the config reached the run");
+    let gained = chain.usdc_balance(payee).await.unwrap() - payee_before;
+    assert_eq!(gained, U256::from(PER_RUN_ATOMIC), "the payee gained exactly 0.041667 USDC");
+    assert_eq!(
+        buyer_before - chain.usdc_balance(buyer).await.unwrap(),
+        U256::from(PER_RUN_ATOMIC)
+    );
+
+    // leaderboard: the run is verified here, and the worker's published claim (the
+    // registration metadata the daemon refreshed, on chain) catches up with it.
+    let mut board = Value::Null;
+    for _ in 0..120 {
+        let out = call(coordinator(&["leaderboard"])).await;
+        assert!(out.success(), "{}\n{}", out.stdout, out.stderr);
+        board = out.json();
+        if board[0]["claimedBest"].as_f64() == Some(val_bpb) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let top = &board[0];
+    assert_eq!(top["agentId"].as_str(), Some(agent_id.as_str()), "{board}");
+    assert_eq!(top["verified"], true, "{board}");
+    assert_eq!(top["verifiedBest"].as_f64(), Some(val_bpb), "{board}");
+    assert_eq!(top["runsHere"], 1);
+    assert_eq!(top["claimedBest"].as_f64(), Some(val_bpb), "{board}");
+    assert_eq!(top["metadata"]["total_experiments"], "1", "{board}");
+    assert_eq!(top["metadata"]["framework"], "autoresearch");
+    assert_eq!(
+        top["metadata"]["best_experiment_hash"], result["trainHash"],
+        "{board}"
+    );
+    let document: Value = testkit::http()
+        .get(format!("{gateway}/.well-known/agent-registration.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        document["metadata"]["best_val_bpb"].as_str().and_then(|v| v.parse::<f64>().ok()),
+        Some(val_bpb),
+        "{document}"
+    );
+
+    // A busy worker is not paid: while the seller runs a slow experiment on the
+    // worker directly, the coordinator refuses before signing (exit 2), and no
+    // USDC moves.
+    let slow = tokio::spawn(
+        testkit::http()
+            .post(format!("{worker_url}/experiment"))
+            .json(&json!({"train_py": "import time\ntime.sleep(8)\n", "experiment_id": "slow"}))
+            .send(),
+    );
+    testkit::eventually("the worker to be busy", Duration::from_secs(10), || async {
+        let status: Value = testkit::http()
+            .get(format!("{worker_url}/status"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        status["status"] == "busy"
+    })
+    .await;
+    let payee_before = chain.usdc_balance(payee).await.unwrap();
+    let buyer_before = chain.usdc_balance(buyer).await.unwrap();
+    let refused = call(coordinator(&[
+        "submit",
+        &endpoint,
+        train_py.to_str().unwrap(),
+        "--max",
+        "0.05",
+    ]))
+    .await;
+    assert_eq!(refused.code, Some(2), "{}\n{}", refused.stdout, refused.stderr);
+    assert!(refused.stderr.contains("busy"), "{}", refused.stderr);
+    assert_eq!(chain.usdc_balance(payee).await.unwrap(), payee_before);
+    assert_eq!(chain.usdc_balance(buyer).await.unwrap(), buyer_before);
+    slow.await.unwrap().unwrap();
+
+    // loop: one round to the cheapest idle worker, paid the same way.
+    let looped = call(coordinator(&[
+        "loop",
+        train_py.to_str().unwrap(),
+        "--rounds",
+        "1",
+        "--max",
+        "0.05",
+    ]))
+    .await;
+    assert!(looped.success(), "{}\n{}", looped.stdout, looped.stderr);
+    assert_eq!(looped.json()["status"], "completed");
+    assert_eq!(
+        chain.usdc_balance(payee).await.unwrap() - payee_before,
+        U256::from(PER_RUN_ATOMIC)
+    );
+    let spent = ok(&buyer_home, &["wallet", "spent", "--json"]).await;
+    let entries = spent["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 2, "two paid runs, nothing for the busy one: {spent}");
+    assert!(entries.iter().all(|e| e["status"] == "settled"), "{spent}");
+
+    stop(daemon).await;
+    assert!(
+        testkit::http()
+            .get(format!("{worker_url}/status"))
+            .send()
+            .await
+            .is_err(),
+        "the daemon stopped its worker"
+    );
+}
