@@ -6,6 +6,7 @@
 //! tests share one implementation of the worker's HTTP API and of the train hash.
 
 pub mod coordinator;
+pub mod publish;
 pub mod worker;
 
 use sha2::{Digest, Sha256};

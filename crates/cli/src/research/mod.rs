@@ -2,6 +2,7 @@
 //! experiments, and publish the best checkpoint with its provenance.
 
 mod coordinator;
+mod publish;
 mod worker;
 
 use clap::{Args, Subcommand};
@@ -20,18 +21,10 @@ enum ResearchCommand {
     Worker(worker::WorkerArgs),
     /// Write the provenance of the best result in results.tsv and pick its checkpoint;
     /// with --sell, sell it as an inference offer.
-    Publish(PublishArgs),
+    Publish(publish::PublishArgs),
     /// Buy experiments: discover workers, probe a price, submit a train.py (paid from
     /// the wallet), keep a leaderboard, loop over rounds.
     Coordinator(coordinator::CoordinatorArgs),
-}
-
-/// `agora research publish` flags.
-#[derive(Debug, Args)]
-pub struct PublishArgs {
-    /// The git repository whose results.tsv and commits hold the experiments.
-    #[arg(long, value_name = "DIR")]
-    repo: std::path::PathBuf,
 }
 
 /// Runs one `agora research` subcommand.
@@ -39,9 +32,6 @@ pub async fn run(args: ResearchArgs) -> anyhow::Result<()> {
     match args.command {
         ResearchCommand::Worker(a) => worker::run(a).await,
         ResearchCommand::Coordinator(a) => coordinator::run(a).await,
-        ResearchCommand::Publish(a) => anyhow::bail!(
-            "`agora research publish --repo {}` is not built yet",
-            a.repo.display()
-        ),
+        ResearchCommand::Publish(a) => publish::run(a).await,
     }
 }

@@ -1,6 +1,7 @@
 //! `agora sell http` and `agora sell inference`: build the offer, hand it to the daemon
 //! and, with `--wait`, follow its stages until Ready.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::bail;
@@ -33,13 +34,41 @@ pub(super) async fn inference(a: InferenceArgs, json_out: bool) -> anyhow::Resul
     if picked && !json_out {
         eprintln!("using model {model}, the only one {} serves", detected.url);
     }
-    sell(
+    let provenance = match &a.provenance_file {
+        Some(path) => provenance(path)?,
+        None => Default::default(),
+    };
+    sell_shaped(
         draft.serving(&detected, model),
         &a.payment,
         a.wait,
         json_out,
+        |offer| offer.spec.provenance = provenance,
     )
     .await
+}
+
+/// Reads `--provenance-file`: a JSON object whose values are strings (numbers and
+/// booleans are taken as their text), as `agora research publish` writes it.
+fn provenance(path: &std::path::Path) -> anyhow::Result<BTreeMap<String, String>> {
+    let text = std::fs::read(path)
+        .map_err(|e| anyhow::anyhow!("--provenance-file {}: {e}", path.display()))?;
+    let value: serde_json::Value = serde_json::from_slice(&text).map_err(|e| {
+        anyhow::anyhow!("--provenance-file {} is not JSON: {e}", path.display())
+    })?;
+    let Some(map) = value.as_object() else {
+        bail!("--provenance-file {} must hold a JSON object of strings", path.display());
+    };
+    map.iter()
+        .map(|(k, v)| match v {
+            serde_json::Value::String(s) => Ok((k.clone(), s.clone())),
+            serde_json::Value::Number(_) | serde_json::Value::Bool(_) => Ok((k.clone(), v.to_string())),
+            _ => bail!(
+                "--provenance-file {}: {k} must be a string, not {v}",
+                path.display()
+            ),
+        })
+        .collect()
 }
 
 /// Completes the draft with the daemon's defaults and stores it.

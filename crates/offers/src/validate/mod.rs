@@ -96,6 +96,9 @@ pub enum ValidationError {
     /// maxTimeoutSeconds out of range.
     #[error("maxTimeoutSeconds {0} is out of range; use 1 to 86400")]
     Timeout(u64),
+    /// limits.timeoutSeconds out of range.
+    #[error("limits.timeoutSeconds {0} is out of range; use 1 to 86400")]
+    UpstreamTimeout(u64),
     /// No upstream.
     #[error("upstream required: use --upstream <url> (e.g. http://127.0.0.1:8080)")]
     UpstreamRequired,
@@ -199,8 +202,12 @@ pub struct ResolvedOffer {
     pub max_timeout_seconds: u64,
     /// Limits.
     pub limits: gateway::Limits,
+    /// How long the upstream may take to answer a paid call.
+    pub upstream_timeout: Duration,
     /// Listing (defaults filled).
     pub registration: RegistrationSpec,
+    /// Provenance strings published in the registration (a trained model's run).
+    pub provenance: std::collections::BTreeMap<String, String>,
     /// When a stopping offer stops serving (unix seconds: `drainAt` plus its grace
     /// period, one hour by default); none while it is not being stopped.
     pub drain_until: Option<u64>,
@@ -281,6 +288,11 @@ pub fn resolve(offer: &ServiceOffer) -> Result<ResolvedOffer, ValidationError> {
         registration.name = Some(name.to_string());
     }
     let limits = spec.limits.unwrap_or_default();
+    let upstream_timeout = match limits.timeout_seconds {
+        None => gateway::route::DEFAULT_UPSTREAM_TIMEOUT,
+        Some(s) if (1..=MAX_TIMEOUT_SECONDS).contains(&s) => Duration::from_secs(s),
+        Some(s) => return Err(ValidationError::UpstreamTimeout(s)),
+    };
     let grace = match &spec.drain_grace_period {
         Some(grace) => parse_duration(grace)?,
         None => DEFAULT_DRAIN_GRACE,
@@ -309,7 +321,9 @@ pub fn resolve(offer: &ServiceOffer) -> Result<ResolvedOffer, ValidationError> {
             rps: limits.rps,
             max_in_flight: limits.max_in_flight,
         },
+        upstream_timeout,
         registration,
+        provenance: spec.provenance.clone(),
         drain_until,
     })
 }
