@@ -14,7 +14,6 @@
 
 use axum::http::StatusCode;
 use axum::http::header::{self, HeaderMap, HeaderValue};
-use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 use x402::header::PAYMENT_REQUIRED;
@@ -22,7 +21,6 @@ use x402::money::Money;
 use x402::reason::Invalid;
 use x402::wire::{PaymentRequired, PaymentRequirements, ResourceInfo, X402Version};
 
-use crate::GatewayConfig;
 use crate::paywall;
 use crate::respond;
 use crate::route::Route;
@@ -199,28 +197,6 @@ fn wants_html(headers: &HeaderMap) -> bool {
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|accept| accept.contains("text/html"))
-}
-
-/// The URL a buyer pays for: the public base URL if configured, else what the request
-/// itself says (`Host`, `X-Forwarded-Proto`).
-pub(crate) fn resource_url(config: &GatewayConfig, parts: &Parts) -> String {
-    let path = parts
-        .uri
-        .path_and_query()
-        .map_or_else(|| parts.uri.path().to_string(), |p| p.as_str().to_string());
-    if let Some(base) = &config.public_base_url {
-        return format!("{}{path}", base.trim_end_matches('/'));
-    }
-    let header = |name: &str| {
-        parts
-            .headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-    };
-    let scheme = header("x-forwarded-proto").unwrap_or_else(|| "http".into());
-    let host = header("host").unwrap_or_else(|| "localhost".into());
-    format!("{scheme}://{host}{path}")
 }
 
 /// One `accepts` entry carrying both amount spellings and the v1 resource fields.

@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod paid;
 mod paywall;
 pub mod proxy;
+mod public_url;
 mod receipt;
 mod respond;
 pub mod route;
@@ -98,6 +99,8 @@ impl Drop for InFlightToken {
 /// Shared state behind every request.
 pub(crate) struct Gatekeeper {
     pub(crate) config: GatewayConfig,
+    /// Starts as `config.public_base_url`; a tunnel replaces it while serving.
+    pub(crate) public_base: public_url::PublicBase,
     pub(crate) facilitator: Arc<dyn Facilitator>,
     snapshot: RwLock<Arc<Snapshot>>,
     loaded: AtomicBool,
@@ -170,6 +173,7 @@ impl Gateway {
         };
         Ok(Self {
             inner: Arc::new(Gatekeeper {
+                public_base: public_url::PublicBase::new(config.public_base_url.clone()),
                 config,
                 facilitator,
                 snapshot: RwLock::new(Arc::new(empty)),
@@ -212,6 +216,12 @@ impl Gateway {
             .write()
             .unwrap_or_else(|e| e.into_inner()) = next;
         self.inner.loaded.store(true, Ordering::SeqCst);
+    }
+
+    /// Replaces the public base URL of the 402s' resource URLs (a tunnel came up or
+    /// changed its URL); `None` goes back to what each request says.
+    pub fn set_public_base_url(&self, base: Option<String>) {
+        self.inner.public_base.set(base);
     }
 
     /// The routes being served.

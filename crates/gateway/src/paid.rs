@@ -41,7 +41,9 @@ use crate::guard::{Hold, Refusal, Stage};
 use crate::metrics::{Outcome, Stage as Timing};
 use crate::receipt::{self, Settled};
 use crate::route::Route;
-use crate::{Gatekeeper, GatewayConfig, InFlightToken, challenge, free, matching, proxy, respond};
+use crate::{
+    Gatekeeper, GatewayConfig, InFlightToken, challenge, free, matching, proxy, public_url, respond,
+};
 
 /// Extra validity asked of an authorization beyond the upstream and settle timeouts,
 /// for clock skew and the time the request spent reaching us.
@@ -75,7 +77,7 @@ async fn paid(inner: &Arc<Gatekeeper>, admitted: Admitted, parts: Parts, body: B
     let metrics = &inner.metrics;
     let required = required_validity(&inner.config, route);
     let floor = required.saturating_add(VALIDITY_MARGIN_SECONDS);
-    let resource_url = challenge::resource_url(&inner.config, &parts);
+    let resource_url = public_url::resource_url(inner.public_base.get().as_deref(), &parts);
     let header = parts
         .headers
         .get(PAYMENT_SIGNATURE)

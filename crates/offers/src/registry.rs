@@ -113,6 +113,10 @@ fn document(
     match Registration::for_offers(&profile, &entries, &registrations) {
         Ok(mut doc) => {
             doc.metadata = metadata::merged(offers);
+            // A later offer name wins a key two offers set, as for metadata.
+            let mut sorted = offers.to_vec();
+            sorted.sort_by(|a, b| a.name.as_str().cmp(b.name.as_str()));
+            doc.provenance = sorted.iter().flat_map(|o| o.provenance.clone()).collect();
             Some(doc)
         }
         Err(e) => {
@@ -168,11 +172,12 @@ pub(crate) async fn list(
         Some(k) if k.uri.as_deref() == Some(uri.as_str()) => {
             Ok((k.agent_id, k.tx.clone(), "AlreadyRegistered"))
         }
-        Some(k) if !offers.is_empty() || config.inline => registrar
+        // The URI follows the public URL even with nothing listed, so a stopped tunnel
+        // leaves the tombstone reachable where the gateway now is.
+        Some(k) => registrar
             .set_agent_uri(k.agent_id, &uri)
             .await
             .map(|tx| (k.agent_id, Some(tx.to_string()), "URIUpdated")),
-        Some(k) => Ok((k.agent_id, k.tx.clone(), "AlreadyRegistered")),
         None if offers.is_empty() => {
             return Listing {
                 verdict: Verdict::yes("Skipped", "nothing to register"),
@@ -219,7 +224,9 @@ pub(crate) async fn list(
             match metadata::publish(registrar, agent_id, &metadata::merged(offers)).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!("wrote {n} registration metadata values on chain"),
-                Err(e) => tracing::warn!("cannot write the registration metadata on chain ({e}); retried on the next pass"),
+                Err(e) => tracing::warn!(
+                    "cannot write the registration metadata on chain ({e}); retried on the next pass"
+                ),
             }
             let now_known = known(store);
             let document = document(site, offers, now_known.as_ref())

@@ -77,6 +77,9 @@ pub struct PassSummary {
     pub offers: usize,
     /// Offers Ready.
     pub ready: usize,
+    /// Offers with a route in the gateway (everything not stopped or invalid): what a
+    /// tunnel is kept up for.
+    pub routed: usize,
 }
 
 /// Drives offers from the store into the gateway.
@@ -87,6 +90,11 @@ pub struct Reconciler {
     http: reqwest::Client,
     config: ReconcilerConfig,
     wake: Arc<Notify>,
+    /// The public base URL of the documents and the registration; a tunnel changes it
+    /// while serving ([`Reconciler::set_base_url`]).
+    base_url: std::sync::RwLock<String>,
+    /// The last pass's summary, for whoever follows the offers (the tunnel).
+    passes: tokio::sync::watch::Sender<PassSummary>,
     /// One pass at a time, so a pass asked for by the admin API and the periodic one
     /// never install their tables out of order.
     passing: tokio::sync::Mutex<()>,
@@ -115,8 +123,10 @@ impl Reconciler {
             gateway,
             facilitator,
             http,
+            base_url: std::sync::RwLock::new(config.site.base_url.clone()),
             config,
             wake: Arc::new(Notify::new()),
+            passes: tokio::sync::watch::Sender::new(PassSummary::default()),
             passing: tokio::sync::Mutex::new(()),
         })
     }
@@ -124,6 +134,20 @@ impl Reconciler {
     /// Notified after a change to run a pass at once.
     pub fn waker(&self) -> Arc<Notify> {
         self.wake.clone()
+    }
+
+    /// Moves the documents and the registration to a new public base URL (a tunnel
+    /// came up, changed or went away) and runs a pass soon, which re-registers the
+    /// agent URI on chain when it changed.
+    pub fn set_base_url(&self, base_url: &str) {
+        *self.base_url.write().unwrap_or_else(|e| e.into_inner()) =
+            base_url.trim_end_matches('/').to_string();
+        self.wake.notify_one();
+    }
+
+    /// Each pass's summary as it completes.
+    pub fn passes(&self) -> tokio::sync::watch::Receiver<PassSummary> {
+        self.passes.subscribe()
     }
 
     /// Reconciles until `shutdown` resolves.
@@ -156,6 +180,14 @@ impl Reconciler {
     /// One pass over every offer, then one swap of the gateway's table.
     pub async fn pass(&self) -> Result<PassSummary, StoreError> {
         let _one_at_a_time = self.passing.lock().await;
+        let site = Site {
+            base_url: self
+                .base_url
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+            ..self.config.site.clone()
+        };
         let offers = self.store.list()?;
         let mut staged = Vec::with_capacity(offers.len());
         for offer in &offers {
@@ -170,7 +202,7 @@ impl Reconciler {
         let listing = registry::list(
             self.config.registry.as_ref(),
             self.store.as_ref(),
-            &self.config.site,
+            &site,
             &listed,
         )
         .await;
@@ -178,6 +210,7 @@ impl Reconciler {
         let mut summary = PassSummary {
             offers: offers.len(),
             ready: 0,
+            routed: 0,
         };
         for (offer, staged) in offers.iter().zip(staged) {
             let (status, route) = staged.finish(offer, &listing);
@@ -185,10 +218,12 @@ impl Reconciler {
                 summary.ready += 1;
             }
             self.store.set_status(&offer.metadata.name, &status)?;
+            summary.routed += usize::from(route.is_some());
             routes.extend(route);
         }
-        let documents = Documents::build(&self.config.site, &routes, listing.document.clone());
+        let documents = Documents::build(&site, &routes, listing.document.clone());
         self.gateway.install(routes, documents);
+        self.passes.send_replace(summary.clone());
         Ok(summary)
     }
 
