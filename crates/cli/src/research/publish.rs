@@ -42,6 +42,13 @@ pub struct PublishArgs {
     /// With --sell: the model server's base URL [default: detected].
     #[arg(long, value_name = "URL")]
     pub upstream: Option<String>,
+    /// With --sell: who receives the payments [default: `agora sell pricing`'s, else
+    /// the default wallet].
+    #[arg(long, value_name = "ADDR")]
+    pub pay_to: Option<String>,
+    /// With --sell: wait until the offer is Ready (seconds).
+    #[arg(long, value_name = "SECONDS")]
+    pub wait: Option<u64>,
     /// Machine-readable output.
     #[arg(long)]
     pub json: bool,
@@ -151,6 +158,12 @@ pub async fn run(a: PublishArgs) -> anyhow::Result<()> {
     ];
     if let Some(upstream) = a.upstream {
         words.extend(["--upstream".to_owned(), upstream]);
+    }
+    if let Some(pay_to) = a.pay_to {
+        words.extend(["--pay-to".to_owned(), pay_to]);
+    }
+    if let Some(wait) = a.wait {
+        words.extend(["--wait".to_owned(), wait.to_string()]);
     }
     if a.json {
         words.push("--json".to_owned());

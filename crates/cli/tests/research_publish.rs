@@ -1,0 +1,139 @@
+//! `agora research publish` on a real git repository: the provenance file (trainHash
+//! of train.py's committed bytes, equal to the worker's), the Modelfile, the GGUF
+//! guard, and `--sell` putting the provenance into the registration the gateway
+//! serves, with a daemon on a devnet.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+
+use serde_json::{Value, json};
+use testkit::process;
+use tokio::process::Command;
+
+const TRAIN_PY: &str = "# lr 0.04\r\nprint('val_bpb: 0.993200')  \n\n";
+
+fn agora(home: &Path) -> Command {
+    process::agora(env!("CARGO_BIN_EXE_agora"), home)
+}
+
+fn git(repo: &Path, args: &[&str]) -> String {
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(repo)
+        .args(["-c", "user.name=t", "-c", "user.email=t@example.com", "-c", "core.autocrlf=false"])
+        .args(args)
+        .output()
+        .expect("git must be installed (scripts/setup)");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// A repo whose best kept experiment is the commit of [`TRAIN_PY`]; returns it.
+fn repo(dir: &Path) -> String {
+    std::fs::create_dir_all(dir).unwrap();
+    git(dir, &["init", "-q"]);
+    std::fs::write(dir.join("train.py"), "print('val_bpb: 0.997900')\n").unwrap();
+    git(dir, &["add", "train.py"]);
+    git(dir, &["commit", "-q", "-m", "baseline"]);
+    let baseline = git(dir, &["rev-parse", "--short=7", "HEAD"]);
+    std::fs::write(dir.join("train.py"), TRAIN_PY).unwrap();
+    git(dir, &["commit", "-q", "-am", "lr"]);
+    let best = git(dir, &["rev-parse", "--short=7", "HEAD"]);
+    std::fs::write(
+        dir.join("results.tsv"),
+        format!("commit\tval_bpb\tmemory_gb\tstatus\tdescription\n{baseline}\t0.997900\t44.0\tkeep\tbaseline\n{best}\t0.993200\t44.2\tkeep\tlr 0.04\n"),
+    )
+    .unwrap();
+    std::fs::write(dir.join("metadata.json"), r#"{"param_count": 1234}"#).unwrap();
+    best
+}
+
+#[tokio::test]
+async fn publish_writes_provenance_and_a_modelfile_and_guards_gguf() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let r = dir.path().join("repo");
+    let best = repo(&r);
+
+    std::fs::write(r.join("model.safetensors"), b"st").unwrap();
+    let refused = process::run(agora(&home), &["research", "publish", "--repo", r.to_str().unwrap()], None).await;
+    assert!(!refused.success());
+    assert!(refused.stderr.contains("convert_hf_to_gguf.py"), "{}", refused.stderr);
+
+    std::fs::create_dir_all(r.join("out")).unwrap();
+    std::fs::write(r.join("out/model.gguf"), b"GGUF").unwrap();
+    let out = process::ok(agora(&home), &["research", "publish", "--repo", r.to_str().unwrap(), "--json"]).await.json();
+    let want = json!({
+        "framework": "autoresearch",
+        "metricName": "val_bpb",
+        "metricValue": "0.993200",
+        "experimentId": best,
+        "trainHash": research::train_hash(TRAIN_PY.as_bytes()),
+        "paramCount": "1234",
+    });
+    assert_eq!(out["provenance"], want);
+    assert_eq!(out["name"], format!("autoresearch-{best}"));
+    let written: Value = serde_json::from_slice(&std::fs::read(r.join("provenance.json")).unwrap()).unwrap();
+    assert_eq!(written, want);
+    let gguf = std::fs::canonicalize(r.join("out/model.gguf")).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(r.join("Modelfile")).unwrap(),
+        format!("FROM {}\n", gguf.display())
+    );
+
+    std::fs::write(r.join("results.tsv"), "aaaa111\t0.000000\tcrash\toom\n").unwrap();
+    let none = process::run(agora(&home), &["research", "publish", "--repo", r.to_str().unwrap()], None).await;
+    assert!(!none.success());
+    assert!(none.stderr.contains("no row with status keep"), "{}", none.stderr);
+}
+
+#[tokio::test]
+async fn publish_sell_puts_the_provenance_in_the_registration() {
+    let chain = testkit::chain::devnet(2).await;
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let key = process::account_key_file(dir.path(), "facilitator.key", &chain, 0);
+    let seller = chain.accounts()[1].address().to_string();
+    let r = dir.path().join("repo");
+    let best = repo(&r);
+    std::fs::write(r.join("model.gguf"), b"GGUF").unwrap();
+    let ollama = testkit::loopback::serve(testkit::upstream::ollama(&["tinyllm"])).await;
+
+    let mut serve = agora(&home);
+    serve
+        .env_remove("AGORA_FACILITATOR_URL")
+        .args(["serve", "--foreground", "--json", "--rpc", chain.rpc_url(), "--key-file"])
+        .arg(&key)
+        .stderr(std::process::Stdio::null());
+    let (mut daemon, started, _) = process::spawn(serve, std::time::Duration::from_secs(30)).await;
+    let gateway = started["gatewayUrl"].as_str().unwrap().to_string();
+
+    let sold = process::ok(
+        agora(&home),
+        &[
+            "research", "publish", "--repo", r.to_str().unwrap(), "--sell", "--price", "0.001",
+            "--name", "tinyllm", "--no-create", "--upstream", &ollama.url(), "--pay-to", &seller,
+            "--wait", "30", "--json",
+        ],
+    )
+    .await;
+    let lines: Vec<Value> = sold.stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines[0]["provenance"]["experimentId"], best);
+    assert_eq!(lines[1]["ready"], true, "{}", sold.stdout);
+    assert_eq!(lines[1]["offer"]["spec"]["provenance"], lines[0]["provenance"]);
+
+    let want = lines[0]["provenance"].clone();
+    let url = format!("{gateway}/.well-known/agent-registration.json");
+    testkit::eventually("the registration to carry the provenance", std::time::Duration::from_secs(20), || {
+        let (url, want) = (url.clone(), want.clone());
+        async move {
+            match testkit::http().get(&url).send().await {
+                Ok(r) => r.json::<Value>().await.is_ok_and(|doc| doc["provenance"] == want),
+                Err(_) => false,
+            }
+        }
+    })
+    .await;
+    daemon.kill().await.unwrap();
+}
