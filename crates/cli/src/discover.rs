@@ -86,7 +86,7 @@ struct Price {
     error: Option<String>,
 }
 
-fn http() -> anyhow::Result<reqwest::Client> {
+pub(crate) fn http() -> anyhow::Result<reqwest::Client> {
     reqwest::Client::builder()
         .no_proxy()
         .timeout(Duration::from_secs(10))
@@ -96,6 +96,23 @@ fn http() -> anyhow::Result<reqwest::Client> {
 
 /// Runs one discovery.
 pub async fn run(args: DiscoverArgs) -> anyhow::Result<()> {
+    let client = http()?;
+    let items = agents(&args).await?;
+    let mut found: Vec<Found> = items.iter().filter_map(|a| to_found(a, &args)).collect();
+    if args.probe {
+        for agent in &mut found {
+            for endpoint in agent.endpoints.clone() {
+                agent.prices.push(probe(&client, &endpoint).await);
+            }
+        }
+    }
+    print(&found, &args)
+}
+
+/// The indexer's records of the agents `args` asks for (the indexer applies the
+/// first skill and domain filter): from the indexer, or from a scan over `--rpc` when
+/// none answers. `agora sell pricing --research` reads its comparables here too.
+pub(crate) async fn agents(args: &DiscoverArgs) -> anyhow::Result<Vec<Value>> {
     for skill in &args.skills {
         Taxonomy::filter(Kind::Skill, skill).map_err(|e| anyhow::anyhow!("--skill: {e}"))?;
     }
@@ -110,8 +127,8 @@ pub async fn run(args: DiscoverArgs) -> anyhow::Result<()> {
         .to_string();
     let client = http()?;
     let reachable = client.get(format!("{base}/health")).send().await.is_ok();
-    let items = if reachable {
-        query(&client, &base, &args).await?
+    Ok(if reachable {
+        query(&client, &base, args).await?
     } else {
         let Some(rpc) = args.rpc.as_ref().map(config::url_text) else {
             bail!(
@@ -121,17 +138,8 @@ pub async fn run(args: DiscoverArgs) -> anyhow::Result<()> {
         if !args.json {
             eprintln!("no indexer at {base}; scanning the registry over {rpc} ...");
         }
-        scan(&rpc, args.registry, &args).await?
-    };
-    let mut found: Vec<Found> = items.iter().filter_map(|a| to_found(a, &args)).collect();
-    if args.probe {
-        for agent in &mut found {
-            for endpoint in agent.endpoints.clone() {
-                agent.prices.push(probe(&client, &endpoint).await);
-            }
-        }
-    }
-    print(&found, &args)
+        scan(&rpc, args.registry, args).await?
+    })
 }
 
 async fn query(
@@ -274,20 +282,7 @@ fn to_found(agent: &Value, args: &DiscoverArgs) -> Option<Found> {
     if !all_match(&args.skills, &skills) || !all_match(&args.domains, &domains) {
         return None;
     }
-    let endpoints = agent["services"]
-        .as_array()
-        .map(|services| {
-            services
-                .iter()
-                .filter(|s| {
-                    s["name"]
-                        .as_str()
-                        .is_some_and(|n| n.eq_ignore_ascii_case("web"))
-                })
-                .filter_map(|s| s["endpoint"].as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default();
+    let endpoints = web_endpoints(agent);
     Some(Found {
         chain_id: agent["chain_id"].as_u64()?,
         agent_id: agent["agent_id"].as_u64()?,
@@ -302,6 +297,24 @@ fn to_found(agent: &Value, args: &DiscoverArgs) -> Option<Found> {
         endpoints,
         prices: Vec::new(),
     })
+}
+
+/// The endpoints of an indexer record's `web` services, where its offers are sold.
+pub(crate) fn web_endpoints(agent: &Value) -> Vec<String> {
+    agent["services"]
+        .as_array()
+        .map(|services| {
+            services
+                .iter()
+                .filter(|s| {
+                    s["name"]
+                        .as_str()
+                        .is_some_and(|n| n.eq_ignore_ascii_case("web"))
+                })
+                .filter_map(|s| s["endpoint"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// The endpoint's live 402 terms.

@@ -10,6 +10,7 @@ mod discover;
 mod facilitator_cmd;
 mod home;
 mod index_cmd;
+mod mcp;
 mod output;
 mod pay;
 mod probe;
@@ -55,6 +56,9 @@ enum Command {
     /// Call a URL like curl, paying its x402 402 from the wallet within --max and the
     /// budgets (exit 2: refused before signing; 3: outcome unknown, use --resume).
     Pay(Box<pay::PayArgs>),
+    /// Serve agora's tools (sell, pricing research, discover, pay, wallet) to an agent
+    /// over MCP on stdio; --print-config shows how to add it to Claude Code.
+    Mcp(mcp::McpArgs),
     /// Autoresearch: run a GPU worker, coordinate paid experiments, publish the best
     /// checkpoint.
     Research(Box<research::ResearchArgs>),
@@ -80,6 +84,7 @@ async fn main() -> std::process::ExitCode {
         Command::Discover(args) => discover::run(*args).await,
         Command::Wallet(args) => wallet::run(*args).await,
         Command::Pay(args) => pay::run(*args).await,
+        Command::Mcp(args) => mcp::run(args).await,
         Command::Research(args) => research::run(*args).await,
     };
     match result {

@@ -40,7 +40,8 @@ pub(super) enum SellCommand {
     Stop(StopArgs),
     /// Delete an offer (asks first unless --yes).
     Delete(DeleteArgs),
-    /// Show or set the defaults: recipient, network, facilitator.
+    /// Show or set the defaults: recipient, network, facilitator; or --research what
+    /// comparable offers charge.
     Pricing(PricingArgs),
     /// Print an offer as a manifest.
     Get(GetArgs),
@@ -176,10 +177,6 @@ pub(super) struct InferenceArgs {
     /// Wait until the offer is Ready, showing each stage (seconds).
     #[arg(long, value_name = "SECONDS", num_args = 0..=1, default_missing_value = "60")]
     pub(super) wait: Option<u64>,
-    /// A JSON object of strings (e.g. `agora research publish`'s provenance.json)
-    /// published as the registration's `provenance`.
-    #[arg(long, value_name = "FILE")]
-    pub(super) provenance_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -228,6 +225,8 @@ pub(super) struct PricingArgs {
     /// Facilitator URL for daemons started later.
     #[arg(long, env = config::FACILITATOR_URL, value_name = "URL")]
     pub(super) facilitator_url: Option<Url>,
+    #[command(flatten)]
+    pub(super) research: super::pricing_research::ResearchArgs,
 }
 
 #[derive(Debug, Args)]

@@ -5,6 +5,7 @@
 mod args;
 mod create;
 mod lifecycle;
+mod pricing_research;
 mod probe;
 mod register;
 pub(crate) mod research;
@@ -33,6 +34,9 @@ pub async fn run(args: SellArgs) -> anyhow::Result<()> {
         SellCommand::Update(a) => lifecycle::update(a, json_out).await,
         SellCommand::Stop(a) => lifecycle::stop(a, json_out).await,
         SellCommand::Delete(a) => lifecycle::delete(a, json_out).await,
+        SellCommand::Pricing(a) if a.research.research => {
+            pricing_research::run(a.research, json_out).await
+        }
         SellCommand::Pricing(a) => lifecycle::pricing(a, json_out).await,
         SellCommand::Get(a) => show::get(a).await,
         SellCommand::Apply(a) => lifecycle::apply(a, json_out).await,

@@ -1,0 +1,534 @@
+//! `agora mcp`: the CLI as an MCP server over stdio (rmcp), so an agent such as
+//! Claude Code can sell, research prices, discover and pay with tools instead of
+//! shell lines.
+//!
+//! Each tool runs this same binary's command with `--json` as a child process, stdin
+//! closed and stdout captured. That keeps one implementation of every command (the
+//! tool is the CLI, refusals, budgets and ledger included), and it keeps the protocol
+//! safe: stdout here carries JSON-RPC only, and no command's printing can reach it. A
+//! command's JSON becomes the tool's structured result; a failure becomes a tool
+//! error carrying the CLI's own message and exit code. What the commands say on
+//! stderr is passed on to this process's stderr, where logs go.
+
+use std::process::Stdio;
+
+use anyhow::Context;
+use clap::Args;
+use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::handler::server::wrapper::Parameters;
+use rmcp::model::{CallToolResult, Implementation, ServerCapabilities, ServerConfig};
+use rmcp::{ServerHandler, ServiceExt, schemars, tool, tool_handler, tool_router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::output::outln;
+
+/// Options of `agora mcp`.
+#[derive(Debug, Args)]
+pub struct McpArgs {
+    /// Print the `.mcp.json` entry and the `claude mcp add` line instead of serving.
+    #[arg(long)]
+    print_config: bool,
+}
+
+/// Serves MCP on stdin/stdout until the client closes it, or prints the config.
+pub async fn run(args: McpArgs) -> anyhow::Result<()> {
+    if args.print_config {
+        let entry = json!({ "mcpServers": { "agora": { "command": "agora", "args": ["mcp"] } } });
+        outln!("{}", serde_json::to_string_pretty(&entry)?)?;
+        return outln!("claude mcp add agora -- agora mcp");
+    }
+    let exe = std::env::current_exe().context("cannot find the agora binary to run tools with")?;
+    let server = Agora {
+        exe,
+        tool_router: Agora::tool_router(),
+    }
+    .serve(rmcp::transport::stdio())
+    .await
+    .context("the MCP client did not initialize the session on stdin/stdout")?;
+    server
+        .waiting()
+        .await
+        .context("the MCP session ended abnormally")?;
+    Ok(())
+}
+
+/// The MCP server: the binary its tools run, and the tools.
+#[derive(Debug, Clone)]
+struct Agora {
+    exe: std::path::PathBuf,
+    tool_router: ToolRouter<Self>,
+}
+
+/// A tool's answer: a structured result, or a tool error with the CLI's message.
+type ToolResult = Result<CallToolResult, rmcp::ErrorData>;
+
+impl Agora {
+    /// Runs `agora ARGS` (with `--json` among them) and turns its outcome into a tool
+    /// result.
+    async fn agora(&self, args: Vec<String>) -> ToolResult {
+        tracing::info!("mcp tool runs: agora {}", args.join(" "));
+        let output = tokio::process::Command::new(&self.exe)
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .output()
+            .await;
+        let output = match output {
+            Ok(o) => o,
+            Err(e) => {
+                return Ok(failure(
+                    format!("cannot run agora {}: {e}", args.join(" ")),
+                    None,
+                    None,
+                ));
+            }
+        };
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        if !stderr.trim().is_empty() {
+            eprint!("{stderr}");
+        }
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let parsed = last_json(&stdout);
+        if output.status.success() {
+            return Ok(CallToolResult::structured(match parsed {
+                Some(Value::Object(o)) => Value::Object(o),
+                Some(other) => json!({ "items": other }),
+                None => json!({ "output": stdout.trim() }),
+            }));
+        }
+        let message = stderr
+            .lines()
+            .rev()
+            .find_map(|l| l.strip_prefix("error: "))
+            .map(str::to_string)
+            .or_else(|| {
+                parsed
+                    .as_ref()
+                    .and_then(|p| p["error"].as_str().map(str::to_string))
+            })
+            .unwrap_or_else(|| stderr.trim().to_string());
+        Ok(failure(message, output.status.code(), parsed))
+    }
+}
+
+/// A tool error: the CLI's message, its exit code and any JSON it printed.
+fn failure(message: String, exit_code: Option<i32>, output: Option<Value>) -> CallToolResult {
+    CallToolResult::structured_error(json!({
+        "error": message,
+        "exitCode": exit_code,
+        "output": output,
+    }))
+}
+
+/// The last line of `stdout` that is JSON (`--json` commands print their object last).
+fn last_json(stdout: &str) -> Option<Value> {
+    stdout
+        .lines()
+        .rev()
+        .find_map(|l| serde_json::from_str(l.trim()).ok())
+}
+
+/// Appends `--flag value` when the value is set.
+fn opt(args: &mut Vec<String>, flag: &str, value: Option<&str>) {
+    if let Some(v) = value {
+        args.extend([flag.to_string(), v.to_string()]);
+    }
+}
+
+/// Appends `--flag value` once per value.
+fn each(args: &mut Vec<String>, flag: &str, values: &[String]) {
+    for v in values {
+        opt(args, flag, Some(v));
+    }
+}
+
+/// Appends `--flag` when set.
+fn flag(args: &mut Vec<String>, flag: &str, on: Option<bool>) {
+    if on == Some(true) {
+        args.push(flag.to_string());
+    }
+}
+
+/// The price and payment terms shared by `sell_http` and `sell_inference`.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[schemars(crate = "rmcp::schemars")]
+struct Terms {
+    /// Price per request in USDC, e.g. "0.001" (give exactly one price).
+    per_request: Option<String>,
+    /// Price per million tokens in USDC (charged as 1000 tokens per request).
+    per_mtok: Option<String>,
+    /// Price per hour in USDC (charged as 5 minutes per request).
+    per_hour: Option<String>,
+    /// Recipient address [default: agora sell pricing, else the default wallet].
+    pay_to: Option<String>,
+    /// Network, e.g. base-sepolia.
+    network: Option<String>,
+    /// Do not list the offer on the ERC-8004 registry.
+    no_register: Option<bool>,
+    /// What the service does (published in the registration).
+    description: Option<String>,
+    /// OASF skills, e.g. natural_language_processing/natural_language_generation/text_completion.
+    skills: Option<Vec<String>>,
+    /// OASF domains, e.g. technology/data_science.
+    domains: Option<Vec<String>>,
+    /// Wait this many seconds for the offer to be Ready.
+    wait_seconds: Option<u64>,
+}
+
+impl Terms {
+    fn push(&self, args: &mut Vec<String>) {
+        opt(args, "--per-request", self.per_request.as_deref());
+        opt(args, "--per-mtok", self.per_mtok.as_deref());
+        opt(args, "--per-hour", self.per_hour.as_deref());
+        opt(args, "--pay-to", self.pay_to.as_deref());
+        opt(args, "--network", self.network.as_deref());
+        flag(args, "--no-register", self.no_register);
+        opt(args, "--description", self.description.as_deref());
+        each(
+            args,
+            "--register-skills",
+            self.skills.as_deref().unwrap_or_default(),
+        );
+        each(
+            args,
+            "--register-domains",
+            self.domains.as_deref().unwrap_or_default(),
+        );
+        let wait = self.wait_seconds.map(|w| w.to_string());
+        opt(args, "--wait", wait.as_deref());
+    }
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[schemars(crate = "rmcp::schemars")]
+struct SellHttp {
+    /// Offer name (lowercase letters, digits, hyphens).
+    name: String,
+    /// The service's base URL, e.g. http://127.0.0.1:8080.
+    upstream: String,
+    /// Path checked for health (served free) [default: /health].
+    health_path: Option<String>,
+    #[serde(flatten)]
+    terms: Terms,
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[schemars(crate = "rmcp::schemars")]
+struct SellInference {
+    /// Offer name [default: from the model].
+    name: Option<String>,
+    /// Model id as the server lists it [default: detected when it serves one].
+    model: Option<String>,
+    /// The model server's base URL [default: detected on 11434, 8000, 8080, 4000].
+    upstream: Option<String>,
+    #[serde(flatten)]
+    terms: Terms,
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[schemars(crate = "rmcp::schemars")]
+struct Name {
+    /// Offer name.
+    name: String,
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[schemars(crate = "rmcp::schemars")]
+struct Probe {
+    /// Offer name.
+    name: String,
+    /// Probe the local gateway instead of the public URL.
+    local: Option<bool>,
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[schemars(crate = "rmcp::schemars")]
+struct Stop {
+    /// Offer name.
+    name: String,
+    /// How long the route keeps serving, e.g. 1h, 30m, 0s [default: 1h].
+    grace: Option<String>,
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[schemars(crate = "rmcp::schemars")]
+struct Delete {
+    /// Offer name.
+    name: String,
+    /// Must be true: deleting cannot be undone, so the user must have said yes.
+    confirm: Option<bool>,
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[schemars(crate = "rmcp::schemars")]
+struct Research {
+    /// Only agents with this OASF skill (exact or prefix/*).
+    skill: Option<String>,
+    /// The model to be sold (e.g. llama3.1:8b): offers of its size are compared.
+    model: Option<String>,
+    /// Indexer URL [default: AGORA_INDEXER, else a local agora index].
+    indexer: Option<String>,
+    /// Scan the registry over this RPC when no indexer answers.
+    rpc: Option<String>,
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[schemars(crate = "rmcp::schemars")]
+struct Discover {
+    /// OASF skills, exact or prefix/* (all must match).
+    skills: Option<Vec<String>>,
+    /// OASF domains, exact or prefix/* (all must match).
+    domains: Option<Vec<String>>,
+    /// Text in the name or description.
+    search: Option<String>,
+    /// Only agents that accept x402 payments.
+    x402: Option<bool>,
+    /// Ask each endpoint for its live 402 price.
+    probe: Option<bool>,
+    /// Indexer URL.
+    indexer: Option<String>,
+    /// Scan the registry over this RPC when no indexer answers.
+    rpc: Option<String>,
+    /// Most agents to list [default: 20].
+    limit: Option<u32>,
+    /// Most USDC to pay an x402-gated indexer for the query.
+    max: Option<String>,
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[schemars(crate = "rmcp::schemars")]
+struct Pay {
+    /// The URL to call, paying its x402 402.
+    url: String,
+    /// Most USDC this call may cost, e.g. "0.01" (required; the wallet's per-call and
+    /// daily budgets apply too, the lower cap wins).
+    max: String,
+    /// HTTP method [default: GET, or POST with data].
+    method: Option<String>,
+    /// Request body, sent byte for byte.
+    data: Option<String>,
+    /// Request headers, "Name: value".
+    headers: Option<Vec<String>>,
+    /// Networks the payment may use, e.g. base-sepolia.
+    networks: Option<Vec<String>>,
+    /// The paying wallet [default: the default wallet].
+    wallet: Option<String>,
+    /// JSON-RPC URLs to read the wallet's USDC from before signing.
+    rpcs: Option<Vec<String>>,
+    /// Show the price and what would be signed; pay nothing.
+    dry_run: Option<bool>,
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[schemars(crate = "rmcp::schemars")]
+struct Balance {
+    /// Wallet name [default: the default wallet].
+    name: Option<String>,
+    /// Network, e.g. base-sepolia.
+    network: Option<String>,
+    /// JSON-RPC endpoint.
+    rpc: Option<String>,
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[schemars(crate = "rmcp::schemars")]
+struct Nothing {}
+
+#[tool_router]
+impl Agora {
+    #[tool(
+        description = "Sell an HTTP service behind the x402 gate (agora sell http). Ask the user to confirm the price first."
+    )]
+    async fn sell_http(&self, Parameters(p): Parameters<SellHttp>) -> ToolResult {
+        let mut args = vec![
+            "sell".into(),
+            "http".into(),
+            p.name,
+            "--upstream".into(),
+            p.upstream,
+        ];
+        opt(&mut args, "--health-path", p.health_path.as_deref());
+        p.terms.push(&mut args);
+        args.push("--json".into());
+        self.agora(args).await
+    }
+
+    #[tool(
+        description = "Sell a local model server behind the x402 gate (agora sell inference). Ask the user to confirm the price first."
+    )]
+    async fn sell_inference(&self, Parameters(p): Parameters<SellInference>) -> ToolResult {
+        let mut args = vec!["sell".into(), "inference".into()];
+        args.extend(p.name);
+        opt(&mut args, "--model", p.model.as_deref());
+        opt(&mut args, "--upstream", p.upstream.as_deref());
+        p.terms.push(&mut args);
+        args.push("--json".into());
+        self.agora(args).await
+    }
+
+    #[tool(description = "List offers with their price and readiness (agora sell list).")]
+    async fn sell_list(&self, Parameters(_): Parameters<Nothing>) -> ToolResult {
+        self.agora(vec!["sell".into(), "list".into(), "--json".into()])
+            .await
+    }
+
+    #[tool(
+        description = "An offer's conditions, public URL, price and recent events (agora sell status)."
+    )]
+    async fn sell_status(&self, Parameters(p): Parameters<Name>) -> ToolResult {
+        self.agora(vec![
+            "sell".into(),
+            "status".into(),
+            p.name,
+            "--json".into(),
+        ])
+        .await
+    }
+
+    #[tool(
+        description = "Check that an offer answers with a correct unpaid x402 challenge (agora sell probe)."
+    )]
+    async fn sell_probe(&self, Parameters(p): Parameters<Probe>) -> ToolResult {
+        let mut args = vec!["sell".into(), "probe".into(), p.name, "--json".into()];
+        flag(&mut args, "--local", p.local);
+        self.agora(args).await
+    }
+
+    #[tool(description = "Stop selling an offer after a grace period (agora sell stop).")]
+    async fn sell_stop(&self, Parameters(p): Parameters<Stop>) -> ToolResult {
+        let mut args = vec!["sell".into(), "stop".into(), p.name, "--json".into()];
+        opt(&mut args, "--grace", p.grace.as_deref());
+        self.agora(args).await
+    }
+
+    #[tool(
+        description = "Delete an offer (agora sell delete). Refused unless confirm is true: ask the user first."
+    )]
+    async fn sell_delete(&self, Parameters(p): Parameters<Delete>) -> ToolResult {
+        if p.confirm != Some(true) {
+            return Ok(failure(
+                format!(
+                    "deleting offer {} needs confirm: true; ask the user, then call sell_delete again with confirm: true (or use sell_stop to stop it gracefully)",
+                    p.name
+                ),
+                None,
+                None,
+            ));
+        }
+        self.agora(vec![
+            "sell".into(),
+            "delete".into(),
+            p.name,
+            "--yes".into(),
+            "--json".into(),
+        ])
+        .await
+    }
+
+    #[tool(
+        description = "What comparable offers on the ERC-8004 registry charge: min, median, max per request, per MTok and per hour, bucketed by model size, with a recommended price and its reasoning (agora sell pricing --research). Applies nothing."
+    )]
+    async fn pricing_research(&self, Parameters(p): Parameters<Research>) -> ToolResult {
+        let mut args = vec![
+            "sell".into(),
+            "pricing".into(),
+            "--research".into(),
+            "--json".into(),
+        ];
+        opt(&mut args, "--skill", p.skill.as_deref());
+        opt(&mut args, "--model", p.model.as_deref());
+        opt(&mut args, "--indexer", p.indexer.as_deref());
+        opt(&mut args, "--rpc", p.rpc.as_deref());
+        self.agora(args).await
+    }
+
+    #[tool(
+        description = "Find sellers on the ERC-8004 registry by OASF skill, domain and x402 support (agora discover)."
+    )]
+    async fn discover(&self, Parameters(p): Parameters<Discover>) -> ToolResult {
+        let mut args = vec!["discover".into(), "--json".into()];
+        each(
+            &mut args,
+            "--skill",
+            p.skills.as_deref().unwrap_or_default(),
+        );
+        each(
+            &mut args,
+            "--domain",
+            p.domains.as_deref().unwrap_or_default(),
+        );
+        opt(&mut args, "--search", p.search.as_deref());
+        flag(&mut args, "--x402", p.x402);
+        flag(&mut args, "--probe", p.probe);
+        opt(&mut args, "--indexer", p.indexer.as_deref());
+        opt(&mut args, "--rpc", p.rpc.as_deref());
+        let limit = p.limit.map(|l| l.to_string());
+        opt(&mut args, "--limit", limit.as_deref());
+        opt(&mut args, "--max", p.max.as_deref());
+        self.agora(args).await
+    }
+
+    #[tool(
+        description = "Call a URL and pay its x402 402 from the wallet, never above max nor the wallet's budgets (agora pay). Refusals sign nothing."
+    )]
+    async fn pay(&self, Parameters(p): Parameters<Pay>) -> ToolResult {
+        if p.max.trim().is_empty() {
+            return Ok(failure(
+                "pay needs max, the most USDC this call may cost, e.g. \"0.01\"; nothing was signed".into(),
+                Some(2),
+                None,
+            ));
+        }
+        let mut args = vec!["pay".into(), p.url, "--max".into(), p.max, "--json".into()];
+        opt(&mut args, "--request", p.method.as_deref());
+        opt(&mut args, "--data", p.data.as_deref());
+        each(
+            &mut args,
+            "--header",
+            p.headers.as_deref().unwrap_or_default(),
+        );
+        each(
+            &mut args,
+            "--network",
+            p.networks.as_deref().unwrap_or_default(),
+        );
+        opt(&mut args, "--wallet", p.wallet.as_deref());
+        each(&mut args, "--rpc", p.rpcs.as_deref().unwrap_or_default());
+        flag(&mut args, "--dry-run", p.dry_run);
+        self.agora(args).await
+    }
+
+    #[tool(description = "A wallet's address and USDC and ETH balance (agora wallet balance).")]
+    async fn wallet_balance(&self, Parameters(p): Parameters<Balance>) -> ToolResult {
+        let mut args = vec!["wallet".into(), "balance".into(), "--json".into()];
+        opt(&mut args, "--name", p.name.as_deref());
+        opt(&mut args, "--network", p.network.as_deref());
+        opt(&mut args, "--rpc", p.rpc.as_deref());
+        self.agora(args).await
+    }
+}
+
+#[tool_handler(router = self.tool_router)]
+impl ServerHandler for Agora {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(Implementation::new("agora", env!("CARGO_PKG_VERSION")))
+            .with_instructions(
+                "agora sells this machine's services for x402 payments and buys others'. Never set or change a price without the user's explicit yes: research with pricing_research, show the recommendation, ask, then sell.",
+            )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_last_json_line_is_the_result() {
+        assert_eq!(last_json("started\n{\"a\":1}\n"), Some(json!({"a": 1})));
+        assert_eq!(last_json("no json here"), None);
+    }
+}

@@ -1,0 +1,231 @@
+//! `agora mcp` driven by a client no one here wrote: the official MCP Python SDK's
+//! stdio client (tools/python/mcp_client.py, PyPI `mcp`, installed into tools/.venv
+//! by scripts/setup). On a devnet with `agora serve --rpc` it initializes, lists the
+//! tools with their schemas, sells an HTTP service (sell_http → sell_status →
+//! sell_probe), pays it with a max (the chain shows exactly the price moved), and is
+//! refused sell_delete without confirm and pay above max, nothing moved for either.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use alloy::primitives::U256;
+use serde_json::{Value, json};
+use testkit::process;
+use testkit::upstream::echo;
+use tokio::process::Command;
+
+fn agora(home: &Path) -> Command {
+    process::agora(env!("CARGO_BIN_EXE_agora"), home)
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Runs the Python MCP client against `agora mcp` with `home`, calling `plan`.
+async fn client(home: &Path, plan: &Value) -> Value {
+    let python = root().join("tools/.venv/bin/python");
+    assert!(
+        python.is_file(),
+        "{} is missing: run scripts/setup (it installs the MCP Python SDK from tools/python/requirements.txt)",
+        python.display()
+    );
+    // The same environment as every agora test command, so the server's tools reach
+    // this test's daemon and wallet only.
+    let template = agora(home);
+    let mut command = Command::new(python);
+    command
+        .arg(root().join("tools/python/mcp_client.py"))
+        .arg(env!("CARGO_BIN_EXE_agora"))
+        .arg(plan.to_string())
+        .kill_on_drop(true);
+    for (key, value) in template.as_std().get_envs() {
+        match value {
+            Some(v) => command.env(key, v),
+            None => command.env_remove(key),
+        };
+    }
+    let out = process::run(command, &[], None).await;
+    assert!(
+        out.success(),
+        "the MCP client failed ({:?}):\n{}\n{}",
+        out.code,
+        out.stdout,
+        out.stderr
+    );
+    out.json()
+}
+
+#[tokio::test]
+async fn the_python_sdk_sells_probes_and_pays_through_agora_mcp() {
+    let chain = testkit::chain::devnet(3).await;
+    let dir = tempfile::tempdir().unwrap();
+    let key = process::account_key_file(dir.path(), "facilitator.key", &chain, 0);
+    let buyer_key = process::account_key_file(dir.path(), "buyer.key", &chain, 2);
+    let payee = chain.accounts()[1].address();
+    let buyer = chain.accounts()[2].address();
+    let home = dir.path().join("home");
+
+    let mut command = agora(&home);
+    command
+        .env_remove("AGORA_FACILITATOR_URL")
+        .args([
+            "serve",
+            "--foreground",
+            "--json",
+            "--rpc",
+            chain.rpc_url(),
+            "--key-file",
+        ])
+        .arg(&key)
+        .stderr(Stdio::null());
+    let (_daemon, started, _) = process::spawn(command, Duration::from_secs(30)).await;
+    let gateway = started["gatewayUrl"].as_str().unwrap().to_string();
+    let upstream = testkit::loopback::serve(echo()).await;
+    process::ok(
+        agora(&home),
+        &[
+            "wallet",
+            "import",
+            "--name",
+            "default",
+            "--key-file",
+            buyer_key.to_str().unwrap(),
+        ],
+    )
+    .await;
+    let url = format!("{gateway}/services/echo/anything");
+    let payee_before = chain.usdc_balance(payee).await.unwrap();
+    let buyer_before = chain.usdc_balance(buyer).await.unwrap();
+
+    let plan = json!([
+        {"tool": "sell_http", "arguments": {
+            "name": "echo", "upstream": upstream.url(), "per_request": "0.001",
+            "pay_to": payee.to_string(), "no_register": true, "wait_seconds": 30}},
+        {"tool": "sell_status", "arguments": {"name": "echo"}},
+        {"tool": "sell_probe", "arguments": {"name": "echo", "local": true}},
+        {"tool": "pay", "arguments": {"url": url, "max": "0.0005"}},
+        {"tool": "pay", "arguments": {"url": url, "max": "0.01"}},
+        {"tool": "sell_delete", "arguments": {"name": "echo"}},
+        {"tool": "sell_status", "arguments": {"name": "nosuch"}},
+        {"tool": "sell_list", "arguments": {}},
+    ]);
+    let report = client(&home, &plan).await;
+    assert_eq!(report["server"], "agora", "{report}");
+
+    // Every tool is listed with an object schema; pay requires max, delete has confirm.
+    let tools = report["tools"].as_array().unwrap();
+    let names: Vec<&str> = tools.iter().map(|t| t["name"].as_str().unwrap()).collect();
+    for expected in [
+        "sell_http",
+        "sell_inference",
+        "sell_list",
+        "sell_status",
+        "sell_probe",
+        "sell_stop",
+        "sell_delete",
+        "pricing_research",
+        "discover",
+        "pay",
+        "wallet_balance",
+    ] {
+        assert!(
+            names.contains(&expected),
+            "{expected} missing from {names:?}"
+        );
+    }
+    let schema =
+        |name: &str| tools.iter().find(|t| t["name"] == name).unwrap()["inputSchema"].clone();
+    for t in tools {
+        assert_eq!(t["inputSchema"]["type"], "object", "{t}");
+        assert!(
+            t["description"].as_str().is_some_and(|d| !d.is_empty()),
+            "{t}"
+        );
+    }
+    let pay = schema("pay");
+    let required: Vec<&str> = pay["required"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap())
+        .collect();
+    assert!(
+        required.contains(&"max") && required.contains(&"url"),
+        "{pay}"
+    );
+    assert!(schema("sell_delete")["properties"]["confirm"].is_object());
+    assert!(schema("sell_http")["properties"]["per_request"].is_object());
+
+    let calls = report["calls"].as_array().unwrap();
+    let sold = &calls[0];
+    assert_eq!(sold["isError"], false, "{sold}");
+    assert_eq!(sold["structured"]["ready"], true, "{sold}");
+    let status = &calls[1];
+    assert_eq!(status["isError"], false, "{status}");
+    assert_eq!(
+        status["structured"]["price"], "0.001 USDC/request",
+        "{status}"
+    );
+    let probe = &calls[2];
+    assert_eq!(probe["structured"]["probe"]["passed"], true, "{probe}");
+
+    // Above max: a tool error with agora pay's refusal, nothing signed.
+    let refused = &calls[3];
+    assert_eq!(refused["isError"], true, "{refused}");
+    assert_eq!(refused["structured"]["exitCode"], 2, "{refused}");
+    let why = refused["structured"]["error"].as_str().unwrap();
+    assert!(why.contains("0.001 USDC") && why.contains("--max"), "{why}");
+
+    // Within max: paid once, exactly the price, on chain.
+    let paid = &calls[4];
+    assert_eq!(paid["isError"], false, "{paid}");
+    assert_eq!(paid["structured"]["status"], 200, "{paid}");
+    assert_eq!(
+        chain.usdc_balance(payee).await.unwrap() - payee_before,
+        U256::from(1_000),
+        "the payee got exactly 0.001 USDC"
+    );
+    assert_eq!(
+        buyer_before - chain.usdc_balance(buyer).await.unwrap(),
+        U256::from(1_000)
+    );
+
+    // sell_delete without confirm is refused and the offer stays.
+    let delete = &calls[5];
+    assert_eq!(delete["isError"], true, "{delete}");
+    assert!(
+        delete["structured"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("confirm: true"),
+        "{delete}"
+    );
+    let missing = &calls[6];
+    assert_eq!(missing["isError"], true, "{missing}");
+    assert!(
+        missing["structured"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("nosuch"),
+        "the CLI's message reaches the client: {missing}"
+    );
+    let listed = &calls[7];
+    let offers = listed["structured"]["items"].as_array().unwrap();
+    assert_eq!(offers.len(), 1, "{listed}");
+    assert_eq!(offers[0]["metadata"]["name"], "echo", "{listed}");
+}
+
+#[tokio::test]
+async fn print_config_names_the_claude_mcp_add_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = process::ok(agora(dir.path()), &["mcp", "--print-config"]).await;
+    let (entry, line) = out.stdout.trim_end().rsplit_once('\n').unwrap();
+    let entry: Value = serde_json::from_str(entry).unwrap();
+    assert_eq!(entry["mcpServers"]["agora"]["command"], "agora");
+    assert_eq!(entry["mcpServers"]["agora"]["args"], json!(["mcp"]));
+    assert_eq!(line, "claude mcp add agora -- agora mcp");
+}
