@@ -7,6 +7,7 @@ mod demo;
 mod detect;
 mod devnet_cmd;
 mod discover;
+mod doctor;
 mod facilitator_cmd;
 mod home;
 mod index_cmd;
@@ -18,6 +19,7 @@ mod research;
 mod sell;
 mod serve_cmd;
 mod signals;
+mod skills;
 mod wallet;
 
 use clap::{Parser, Subcommand};
@@ -62,6 +64,13 @@ enum Command {
     /// Autoresearch: run a GPU worker, coordinate paid experiments, publish the best
     /// checkpoint.
     Research(Box<research::ResearchArgs>),
+    /// Install the Agent Skills that teach Claude Code to sell, buy and run autoresearch
+    /// with agora: install, list, show, path.
+    Skills(Box<skills::SkillsArgs>),
+    /// Check that this machine is ready to sell (daemon, gateway, public URL,
+    /// facilitator, wallet, registry key, model servers, offers); prints the fix for each
+    /// failure and exits 1 when one fails.
+    Doctor(Box<doctor::DoctorArgs>),
 }
 
 #[tokio::main]
@@ -86,6 +95,8 @@ async fn main() -> std::process::ExitCode {
         Command::Pay(args) => pay::run(*args).await,
         Command::Mcp(args) => mcp::run(args).await,
         Command::Research(args) => research::run(*args).await,
+        Command::Skills(args) => skills::run(*args).await,
+        Command::Doctor(args) => doctor::run(*args).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
