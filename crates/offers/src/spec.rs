@@ -338,6 +338,10 @@ pub struct LimitsSpec {
     /// Paid calls at the upstream at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_in_flight: Option<u32>,
+    /// Seconds the upstream may take to answer a paid call (default 120); a long job
+    /// such as an autoresearch run needs its budget and grace here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_seconds: Option<u64>,
 }
 
 /// Where the reconciler has got to.

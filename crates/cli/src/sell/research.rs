@@ -74,8 +74,9 @@ pub(crate) struct ResearchArgs {
     /// Seconds of training per run (the worker's TIME_BUDGET).
     #[arg(long, value_name = "SECONDS", default_value_t = 300)]
     budget: u64,
-    /// Extra seconds for startup and evaluation before the run is killed.
-    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    /// Extra seconds for startup and evaluation before the run is killed (the run is
+    /// paid after it is served, so --budget + --grace is at most 480).
+    #[arg(long, value_name = "SECONDS", default_value_t = 120)]
     grace: u64,
     /// The command the worker runs in the copy [default: python3 train.py].
     #[arg(long, value_name = "COMMAND")]
@@ -94,6 +95,28 @@ pub(crate) struct ResearchArgs {
 
 /// Decimals of USDC, what `--per-hour` is read in.
 const USDC_DECIMALS: u8 = 6;
+
+/// Seconds a killed run gets to have its result written, beyond budget + grace.
+const RESULT_SLACK: u64 = 30;
+
+/// How long the gateway lets the worker answer a paid run: budget + grace + slack.
+/// The exact scheme settles after the answer, so the buyer's authorization must
+/// outlive it plus the gateway's settle and margin; agora's buyer signs for at most
+/// `MAX_VALIDITY_SECONDS` (600 s), which leaves 510 s (budget + grace ≤ 480).
+fn run_timeout(budget: u64, grace: u64) -> anyhow::Result<u64> {
+    let longest = x402::client::MAX_VALIDITY_SECONDS
+        - gateway::GatewayConfig::default().settle_timeout.as_secs()
+        - gateway::paid::VALIDITY_MARGIN_SECONDS;
+    let timeout = budget.saturating_add(grace).saturating_add(RESULT_SLACK);
+    if timeout > longest {
+        bail!(
+            "--budget {budget} + --grace {grace} is too long to be paid after the run: buyers' authorizations last at most {} s, so keep --budget + --grace at most {} (e.g. --budget 300 --grace 120)",
+            x402::client::MAX_VALIDITY_SECONDS,
+            longest - RESULT_SLACK
+        );
+    }
+    Ok(timeout)
+}
 
 /// The per-run price of `per_hour` (a USDC decimal) for a `budget`-second run.
 fn per_run_price(per_hour: &str, budget: u64) -> anyhow::Result<Money> {
@@ -117,6 +140,7 @@ pub(super) async fn sell(a: ResearchArgs, json_out: bool) -> anyhow::Result<()> 
         );
     }
     let run_price = per_run_price(&a.per_hour, a.budget)?;
+    let timeout = run_timeout(a.budget, a.grace)?;
     let listen = match a.worker_listen {
         Some(addr) => addr,
         None => free_port()?,
@@ -170,6 +194,7 @@ pub(super) async fn sell(a: ResearchArgs, json_out: bool) -> anyhow::Result<()> 
     // The worker reports the same name, so its first /status changes nothing.
     let gpu = research::worker::detect_gpu().unwrap_or_else(|| "none".to_string());
     create::sell_shaped(draft, &a.payment, a.wait, json_out, move |offer| {
+        offer.spec.limits.get_or_insert_default().timeout_seconds = Some(timeout);
         let notes = &mut offer.metadata.annotations;
         for (k, v) in annotations {
             notes.insert(k.to_string(), v);
@@ -222,7 +247,8 @@ impl WorkerSpec {
     }
 
     fn command(&self, data_dir: &Path) -> anyhow::Result<Command> {
-        let exe = std::env::current_exe().context("cannot find the agora binary to run the worker")?;
+        let exe =
+            std::env::current_exe().context("cannot find the agora binary to run the worker")?;
         let mut command = Command::new(exe);
         command.args([
             "research",
@@ -252,7 +278,12 @@ struct Running {
 
 /// Runs the worker of every research offer as a child of the daemon until `stop`,
 /// and keeps each offer's leaderboard metadata current (see the module docs).
-pub(crate) async fn supervise(store: Arc<Store>, wake: Arc<Notify>, home: PathBuf, stop: Arc<Notify>) {
+pub(crate) async fn supervise(
+    store: Arc<Store>,
+    wake: Arc<Notify>,
+    home: PathBuf,
+    stop: Arc<Notify>,
+) {
     let stopped = stop.notified();
     tokio::pin!(stopped);
     let http = match reqwest::Client::builder()
@@ -262,7 +293,9 @@ pub(crate) async fn supervise(store: Arc<Store>, wake: Arc<Notify>, home: PathBu
     {
         Ok(c) => c,
         Err(e) => {
-            tracing::error!("research workers are not supervised: cannot build an HTTP client: {e}");
+            tracing::error!(
+                "research workers are not supervised: cannot build an HTTP client: {e}"
+            );
             return;
         }
     };
@@ -298,13 +331,17 @@ pub(crate) async fn supervise(store: Arc<Store>, wake: Arc<Notify>, home: PathBu
         }
         running.retain(|name, r| match r.child.try_wait() {
             Ok(Some(status)) => {
-                tracing::warn!("the research worker of {name} exited ({status}); starting it again");
+                tracing::warn!(
+                    "the research worker of {name} exited ({status}); starting it again"
+                );
                 false
             }
             _ => true,
         });
         for (name, spec) in &wanted {
-            let recent = started.get(name).is_some_and(|t| t.elapsed() < RESTART_AFTER);
+            let recent = started
+                .get(name)
+                .is_some_and(|t| t.elapsed() < RESTART_AFTER);
             if running.contains_key(name) || recent {
                 continue;
             }
@@ -325,7 +362,10 @@ pub(crate) async fn supervise(store: Arc<Store>, wake: Arc<Notify>, home: PathBu
         for offer in &offers {
             let name = &offer.metadata.name;
             let Some(r) = running.get(name) else { continue };
-            if written.get(name).is_some_and(|t| t.elapsed() < METADATA_EVERY) {
+            if written
+                .get(name)
+                .is_some_and(|t| t.elapsed() < METADATA_EVERY)
+            {
                 continue;
             }
             let Some(fresh) = leaderboard(&http, &r.spec.listen).await else {
@@ -363,7 +403,9 @@ fn start(home: &Path, name: &str, spec: &WorkerSpec) -> anyhow::Result<Child> {
         .stdout(log.try_clone()?)
         .stderr(log)
         .kill_on_drop(true);
-    let child = command.spawn().context("cannot run agora research worker")?;
+    let child = command
+        .spawn()
+        .context("cannot run agora research worker")?;
     tracing::info!("started the research worker of {name} on {}", spec.listen);
     Ok(child)
 }
@@ -371,7 +413,10 @@ fn start(home: &Path, name: &str, spec: &WorkerSpec) -> anyhow::Result<Child> {
 /// Asks a worker to stop (SIGTERM, so it can end its experiment's process group),
 /// then kills it if it has not exited within [`STOP_GRACE`].
 async fn end(mut child: Child) {
-    if let Some(pid) = child.id().and_then(|p| rustix::process::Pid::from_raw(p as i32)) {
+    if let Some(pid) = child
+        .id()
+        .and_then(|p| rustix::process::Pid::from_raw(p as i32))
+    {
         let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
         if tokio::time::timeout(STOP_GRACE, child.wait()).await.is_ok() {
             return;
@@ -461,6 +506,14 @@ mod tests {
     }
 
     #[test]
+    fn a_run_must_end_while_the_buyers_authorization_is_valid() {
+        assert_eq!(run_timeout(300, 120).expect("default"), 450);
+        assert_eq!(run_timeout(360, 120).expect("the longest"), 510);
+        let e = run_timeout(300, 300).expect_err("the worker's own default grace");
+        assert!(e.to_string().contains("at most 480"), "{e}");
+    }
+
+    #[test]
     fn the_leaderboard_comes_from_the_workers_status_and_only_changes_write() {
         let idle = json!({"status": "idle", "gpu": null, "total_experiments": 0, "best": null, "last": null});
         let first = metadata_of(&idle);
@@ -492,16 +545,27 @@ mod tests {
         }))
         .expect("an offer");
         let next = with_metadata(&offer, &fresh).expect("changed");
-        assert_eq!(next.spec.registration.as_ref().expect("r").metadata["best_val_bpb"], "0.9979");
+        assert_eq!(
+            next.spec.registration.as_ref().expect("r").metadata["best_val_bpb"],
+            "0.9979"
+        );
         offer = next;
-        assert!(with_metadata(&offer, &fresh).is_none(), "same values: no write");
+        assert!(
+            with_metadata(&offer, &fresh).is_none(),
+            "same values: no write"
+        );
     }
 
     #[test]
     fn a_research_offer_names_its_worker_in_annotations() {
         let mut offer = ServiceOffer::new("w", offers::OfferSpec::default());
         assert!(WorkerSpec::of(&offer).is_none(), "not a research offer");
-        for (k, v) in [(REPO, "/r"), (BUDGET, "300"), (GRACE, "60"), (LISTEN, "127.0.0.1:9")] {
+        for (k, v) in [
+            (REPO, "/r"),
+            (BUDGET, "300"),
+            (GRACE, "60"),
+            (LISTEN, "127.0.0.1:9"),
+        ] {
             offer.metadata.annotations.insert(k.into(), v.into());
         }
         let spec = WorkerSpec::of(&offer).expect("a worker");
@@ -513,7 +577,20 @@ mod tests {
             .collect();
         assert_eq!(
             args,
-            ["research", "worker", "--repo", "/r", "--budget", "300", "--grace", "60", "--listen", "127.0.0.1:9", "--data-dir", "/d"]
+            [
+                "research",
+                "worker",
+                "--repo",
+                "/r",
+                "--budget",
+                "300",
+                "--grace",
+                "60",
+                "--listen",
+                "127.0.0.1:9",
+                "--data-dir",
+                "/d"
+            ]
         );
     }
 }

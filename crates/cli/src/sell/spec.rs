@@ -355,6 +355,7 @@ fn limits_spec(l: &LimitArgs) -> Option<LimitsSpec> {
     (l.rps.is_some() || l.max_in_flight.is_some()).then_some(LimitsSpec {
         rps: l.rps,
         max_in_flight: l.max_in_flight,
+        ..LimitsSpec::default()
     })
 }
 

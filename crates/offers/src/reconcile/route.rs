@@ -79,6 +79,7 @@ impl Reconciler {
             });
         route.price_note = Some(offer.price_text());
         route.limits = offer.limits;
+        route.upstream_timeout = offer.upstream_timeout;
         if offer.health_path != "/" {
             route.free_paths.push(offer.health_path.clone());
         }

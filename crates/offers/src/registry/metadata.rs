@@ -60,7 +60,11 @@ pub(crate) async fn publish(
         let current = registrar.metadata(agent_id, &onchain_key).await?;
         if current.as_ref() != value.as_bytes() {
             registrar
-                .set_metadata(agent_id, &onchain_key, Bytes::from(value.clone().into_bytes()))
+                .set_metadata(
+                    agent_id,
+                    &onchain_key,
+                    Bytes::from(value.clone().into_bytes()),
+                )
                 .await?;
             written += 1;
         }
