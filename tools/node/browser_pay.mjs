@@ -14,7 +14,7 @@
 // account ADDR; the script clicks "Pay with wallet" and waits for the outcome. With
 // --no-wallet the page has no provider and the script reads what it says instead.
 // Environment: CHROMIUM (default /usr/bin/chromium).
-// Prints one JSON line: {status, answer, tx, noWallet, methods, consoleErrors}.
+// Prints one JSON line: {status, answer, tx, noWallet, csp, methods, consoleErrors}.
 // Exit codes: 0 the page reached an outcome, 1 it did not (the JSON line says why),
 // 2 bad usage.
 
@@ -95,6 +95,7 @@ const profile = mkdtempSync(join(tmpdir(), "agora-chromium-"));
 const consoleErrors = [];
 let context;
 let outcome = { status: "", answer: "", tx: "", noWallet: "" };
+let csp = null;
 let failure = null;
 try {
   context = await chromium.launchPersistentContext(profile, {
@@ -123,6 +124,7 @@ try {
   }
   const response = await page.goto(opts.url, { waitUntil: "load" });
   if (response.status() !== 402) throw new Error(`the page answered ${response.status()}, not 402`);
+  csp = response.headers()["content-security-policy"] ?? null;
   if (opts.wallet) {
     await page.getByRole("button", { name: "Pay with wallet" }).first().click({ timeout: 10_000 });
     // Done when the answer shows, or when the status stops saying "…" (a refusal).
@@ -153,5 +155,5 @@ try {
   if (context) await context.close().catch(() => {});
   rmSync(profile, { recursive: true, force: true });
 }
-process.stdout.write(JSON.stringify({ ...outcome, methods, consoleErrors, error: failure }) + "\n");
+process.stdout.write(JSON.stringify({ ...outcome, csp, methods, consoleErrors, error: failure }) + "\n");
 process.exit(failure ? 1 : 0);

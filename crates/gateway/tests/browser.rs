@@ -92,7 +92,15 @@ async fn browser_pay(args: &[&str]) -> Value {
     serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"))
 }
 
+/// The page ran under its own Content-Security-Policy, and nothing broke it.
 fn assert_no_policy_violation(out: &Value) {
+    assert!(
+        out["csp"]
+            .as_str()
+            .is_some_and(|p| p.starts_with("default-src 'none'; script-src 'sha256-")),
+        "the paywall carries its policy: {}",
+        out["csp"]
+    );
     let errors = out["consoleErrors"].as_array().unwrap();
     assert!(
         errors
