@@ -42,6 +42,8 @@ pub struct DaemonConfig {
     pub pull_models: bool,
     /// On-chain ERC-8004 registration, when a registry key is configured.
     pub registry: Option<offers::RegistryConfig>,
+    /// The tunnel kept up while something is sold (`agora serve --tunnel`).
+    pub tunnel: Option<tunnel::Provider>,
 }
 
 /// A running daemon.
@@ -69,6 +71,9 @@ struct Admin {
     reconciler: Arc<Reconciler>,
     wake: Arc<Notify>,
     info: Value,
+    /// The public URL now (a tunnel moves it).
+    public: crate::tunnel_cmd::follow::PublicUrl,
+    tunnel: Option<Arc<crate::tunnel_cmd::follow::TunnelControl>>,
 }
 
 impl Daemon {
@@ -176,7 +181,27 @@ impl Daemon {
             config.home.clone(),
             stop.clone(),
         )));
+        let public = Arc::new(std::sync::RwLock::new(public_url.clone()));
+        let mut tunnel = None;
+        if let Some(provider) = config.tunnel.clone() {
+            let (control, task) = crate::tunnel_cmd::follow::spawn(
+                provider,
+                bound,
+                &config.home,
+                crate::tunnel_cmd::follow::Targets {
+                    gateway: gateway.clone(),
+                    reconciler: reconciler.clone(),
+                    public: public.clone(),
+                    fallback: public_url.clone(),
+                },
+                stop.clone(),
+            );
+            tunnel = Some(control);
+            tasks.push(task);
+        }
         let admin = Admin {
+            public,
+            tunnel,
             store: store.clone(),
             wake: reconciler.waker(),
             reconciler,
@@ -261,6 +286,8 @@ fn admin_router(admin: Admin) -> Router {
         .route("/v1/reconcile", post(reconcile))
         .route("/v1/registration", get(registration))
         .route("/v1/settings", get(settings).put(put_settings))
+        .route("/v1/tunnel", get(tunnel_status))
+        .route("/v1/tunnel/{action}", post(tunnel_steer))
         .with_state(admin)
 }
 
@@ -273,7 +300,38 @@ fn internal(e: impl std::fmt::Display) -> Response {
 }
 
 async fn status(State(admin): State<Admin>) -> Response {
-    Json(admin.info.clone()).into_response()
+    let mut info = admin.info.clone();
+    info["publicUrl"] = json!(*admin.public.read().unwrap_or_else(|e| e.into_inner()));
+    info["tunnel"] = admin.tunnel.as_ref().map_or(Value::Null, |t| t.describe());
+    Json(info).into_response()
+}
+
+async fn tunnel_status(State(admin): State<Admin>) -> Response {
+    match &admin.tunnel {
+        Some(t) => Json(t.describe()).into_response(),
+        None => Json(json!({ "configured": false, "state": "off" })).into_response(),
+    }
+}
+
+/// `agora tunnel start|stop`: holds the tunnel up or down.
+async fn tunnel_steer(State(admin): State<Admin>, UrlPath(action): UrlPath<String>) -> Response {
+    let Some(tunnel) = &admin.tunnel else {
+        return fail(
+            StatusCode::CONFLICT,
+            "this daemon runs with --tunnel none; restart it with agora serve --tunnel bore --bore-server HOST (or --tunnel cloudflared)",
+        );
+    };
+    match action.as_str() {
+        "start" => tunnel.hold(Some(true)),
+        "stop" => tunnel.hold(Some(false)),
+        other => {
+            return fail(
+                StatusCode::NOT_FOUND,
+                format!("no tunnel action {other:?}; use start or stop"),
+            );
+        }
+    }
+    Json(tunnel.describe()).into_response()
 }
 
 async fn list(State(admin): State<Admin>) -> Response {
@@ -436,6 +494,7 @@ mod tests {
             title: "test".into(),
             pull_models: false,
             registry: None,
+            tunnel: None,
         };
         let err = match Daemon::start(config).await {
             Ok(_) => panic!("a world-writable home was accepted"),

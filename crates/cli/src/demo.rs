@@ -184,6 +184,7 @@ async fn sell_and_buy(
             crate::serve_cmd::registry_config(chain.rpc_url(), seller.signer(), None, false)
                 .await?,
         ),
+        tunnel: None,
     })
     .await?;
     say(format!(

@@ -20,6 +20,7 @@ mod sell;
 mod serve_cmd;
 mod signals;
 mod skills;
+mod tunnel_cmd;
 mod wallet;
 
 use clap::{Parser, Subcommand};
@@ -71,6 +72,8 @@ enum Command {
     /// facilitator, wallet, registry key, model servers, offers); prints the fix for each
     /// failure and exits 1 when one fails.
     Doctor(Box<doctor::DoctorArgs>),
+    /// The public tunnel to the gateway: status, start, stop, logs; and a bore relay.
+    Tunnel(Box<tunnel_cmd::TunnelArgs>),
 }
 
 #[tokio::main]
@@ -95,6 +98,7 @@ async fn main() -> std::process::ExitCode {
         Command::Pay(args) => pay::run(*args).await,
         Command::Mcp(args) => mcp::run(args).await,
         Command::Research(args) => research::run(*args).await,
+        Command::Tunnel(args) => tunnel_cmd::run(*args).await,
         Command::Skills(args) => skills::run(*args).await,
         Command::Doctor(args) => doctor::run(*args).await,
     };

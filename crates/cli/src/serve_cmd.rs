@@ -93,6 +93,8 @@ pub struct ServeArgs {
     /// Print the startup line as JSON.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    tunnel: crate::tunnel_cmd::TunnelFlags,
 }
 
 /// Starts the daemon in the foreground or the background.
@@ -137,6 +139,7 @@ async fn foreground(args: ServeArgs) -> anyhow::Result<()> {
         title: args.title.clone(),
         pull_models: args.pull_models,
         registry: registry_for(&args).await?,
+        tunnel: args.tunnel.provider(args.public_url.is_some())?,
     };
     let daemon = Daemon::start_with(config, operator).await?;
     let line = json!({
@@ -332,6 +335,7 @@ pub async fn start_background(
     for rpc in &args.rpcs {
         command.args(["--rpc", &config::url_text(rpc)]);
     }
+    args.tunnel.pass_to(&mut command);
     if let Some(key) = &args.key_file {
         command.arg("--key-file").arg(key);
     }

@@ -83,6 +83,7 @@ pub(super) async fn status(name: &str, json_out: bool) -> anyhow::Result<()> {
                 "price": resolved.as_ref().map(ResolvedOffer::price_text),
                 "ready": offer.is_ready(),
                 "events": events,
+                "tunnel": info["tunnel"],
             })
         )?;
         return Ok(());
@@ -96,6 +97,15 @@ pub(super) async fn status(name: &str, json_out: bool) -> anyhow::Result<()> {
         "Endpoint:     {}",
         url.as_deref().unwrap_or("(not published yet)")
     )?;
+    if let Some(tunnel) = info["tunnel"].as_object() {
+        let text = |key: &str| tunnel.get(key).and_then(|v| v.as_str()).unwrap_or("-");
+        outln!(
+            "Tunnel:       {} at {} ({})",
+            text("state"),
+            text("url"),
+            text("provider")
+        )?;
+    }
     if let Some(r) = &resolved {
         outln!(
             "Network:      {} ({})",

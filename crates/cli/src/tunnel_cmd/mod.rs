@@ -1,0 +1,368 @@
+//! `agora tunnel status|start|stop|logs|relay` and the `agora serve --tunnel` flags.
+//!
+//! The tunnel itself lives in the daemon ([`follow`]); these commands read its state
+//! (from the daemon, or from `tunnel.json` when the daemon is down), hold it up or
+//! down, print its log, and run a bore-compatible relay for a public machine.
+
+pub mod follow;
+
+use std::net::{IpAddr, SocketAddr};
+use std::process::Command;
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand, ValueEnum};
+use serde_json::{Value, json};
+use tunnel::bore::{BoreServer, Relay, RelayConfig, Secret};
+use tunnel::{Provider, TunnelLog, cloudflared};
+
+use crate::admin_client::AdminClient;
+use crate::daemon::socket_path;
+use crate::home;
+use crate::output::outln;
+
+/// Environment variable of `--tunnel`.
+const TUNNEL_ENV: &str = "AGORA_TUNNEL";
+/// Environment variable of `--bore-server`.
+const BORE_SERVER_ENV: &str = "AGORA_BORE_SERVER";
+/// Environment variable of `--bore-secret` (and the relay's `--secret`).
+const BORE_SECRET_ENV: &str = "AGORA_BORE_SECRET";
+/// cloudflared's own variable for a named tunnel's connector token.
+const TUNNEL_TOKEN_ENV: &str = "TUNNEL_TOKEN";
+
+/// Which tunnel `agora serve` keeps up while something is sold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TunnelChoice {
+    /// No tunnel: buyers reach the gateway at its own address or --public-url.
+    None,
+    /// bore when --bore-server is set, else cloudflared when installed, else none.
+    Auto,
+    /// cloudflared: a quick tunnel, or a named one with --tunnel-token.
+    Cloudflared,
+    /// A bore relay (--bore-server), e.g. one run with `agora tunnel relay`.
+    Bore,
+}
+
+/// The tunnel flags of `agora serve`.
+#[derive(Debug, Clone, Args)]
+pub struct TunnelFlags {
+    /// Keep a public URL pointing at the gateway while an offer is Ready [default:
+    /// none, so nothing is exposed to the internet unless asked]. --public-url wins.
+    #[arg(long, env = TUNNEL_ENV, value_enum, default_value = "none")]
+    tunnel: TunnelChoice,
+    /// The bore relay, HOST[:PORT] (port 7835 by default).
+    #[arg(long, env = BORE_SERVER_ENV, value_name = "HOST[:PORT]")]
+    bore_server: Option<String>,
+    /// The bore relay's shared secret (prefer the environment variable: the command
+    /// line is visible to other users).
+    #[arg(long, env = BORE_SECRET_ENV, hide_env_values = true, value_name = "SECRET")]
+    bore_secret: Option<String>,
+    /// A named cloudflared tunnel's connector token (from the Cloudflare dashboard);
+    /// with --tunnel-hostname. Without it cloudflared opens a quick tunnel.
+    #[arg(long, env = TUNNEL_TOKEN_ENV, hide_env_values = true, value_name = "TOKEN")]
+    tunnel_token: Option<String>,
+    /// The public hostname routed to the named tunnel, e.g. api.example.com.
+    #[arg(long, value_name = "HOST")]
+    tunnel_hostname: Option<String>,
+}
+
+impl TunnelFlags {
+    /// The provider to supervise, or none; `--public-url` wins over any tunnel.
+    pub fn provider(&self, public_url_given: bool) -> anyhow::Result<Option<Provider>> {
+        if self.tunnel == TunnelChoice::None {
+            return Ok(None);
+        }
+        if public_url_given {
+            eprintln!("note: --public-url is set, so no tunnel is started (--tunnel ignored)");
+            return Ok(None);
+        }
+        let secret = self.bore_secret.as_deref().map(Secret::new);
+        let bore = |server: &str| -> anyhow::Result<Provider> {
+            let server: BoreServer = server.parse().map_err(anyhow::Error::msg)?;
+            Ok(Provider::Bore {
+                server,
+                secret: secret.clone(),
+            })
+        };
+        match (self.tunnel, &self.bore_server) {
+            (TunnelChoice::Bore | TunnelChoice::Auto, Some(server)) => bore(server).map(Some),
+            (TunnelChoice::Bore, None) => bail!(
+                "--tunnel bore needs a relay: pass --bore-server HOST[:PORT] (run one on a public machine with agora tunnel relay)"
+            ),
+            (TunnelChoice::Cloudflared, _) => {
+                let binary = cloudflared::locate().map_err(anyhow::Error::msg)?;
+                Ok(Some(Provider::Cloudflared {
+                    binary,
+                    mode: self.cloudflared_mode()?,
+                }))
+            }
+            (TunnelChoice::Auto, None) => match cloudflared::locate() {
+                Ok(binary) => Ok(Some(Provider::Cloudflared {
+                    binary,
+                    mode: self.cloudflared_mode()?,
+                })),
+                Err(why) => {
+                    eprintln!(
+                        "note: --tunnel auto found no tunnel to run, serving without one: {why}"
+                    );
+                    Ok(None)
+                }
+            },
+            (TunnelChoice::None, _) => Ok(None),
+        }
+    }
+
+    fn cloudflared_mode(&self) -> anyhow::Result<cloudflared::Mode> {
+        match (&self.tunnel_token, &self.tunnel_hostname) {
+            (None, None) => Ok(cloudflared::Mode::Quick),
+            (Some(token), Some(hostname)) => Ok(cloudflared::Mode::Named {
+                token: token.clone(),
+                hostname: hostname
+                    .trim_end_matches('/')
+                    .trim_start_matches("https://")
+                    .to_string(),
+            }),
+            (Some(_), None) => bail!(
+                "a named tunnel (--tunnel-token or TUNNEL_TOKEN) needs its public hostname: pass --tunnel-hostname api.example.com"
+            ),
+            (None, Some(_)) => bail!(
+                "--tunnel-hostname is for a named tunnel: also pass its token with TUNNEL_TOKEN (or drop --tunnel-hostname for a quick tunnel)"
+            ),
+        }
+    }
+
+    /// Passes these flags to a background `agora serve --foreground`; secrets go in
+    /// its environment, never on its command line.
+    pub fn pass_to(&self, command: &mut Command) {
+        if let Some(choice) = self.tunnel.to_possible_value() {
+            command.args(["--tunnel", choice.get_name()]);
+        }
+        if let Some(server) = &self.bore_server {
+            command.args(["--bore-server", server]);
+        }
+        if let Some(host) = &self.tunnel_hostname {
+            command.args(["--tunnel-hostname", host]);
+        }
+        if let Some(secret) = &self.bore_secret {
+            command.env(BORE_SECRET_ENV, secret);
+        }
+        if let Some(token) = &self.tunnel_token {
+            command.env(TUNNEL_TOKEN_ENV, token);
+        }
+    }
+}
+
+/// `agora tunnel`.
+#[derive(Debug, Args)]
+pub struct TunnelArgs {
+    #[command(subcommand)]
+    command: TunnelCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum TunnelCommand {
+    /// Show the tunnel: provider, state (off, starting, up, down), public URL, restarts.
+    Status {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Hold the tunnel up even with nothing Ready (until `agora tunnel stop` or a
+    /// daemon restart).
+    Start {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Take the tunnel down and keep it down (until `agora tunnel start` or a daemon
+    /// restart); buyers then reach only the gateway's own address.
+    Stop {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the tunnel's log (cloudflared's output, connects, crashes, restarts).
+    Logs {
+        /// How many of the last lines.
+        #[arg(short = 'n', long, default_value_t = 50)]
+        lines: usize,
+    },
+    /// Run a bore-compatible relay on a public machine until Ctrl-C; sellers point
+    /// `agora serve --tunnel bore --bore-server THIS_HOST` at it.
+    Relay(RelayArgs),
+}
+
+/// `agora tunnel relay`.
+#[derive(Debug, Args)]
+struct RelayArgs {
+    /// Control address sellers connect to.
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:7835")]
+    listen: SocketAddr,
+    /// Address the public ports are opened on.
+    #[arg(long, value_name = "IP", default_value = "0.0.0.0")]
+    bind_tunnels: IpAddr,
+    /// Lowest public port handed out.
+    #[arg(long, default_value_t = 1024)]
+    min_port: u16,
+    /// Highest public port handed out.
+    #[arg(long, default_value_t = 65535)]
+    max_port: u16,
+    /// Shared secret sellers must prove (prefer the environment variable).
+    #[arg(long, env = BORE_SECRET_ENV, hide_env_values = true, value_name = "SECRET")]
+    secret: Option<String>,
+    /// Print the startup line as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs `agora tunnel ...`.
+pub async fn run(args: TunnelArgs) -> anyhow::Result<()> {
+    match args.command {
+        TunnelCommand::Status { json } => status(json).await,
+        TunnelCommand::Start { json } => steer("start", json).await,
+        TunnelCommand::Stop { json } => steer("stop", json).await,
+        TunnelCommand::Logs { lines } => logs(lines),
+        TunnelCommand::Relay(relay_args) => relay(relay_args).await,
+    }
+}
+
+fn print_status(status: &Value, note: Option<&str>) -> anyhow::Result<()> {
+    let text = |key: &str| status[key].as_str().unwrap_or("-").to_string();
+    outln!("Provider: {}", text("provider"))?;
+    outln!("State:    {}", text("state"))?;
+    outln!("URL:      {}", text("url"))?;
+    if let Some(control) = status["control"].as_str() {
+        outln!("Control:  {control}")?;
+    }
+    outln!("Restarts: {}", status["restarts"].as_u64().unwrap_or(0))?;
+    if let Some(error) = status["lastError"].as_str() {
+        outln!("Last error: {error}")?;
+    }
+    if let Some(note) = note {
+        outln!("{note}")?;
+    }
+    Ok(())
+}
+
+async fn status(json_out: bool) -> anyhow::Result<()> {
+    let home = home::agora_home()?;
+    let client = AdminClient::new(&socket_path(&home));
+    let (status, note) = if client.is_up().await {
+        (client.request("GET", "/v1/tunnel", None).await?.ok()?, None)
+    } else {
+        let saved = tunnel::state::load(&follow::state_path(&home))
+            .with_context(|| format!("cannot read {}", follow::state_path(&home).display()))?;
+        match saved {
+            Some(saved) => {
+                let mut value = serde_json::to_value(saved)?;
+                value["daemon"] = json!(false);
+                (
+                    value,
+                    Some(
+                        "The agora daemon is not running: this is the last saved state. Start it with: agora serve --tunnel auto",
+                    ),
+                )
+            }
+            None => bail!(
+                "no tunnel has run here and the agora daemon is not running; start one with: agora serve --tunnel bore --bore-server HOST (or --tunnel cloudflared)"
+            ),
+        }
+    };
+    if json_out {
+        outln!("{status}")?;
+        return Ok(());
+    }
+    if status["configured"] == json!(false) {
+        outln!("No tunnel: the agora daemon runs with --tunnel none.")?;
+        outln!(
+            "Restart it with: agora serve --tunnel bore --bore-server HOST (or --tunnel cloudflared)"
+        )?;
+        return Ok(());
+    }
+    print_status(&status, note)
+}
+
+async fn steer(action: &str, json_out: bool) -> anyhow::Result<()> {
+    let home = home::agora_home()?;
+    let client = AdminClient::new(&socket_path(&home));
+    if !client.is_up().await {
+        bail!("the agora daemon is not running; start it with: agora serve --tunnel auto");
+    }
+    let status = client
+        .request("POST", &format!("/v1/tunnel/{action}"), None)
+        .await?
+        .ok()?;
+    if json_out {
+        outln!("{status}")?;
+    } else {
+        print_status(&status, None)?;
+    }
+    Ok(())
+}
+
+fn logs(lines: usize) -> anyhow::Result<()> {
+    let home = home::agora_home()?;
+    let log = TunnelLog::new(follow::log_path(&home));
+    let tail = log
+        .tail(lines)
+        .with_context(|| format!("cannot read {}", log.path().display()))?;
+    if tail.is_empty() {
+        outln!("The tunnel log is empty ({}).", log.path().display())?;
+    }
+    for line in tail {
+        outln!("{line}")?;
+    }
+    Ok(())
+}
+
+async fn relay(args: RelayArgs) -> anyhow::Result<()> {
+    if args.min_port > args.max_port || args.min_port == 0 {
+        bail!(
+            "--min-port {} --max-port {} is not a range of ports; pass e.g. --min-port 20000 --max-port 29999",
+            args.min_port,
+            args.max_port
+        );
+    }
+    let shutdown = crate::signals::shutdown_signal()?;
+    let relay = Relay::bind(RelayConfig {
+        control: args.listen,
+        tunnels: args.bind_tunnels,
+        ports: args.min_port..=args.max_port,
+        secret: args.secret.as_deref().map(Secret::new),
+    })
+    .await
+    .with_context(|| {
+        format!(
+            "cannot listen on {} (in use? pass --listen 0.0.0.0:PORT for another port)",
+            args.listen
+        )
+    })?;
+    let control = relay.control_addr()?;
+    let line = json!({
+        "control": control.to_string(),
+        "tunnels": args.bind_tunnels.to_string(),
+        "ports": format!("{}-{}", args.min_port, args.max_port),
+        "secret": args.secret.is_some(),
+        "pid": std::process::id(),
+    });
+    if args.json {
+        outln!("{line}")?;
+    } else {
+        outln!(
+            "bore relay on {control} (public ports {}-{} on {}{}); sellers run: agora serve --tunnel bore --bore-server HOST:{}",
+            args.min_port,
+            args.max_port,
+            args.bind_tunnels,
+            if args.secret.is_some() {
+                ", secret required"
+            } else {
+                ", no secret: anyone can open a port"
+            },
+            control.port()
+        )?;
+    }
+    tokio::select! {
+        served = relay.run() => served.context("the relay stopped")?,
+        () = shutdown => {}
+    }
+    Ok(())
+}

@@ -1,0 +1,531 @@
+//! Tunnels through the `agora` binary as a seller uses them: `agora tunnel relay` on
+//! loopback standing in for a public VPS, `agora serve --tunnel bore` on a devnet
+//! (embedded facilitator, ERC-8004 registry), and cloudflared replaced by a stand-in
+//! executable (tools/node/cloudflared_standin.mjs) because the Cloudflare edge cannot
+//! be reached here. Every URL claim is checked where buyers see it: the 402, the
+//! catalog, the registration file and the on-chain agent URI.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use alloy::primitives::U256;
+use devnet::Devnet;
+use erc8004::IIdentityRegistry;
+use serde_json::Value;
+use testkit::loopback;
+use testkit::process::{self, Output};
+use testkit::upstream::echo;
+use tokio::process::{Child, Command};
+
+fn agora(home: &Path) -> Command {
+    process::agora(env!("CARGO_BIN_EXE_agora"), home)
+}
+
+async fn ok(home: &Path, args: &[&str]) -> Output {
+    process::ok(agora(home), args).await
+}
+
+/// `agora tunnel relay` on loopback; its control address.
+async fn relay(home: &Path, control: u16, ports: Option<u16>) -> (Child, String) {
+    let mut command = agora(home);
+    let listen = format!("127.0.0.1:{control}");
+    command
+        .args(["tunnel", "relay", "--json", "--listen", &listen])
+        .args(["--bind-tunnels", "127.0.0.1"])
+        .env("AGORA_BORE_SECRET", "relay-secret")
+        .stderr(Stdio::null());
+    if let Some(port) = ports {
+        let port = port.to_string();
+        command.args(["--min-port", &port, "--max-port", &port]);
+    }
+    let (child, started, _) = process::spawn(command, Duration::from_secs(20)).await;
+    assert_eq!(started["secret"], true, "{started}");
+    (child, started["control"].as_str().unwrap().to_string())
+}
+
+/// `agora serve --foreground` on `chain`, registering with account 1, with `extra`.
+async fn serve(home: &Path, dir: &Path, chain: &Devnet, extra: &[&str]) -> (Child, Value) {
+    let key = process::account_key_file(dir, "facilitator.key", chain, 0);
+    let registry_key = process::account_key_file(dir, "registry.key", chain, 1);
+    let mut command = agora(home);
+    command
+        .env_remove("AGORA_FACILITATOR_URL")
+        .env("AGORA_BORE_SECRET", "relay-secret")
+        .args(["serve", "--foreground", "--json", "--rpc", chain.rpc_url()])
+        .arg("--key-file")
+        .arg(&key)
+        .arg("--registry-key-file")
+        .arg(&registry_key)
+        .args(extra)
+        .stderr(Stdio::null());
+    let (child, started, _) = process::spawn(command, Duration::from_secs(30)).await;
+    (child, started)
+}
+
+async fn stop(mut child: Child) {
+    let pid = child.id().unwrap();
+    std::process::Command::new("kill")
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+async fn tunnel_status(home: &Path) -> Value {
+    ok(home, &["tunnel", "status", "--json"]).await.json()
+}
+
+/// Waits until `agora tunnel status` says `state` (and, when given, a URL other than
+/// `not`), returning the status.
+async fn until_state(home: &Path, state: &str, not: Option<&str>) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let status = tunnel_status(home).await;
+        if status["state"] == state && not.is_none_or(|n| status["url"] != n) {
+            return status;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the tunnel never became {state}: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The `resource` a 402 at `url` names.
+async fn resource_of(url: &str) -> String {
+    let answer = testkit::http().get(url).send().await.unwrap();
+    assert_eq!(answer.status(), 402, "{url}");
+    let required = answer.headers()["payment-required"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let required: Value = x402::header::decode(&required).unwrap();
+    required["resource"]["url"]
+        .as_str()
+        .or_else(|| required["accepts"][0]["resource"].as_str())
+        .unwrap()
+        .to_string()
+}
+
+async fn token_uri(chain: &Devnet) -> String {
+    let registry = IIdentityRegistry::new(
+        erc8004::identity_registry(&chain.network()).unwrap(),
+        chain.provider().unwrap(),
+    );
+    registry.tokenURI(U256::ZERO).call().await.unwrap()
+}
+
+/// Waits until the on-chain agent URI is `uri`.
+async fn until_token_uri(chain: &Devnet, uri: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let now = token_uri(chain).await;
+        if now == uri {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the agent URI stayed {now}, expected {uri}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn sell_worker(home: &Path, upstream: &str, seller: &str) {
+    let created = ok(
+        home,
+        &[
+            "sell",
+            "http",
+            "worker",
+            "--upstream",
+            upstream,
+            "--per-request",
+            "0.001",
+            "--pay-to",
+            seller,
+            "--wait",
+            "30",
+            "--json",
+        ],
+    )
+    .await
+    .json();
+    assert_eq!(created["ready"], true, "{created}");
+}
+
+async fn port_closed(port: u16) -> bool {
+    tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+}
+
+fn port_of(url: &str) -> u16 {
+    url.rsplit(':').next().unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn bore_tunnel_end_to_end_through_a_loopback_relay() {
+    let chain = testkit::chain::devnet(3).await;
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let relay_home = dir.path().join("relay");
+    let seller = chain.accounts()[1].address();
+    let upstream = loopback::serve(echo()).await;
+    let (relay, control) = relay(&relay_home, 0, None).await;
+    let (daemon, started) = serve(
+        &home,
+        dir.path(),
+        &chain,
+        &["--tunnel", "bore", "--bore-server", &control],
+    )
+    .await;
+    let gateway = started["gatewayUrl"].as_str().unwrap().to_string();
+    assert_eq!(
+        started["publicUrl"],
+        gateway.as_str(),
+        "no tunnel before an offer"
+    );
+    let idle = tunnel_status(&home).await;
+    assert_eq!(idle["state"], "off", "{idle}");
+    assert_eq!(idle["provider"], "bore");
+
+    // 1. The first Ready offer brings the tunnel up, on the relay.
+    sell_worker(&home, &upstream.url(), &seller.to_string()).await;
+    let up = until_state(&home, "up", None).await;
+    let public = up["url"].as_str().unwrap().to_string();
+    assert!(public.starts_with("http://127.0.0.1:"), "{public}");
+    assert_ne!(port_of(&public), port_of(&gateway));
+    let mode = std::fs::metadata(home.join("tunnel.json")).unwrap();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777,
+        0o600
+    );
+
+    // 2. The relay's URL is the public one everywhere, and the probe goes through it.
+    let document = format!("{public}/.well-known/agent-registration.json");
+    until_token_uri(&chain, &document).await;
+    assert_eq!(
+        resource_of(&format!("{public}/services/worker/run")).await,
+        format!("{public}/services/worker/run")
+    );
+    assert_eq!(
+        resource_of(&format!("{gateway}/services/worker/run")).await,
+        format!("{public}/services/worker/run"),
+        "the gateway publishes the public URL even when reached directly"
+    );
+    let catalog: Value = testkit::http()
+        .get(format!("{public}/api/services.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(catalog.to_string().contains(&public), "{catalog}");
+    let registration: Value = testkit::http()
+        .get(&document)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        registration
+            .to_string()
+            .contains(&format!("{public}/services/worker"))
+    );
+    let register = ok(&home, &["sell", "register", "--json"]).await.json();
+    assert_eq!(register["agentUri"], document.as_str());
+    let status = ok(&home, &["sell", "status", "worker", "--json"])
+        .await
+        .json();
+    assert_eq!(status["url"], format!("{public}/services/worker"));
+    assert_eq!(status["tunnel"]["state"], "up", "{status}");
+    let text = ok(&home, &["sell", "status", "worker"]).await.stdout;
+    assert!(
+        text.contains(&format!("Tunnel:       up at {public} (bore)")),
+        "{text}"
+    );
+    let probe = ok(&home, &["sell", "probe", "worker", "--json"])
+        .await
+        .json();
+    assert_eq!(probe["probe"]["passed"], true, "{probe}");
+    assert_eq!(
+        probe["probe"]["url"],
+        format!("{public}/services/worker"),
+        "{probe}"
+    );
+
+    // 3. A paid call through the relay settles on chain.
+    let before = chain.usdc_balance(seller).await.unwrap();
+    let buyer = process::account_key_file(dir.path(), "buyer.key", &chain, 2);
+    let paid = ok(
+        &home,
+        &[
+            "sell",
+            "probe",
+            "worker",
+            "--paid",
+            "--key-file",
+            buyer.to_str().unwrap(),
+            "--json",
+        ],
+    )
+    .await
+    .json();
+    assert_eq!(paid["paid"]["status"], 200, "{paid}");
+    assert_eq!(paid["paid"]["receipt"]["success"], true, "{paid}");
+    assert_eq!(
+        chain.usdc_balance(seller).await.unwrap() - before,
+        U256::from(1000)
+    );
+
+    // 4. The last offer deleted: the tunnel stops, the relay port closes, and the
+    // registration URI follows the gateway's own URL.
+    ok(&home, &["sell", "delete", "worker", "--yes"]).await;
+    until_state(&home, "off", None).await;
+    testkit::eventually(
+        "the relay's public port to close",
+        Duration::from_secs(10),
+        || port_closed(port_of(&public)),
+    )
+    .await;
+    until_token_uri(
+        &chain,
+        &format!("{gateway}/.well-known/agent-registration.json"),
+    )
+    .await;
+    let register = ok(&home, &["sell", "register", "--json"]).await.json();
+    assert_eq!(
+        register["agentUri"],
+        format!("{gateway}/.well-known/agent-registration.json")
+    );
+
+    stop(daemon).await;
+    let saved: Value =
+        serde_json::from_slice(&std::fs::read(home.join("tunnel.json")).unwrap()).unwrap();
+    assert_eq!(saved["state"], "off", "{saved}");
+    let after = ok(&home, &["tunnel", "status", "--json"]).await.json();
+    assert_eq!(after["daemon"], false, "read from tunnel.json: {after}");
+    let logs = ok(&home, &["tunnel", "logs", "-n", "20"]).await.stdout;
+    assert!(
+        logs.contains("bore up at") && logs.contains("bore stopped"),
+        "{logs}"
+    );
+    stop(relay).await;
+}
+
+#[tokio::test]
+async fn relay_crash_moves_the_url_into_402s_and_registration_with_a_new_set_agent_uri_tx() {
+    let chain = testkit::chain::devnet(2).await;
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let relay_home = dir.path().join("relay");
+    let seller = chain.accounts()[1].address().to_string();
+    let upstream = loopback::serve(echo()).await;
+    let control = loopback::free_port();
+    let first_port = loopback::free_port();
+    let (first_relay, address) = relay(&relay_home, control, Some(first_port)).await;
+    let (daemon, _) = serve(
+        &home,
+        dir.path(),
+        &chain,
+        &["--tunnel", "bore", "--bore-server", &address],
+    )
+    .await;
+    sell_worker(&home, &upstream.url(), &seller).await;
+    let up = until_state(&home, "up", None).await;
+    let first = up["url"].as_str().unwrap().to_string();
+    assert_eq!(port_of(&first), first_port);
+    until_token_uri(
+        &chain,
+        &format!("{first}/.well-known/agent-registration.json"),
+    )
+    .await;
+    let registered = ok(&home, &["sell", "register", "--json"]).await.json();
+    let first_tx = registered["registrationTx"].clone();
+
+    // 1. The relay is killed: the tunnel is down.
+    let mut first_relay = first_relay;
+    first_relay.kill().await.unwrap();
+    let down = until_state(&home, "down", None).await;
+    assert!(down["lastError"].is_string(), "{down}");
+
+    // 2. The relay comes back handing out another port: the tunnel reconnects there.
+    let second_port = loopback::free_port();
+    let (second_relay, _) = relay(&relay_home, control, Some(second_port)).await;
+    let back = until_state(&home, "up", Some(&first)).await;
+    let second = back["url"].as_str().unwrap().to_string();
+    assert_eq!(port_of(&second), second_port, "{back}");
+    assert!(back["restarts"].as_u64().unwrap() >= 1, "{back}");
+
+    // 3. The new URL reaches the 402s and the registration, with a new setAgentURI tx.
+    let document = format!("{second}/.well-known/agent-registration.json");
+    until_token_uri(&chain, &document).await;
+    assert_eq!(
+        resource_of(&format!("{second}/services/worker/x")).await,
+        format!("{second}/services/worker/x")
+    );
+    let registered = ok(&home, &["sell", "register", "--json"]).await.json();
+    assert_eq!(registered["agentUri"], document.as_str());
+    assert!(registered["registrationTx"].is_string(), "{registered}");
+    assert_ne!(
+        registered["registrationTx"], first_tx,
+        "a new setAgentURI tx"
+    );
+    let status = ok(&home, &["sell", "status", "worker", "--json"])
+        .await
+        .json();
+    let updates = status["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| {
+            e["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("Registered True (URIUpdated)")
+        })
+        .count();
+    assert_eq!(
+        updates, 2,
+        "to the first tunnel URL, then to the second: {status}"
+    );
+
+    stop(daemon).await;
+    stop(second_relay).await;
+}
+
+fn standin() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tools/node/cloudflared_standin.mjs")
+}
+
+#[tokio::test]
+async fn cloudflared_standin_held_up_by_tunnel_start_restarts_after_a_crash_and_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let mut command = agora(&home);
+    command
+        .env("AGORA_CLOUDFLARED", standin())
+        .args(["serve", "--foreground", "--json", "--tunnel", "cloudflared"])
+        .stderr(Stdio::null());
+    let (daemon, started, _) = process::spawn(command, Duration::from_secs(30)).await;
+    assert!(started["gatewayUrl"].is_string(), "{started}");
+    assert_eq!(tunnel_status(&home).await["state"], "off");
+
+    // Held up by hand, with no offer at all.
+    let held = ok(&home, &["tunnel", "start", "--json"]).await.json();
+    assert_eq!(held["control"], "held up (agora tunnel start)", "{held}");
+    let up = until_state(&home, "up", None).await;
+    let url = up["url"].as_str().unwrap().to_string();
+    assert!(url.ends_with("-standin.trycloudflare.com"), "{url}");
+    let pid = up["pid"].as_u64().unwrap();
+
+    // A crash: restarted with a new quick-tunnel name, published at once.
+    std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    let back = until_state(&home, "up", Some(&url)).await;
+    assert_eq!(back["restarts"], 1, "{back}");
+    assert_ne!(back["pid"].as_u64().unwrap(), pid);
+
+    // Stopped by hand: the process ends and the gateway's own URL is public again.
+    let second = back["pid"].as_u64().unwrap();
+    ok(&home, &["tunnel", "stop"]).await;
+    until_state(&home, "off", None).await;
+    testkit::eventually("the stand-in to exit", Duration::from_secs(5), || async {
+        !std::process::Command::new("kill")
+            .args(["-0", &second.to_string()])
+            .stderr(Stdio::null())
+            .status()
+            .unwrap()
+            .success()
+    })
+    .await;
+    let logs = ok(&home, &["tunnel", "logs"]).await.stdout;
+    assert!(
+        logs.contains("Your quick Tunnel has been created"),
+        "{logs}"
+    );
+    stop(daemon).await;
+}
+
+#[tokio::test]
+async fn tunnel_flags_that_cannot_work_say_what_to_type() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let run = |args: &'static [&'static str], env: Option<(&'static str, PathBuf)>| {
+        let mut command = agora(&home);
+        if let Some((name, value)) = env {
+            command.env(name, value);
+        }
+        process::run(command, args, None)
+    };
+    let bore = run(&["serve", "--foreground", "--tunnel", "bore"], None).await;
+    assert!(!bore.success());
+    assert!(
+        bore.stderr.contains("--bore-server HOST[:PORT]"),
+        "{}",
+        bore.stderr
+    );
+    let missing = run(
+        &["serve", "--foreground", "--tunnel", "cloudflared"],
+        Some(("AGORA_CLOUDFLARED", dir.path().join("nowhere"))),
+    )
+    .await;
+    assert!(!missing.success());
+    assert!(
+        missing.stderr.contains("AGORA_CLOUDFLARED"),
+        "{}",
+        missing.stderr
+    );
+    let named = run(
+        &[
+            "serve",
+            "--foreground",
+            "--tunnel",
+            "cloudflared",
+            "--tunnel-hostname",
+            "api.example.com",
+        ],
+        Some(("AGORA_CLOUDFLARED", standin())),
+    )
+    .await;
+    assert!(!named.success());
+    assert!(named.stderr.contains("TUNNEL_TOKEN"), "{}", named.stderr);
+    let relay = run(
+        &[
+            "tunnel",
+            "relay",
+            "--min-port",
+            "3000",
+            "--max-port",
+            "2000",
+        ],
+        None,
+    )
+    .await;
+    assert!(!relay.success());
+    assert!(
+        relay.stderr.contains("--min-port 20000"),
+        "{}",
+        relay.stderr
+    );
+    let nothing = run(&["tunnel", "status"], None).await;
+    assert!(!nothing.success());
+    assert!(
+        nothing.stderr.contains("agora serve --tunnel"),
+        "{}",
+        nothing.stderr
+    );
+}
