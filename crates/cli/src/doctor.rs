@@ -354,27 +354,62 @@ async fn gateway_checks(daemon: Option<&DaemonView>) -> Vec<Check> {
             format!("read {log}, then restart the daemon: agora serve"),
         ),
     };
-    let public_check = if public.is_empty() || public == gateway || is_local(public) {
-        Check::warn(
+    let public_check = public_url_check(public, gateway, &daemon.info["tunnel"]).await;
+    vec![gateway_check, public_check]
+}
+
+/// The URL buyers are given: a tunnel's while one is up, else `--public-url`, else the
+/// gateway's own address (reachable from this machine only).
+async fn public_url_check(public: &str, gateway: &str, tunnel: &Value) -> Check {
+    let provider = tunnel["provider"].as_str().unwrap_or("tunnel");
+    let last_error = tunnel["lastError"].as_str().unwrap_or("no error recorded");
+    match tunnel["state"].as_str() {
+        Some("down") => {
+            return Check::fail(
+                "public_url",
+                format!(
+                    "the {provider} tunnel is down ({last_error}); buyers cannot reach {public}"
+                ),
+                "agora tunnel logs (to see why), then: agora tunnel start",
+            );
+        }
+        Some("starting") => {
+            return Check::warn(
+                "public_url",
+                format!(
+                    "the {provider} tunnel is starting; buyers reach the gateway once it is up"
+                ),
+                "agora tunnel status",
+            );
+        }
+        Some("off") if is_local(public) => {
+            return Check::warn(
+                "public_url",
+                format!(
+                    "the {provider} tunnel is off until an offer is Ready; {public} is reachable from this machine only"
+                ),
+                "agora tunnel start",
+            );
+        }
+        _ => {}
+    }
+    if public.is_empty() || public == gateway || is_local(public) {
+        return Check::warn(
             "public_url",
             format!("{public} is reachable from this machine only; buyers elsewhere cannot pay"),
+            "restart the daemon with a tunnel (agora serve --tunnel auto) or behind your own proxy (agora serve --public-url https://YOUR-HOST)",
+        );
+    }
+    match healthz(public).await {
+        Ok(()) => Check::ok("public_url", format!("{public} reaches the gateway")),
+        Err(e) => Check::fail(
+            "public_url",
+            format!("{public} does not reach the gateway: {e}"),
             format!(
-                "expose the gateway ({gateway}) through a tunnel or reverse proxy and restart the daemon with: agora serve --public-url https://YOUR-HOST"
+                "start the tunnel or proxy that forwards {public} to {gateway} (agora tunnel status), or restart the daemon with: agora serve --public-url https://YOUR-HOST"
             ),
-        )
-    } else {
-        match healthz(public).await {
-            Ok(()) => Check::ok("public_url", format!("{public} reaches the gateway")),
-            Err(e) => Check::fail(
-                "public_url",
-                format!("{public} does not reach the gateway: {e}"),
-                format!(
-                    "start the tunnel or proxy that forwards {public} to {gateway}, or restart the daemon with: agora serve --public-url https://YOUR-HOST"
-                ),
-            ),
-        }
-    };
-    vec![gateway_check, public_check]
+        ),
+    }
 }
 
 fn is_local(url: &str) -> bool {

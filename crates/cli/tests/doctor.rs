@@ -202,6 +202,7 @@ async fn a_healthy_devnet_seller_passes_and_a_stuck_offer_is_named_with_its_fix(
     // A gateway only this machine reaches is a warning with the fix, not a failure.
     assert_eq!(status(&report, "public_url"), "warn");
     assert!(text(&report, "public_url", "fix").contains("agora serve --public-url"));
+    assert!(text(&report, "public_url", "fix").contains("agora serve --tunnel auto"));
     assert!(text(&report, "facilitator", "summary").contains("settles eip155:84532 itself"));
     assert!(
         text(&report, "wallet", "summary").contains("holds 1000 USDC"),
