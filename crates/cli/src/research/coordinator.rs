@@ -197,7 +197,12 @@ impl Coordinator {
             #[command(flatten)]
             discover: DiscoverArgs,
         }
-        let mut argv = vec!["agora".to_string(), "--x402".into(), "--limit".into(), "100".into()];
+        let mut argv = vec![
+            "agora".to_string(),
+            "--x402".into(),
+            "--limit".into(),
+            "100".into(),
+        ];
         if let Some(indexer) = &self.indexer {
             argv.extend(["--indexer".into(), indexer.to_string()]);
         }
@@ -226,7 +231,9 @@ impl Coordinator {
         match self.agents(skills).await {
             Ok(agents) => workers::candidates(&agents, skills),
             Err(e) => {
-                eprintln!("warning: the worker's registration cannot be looked up ({e:#}); its results are recorded without an agent id");
+                eprintln!(
+                    "warning: the worker's registration cannot be looked up ({e:#}); its results are recorded without an agent id"
+                );
                 Vec::new()
             }
         }
@@ -267,7 +274,7 @@ impl Coordinator {
             );
         }
         outln!(
-            "{:<12} {:<20} {:<6} {:<24} {:<20} {:<10} ENDPOINT",
+            "{:<12} {:<20} {:<6} {:<30} {:<20} {:<10} ENDPOINT",
             "AGENT",
             "NAME",
             "STATE",
@@ -284,7 +291,7 @@ impl Coordinator {
                 .and_then(|q| q.per_hour.clone())
                 .unwrap_or_else(|| "-".into());
             outln!(
-                "{:<12} {:<20} {:<6} {:<24} {:<20} {:<10} {}",
+                "{:<12} {:<20} {:<6} {:<30} {:<20} {:<10} {}",
                 format!("{}:{}", f.chain_id, f.agent_id),
                 name,
                 f.state,
@@ -347,8 +354,12 @@ impl Coordinator {
         train_py: &Path,
         flags: &RunFlags,
     ) -> anyhow::Result<Experiment> {
-        let source = std::fs::read(train_py)
-            .with_context(|| format!("cannot read {}; give the path of a train.py", train_py.display()))?;
+        let source = std::fs::read(train_py).with_context(|| {
+            format!(
+                "cannot read {}; give the path of a train.py",
+                train_py.display()
+            )
+        })?;
         let text = String::from_utf8(source.clone()).map_err(|_| {
             anyhow::anyhow!(
                 "{} is not UTF-8 text; the worker API carries train.py as a JSON string",
@@ -357,8 +368,9 @@ impl Coordinator {
         })?;
         let config = match &flags.config {
             Some(c) => {
-                let value: Value = serde_json::from_str(c)
-                    .with_context(|| format!("--config {c:?} is not JSON; write e.g. --config '{{\"lr\": 0.01}}'"))?;
+                let value: Value = serde_json::from_str(c).with_context(|| {
+                    format!("--config {c:?} is not JSON; write e.g. --config '{{\"lr\": 0.01}}'")
+                })?;
                 if !value.is_object() {
                     bail!("--config must be a JSON object, e.g. --config '{{\"lr\": 0.01}}'");
                 }
@@ -389,7 +401,10 @@ impl Coordinator {
         let url = format!("{}/experiment", worker.endpoint);
         let started = now();
         if !self.json {
-            eprintln!("submitting {experiment_id} ({train_hash}) to {}", worker.endpoint);
+            eprintln!(
+                "submitting {experiment_id} ({train_hash}) to {}",
+                worker.endpoint
+            );
         }
         pay::run(PayArgs::post_json_to_file(
             &url,
@@ -401,9 +416,8 @@ impl Coordinator {
         .with_context(|| format!("experiment {experiment_id} at {}", worker.endpoint))?;
         let (amount, tx) = paid(&url, started)?;
         let raw = std::fs::read(&answer_file).unwrap_or_default();
-        let result: Value = serde_json::from_slice(&raw).unwrap_or_else(|_| {
-            Value::String(String::from_utf8_lossy(&raw).into_owned())
-        });
+        let result: Value = serde_json::from_slice(&raw)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&raw).into_owned()));
         if result.get("experiment_id").is_none() {
             bail!(
                 "the worker at {} answered without a result: {}{}",
@@ -478,7 +492,9 @@ impl Coordinator {
         let agents = match self.agents(skills).await {
             Ok(agents) => agents,
             Err(e) => {
-                eprintln!("warning: no registry to read claims from ({e:#}); showing the runs verified here only");
+                eprintln!(
+                    "warning: no registry to read claims from ({e:#}); showing the runs verified here only"
+                );
                 Vec::new()
             }
         };
@@ -529,8 +545,10 @@ impl Coordinator {
         loop {
             let candidates = workers::candidates(&self.agents(skills).await?, skills);
             let mut idle = Vec::new();
-            let mut endpoints: Vec<String> =
-                candidates.iter().flat_map(|c| c.endpoints.clone()).collect();
+            let mut endpoints: Vec<String> = candidates
+                .iter()
+                .flat_map(|c| c.endpoints.clone())
+                .collect();
             if let Some(p) = prefer
                 && !endpoints.iter().any(|e| e == p)
             {
