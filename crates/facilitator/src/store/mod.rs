@@ -5,8 +5,10 @@
 //! its hash and raw bytes, before it is broadcast, so a crash at any point leaves enough
 //! on disk to find out what happened and never to pay twice or lose the record.
 
+use std::collections::HashSet;
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard};
 
 use alloy::primitives::{Address, B256, Bytes, U256};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -60,9 +62,33 @@ pub enum Claim {
 /// One process owns a database at a time (an exclusive lock on `<db>.lock`, held as
 /// long as the store lives): two facilitators sharing a journal would each resolve the
 /// other's settlements and reuse each other's reservations.
+///
+/// Writes are group-committed: every call's changes are durable (synchronous=FULL)
+/// before it returns, but calls that arrive while another holds the connection run
+/// inside the same SQLite transaction, each in its own savepoint, and the last of
+/// them commits for all. Under concurrency one fsync then covers many payments
+/// instead of one each, which is what kept settlement from scaling.
 pub struct Store {
-    conn: Mutex<Connection>,
+    conn: Mutex<Group>,
+    /// Commits of the group transaction, so a call can wait for the one that covers it.
+    committed: Condvar,
+    /// Callers waiting for the connection: while there are any, the holder leaves
+    /// the commit to them.
+    waiting: AtomicUsize,
+    /// Read-only (`inspect`): no group transaction is opened.
+    read_only: bool,
     _lock: Option<std::fs::File>,
+}
+
+/// The connection and where its group transaction stands.
+struct Group {
+    conn: Connection,
+    /// A group transaction is open.
+    open: bool,
+    /// Number of the group transaction being filled; bumped by each commit.
+    epoch: u64,
+    /// Group transactions whose commit failed (their callers get an error).
+    failed: HashSet<u64>,
 }
 
 const SCHEMA: &str = "
@@ -145,10 +171,7 @@ impl Store {
                 "ALTER TABLE settlements ADD COLUMN prior_hashes TEXT NOT NULL DEFAULT ''",
             )?;
         }
-        let store = Self {
-            conn: Mutex::new(conn),
-            _lock: Some(lock),
-        };
+        let store = Self::new(conn, false, Some(lock));
         store.sweep_orphans()?;
         Ok(store)
     }
@@ -157,17 +180,29 @@ impl Store {
     /// a facilitator that is running (operators, tests). Nothing can be written.
     pub fn inspect(path: &Path) -> Result<Self, StoreError> {
         let conn = localdb::open_read_only(path)?;
-        Ok(Self {
-            conn: Mutex::new(conn),
-            _lock: None,
-        })
+        Ok(Self::new(conn, true, None))
+    }
+
+    fn new(conn: Connection, read_only: bool, lock: Option<std::fs::File>) -> Self {
+        Self {
+            conn: Mutex::new(Group {
+                conn,
+                open: false,
+                epoch: 0,
+                failed: HashSet::new(),
+            }),
+            committed: Condvar::new(),
+            waiting: AtomicUsize::new(0),
+            read_only,
+            _lock: lock,
+        }
     }
 
     /// Frees claims no live request holds; only valid while this process holds the
     /// lock, which `open` guarantees.
     fn sweep_orphans(&self) -> Result<(), StoreError> {
         self.with(|conn| {
-            let tx = conn.transaction()?;
+            let tx = conn.savepoint()?;
             tx.execute("DELETE FROM authorizations WHERE state = 'reserved'", [])?;
             tx.execute(
                 "UPDATE authorizations SET state = 'settled'
@@ -190,15 +225,57 @@ impl Store {
         })
     }
 
+    fn lock(&self) -> Result<MutexGuard<'_, Group>, StoreError> {
+        self.conn
+            .lock()
+            .map_err(|_| StoreError::Corrupt("a previous database call panicked".into()))
+    }
+
+    /// Runs `f` inside the group transaction and returns once a commit covers it.
     fn with<T>(
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let mut conn = self
-            .conn
-            .lock()
-            .map_err(|_| StoreError::Corrupt("a previous database call panicked".into()))?;
-        f(&mut conn)
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        let locked = self.lock();
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        let mut group = locked?;
+        if self.read_only {
+            return f(&mut group.conn);
+        }
+        if !group.open {
+            group.conn.execute_batch("BEGIN IMMEDIATE")?;
+            group.open = true;
+        }
+        let result = f(&mut group.conn);
+        let epoch = group.epoch;
+        if self.waiting.load(Ordering::SeqCst) == 0 {
+            // Nobody else is queued: commit the group (this call's work included).
+            group.open = false;
+            group.epoch += 1;
+            if let Err(e) = group.conn.execute_batch("COMMIT") {
+                let _ = group.conn.execute_batch("ROLLBACK");
+                group.failed.retain(|failed| failed + 1024 > epoch);
+                group.failed.insert(epoch);
+                self.committed.notify_all();
+                return Err(e.into());
+            }
+            self.committed.notify_all();
+            return result;
+        }
+        // A queued caller will run next and commit this work with its own.
+        while group.epoch == epoch {
+            group = self
+                .committed
+                .wait(group)
+                .map_err(|_| StoreError::Corrupt("a previous database call panicked".into()))?;
+        }
+        if group.failed.contains(&epoch) {
+            return Err(StoreError::Corrupt(
+                "the database could not commit this change; retry".into(),
+            ));
+        }
+        result
     }
 
     /// Takes `key` for `want` (Reserved for verify, Settling for settle), atomically.
@@ -227,7 +304,7 @@ impl Store {
     ) -> Result<(Claim, Option<GuardState>), StoreError> {
         let (chain, asset, payer, nonce) = key_params(key);
         self.with(|conn| {
-            let tx = conn.transaction()?;
+            let tx = conn.savepoint()?;
             let current: Option<(String, i64)> = tx
                 .query_row(
                     "SELECT state, lease_until FROM authorizations
@@ -353,7 +430,7 @@ impl Store {
         let now = i64::try_from(now).unwrap_or(i64::MAX);
         let hash = tx_hash.to_string();
         self.with(|conn| {
-            let tx = conn.transaction()?;
+            let tx = conn.savepoint()?;
             let mut closed = Vec::new();
             {
                 let mut update = tx.prepare_cached(
@@ -421,7 +498,7 @@ impl Store {
         let (chain, asset, payer, nonce) = key_params(&settlement.key());
         let now = i64::try_from(now).unwrap_or(i64::MAX);
         self.with(|conn| {
-            let tx = conn.transaction()?;
+            let tx = conn.savepoint()?;
             let changed = tx.execute(
                 "UPDATE settlements SET status = ?2, error = ?3, updated_at = ?4,
                      tx_hash = COALESCE(?5, tx_hash)

@@ -159,12 +159,14 @@ fn reopening_sweeps_claims_no_live_request_holds() {
             .begin_settlement(&confirmed, Address::ZERO, U256::from(1), 1)
             .unwrap();
         let row = s.settlement(id).unwrap().unwrap();
-        let conn = s.conn.lock().unwrap();
-        conn.execute(
-            "UPDATE settlements SET status = 'confirmed' WHERE id = ?1",
-            params![row.id],
-        )
-        .unwrap();
+        let group = s.conn.lock().unwrap();
+        group
+            .conn
+            .execute(
+                "UPDATE settlements SET status = 'confirmed' WHERE id = ?1",
+                params![row.id],
+            )
+            .unwrap();
     }
     let s = Store::open(&path).unwrap();
     assert_eq!(
@@ -228,4 +230,46 @@ fn only_an_open_settlement_is_closed_and_replacements_keep_their_history() {
         s.claim(&k, GuardState::Reserved, 5, 60).unwrap(),
         Claim::Settled
     );
+}
+
+#[test]
+fn concurrent_writes_share_commits_and_each_survives_a_reopen() {
+    let (dir, s) = store();
+    let s = std::sync::Arc::new(s);
+    let threads: Vec<_> = (0..48u8)
+        .map(|n| {
+            let s = s.clone();
+            std::thread::spawn(move || {
+                assert_eq!(
+                    s.claim(&key(n), GuardState::Settling, 1, 600).unwrap(),
+                    Claim::Granted
+                );
+                let id = s
+                    .begin_settlement(&key(n), Address::ZERO, U256::from(n), 1)
+                    .unwrap();
+                assert!(
+                    s.mark_sent_all(&[id], B256::repeat_byte(n), &[n], 1)
+                        .unwrap()
+                        .is_empty()
+                );
+                // A second claim in the same group sees the first one.
+                assert_eq!(
+                    s.claim(&key(n), GuardState::Settling, 1, 600).unwrap(),
+                    Claim::InFlight
+                );
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    drop(s);
+    let s = Store::open(&dir.path().join("f.db")).unwrap();
+    let open = s.open_settlements().unwrap();
+    assert_eq!(
+        open.len(),
+        48,
+        "every call was committed before it returned"
+    );
+    assert!(open.iter().all(|r| r.status == SettlementStatus::Sent));
 }
