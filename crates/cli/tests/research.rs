@@ -70,7 +70,14 @@ async fn a_coordinator_finds_pays_and_ranks_a_worker_sold_per_hour() {
 
     let index_home = dir.path().join("indexer");
     let mut command = agora(&index_home);
-    command.args(["index", "--json", "--listen", "127.0.0.1:0", "--rpc", chain.rpc_url()]);
+    command.args([
+        "index",
+        "--json",
+        "--listen",
+        "127.0.0.1:0",
+        "--rpc",
+        chain.rpc_url(),
+    ]);
     let (_indexer, started) = spawn(command).await;
     let index_url = started["url"].as_str().unwrap().to_string();
 
@@ -78,7 +85,14 @@ async fn a_coordinator_finds_pays_and_ranks_a_worker_sold_per_hour() {
     let mut command = agora(&home);
     command
         .env_remove("AGORA_FACILITATOR_URL")
-        .args(["serve", "--foreground", "--json", "--rpc", chain.rpc_url(), "--key-file"])
+        .args([
+            "serve",
+            "--foreground",
+            "--json",
+            "--rpc",
+            chain.rpc_url(),
+            "--key-file",
+        ])
         .arg(&facilitator_key)
         .arg("--registry-key-file")
         .arg(&seller_key);
@@ -90,14 +104,30 @@ async fn a_coordinator_finds_pays_and_ranks_a_worker_sold_per_hour() {
     let sold = ok(
         &home,
         &[
-            "sell", "research", "worker", "--repo", repo.to_str().unwrap(), "--per-hour", "0.50",
-            "--pay-to", &pay_to, "--wait", "60", "--json",
+            "sell",
+            "research",
+            "worker",
+            "--repo",
+            repo.to_str().unwrap(),
+            "--per-hour",
+            "0.50",
+            "--pay-to",
+            &pay_to,
+            "--wait",
+            "60",
+            "--json",
         ],
     )
     .await;
     assert_eq!(sold["ready"], true, "{sold}");
     let offer = &sold["offer"]["spec"];
-    assert_eq!(offer["payment"]["price"]["perRequest"], "0.041667", "{sold}");
+    assert_eq!(
+        offer["payment"]["price"]["perRequest"], "0.041667",
+        "{sold}"
+    );
+    // One run at a time, and the gateway waits out budget 300 + grace 120 + 30 s.
+    assert_eq!(offer["limits"]["maxInFlight"], 1, "{sold}");
+    assert_eq!(offer["limits"]["timeoutSeconds"], 450, "{sold}");
     assert_eq!(
         offer["registration"]["skills"],
         json!(["devops_mlops/model_versioning"])
@@ -120,10 +150,20 @@ async fn a_coordinator_finds_pays_and_ranks_a_worker_sold_per_hour() {
     // The buyer's default wallet, as for agora pay.
     let buyer_home = dir.path().join("buyer");
     let key = buyer_key.to_str().unwrap();
-    let imported = run(&buyer_home, &["wallet", "import", "--name", "default", "--key-file", key]).await;
+    let imported = run(
+        &buyer_home,
+        &["wallet", "import", "--name", "default", "--key-file", key],
+    )
+    .await;
     assert_eq!(imported.code, Some(0), "{}", imported.stderr);
     let coordinator = |args: &[&str]| {
-        let mut all = vec!["research", "coordinator", "--indexer", index_url.as_str(), "--json"];
+        let mut all = vec![
+            "research",
+            "coordinator",
+            "--indexer",
+            index_url.as_str(),
+            "--json",
+        ];
         all.extend_from_slice(args);
         all.into_iter().map(str::to_string).collect::<Vec<_>>()
     };
@@ -142,16 +182,29 @@ async fn a_coordinator_finds_pays_and_ranks_a_worker_sold_per_hour() {
     let workers = found.as_array().unwrap();
     assert_eq!(workers.len(), 1, "{found}");
     assert_eq!(workers[0]["endpoint"], endpoint.as_str());
-    assert_eq!(workers[0]["agentId"].as_u64().unwrap().to_string(), agent_id);
+    assert_eq!(
+        workers[0]["agentId"].as_u64().unwrap().to_string(),
+        agent_id
+    );
     assert_eq!(workers[0]["state"], "idle", "{found}");
-    assert_eq!(workers[0]["quote"]["amountAtomic"], PER_RUN_ATOMIC.to_string());
+    assert_eq!(
+        workers[0]["quote"]["amountAtomic"],
+        PER_RUN_ATOMIC.to_string()
+    );
 
     // probe: the 402 read, per run and per hour.
     let probed = call(coordinator(&["probe", &endpoint])).await;
     assert!(probed.success(), "{}\n{}", probed.stdout, probed.stderr);
     let probed = probed.json();
-    assert_eq!(probed["amountAtomic"], PER_RUN_ATOMIC.to_string(), "{probed}");
-    assert_eq!(probed["perRun"], "0.041667 USDC on base-sepolia", "{probed}");
+    assert_eq!(
+        probed["amountAtomic"],
+        PER_RUN_ATOMIC.to_string(),
+        "{probed}"
+    );
+    assert_eq!(
+        probed["perRun"], "0.041667 USDC on base-sepolia",
+        "{probed}"
+    );
     assert_eq!(probed["perHour"], "0.500004 USDC/hour", "{probed}");
     assert_eq!(probed["budgetSeconds"], 300);
     assert_eq!(probed["state"], "idle");
@@ -170,22 +223,33 @@ async fn a_coordinator_finds_pays_and_ranks_a_worker_sold_per_hour() {
         "0.05",
     ]))
     .await;
-    assert!(submitted.success(), "{}\n{}", submitted.stdout, submitted.stderr);
+    assert!(
+        submitted.success(),
+        "{}\n{}",
+        submitted.stdout,
+        submitted.stderr
+    );
     let result = submitted.json();
     assert_eq!(result["status"], "completed", "{result}");
     let val_bpb = result["valBpb"].as_f64().unwrap();
     assert!(val_bpb > 0.0 && val_bpb < 8.0, "{result}");
     assert_eq!(
-        result["trainHash"],
-        result["workerTrainHash"],
+        result["trainHash"], result["workerTrainHash"],
         "the worker ran exactly the bytes sent"
     );
     assert_eq!(result["agentId"].as_str(), Some(agent_id.as_str()));
     assert_eq!(result["amountAtomic"], PER_RUN_ATOMIC.to_string());
     assert!(result["tx"].as_str().unwrap().starts_with("0x"), "{result}");
-    assert_eq!(result["result"]["config"]["order"], 3, "the config reached the run");
+    assert_eq!(
+        result["result"]["config"]["order"], 3,
+        "the config reached the run"
+    );
     let gained = chain.usdc_balance(payee).await.unwrap() - payee_before;
-    assert_eq!(gained, U256::from(PER_RUN_ATOMIC), "the payee gained exactly 0.041667 USDC");
+    assert_eq!(
+        gained,
+        U256::from(PER_RUN_ATOMIC),
+        "the payee gained exactly 0.041667 USDC"
+    );
     assert_eq!(
         buyer_before - chain.usdc_balance(buyer).await.unwrap(),
         U256::from(PER_RUN_ATOMIC)
@@ -224,7 +288,9 @@ async fn a_coordinator_finds_pays_and_ranks_a_worker_sold_per_hour() {
         .await
         .unwrap();
     assert_eq!(
-        document["metadata"]["best_val_bpb"].as_str().and_then(|v| v.parse::<f64>().ok()),
+        document["metadata"]["best_val_bpb"]
+            .as_str()
+            .and_then(|v| v.parse::<f64>().ok()),
         Some(val_bpb),
         "{document}"
     );
@@ -260,7 +326,13 @@ async fn a_coordinator_finds_pays_and_ranks_a_worker_sold_per_hour() {
         "0.05",
     ]))
     .await;
-    assert_eq!(refused.code, Some(2), "{}\n{}", refused.stdout, refused.stderr);
+    assert_eq!(
+        refused.code,
+        Some(2),
+        "{}\n{}",
+        refused.stdout,
+        refused.stderr
+    );
     assert!(refused.stderr.contains("busy"), "{}", refused.stderr);
     assert_eq!(chain.usdc_balance(payee).await.unwrap(), payee_before);
     assert_eq!(chain.usdc_balance(buyer).await.unwrap(), buyer_before);
@@ -284,7 +356,11 @@ async fn a_coordinator_finds_pays_and_ranks_a_worker_sold_per_hour() {
     );
     let spent = ok(&buyer_home, &["wallet", "spent", "--json"]).await;
     let entries = spent["entries"].as_array().unwrap();
-    assert_eq!(entries.len(), 2, "two paid runs, nothing for the busy one: {spent}");
+    assert_eq!(
+        entries.len(),
+        2,
+        "two paid runs, nothing for the busy one: {spent}"
+    );
     assert!(entries.iter().all(|e| e["status"] == "settled"), "{spent}");
 
     stop(daemon).await;
