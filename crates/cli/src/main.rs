@@ -59,8 +59,8 @@ enum Command {
     /// Call a URL like curl, paying its x402 402 from the wallet within --max and the
     /// budgets (exit 2: refused before signing; 3: outcome unknown, use --resume).
     Pay(Box<pay::PayArgs>),
-    /// Serve agora's tools (sell, pricing research, discover, pay, wallet) to an agent
-    /// over MCP on stdio; --print-config shows how to add it to Claude Code.
+    /// Serve agora's tools (sell, pricing research, discover, pay, wallet, doctor) to an
+    /// agent over MCP on stdio; --print-config shows how to add it to Claude Code.
     Mcp(mcp::McpArgs),
     /// Autoresearch: run a GPU worker, coordinate paid experiments, publish the best
     /// checkpoint.

@@ -67,15 +67,14 @@ impl Agora {
     /// Runs `agora ARGS` (with `--json` among them) and turns its outcome into a tool
     /// result.
     async fn agora(&self, args: Vec<String>) -> ToolResult {
+        self.agora_fed(args, None).await
+    }
+
+    /// [`Agora::agora`] with `input` on the command's stdin (a request body for
+    /// `agora pay -d @-`, sent byte for byte, never read as `@FILE`).
+    async fn agora_fed(&self, args: Vec<String>, input: Option<String>) -> ToolResult {
         tracing::info!("mcp tool runs: agora {}", args.join(" "));
-        let output = tokio::process::Command::new(&self.exe)
-            .args(&args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .output()
-            .await;
+        let output = run_fed(&self.exe, &args, input).await;
         let output = match output {
             Ok(o) => o,
             Err(e) => {
@@ -112,6 +111,32 @@ impl Agora {
             .unwrap_or_else(|| stderr.trim().to_string());
         Ok(failure(message, output.status.code(), parsed))
     }
+}
+
+/// Runs the command to completion, writing `input` to its stdin (else stdin is
+/// closed: this process's stdin is the protocol).
+async fn run_fed(
+    exe: &std::path::Path,
+    args: &[String],
+    input: Option<String>,
+) -> std::io::Result<std::process::Output> {
+    use tokio::io::AsyncWriteExt;
+    let mut child = tokio::process::Command::new(exe)
+        .args(args)
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    if let (Some(text), Some(mut stdin)) = (input, child.stdin.take()) {
+        // A command that stops reading early says why in its exit status and stderr.
+        let _ = stdin.write_all(text.as_bytes()).await;
+    }
+    child.wait_with_output().await
 }
 
 /// A tool error: the CLI's message, its exit code and any JSON it printed.
@@ -335,6 +360,15 @@ struct Balance {
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[schemars(crate = "rmcp::schemars")]
+struct Doctor {
+    /// JSON-RPC the wallet's balances are read from.
+    rpc: Option<String>,
+    /// Network the seller is paid on, e.g. base-sepolia.
+    network: Option<String>,
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[schemars(crate = "rmcp::schemars")]
 struct Nothing {}
 
 #[tool_router]
@@ -484,7 +518,9 @@ impl Agora {
         }
         let mut args = vec!["pay".into(), p.url, "--max".into(), p.max, "--json".into()];
         opt(&mut args, "--request", p.method.as_deref());
-        opt(&mut args, "--data", p.data.as_deref());
+        if p.data.is_some() {
+            args.extend(["--data".into(), "@-".into()]);
+        }
         each(
             &mut args,
             "--header",
@@ -498,7 +534,7 @@ impl Agora {
         opt(&mut args, "--wallet", p.wallet.as_deref());
         each(&mut args, "--rpc", p.rpcs.as_deref().unwrap_or_default());
         flag(&mut args, "--dry-run", p.dry_run);
-        self.agora(args).await
+        self.agora_fed(args, p.data).await
     }
 
     #[tool(description = "A wallet's address and USDC and ETH balance (agora wallet balance).")]
@@ -507,6 +543,16 @@ impl Agora {
         opt(&mut args, "--name", p.name.as_deref());
         opt(&mut args, "--network", p.network.as_deref());
         opt(&mut args, "--rpc", p.rpc.as_deref());
+        self.agora(args).await
+    }
+
+    #[tool(
+        description = "Pre-flight for selling (agora doctor): daemon, gateway, public URL, facilitator, wallet USDC and gas, registry key, model servers, offers not Ready; a tool error when a check fails, with the report and each check's fix."
+    )]
+    async fn doctor(&self, Parameters(p): Parameters<Doctor>) -> ToolResult {
+        let mut args = vec!["doctor".into(), "--json".into()];
+        opt(&mut args, "--rpc", p.rpc.as_deref());
+        opt(&mut args, "--network", p.network.as_deref());
         self.agora(args).await
     }
 }

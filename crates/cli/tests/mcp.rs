@@ -2,8 +2,9 @@
 //! stdio client (tools/python/mcp_client.py, PyPI `mcp`, installed into tools/.venv
 //! by scripts/setup). On a devnet with `agora serve --rpc` it initializes, lists the
 //! tools with their schemas, sells an HTTP service (sell_http → sell_status →
-//! sell_probe), pays it with a max (the chain shows exactly the price moved), and is
-//! refused sell_delete without confirm and pay above max, nothing moved for either.
+//! sell_probe), pays it with a max (the chain shows exactly the price moved; the body
+//! arrives byte for byte, an `@` included), and is refused sell_delete without
+//! confirm, pay above max and pay above the wallet's per-call budget, nothing moved.
 
 #![allow(clippy::unwrap_used)]
 
@@ -14,7 +15,6 @@ use std::time::Duration;
 use alloy::primitives::U256;
 use serde_json::{Value, json};
 use testkit::process;
-use testkit::upstream::echo;
 use tokio::process::Command;
 
 fn agora(home: &Path) -> Command {
@@ -84,7 +84,7 @@ async fn the_python_sdk_sells_probes_and_pays_through_agora_mcp() {
         .stderr(Stdio::null());
     let (_daemon, started, _) = process::spawn(command, Duration::from_secs(30)).await;
     let gateway = started["gatewayUrl"].as_str().unwrap().to_string();
-    let upstream = testkit::loopback::serve(echo()).await;
+    let upstream = testkit::upstream::recording().await;
     process::ok(
         agora(&home),
         &[
@@ -103,15 +103,18 @@ async fn the_python_sdk_sells_probes_and_pays_through_agora_mcp() {
 
     let plan = json!([
         {"tool": "sell_http", "arguments": {
-            "name": "echo", "upstream": upstream.url(), "per_request": "0.001",
+            "name": "echo", "upstream": upstream.url.as_str(), "per_request": "0.001",
             "pay_to": payee.to_string(), "no_register": true, "wait_seconds": 30}},
         {"tool": "sell_status", "arguments": {"name": "echo"}},
         {"tool": "sell_probe", "arguments": {"name": "echo", "local": true}},
         {"tool": "pay", "arguments": {"url": url, "max": "0.0005"}},
-        {"tool": "pay", "arguments": {"url": url, "max": "0.01"}},
+        {"tool": "pay", "arguments": {"url": url, "max": "0.01", "data": "@/etc/hostname"}},
         {"tool": "sell_delete", "arguments": {"name": "echo"}},
         {"tool": "sell_status", "arguments": {"name": "nosuch"}},
         {"tool": "sell_list", "arguments": {}},
+        {"tool": "doctor", "arguments": {"rpc": chain.rpc_url()}},
+        {"tool": "pricing_research", "arguments": {
+            "indexer": testkit::loopback::dead_url().as_str(), "rpc": chain.rpc_url()}},
     ]);
     let report = client(&home, &plan).await;
     assert_eq!(report["server"], "agora", "{report}");
@@ -131,6 +134,7 @@ async fn the_python_sdk_sells_probes_and_pays_through_agora_mcp() {
         "discover",
         "pay",
         "wallet_balance",
+        "doctor",
     ] {
         assert!(
             names.contains(&expected),
@@ -185,6 +189,10 @@ async fn the_python_sdk_sells_probes_and_pays_through_agora_mcp() {
     assert_eq!(paid["isError"], false, "{paid}");
     assert_eq!(paid["structured"]["status"], 200, "{paid}");
     assert_eq!(
+        paid["structured"]["body"]["body"], "@/etc/hostname",
+        "the data is the body, not a file to read: {paid}"
+    );
+    assert_eq!(
         chain.usdc_balance(payee).await.unwrap() - payee_before,
         U256::from(1_000),
         "the payee got exactly 0.001 USDC"
@@ -217,6 +225,44 @@ async fn the_python_sdk_sells_probes_and_pays_through_agora_mcp() {
     let offers = listed["structured"]["items"].as_array().unwrap();
     assert_eq!(offers.len(), 1, "{listed}");
     assert_eq!(offers[0]["metadata"]["name"], "echo", "{listed}");
+
+    // doctor answers its report: as the result, or inside the tool error when a check
+    // fails, every failure with its fix.
+    let doctor = &calls[8];
+    let report = match doctor["isError"].as_bool().unwrap() {
+        false => &doctor["structured"],
+        true => &doctor["structured"]["output"],
+    };
+    let checks = report["checks"].as_array().unwrap();
+    assert!(!checks.is_empty(), "{doctor}");
+    assert_eq!(
+        report["ok"],
+        !doctor["isError"].as_bool().unwrap(),
+        "{doctor}"
+    );
+    for check in checks.iter().filter(|c| c["status"] == "fail") {
+        assert!(check["fix"].is_string(), "{check}");
+    }
+
+    // pricing_research scans the registry (the offer is unlisted): no comparable, a
+    // note, nothing applied.
+    let research = &calls[9];
+    assert_eq!(research["isError"], false, "{research}");
+    assert_eq!(research["structured"]["applied"], false, "{research}");
+    assert_eq!(research["structured"]["buckets"], json!([]), "{research}");
+    assert!(research["structured"]["note"].is_string(), "{research}");
+
+    // The wallet's per-call budget binds below max: refused, naming the budget.
+    process::ok(agora(&home), &["wallet", "budget", "--per-call", "0.0005"]).await;
+    let payee_paid = chain.usdc_balance(payee).await.unwrap();
+    let plan = json!([{"tool": "pay", "arguments": {"url": url, "max": "0.01"}}]);
+    let report = client(&home, &plan).await;
+    let over = &report["calls"][0];
+    assert_eq!(over["isError"], true, "{over}");
+    assert_eq!(over["structured"]["exitCode"], 2, "{over}");
+    let why = over["structured"]["error"].as_str().unwrap();
+    assert!(why.contains("--per-call"), "{why}");
+    assert_eq!(chain.usdc_balance(payee).await.unwrap(), payee_paid);
 }
 
 #[tokio::test]

@@ -2,8 +2,9 @@
 //! sellers (three `agora serve` daemons, three ERC-8004 agents) sell 7-8B models at
 //! three prices written in the ways agora prices inference (--per-request, --per-mtok,
 //! --price); an `agora index` reads their registrations; the research probes each 402
-//! and must find the fixture's min, median, max and recommendation, put a 70B model
-//! in another bucket, and apply nothing.
+//! (read from the indexer, or scanned over RPC when none answers) and must find the
+//! fixture's min, median, max and recommendation, put a 70B model in another bucket,
+//! and apply nothing.
 
 #![allow(clippy::unwrap_used)]
 
@@ -162,6 +163,25 @@ async fn research_finds_the_median_of_three_sellers_and_applies_nothing() {
         !researcher.join("agora.sock").exists(),
         "research started no daemon"
     );
+
+    // With no indexer answering, the registry is scanned over RPC: the same answer.
+    let scanned = ok(
+        &researcher,
+        &[
+            "sell",
+            "pricing",
+            "--research",
+            "--model",
+            "llama3:8b",
+            "--indexer",
+            testkit::loopback::dead_url().as_str(),
+            "--rpc",
+            chain.rpc_url(),
+            "--json",
+        ],
+    )
+    .await;
+    assert_eq!(scanned["buckets"], report["buckets"], "{scanned}");
 
     // A 70B model has no comparable here: no recommendation, a note saying what to do.
     let big = ok(
