@@ -105,7 +105,9 @@ pub fn build(agents: &[AgentRecord], runs: &[Experiment]) -> Vec<Entry> {
             let id = agent.agent_id.to_string();
             let mine: Vec<&Experiment> = runs
                 .iter()
-                .filter(|r| r.chain_id == Some(agent.chain_id) && r.agent_id.as_deref() == Some(&id))
+                .filter(|r| {
+                    r.chain_id == Some(agent.chain_id) && r.agent_id.as_deref() == Some(&id)
+                })
                 .collect();
             let mut entry = Entry {
                 chain_id: Some(agent.chain_id),
@@ -216,7 +218,12 @@ mod tests {
         .expect("an agent record")
     }
 
-    fn run(agent: Option<&str>, endpoint: &str, val_bpb: Option<f64>, same_bytes: bool) -> Experiment {
+    fn run(
+        agent: Option<&str>,
+        endpoint: &str,
+        val_bpb: Option<f64>,
+        same_bytes: bool,
+    ) -> Experiment {
         Experiment {
             experiment_id: format!("exp-{endpoint}-{val_bpb:?}"),
             endpoint: endpoint.into(),
@@ -243,7 +250,11 @@ mod tests {
 
     #[test]
     fn verified_runs_rank_before_claims_and_a_mismatched_hash_verifies_nothing() {
-        let agents = [agent(1, Some("0.90"), None), agent(2, Some("0.95"), None), agent(3, None, None)];
+        let agents = [
+            agent(1, Some("0.90"), None),
+            agent(2, Some("0.95"), None),
+            agent(3, None, None),
+        ];
         let runs = [
             run(Some("2"), "http://w2", Some(0.97), true),
             run(Some("2"), "http://w2", Some(0.96), true),
@@ -253,7 +264,10 @@ mod tests {
         let board = build(&agents, &runs);
         let names: Vec<&str> = board.iter().map(|e| e.name.as_str()).collect();
         assert_eq!(names, ["worker 1", "worker 2", "http://stray", "worker 3"]);
-        assert!(!board[0].verified, "the worker ran other bytes than we sent");
+        assert!(
+            !board[0].verified,
+            "the worker ran other bytes than we sent"
+        );
         assert_eq!(board[0].runs_here, 1);
         assert_eq!(board[0].rank_value(), Some(0.90));
         assert!(board[1].verified);

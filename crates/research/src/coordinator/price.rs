@@ -55,9 +55,7 @@ pub fn per_hour(per_run: Money, budget_seconds: u64) -> Option<Money> {
     if budget_seconds == 0 {
         return None;
     }
-    let scaled = per_run
-        .atomic
-        .checked_mul(U256::from(SECONDS_PER_HOUR))?;
+    let scaled = per_run.atomic.checked_mul(U256::from(SECONDS_PER_HOUR))?;
     Some(Money::from_atomic(
         scaled / U256::from(budget_seconds),
         per_run.decimals,

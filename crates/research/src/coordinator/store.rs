@@ -175,13 +175,21 @@ mod tests {
     fn experiments_round_trip_and_ids_are_unique() {
         let dir = tempfile::tempdir().expect("dir");
         let store = Store::open(&dir.path().join("research.db")).expect("open");
-        store.record(&experiment("exp-1", Some(0.99))).expect("first");
+        store
+            .record(&experiment("exp-1", Some(0.99)))
+            .expect("first");
         store.record(&experiment("exp-2", None)).expect("second");
         assert!(store.record(&experiment("exp-1", Some(0.5))).is_err());
         let all = store.all().expect("all");
-        assert_eq!(all, vec![experiment("exp-1", Some(0.99)), experiment("exp-2", None)]);
+        assert_eq!(
+            all,
+            vec![experiment("exp-1", Some(0.99)), experiment("exp-2", None)]
+        );
         assert!(all[0].hash_matches());
-        assert_eq!(store.get("exp-2").expect("get"), Some(experiment("exp-2", None)));
+        assert_eq!(
+            store.get("exp-2").expect("get"),
+            Some(experiment("exp-2", None))
+        );
         assert_eq!(store.get("exp-3").expect("get"), None);
     }
 }

@@ -55,7 +55,10 @@ pub fn candidates(agents: &[AgentRecord], skills: &[String]) -> Vec<Candidate> {
             let endpoints: Vec<String> = a
                 .services
                 .iter()
-                .filter(|s| s.name.eq_ignore_ascii_case(erc8004::registration::WEB_SERVICE))
+                .filter(|s| {
+                    s.name
+                        .eq_ignore_ascii_case(erc8004::registration::WEB_SERVICE)
+                })
                 .map(|s| s.endpoint.trim_end_matches('/').to_string())
                 .collect();
             (!endpoints.is_empty()).then(|| Candidate {
@@ -93,10 +96,7 @@ impl WorkerStatus {
         let budget_seconds = ["budgetSeconds", "timeBudget", "timeoutSeconds"]
             .iter()
             .find_map(|k| body.get(*k).and_then(Value::as_u64));
-        let gpu = body
-            .get("gpu")
-            .and_then(Value::as_str)
-            .map(str::to_string);
+        let gpu = body.get("gpu").and_then(Value::as_str).map(str::to_string);
         Some(Self {
             busy,
             budget_seconds,
