@@ -69,7 +69,13 @@ async fn a_broken_setup_names_each_problem_and_the_command_that_fixes_it() {
     assert_eq!(report["network"], "eip155:84532");
 
     assert_eq!(status(&report, "daemon"), "fail");
-    assert!(text(&report, "daemon", "summary").contains("no agora daemon answers"));
+    assert!(
+        text(&report, "daemon", "summary").contains(&format!(
+            "no agora daemon is listening on {}",
+            home.join("agora.sock").display()
+        )),
+        "{report}"
+    );
     assert_eq!(text(&report, "daemon", "fix"), "agora serve");
 
     assert_eq!(status(&report, "facilitator"), "fail");
@@ -231,5 +237,51 @@ async fn a_healthy_devnet_seller_passes_and_a_stuck_offer_is_named_with_its_fix(
     assert!(
         text(&report, "offers", "fix").starts_with(&format!("start the service at {upstream_url}")),
         "{report}"
+    );
+}
+
+#[tokio::test]
+async fn a_remote_facilitator_is_judged_by_its_supported_list_for_the_network() {
+    let chain = testkit::chain::devnet(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let key = process::account_key_file(dir.path(), "facilitator.key", &chain, 0);
+    let mut command = agora(&dir.path().join("facilitator"), free_port());
+    command
+        .args(["facilitator", "--json", "--listen", "127.0.0.1:0", "--rpc"])
+        .arg(chain.rpc_url())
+        .arg("--key-file")
+        .arg(&key)
+        .stderr(std::process::Stdio::null());
+    let (_facilitator, started, _) = process::spawn(command, Duration::from_secs(60)).await;
+    let url = started["url"].as_str().unwrap();
+    let rpc = chain.rpc_url();
+
+    let report = |network: Option<&'static str>| {
+        let mut command = agora(&home, free_port());
+        command.env("AGORA_FACILITATOR_URL", url);
+        // The devnet RPC for balances, so nothing here reaches a public RPC.
+        let mut args = vec!["doctor", "--json", "--rpc", rpc];
+        args.extend(network.map(|n| ["--network", n]).into_iter().flatten());
+        async move { process::run(command, &args, None).await.json() }
+    };
+    let settles = report(Some("base-sepolia")).await;
+    assert_eq!(status(&settles, "facilitator"), "ok", "{settles}");
+    assert_eq!(
+        text(&settles, "facilitator", "summary"),
+        format!("{url} settles eip155:84532 (/supported)")
+    );
+
+    let elsewhere = report(Some("base")).await;
+    assert_eq!(status(&elsewhere, "facilitator"), "fail", "{elsewhere}");
+    assert!(
+        text(&elsewhere, "facilitator", "summary").contains(
+            "does not settle exact payments on eip155:8453; its /supported lists: exact eip155:84532"
+        ),
+        "{elsewhere}"
+    );
+    assert!(
+        text(&elsewhere, "facilitator", "fix").contains("agora sell pricing --network NAME"),
+        "{elsewhere}"
     );
 }
