@@ -21,11 +21,22 @@ fn git(repo: &Path, args: &[&str]) -> String {
     let out = std::process::Command::new("git")
         .arg("-C")
         .arg(repo)
-        .args(["-c", "user.name=t", "-c", "user.email=t@example.com", "-c", "core.autocrlf=false"])
+        .args([
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@example.com",
+            "-c",
+            "core.autocrlf=false",
+        ])
         .args(args)
         .output()
         .expect("git must be installed (scripts/setup)");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
@@ -57,13 +68,33 @@ async fn publish_writes_provenance_and_a_modelfile_and_guards_gguf() {
     let best = repo(&r);
 
     std::fs::write(r.join("model.safetensors"), b"st").unwrap();
-    let refused = process::run(agora(&home), &["research", "publish", "--repo", r.to_str().unwrap()], None).await;
+    let refused = process::run(
+        agora(&home),
+        &["research", "publish", "--repo", r.to_str().unwrap()],
+        None,
+    )
+    .await;
     assert!(!refused.success());
-    assert!(refused.stderr.contains("convert_hf_to_gguf.py"), "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("convert_hf_to_gguf.py"),
+        "{}",
+        refused.stderr
+    );
 
     std::fs::create_dir_all(r.join("out")).unwrap();
     std::fs::write(r.join("out/model.gguf"), b"GGUF").unwrap();
-    let out = process::ok(agora(&home), &["research", "publish", "--repo", r.to_str().unwrap(), "--json"]).await.json();
+    let out = process::ok(
+        agora(&home),
+        &[
+            "research",
+            "publish",
+            "--repo",
+            r.to_str().unwrap(),
+            "--json",
+        ],
+    )
+    .await
+    .json();
     let want = json!({
         "framework": "autoresearch",
         "metricName": "val_bpb",
@@ -74,7 +105,8 @@ async fn publish_writes_provenance_and_a_modelfile_and_guards_gguf() {
     });
     assert_eq!(out["provenance"], want);
     assert_eq!(out["name"], format!("autoresearch-{best}"));
-    let written: Value = serde_json::from_slice(&std::fs::read(r.join("provenance.json")).unwrap()).unwrap();
+    let written: Value =
+        serde_json::from_slice(&std::fs::read(r.join("provenance.json")).unwrap()).unwrap();
     assert_eq!(written, want);
     let gguf = std::fs::canonicalize(r.join("out/model.gguf")).unwrap();
     assert_eq!(
@@ -83,9 +115,18 @@ async fn publish_writes_provenance_and_a_modelfile_and_guards_gguf() {
     );
 
     std::fs::write(r.join("results.tsv"), "aaaa111\t0.000000\tcrash\toom\n").unwrap();
-    let none = process::run(agora(&home), &["research", "publish", "--repo", r.to_str().unwrap()], None).await;
+    let none = process::run(
+        agora(&home),
+        &["research", "publish", "--repo", r.to_str().unwrap()],
+        None,
+    )
+    .await;
     assert!(!none.success());
-    assert!(none.stderr.contains("no row with status keep"), "{}", none.stderr);
+    assert!(
+        none.stderr.contains("no row with status keep"),
+        "{}",
+        none.stderr
+    );
 }
 
 #[tokio::test]
@@ -103,7 +144,14 @@ async fn publish_sell_puts_the_provenance_in_the_registration() {
     let mut serve = agora(&home);
     serve
         .env_remove("AGORA_FACILITATOR_URL")
-        .args(["serve", "--foreground", "--json", "--rpc", chain.rpc_url(), "--key-file"])
+        .args([
+            "serve",
+            "--foreground",
+            "--json",
+            "--rpc",
+            chain.rpc_url(),
+            "--key-file",
+        ])
         .arg(&key)
         .stderr(std::process::Stdio::null());
     let (mut daemon, started, _) = process::spawn(serve, std::time::Duration::from_secs(30)).await;
@@ -112,28 +160,56 @@ async fn publish_sell_puts_the_provenance_in_the_registration() {
     let sold = process::ok(
         agora(&home),
         &[
-            "research", "publish", "--repo", r.to_str().unwrap(), "--sell", "--price", "0.001",
-            "--name", "tinyllm", "--no-create", "--upstream", &ollama.url(), "--pay-to", &seller,
-            "--wait", "30", "--json",
+            "research",
+            "publish",
+            "--repo",
+            r.to_str().unwrap(),
+            "--sell",
+            "--price",
+            "0.001",
+            "--name",
+            "tinyllm",
+            "--no-create",
+            "--upstream",
+            &ollama.url(),
+            "--pay-to",
+            &seller,
+            "--wait",
+            "30",
+            "--json",
         ],
     )
     .await;
-    let lines: Vec<Value> = sold.stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<Value> = sold
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines[0]["provenance"]["experimentId"], best);
     assert_eq!(lines[1]["ready"], true, "{}", sold.stdout);
-    assert_eq!(lines[1]["offer"]["spec"]["provenance"], lines[0]["provenance"]);
+    assert_eq!(
+        lines[1]["offer"]["spec"]["provenance"],
+        lines[0]["provenance"]
+    );
 
     let want = lines[0]["provenance"].clone();
     let url = format!("{gateway}/.well-known/agent-registration.json");
-    testkit::eventually("the registration to carry the provenance", std::time::Duration::from_secs(20), || {
-        let (url, want) = (url.clone(), want.clone());
-        async move {
-            match testkit::http().get(&url).send().await {
-                Ok(r) => r.json::<Value>().await.is_ok_and(|doc| doc["provenance"] == want),
-                Err(_) => false,
+    testkit::eventually(
+        "the registration to carry the provenance",
+        std::time::Duration::from_secs(20),
+        || {
+            let (url, want) = (url.clone(), want.clone());
+            async move {
+                match testkit::http().get(&url).send().await {
+                    Ok(r) => r
+                        .json::<Value>()
+                        .await
+                        .is_ok_and(|doc| doc["provenance"] == want),
+                    Err(_) => false,
+                }
             }
-        }
-    })
+        },
+    )
     .await;
     daemon.kill().await.unwrap();
 }

@@ -35,7 +35,13 @@ pub fn parse_results(tsv: &str) -> Result<Vec<Row>, String> {
         }
         let cells: Vec<&str> = line.split('\t').map(str::trim).collect();
         if rows.is_empty() && columns.is_none() && cells.get(1) == Some(&"val_bpb") {
-            columns = Some(cells.iter().enumerate().map(|(i, c)| (c.to_string(), i)).collect());
+            columns = Some(
+                cells
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| (c.to_string(), i))
+                    .collect(),
+            );
             continue;
         }
         let at = |names: &[&str], fallback: usize| -> Option<&str> {
@@ -150,7 +156,10 @@ pub fn checkpoint(repo: &Path, chosen: Option<&Path>) -> Result<PathBuf, String>
         return if is_gguf(path) {
             Ok(path.to_path_buf())
         } else {
-            Err(format!("--checkpoint {} is not GGUF: {convert}", path.display()))
+            Err(format!(
+                "--checkpoint {} is not GGUF: {convert}",
+                path.display()
+            ))
         };
     }
     let mut found: Vec<(std::time::SystemTime, PathBuf)> = Vec::new();
@@ -172,7 +181,8 @@ pub fn checkpoint(repo: &Path, chosen: Option<&Path>) -> Result<PathBuf, String>
 }
 
 fn is_gguf(path: &Path) -> bool {
-    path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
 }
 
 fn collect(dir: &Path, found: &mut Vec<(std::time::SystemTime, PathBuf)>) {
@@ -186,7 +196,10 @@ fn collect(dir: &Path, found: &mut Vec<(std::time::SystemTime, PathBuf)>) {
             continue;
         };
         if kind.is_dir() {
-            if ![".git", ".venv", "__pycache__", "node_modules"].iter().any(|s| name == *s) {
+            if ![".git", ".venv", "__pycache__", "node_modules"]
+                .iter()
+                .any(|s| name == *s)
+            {
                 collect(&path, found);
             }
         } else if kind.is_file() && is_checkpoint(&path) {
@@ -210,21 +223,39 @@ mod tests {
         assert_eq!(rows.len(), 4);
         assert_eq!(rows[2].status, "discard");
         assert_eq!(best(&rows).map(|r| r.commit.as_str()), Some("b2c3d4e"));
-        assert_eq!(best(&rows).map(|r| r.val_bpb_text.as_str()), Some("0.993200"));
+        assert_eq!(
+            best(&rows).map(|r| r.val_bpb_text.as_str()),
+            Some("0.993200")
+        );
 
         let reference = "commit_hash\tval_bpb\tstatus\tdescription\naaaa111\t1.10\tkeep\tbase\nbbbb222\t1.05\tdiscard\tworse idea kept out\ncccc333\t1.08\tkeep\tbetter\n";
         let rows = parse_results(reference).unwrap_or_default();
         assert_eq!(best(&rows).map(|r| r.commit.as_str()), Some("cccc333"));
         let headerless = "aaaa111\t1.10\tkeep\tbase\ncccc333\t1.08\tkeep\tbetter\n";
-        assert_eq!(parse_results(headerless).unwrap_or_default(), parse_results(reference).unwrap_or_default().into_iter().filter(|r| r.status == "keep").collect::<Vec<_>>());
+        assert_eq!(
+            parse_results(headerless).unwrap_or_default(),
+            parse_results(reference)
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|r| r.status == "keep")
+                .collect::<Vec<_>>()
+        );
         let headerless5 = "a1b2c3d\t0.99\t44.0\tkeep\tbase line\n";
-        assert_eq!(parse_results(headerless5).unwrap_or_default()[0].description, "base line");
+        assert_eq!(
+            parse_results(headerless5).unwrap_or_default()[0].description,
+            "base line"
+        );
     }
 
     #[test]
     fn bad_rows_are_errors_naming_the_line() {
-        let err = parse_results("a1\t1.0\tkeep\tx\nb2\tfast\tkeep\ty\n").err().unwrap_or_default();
-        assert!(err.starts_with("results.tsv line 2: val_bpb \"fast\""), "{err}");
+        let err = parse_results("a1\t1.0\tkeep\tx\nb2\tfast\tkeep\ty\n")
+            .err()
+            .unwrap_or_default();
+        assert!(
+            err.starts_with("results.tsv line 2: val_bpb \"fast\""),
+            "{err}"
+        );
         assert!(parse_results("a1\t1.0\n").is_err());
     }
 }

@@ -18,11 +18,22 @@ fn git(repo: &Path, args: &[&str]) -> String {
     let out = Command::new("git")
         .arg("-C")
         .arg(repo)
-        .args(["-c", "user.name=t", "-c", "user.email=t@example.com", "-c", "core.autocrlf=false"])
+        .args([
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@example.com",
+            "-c",
+            "core.autocrlf=false",
+        ])
         .args(args)
         .output()
         .expect("git must be installed (scripts/setup)");
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
@@ -50,8 +61,12 @@ async fn train_hash_matches_the_workers_hash_of_the_same_bytes() {
     std::fs::write(repo.join("config.json"), r#"{"n_params": 50331648}"#).unwrap();
 
     for tsv in [
-        format!("commit\tval_bpb\tmemory_gb\tstatus\tdescription\n{baseline}\t0.997900\t44.0\tkeep\tbaseline\n{better}\t0.993200\t44.2\tkeep\tlr 0.04\nabcdef1\t0.990000\t44.0\tdiscard\tnoise\n"),
-        format!("commit_hash\tval_bpb\tstatus\tdescription\n{baseline}\t0.997900\tkeep\tbaseline\n{better}\t0.993200\tkeep\tlr 0.04\n"),
+        format!(
+            "commit\tval_bpb\tmemory_gb\tstatus\tdescription\n{baseline}\t0.997900\t44.0\tkeep\tbaseline\n{better}\t0.993200\t44.2\tkeep\tlr 0.04\nabcdef1\t0.990000\t44.0\tdiscard\tnoise\n"
+        ),
+        format!(
+            "commit_hash\tval_bpb\tstatus\tdescription\n{baseline}\t0.997900\tkeep\tbaseline\n{better}\t0.993200\tkeep\tlr 0.04\n"
+        ),
     ] {
         let rows = publish::parse_results(&tsv).unwrap();
         let best = publish::best(&rows).unwrap();
@@ -80,7 +95,10 @@ async fn train_hash_matches_the_workers_hash_of_the_same_bytes() {
         repo: repo.clone(),
         data_dir: dir.path().join("data"),
         command: vec!["python3".into(), "train.py".into()],
-        limits: Limits { budget_secs: 30, grace_secs: 30 },
+        limits: Limits {
+            budget_secs: 30,
+            grace_secs: 30,
+        },
         gpu: None,
     })
     .unwrap();
@@ -97,13 +115,20 @@ async fn train_hash_matches_the_workers_hash_of_the_same_bytes() {
     assert_eq!(result["status"], "completed", "{result}");
     let rows = publish::parse_results(&format!("{better}\t0.993200\tkeep\tlr\n")).unwrap();
     let provenance = publish::provenance(&repo, &rows[0]).unwrap();
-    assert_eq!(result["train_hash"].as_str(), Some(provenance["trainHash"].as_str()));
+    assert_eq!(
+        result["train_hash"].as_str(),
+        Some(provenance["trainHash"].as_str())
+    );
 
     let missing = publish::parse_results("1234567\t0.9\tkeep\tgone\n").unwrap();
     let err = publish::provenance(&repo, &missing[0]).unwrap_err();
     assert!(err.contains("git show 1234567:train.py failed"), "{err}");
     let injected = publish::parse_results("--output=x\t0.9\tkeep\tflag\n").unwrap();
-    assert!(publish::provenance(&repo, &injected[0]).unwrap_err().contains("not a git commit hash"));
+    assert!(
+        publish::provenance(&repo, &injected[0])
+            .unwrap_err()
+            .contains("not a git commit hash")
+    );
 }
 
 #[test]
@@ -116,16 +141,26 @@ fn the_gguf_guard_prefers_gguf_and_refuses_other_formats() {
     std::fs::create_dir_all(repo.join("out")).unwrap();
     std::fs::write(repo.join("out/model.safetensors"), b"st").unwrap();
     let err = publish::checkpoint(repo, None).unwrap_err();
-    assert!(err.contains("is not GGUF") && err.contains("convert_hf_to_gguf.py"), "{err}");
+    assert!(
+        err.contains("is not GGUF") && err.contains("convert_hf_to_gguf.py"),
+        "{err}"
+    );
 
     std::fs::write(repo.join("out/model.gguf"), b"GGUF").unwrap();
     // A stray checkpoint written later does not hide the GGUF (it did in the reference).
     std::thread::sleep(std::time::Duration::from_millis(20));
     std::fs::write(repo.join("stray.pt"), b"pt").unwrap();
-    assert_eq!(publish::checkpoint(repo, None).unwrap(), repo.join("out/model.gguf"));
+    assert_eq!(
+        publish::checkpoint(repo, None).unwrap(),
+        repo.join("out/model.gguf")
+    );
     std::fs::create_dir_all(repo.join(".git")).unwrap();
     std::fs::write(repo.join(".git/packed.gguf"), b"GGUF").unwrap();
-    assert_eq!(publish::checkpoint(repo, None).unwrap(), repo.join("out/model.gguf"), ".git is skipped");
+    assert_eq!(
+        publish::checkpoint(repo, None).unwrap(),
+        repo.join("out/model.gguf"),
+        ".git is skipped"
+    );
 
     let err = publish::checkpoint(repo, Some(&repo.join("stray.pt"))).unwrap_err();
     assert!(err.contains("is not GGUF"), "{err}");

@@ -87,7 +87,10 @@ async fn worker(budget_secs: u64, grace_secs: u64) -> Fixture {
 async fn the_example_runs_with_its_env_and_becomes_the_best() {
     let f = worker(30, 30).await;
     let (code, body) = f.get("/best").await;
-    assert_eq!((code, body), (404, json!({"error": "no completed experiments yet"})));
+    assert_eq!(
+        (code, body),
+        (404, json!({"error": "no completed experiments yet"}))
+    );
     let (code, health) = f.get("/healthz").await;
     assert_eq!(code, 200);
     assert_eq!(health["status"], "ok");
@@ -97,28 +100,49 @@ async fn the_example_runs_with_its_env_and_becomes_the_best() {
     let probe = f.post(r#"{"probe": true}"#).await;
     assert_eq!(
         probe,
-        (200, json!({"status": "ok", "probe": true, "busy": false, "timeoutSeconds": 60}))
+        (
+            200,
+            json!({"status": "ok", "probe": true, "busy": false, "timeoutSeconds": 60})
+        )
     );
-    assert!(!f.data_dir().join("results.jsonl").exists(), "a probe runs nothing");
+    assert!(
+        !f.data_dir().join("results.jsonl").exists(),
+        "a probe runs nothing"
+    );
 
     let env_py = "import json, os\nprint(json.dumps({k: os.environ.get(k) for k in ['AUTORESEARCH_EXPERIMENT_ID', 'AUTORESEARCH_EXPERIMENT_DIR', 'AUTORESEARCH_EXPERIMENT_CONFIG', 'TIME_BUDGET']}))\nprint(sorted(os.listdir('.')))\nprint(open(os.environ['AUTORESEARCH_EXPERIMENT_CONFIG']).read().replace(chr(10), ''))\nprint('val_bpb: 2.5')\n";
     let (code, env_run) = f
-        .post(json!({"trainPy": env_py, "experimentId": "env-1", "config": {"order": 3}}).to_string())
+        .post(
+            json!({"trainPy": env_py, "experimentId": "env-1", "config": {"order": 3}}).to_string(),
+        )
         .await;
     assert_eq!(code, 200, "{env_run}");
     let log = std::fs::read_to_string(env_run["log_path"].as_str().unwrap()).unwrap();
     let exp_dir = f.data_dir().join("results/env-1");
     let env: Value = serde_json::from_str(log.lines().next().unwrap()).unwrap();
     assert_eq!(env["AUTORESEARCH_EXPERIMENT_ID"], "env-1");
-    assert_eq!(env["AUTORESEARCH_EXPERIMENT_DIR"], exp_dir.display().to_string());
+    assert_eq!(
+        env["AUTORESEARCH_EXPERIMENT_DIR"],
+        exp_dir.display().to_string()
+    );
     assert_eq!(
         env["AUTORESEARCH_EXPERIMENT_CONFIG"],
         exp_dir.join("config.json").display().to_string()
     );
     assert_eq!(env["TIME_BUDGET"], "30");
-    assert_eq!(log.lines().nth(1), Some("['prepare.py', 'train.py']"), "no .git or results copied");
-    assert!(log.lines().nth(2).unwrap().contains("\"order\": 3"), "{log}");
-    assert_eq!(env_run["train_hash"], research::train_hash(env_py.as_bytes()));
+    assert_eq!(
+        log.lines().nth(1),
+        Some("['prepare.py', 'train.py']"),
+        "no .git or results copied"
+    );
+    assert!(
+        log.lines().nth(2).unwrap().contains("\"order\": 3"),
+        "{log}"
+    );
+    assert_eq!(
+        env_run["train_hash"],
+        research::train_hash(env_py.as_bytes())
+    );
 
     let result = f.run(TRAIN_PY, "example-1").await;
     assert_eq!(result["status"], "completed", "{result}");
@@ -126,12 +150,23 @@ async fn the_example_runs_with_its_env_and_becomes_the_best() {
     assert_eq!(result["val_bpb_source"], "summary_line");
     let val_bpb = result["val_bpb"].as_f64().unwrap();
     assert!(val_bpb > 0.5 && val_bpb < 2.5, "{val_bpb}");
-    assert_eq!(result["train_hash"], research::train_hash(TRAIN_PY.as_bytes()));
-    assert!(result["artifact_path"].as_str().unwrap().ends_with("checkpoints/model.bin"));
+    assert_eq!(
+        result["train_hash"],
+        research::train_hash(TRAIN_PY.as_bytes())
+    );
+    assert!(
+        result["artifact_path"]
+            .as_str()
+            .unwrap()
+            .ends_with("checkpoints/model.bin")
+    );
     assert_eq!(f.get("/best").await, (200, result.clone()));
     assert_eq!(f.get("/experiments/example-1").await, (200, result.clone()));
     let (code, missing) = f.get("/experiments/nope").await;
-    assert_eq!((code, missing), (404, json!({"error": "experiment nope not found"})));
+    assert_eq!(
+        (code, missing),
+        (404, json!({"error": "experiment nope not found"}))
+    );
     let best: Value =
         serde_json::from_slice(&std::fs::read(f.data_dir().join("best.json")).unwrap()).unwrap();
     assert_eq!(best["experiment_id"], "example-1");
@@ -144,16 +179,24 @@ async fn the_example_runs_with_its_env_and_becomes_the_best() {
     assert_eq!(status["last"]["experiment_id"], "example-1");
     assert_eq!(status["command"], json!(["python3", "train.py"]));
 
-    let (code, reused) = f.post(json!({"train_py": TRAIN_PY, "experiment_id": "example-1"}).to_string()).await;
+    let (code, reused) = f
+        .post(json!({"train_py": TRAIN_PY, "experiment_id": "example-1"}).to_string())
+        .await;
     assert_eq!(code, 400);
-    assert!(reused["error"].as_str().unwrap().contains("already exists"), "{reused}");
+    assert!(
+        reused["error"].as_str().unwrap().contains("already exists"),
+        "{reused}"
+    );
 
     // A restarted worker keeps its best and counts.
     let again = Worker::open(Config {
         repo: f.dir.path().join("repo"),
         data_dir: f.dir.path().join("data"),
         command: vec!["python3".into(), "train.py".into()],
-        limits: Limits { budget_secs: 30, grace_secs: 30 },
+        limits: Limits {
+            budget_secs: 30,
+            grace_secs: 30,
+        },
         gpu: None,
     })
     .unwrap();
@@ -189,15 +232,23 @@ async fn a_busy_worker_answers_409_and_runs_one_at_a_time() {
     let (_, status) = f.get("/status").await;
     assert_eq!(status["status"], "busy");
     assert_eq!(status["current"]["experiment_id"], "slow-1");
-    let (code, body) = f.post(json!({"train_py": slow, "experiment_id": "slow-2"}).to_string()).await;
+    let (code, body) = f
+        .post(json!({"train_py": slow, "experiment_id": "slow-2"}).to_string())
+        .await;
     assert_eq!(
         (code, body),
-        (409, json!({"error": "worker is already running an experiment", "status": "busy"}))
+        (
+            409,
+            json!({"error": "worker is already running an experiment", "status": "busy"})
+        )
     );
     let (code, probe) = f.post(r#"{"probe": true}"#).await;
     assert_eq!((code, probe["busy"].clone()), (200, json!(true)));
     assert_eq!(first.await.unwrap(), 200);
-    assert!(!f.data_dir().join("results/slow-2").exists(), "the refused run left nothing");
+    assert!(
+        !f.data_dir().join("results/slow-2").exists(),
+        "the refused run left nothing"
+    );
     assert_eq!(f.run(slow, "slow-3").await["status"], "completed");
 }
 
@@ -210,7 +261,11 @@ async fn raw_get(addr: std::net::SocketAddr, target: &str) -> (u16, String) {
     let mut response = String::new();
     stream.read_to_string(&mut response).await.unwrap();
     let code = response[9..12].parse().unwrap();
-    let body = response.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
+    let body = response
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or_default()
+        .to_owned();
     (code, body)
 }
 
@@ -237,7 +292,17 @@ async fn path_traversal_ids_are_refused_on_get_and_post() {
         assert_eq!(code, 400, "{target}: {body}");
         assert_eq!(body, r#"{"error":"invalid experiment id"}"#, "{target}");
     }
-    for id in ["..", "../secret", "..\\x", "a/b", "x\u{0}", "/etc/passwd", "a b", "", "é"] {
+    for id in [
+        "..",
+        "../secret",
+        "..\\x",
+        "a/b",
+        "x\u{0}",
+        "/etc/passwd",
+        "a b",
+        "",
+        "é",
+    ] {
         let (code, body) = f
             .post(json!({"train_py": "print(1)", "experiment_id": id}).to_string())
             .await;
@@ -247,10 +312,17 @@ async fn path_traversal_ids_are_refused_on_get_and_post() {
             "experiment_id must contain only alphanumeric characters, hyphens, or underscores"
         );
     }
-    let (code, body) = f.post(r#"{"train_py": "print(1)", "experiment_id": 7}"#).await;
-    assert_eq!((code, body["error"].clone()), (400, json!("experiment_id must be a string when provided")));
+    let (code, body) = f
+        .post(r#"{"train_py": "print(1)", "experiment_id": 7}"#)
+        .await;
     assert_eq!(
-        std::fs::read_dir(f.data_dir().join("results")).unwrap().count(),
+        (code, body["error"].clone()),
+        (400, json!("experiment_id must be a string when provided"))
+    );
+    assert_eq!(
+        std::fs::read_dir(f.data_dir().join("results"))
+            .unwrap()
+            .count(),
         1,
         "nothing was created"
     );
@@ -261,30 +333,61 @@ async fn garbage_and_oversized_requests_get_400() {
     let f = worker(30, 30).await;
     let (code, body) = f.post("{not json").await;
     assert_eq!(code, 400);
-    assert!(body["error"].as_str().unwrap().starts_with("invalid JSON body: "), "{body}");
-    assert_eq!(f.post("[1,2]").await, (400, json!({"error": "JSON body must be an object"})));
-    assert_eq!(f.post("").await, (400, json!({"error": "train_py string is required"})));
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("invalid JSON body: "),
+        "{body}"
+    );
+    assert_eq!(
+        f.post("[1,2]").await,
+        (400, json!({"error": "JSON body must be an object"}))
+    );
+    assert_eq!(
+        f.post("").await,
+        (400, json!({"error": "train_py string is required"}))
+    );
     assert_eq!(
         f.post(r#"{"train_py": "  "}"#).await,
         (400, json!({"error": "train_py string is required"}))
     );
     assert_eq!(
         f.post(r#"{"train_py": "print(1)", "config": [1]}"#).await,
-        (400, json!({"error": "config must be a JSON object when provided"}))
+        (
+            400,
+            json!({"error": "config must be a JSON object when provided"})
+        )
     );
     let big = "#".repeat(research::worker::MAX_TRAIN_PY + 1);
     let (code, body) = f.post(json!({"train_py": big}).to_string()).await;
     assert_eq!(code, 400);
-    assert!(body["error"].as_str().unwrap().contains("the most this worker accepts is 1048576"), "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("the most this worker accepts is 1048576"),
+        "{body}"
+    );
     let huge = "#".repeat(research::worker::MAX_BODY + 1);
     let (code, body) = f.post(json!({"train_py": huge}).to_string()).await;
     assert_eq!(code, 400);
-    assert!(body["error"].as_str().unwrap().starts_with("request body is over"), "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("request body is over"),
+        "{body}"
+    );
     assert_eq!(
         f.get("/nowhere").await,
         (404, json!({"error": "unknown endpoint: /nowhere"}))
     );
-    let r = testkit::http().get(format!("{}/experiment", f.server.url())).send().await.unwrap();
+    let r = testkit::http()
+        .get(format!("{}/experiment", f.server.url()))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status().as_u16(), 404);
     assert!(!f.data_dir().join("results.jsonl").exists());
 }
@@ -294,30 +397,48 @@ async fn val_bpb_is_the_final_evaluation_then_json_then_results_tsv() {
     let f = worker(30, 30).await;
     let early_then_final = "print('val_bpb: 1.900000')\nprint('step 1', end='\\r')\nprint('---')\nprint('val_bpb:          0.997900')\nprint('training_seconds: 0.1')\n";
     let r = f.run(early_then_final, "early-final").await;
-    assert_eq!((r["status"].clone(), r["val_bpb"].clone()), (json!("completed"), json!(0.9979)));
+    assert_eq!(
+        (r["status"].clone(), r["val_bpb"].clone()),
+        (json!("completed"), json!(0.9979))
+    );
     assert_eq!(r["val_bpb_source"], "summary_line");
 
     let json_out = "import json\nprint('loading')\nprint(json.dumps({'metrics': {'val_bpb': 1.125}, 'steps': 3}))\n";
     let r = f.run(json_out, "json-out").await;
-    assert_eq!((r["val_bpb"].clone(), r["val_bpb_source"].clone()), (json!(1.125), json!("json")));
+    assert_eq!(
+        (r["val_bpb"].clone(), r["val_bpb_source"].clone()),
+        (json!(1.125), json!("json"))
+    );
 
     let pattern = "print('eval val_bpb=1.5')\nprint('final: VAL_BPB = 1.25')\n";
     let r = f.run(pattern, "pattern").await;
-    assert_eq!((r["val_bpb"].clone(), r["val_bpb_source"].clone()), (json!(1.25), json!("pattern")));
+    assert_eq!(
+        (r["val_bpb"].clone(), r["val_bpb_source"].clone()),
+        (json!(1.25), json!("pattern"))
+    );
 
     let tsv = "open('results.tsv', 'w').write('commit\\tval_bpb\\tmemory_gb\\tstatus\\tdescription\\na1\\t1.02\\t4.0\\tkeep\\tbase\\nb2\\t1.01\\t4.1\\tkeep\\tlr\\nc3\\t0.000000\\t0.0\\tcrash\\toom\\n')\nprint('done')\n";
     let r = f.run(tsv, "tsv").await;
-    assert_eq!((r["val_bpb"].clone(), r["val_bpb_source"].clone()), (json!(1.01), json!("results_tsv")));
+    assert_eq!(
+        (r["val_bpb"].clone(), r["val_bpb_source"].clone()),
+        (json!(1.01), json!("results_tsv"))
+    );
 
     let none = "print('trained, but reported nothing')\n";
     let r = f.run(none, "none").await;
     assert_eq!(r["status"], "failed");
     assert_eq!(r["val_bpb"], Value::Null);
-    assert!(r["note"].as_str().unwrap().contains("printed no val_bpb"), "{r}");
+    assert!(
+        r["note"].as_str().unwrap().contains("printed no val_bpb"),
+        "{r}"
+    );
 
     let crash = "import sys\nprint('val_bpb: 0.5')\nsys.exit('CUDA out of memory')\n";
     let r = f.run(crash, "crash").await;
-    assert_eq!((r["status"].clone(), r["return_code"].clone()), (json!("failed"), json!(1)));
+    assert_eq!(
+        (r["status"].clone(), r["return_code"].clone()),
+        (json!("failed"), json!(1))
+    );
     let log = std::fs::read_to_string(r["log_path"].as_str().unwrap()).unwrap();
     assert_eq!(log, "val_bpb: 0.5\n\n--- stderr ---\nCUDA out of memory\n");
 
@@ -337,7 +458,11 @@ fn alive(pid: i32) -> bool {
 }
 
 fn read_pid(path: &Path) -> i32 {
-    std::fs::read_to_string(path).unwrap().trim().parse().unwrap()
+    std::fs::read_to_string(path)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
 }
 
 #[tokio::test]
@@ -364,19 +489,33 @@ time.sleep(600)
     let r = f.run(&forking, "forks-1").await;
     assert_eq!(r["status"], "timeout", "{r}");
     assert_eq!(r["return_code"], -1);
-    assert!(r["note"].as_str().unwrap().contains("exceeded timeout of 2s"), "{r}");
+    assert!(
+        r["note"]
+            .as_str()
+            .unwrap()
+            .contains("exceeded timeout of 2s"),
+        "{r}"
+    );
     assert!(started.elapsed() < Duration::from_secs(60));
-    let (leader, child) = (read_pid(&pids.join("leader")), read_pid(&pids.join("child")));
-    testkit::eventually("the group to be gone", Duration::from_secs(5), || async move {
-        !alive(leader) && !alive(child)
-    })
+    let (leader, child) = (
+        read_pid(&pids.join("leader")),
+        read_pid(&pids.join("child")),
+    );
+    testkit::eventually(
+        "the group to be gone",
+        Duration::from_secs(5),
+        || async move { !alive(leader) && !alive(child) },
+    )
     .await;
     let log = std::fs::read(r["log_path"].as_str().unwrap()).unwrap();
     assert_eq!(
         log,
         b"val_bpb: 1.7\nbinary \xff\xfe end\nstep 1\r\n--- stderr ---\nstill training\n"
     );
-    assert_eq!(r["val_bpb"], 1.7, "a timed-out run still reports what it printed");
+    assert_eq!(
+        r["val_bpb"], 1.7,
+        "a timed-out run still reports what it printed"
+    );
     assert_eq!(f.get("/experiments/forks-1").await.1, r);
     let saved = std::fs::read_to_string(f.data_dir().join("results.jsonl")).unwrap();
     assert!(saved.contains("\"timeout\""));
@@ -387,9 +526,23 @@ time.sleep(600)
 #[test]
 fn the_gpu_example_is_valid_python() {
     let out = std::process::Command::new("python3")
-        .args(["-m", "py_compile", concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/autoresearch/train_gpu.py")])
-        .env("PYTHONPYCACHEPREFIX", std::env::temp_dir().join("agora-pycache"))
+        .args([
+            "-m",
+            "py_compile",
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../examples/autoresearch/train_gpu.py"
+            ),
+        ])
+        .env(
+            "PYTHONPYCACHEPREFIX",
+            std::env::temp_dir().join("agora-pycache"),
+        )
         .output()
         .expect("python3 must be installed (scripts/setup)");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

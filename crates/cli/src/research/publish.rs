@@ -63,7 +63,10 @@ struct Sell {
 
 /// Runs `agora research publish`.
 pub async fn run(a: PublishArgs) -> anyhow::Result<()> {
-    let results = a.results.clone().unwrap_or_else(|| a.repo.join("results.tsv"));
+    let results = a
+        .results
+        .clone()
+        .unwrap_or_else(|| a.repo.join("results.tsv"));
     let text = std::fs::read_to_string(&results).with_context(|| {
         format!(
             "cannot read {}: run experiments first (each a commit, one row in results.tsv), or pass --results FILE",
@@ -78,21 +81,25 @@ pub async fn run(a: PublishArgs) -> anyhow::Result<()> {
         );
     };
     let provenance = publish::provenance(&a.repo, best).map_err(anyhow::Error::msg)?;
-    let output = a.output.clone().unwrap_or_else(|| a.repo.join("provenance.json"));
+    let output = a
+        .output
+        .clone()
+        .unwrap_or_else(|| a.repo.join("provenance.json"));
     let mut bytes = serde_json::to_vec_pretty(&provenance)?;
     bytes.push(b'\n');
-    std::fs::write(&output, bytes)
-        .with_context(|| format!("cannot write {}", output.display()))?;
+    std::fs::write(&output, bytes).with_context(|| format!("cannot write {}", output.display()))?;
     let checkpoint = publish::checkpoint(&a.repo, a.checkpoint.as_deref())
         .map_err(|e| anyhow::anyhow!("{e} (the provenance is in {})", output.display()))?;
     let checkpoint = std::fs::canonicalize(&checkpoint)?;
     let modelfile = output.with_file_name("Modelfile");
     std::fs::write(&modelfile, format!("FROM {}\n", checkpoint.display()))
         .with_context(|| format!("cannot write {}", modelfile.display()))?;
-    let name = a
-        .name
-        .clone()
-        .unwrap_or_else(|| format!("autoresearch-{}", best.commit.chars().take(8).collect::<String>()));
+    let name = a.name.clone().unwrap_or_else(|| {
+        format!(
+            "autoresearch-{}",
+            best.commit.chars().take(8).collect::<String>()
+        )
+    });
     let create = format!("ollama create {name} -f {}", modelfile.display());
     if a.json {
         outln!(
@@ -117,9 +124,16 @@ pub async fn run(a: PublishArgs) -> anyhow::Result<()> {
             best.val_bpb_text,
             best.description,
             output.display(),
-            provenance.get("trainHash").map(String::as_str).unwrap_or("?")
+            provenance
+                .get("trainHash")
+                .map(String::as_str)
+                .unwrap_or("?")
         )?;
-        outln!("checkpoint {} (Modelfile {})", checkpoint.display(), modelfile.display())?;
+        outln!(
+            "checkpoint {} (Modelfile {})",
+            checkpoint.display(),
+            modelfile.display()
+        )?;
         if !a.sell {
             outln!("to serve it: {create}; to sell it: add --sell --price P")?;
         }
@@ -142,7 +156,9 @@ pub async fn run(a: PublishArgs) -> anyhow::Result<()> {
                 )
             })?;
         if !status.success() {
-            bail!("`{create}` failed ({status}); fix it and rerun, or pass --no-create --name NAME");
+            bail!(
+                "`{create}` failed ({status}); fix it and rerun, or pass --no-create --name NAME"
+            );
         }
     }
     let mut words = vec![

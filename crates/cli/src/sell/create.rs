@@ -53,16 +53,20 @@ pub(super) async fn inference(a: InferenceArgs, json_out: bool) -> anyhow::Resul
 fn provenance(path: &std::path::Path) -> anyhow::Result<BTreeMap<String, String>> {
     let text = std::fs::read(path)
         .map_err(|e| anyhow::anyhow!("--provenance-file {}: {e}", path.display()))?;
-    let value: serde_json::Value = serde_json::from_slice(&text).map_err(|e| {
-        anyhow::anyhow!("--provenance-file {} is not JSON: {e}", path.display())
-    })?;
+    let value: serde_json::Value = serde_json::from_slice(&text)
+        .map_err(|e| anyhow::anyhow!("--provenance-file {} is not JSON: {e}", path.display()))?;
     let Some(map) = value.as_object() else {
-        bail!("--provenance-file {} must hold a JSON object of strings", path.display());
+        bail!(
+            "--provenance-file {} must hold a JSON object of strings",
+            path.display()
+        );
     };
     map.iter()
         .map(|(k, v)| match v {
             serde_json::Value::String(s) => Ok((k.clone(), s.clone())),
-            serde_json::Value::Number(_) | serde_json::Value::Bool(_) => Ok((k.clone(), v.to_string())),
+            serde_json::Value::Number(_) | serde_json::Value::Bool(_) => {
+                Ok((k.clone(), v.to_string()))
+            }
             _ => bail!(
                 "--provenance-file {}: {k} must be a string, not {v}",
                 path.display()

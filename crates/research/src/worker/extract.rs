@@ -102,10 +102,10 @@ fn last_pattern(log: &str) -> Option<f64> {
         let end = rest
             .find(|c: char| !(c.is_ascii_digit() || c == '.'))
             .unwrap_or(rest.len());
-        if let Some(v) = number(rest[..end].trim_end_matches('.')) {
-            if found.is_none_or(|(pos, _)| at > pos) {
-                found = Some((at, v));
-            }
+        if let Some(v) = number(rest[..end].trim_end_matches('.'))
+            && found.is_none_or(|(pos, _)| at > pos)
+        {
+            found = Some((at, v));
         }
     }
     found.map(|(_, v)| v)
@@ -141,20 +141,27 @@ mod tests {
 
     #[test]
     fn the_last_summary_line_wins_over_an_early_evaluation() {
-        let log = "val_bpb: 1.500000\nstep 100\r---\nval_bpb:          0.997900\ntraining_seconds: 1.0\n";
+        let log =
+            "val_bpb: 1.500000\nstep 100\r---\nval_bpb:          0.997900\ntraining_seconds: 1.0\n";
         assert_eq!(summary_line(log), Some(0.9979));
     }
 
     #[test]
     fn json_output_whole_or_last_line_and_metrics() {
         assert_eq!(json_output("{\"val_bpb\": 1.25}"), Some(1.25));
-        assert_eq!(json_output("loading\n{\"metrics\": {\"val_bpb\": \"0.9\"}}\n"), Some(0.9));
+        assert_eq!(
+            json_output("loading\n{\"metrics\": {\"val_bpb\": \"0.9\"}}\n"),
+            Some(0.9)
+        );
         assert_eq!(json_output("[1, 2]"), None);
     }
 
     #[test]
     fn the_pattern_takes_the_last_match_and_needs_a_word_boundary() {
-        assert_eq!(last_pattern("eval val_bpb=1.4 ... final VAL_BPB = 1.2."), Some(1.2));
+        assert_eq!(
+            last_pattern("eval val_bpb=1.4 ... final VAL_BPB = 1.2."),
+            Some(1.2)
+        );
         assert_eq!(last_pattern("best_val_bpb: 0.8"), Some(0.8));
         assert_eq!(last_pattern("{\"val_bpb\": 0.75}"), Some(0.75));
         assert_eq!(last_pattern("myval_bpb=0.1 val_bpbs=0.2"), None);
@@ -164,7 +171,10 @@ mod tests {
     fn tsv_minimum_reads_both_formats_with_and_without_header() {
         let upstream = "commit\tval_bpb\tmemory_gb\tstatus\tdescription\na1\t0.99\t44.0\tkeep\tbase\nb2\t0.97\t44.2\tkeep\tlr\nc3\t0.000000\t0.0\tcrash\toom\n";
         assert_eq!(tsv_minimum(upstream), Some(0.97));
-        assert_eq!(tsv_minimum("a1\t1.1\tkeep\tx\nb2\t1.05\tdiscard\ty\n"), Some(1.05));
+        assert_eq!(
+            tsv_minimum("a1\t1.1\tkeep\tx\nb2\t1.05\tdiscard\ty\n"),
+            Some(1.05)
+        );
         assert_eq!(tsv_minimum(""), None);
     }
 }

@@ -248,7 +248,10 @@ impl Worker {
         let mut env = vec![
             ("AUTORESEARCH_EXPERIMENT_ID", id.to_owned()),
             ("AUTORESEARCH_EXPERIMENT_DIR", exp_dir.display().to_string()),
-            ("AUTORESEARCH_EXPERIMENT_CONFIG", config_path.display().to_string()),
+            (
+                "AUTORESEARCH_EXPERIMENT_CONFIG",
+                config_path.display().to_string(),
+            ),
             ("TIME_BUDGET", limits.budget_secs.to_string()),
         ];
         if std::env::var_os("PYTHONUNBUFFERED").is_none() {
@@ -357,7 +360,8 @@ impl Worker {
         stats.last = Some(result.clone());
         let value = |r: &Value| r.get("val_bpb").and_then(Value::as_f64);
         let better = result.get("status").and_then(Value::as_str) == Some("completed")
-            && value(result).is_some_and(|v| stats.best.as_ref().and_then(value).is_none_or(|b| v < b));
+            && value(result)
+                .is_some_and(|v| stats.best.as_ref().and_then(value).is_none_or(|b| v < b));
         if better {
             let path = self.base_dir.join("best.json");
             std::fs::write(&path, &pretty).map_err(|e| io(&path, e))?;
@@ -410,7 +414,9 @@ pub fn detect_gpu() -> Option<String> {
 /// `exp-YYYYMMDD-<8 hex>`, the reference's form.
 fn generate_id() -> String {
     static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
     let seed = format!(
         "{}-{}-{}",
         now.as_nanos(),
@@ -427,7 +433,9 @@ fn generate_id() -> String {
 }
 
 fn now_rfc3339() -> String {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
     offers::time::format_rfc3339(now.as_secs())
 }
 
@@ -471,7 +479,11 @@ async fn experiment(State(w): State<Arc<Worker>>, uri: Uri) -> Response {
         return error(StatusCode::BAD_REQUEST, "invalid experiment id");
     }
     let path = w.results_dir.join(id).join("result.json");
-    match tokio::fs::read(&path).await.ok().and_then(|b| serde_json::from_slice::<Value>(&b).ok()) {
+    match tokio::fs::read(&path)
+        .await
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+    {
         Some(result) => reply(StatusCode::OK, result),
         None => error(StatusCode::NOT_FOUND, format!("experiment {id} not found")),
     }
@@ -491,7 +503,9 @@ async fn submit(State(w): State<Arc<Worker>>, body: Body) -> Response {
         Err(_) => {
             return error(
                 StatusCode::BAD_REQUEST,
-                format!("request body is over {MAX_BODY} bytes: send a train_py of at most {MAX_TRAIN_PY} bytes"),
+                format!(
+                    "request body is over {MAX_BODY} bytes: send a train_py of at most {MAX_TRAIN_PY} bytes"
+                ),
             );
         }
     };
@@ -510,7 +524,12 @@ async fn submit(State(w): State<Arc<Worker>>, body: Body) -> Response {
             json!({"status": "ok", "probe": true, "busy": w.busy(), "timeoutSeconds": w.timeout_secs()}),
         );
     }
-    let field = |a: &str, b: &str| payload.get(a).or_else(|| payload.get(b)).filter(|v| !v.is_null());
+    let field = |a: &str, b: &str| {
+        payload
+            .get(a)
+            .or_else(|| payload.get(b))
+            .filter(|v| !v.is_null())
+    };
     let train_py = match field("train_py", "trainPy") {
         Some(Value::String(s)) if !s.trim().is_empty() => s.clone(),
         _ => return error(StatusCode::BAD_REQUEST, "train_py string is required"),
@@ -518,13 +537,21 @@ async fn submit(State(w): State<Arc<Worker>>, body: Body) -> Response {
     if train_py.len() > MAX_TRAIN_PY {
         return error(
             StatusCode::BAD_REQUEST,
-            format!("train_py is {} bytes; the most this worker accepts is {MAX_TRAIN_PY}", train_py.len()),
+            format!(
+                "train_py is {} bytes; the most this worker accepts is {MAX_TRAIN_PY}",
+                train_py.len()
+            ),
         );
     }
     let config = match payload.get("config") {
         None | Some(Value::Null) => Map::new(),
         Some(Value::Object(map)) => map.clone(),
-        Some(_) => return error(StatusCode::BAD_REQUEST, "config must be a JSON object when provided"),
+        Some(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "config must be a JSON object when provided",
+            );
+        }
     };
     let experiment_id = match field("experiment_id", "experimentId") {
         None => None,
@@ -535,7 +562,12 @@ async fn submit(State(w): State<Arc<Worker>>, body: Body) -> Response {
                 "experiment_id must contain only alphanumeric characters, hyphens, or underscores",
             );
         }
-        Some(_) => return error(StatusCode::BAD_REQUEST, "experiment_id must be a string when provided"),
+        Some(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "experiment_id must be a string when provided",
+            );
+        }
     };
     match w.run_experiment(train_py, config, experiment_id).await {
         Ok(result) => reply(StatusCode::OK, result),
