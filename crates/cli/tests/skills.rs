@@ -202,33 +202,16 @@ async fn list_and_show_print_the_shipped_skills_and_an_unknown_name_names_the_re
     );
 }
 
-/// A SKILL.md's frontmatter as top-level keys and their raw values (nested maps as
-/// their indented lines), refusing anything that is not `---`-delimited YAML of keys.
-fn frontmatter(text: &str) -> BTreeMap<String, String> {
+/// A SKILL.md's frontmatter, read by a YAML parser: the text between the opening `---`
+/// line and the next `---` line must be a mapping.
+fn frontmatter(text: &str) -> BTreeMap<String, serde_norway::Value> {
     let body = text
         .strip_prefix("---\n")
         .expect("SKILL.md starts with a --- frontmatter line");
     let (block, _) = body
         .split_once("\n---\n")
         .expect("the frontmatter ends with a --- line");
-    let mut keys = BTreeMap::new();
-    let mut last: Option<String> = None;
-    for line in block.lines() {
-        if line.starts_with("  ") {
-            let key = last.as_ref().expect("an indented line belongs to a key");
-            keys.entry(key.clone())
-                .and_modify(|v: &mut String| v.push_str(&format!("{}\n", line.trim())));
-            continue;
-        }
-        let (key, value) = line.split_once(':').expect("a key: value line");
-        assert!(
-            keys.insert(key.to_string(), value.trim().to_string())
-                .is_none(),
-            "{key} twice"
-        );
-        last = Some(key.to_string());
-    }
-    keys
+    serde_norway::from_str(block).expect("the frontmatter is a YAML mapping")
 }
 
 /// The Agent Skills specification's rules for a name: 1-64 characters of [a-z0-9-],
@@ -277,25 +260,37 @@ fn every_skill_has_spec_conformant_frontmatter() {
                 "{dir}: {key} is not a spec key"
             );
         }
-        assert_eq!(keys["name"], *dir, "name must equal the directory");
-        assert!(valid_name(&keys["name"]), "{dir}: invalid name");
-        let description = &keys["description"];
+        let string = |key: &str| {
+            keys.get(key).map(|v| {
+                v.as_str()
+                    .unwrap_or_else(|| panic!("{dir}: {key} is not a string"))
+            })
+        };
+        let name = string("name").expect("name is required");
+        assert_eq!(name, dir, "name must equal the directory");
+        assert!(valid_name(name), "{dir}: invalid name");
+        let description = string("description").expect("description is required");
+        let length = description.chars().count();
         assert!(
-            !description.is_empty() && description.chars().count() <= 1024,
-            "{dir}: description has {} characters",
-            description.chars().count()
+            (1..=1024).contains(&length),
+            "{dir}: description has {length} characters"
         );
-        // A plain scalar: a YAML reader would cut it at ": " or read a leading quote.
-        assert!(
-            !description.contains(": ") && !description.starts_with(['"', '\'', '>', '|']),
-            "{dir}: description must be a plain YAML scalar"
-        );
-        if let Some(compatibility) = keys.get("compatibility") {
-            assert!(compatibility.chars().count() <= 500, "{dir}: compatibility");
+        if let Some(compatibility) = string("compatibility") {
+            let length = compatibility.chars().count();
+            assert!(
+                (1..=500).contains(&length),
+                "{dir}: compatibility has {length}"
+            );
         }
+        string("license");
+        string("allowed-tools");
         if let Some(metadata) = keys.get("metadata") {
-            for line in metadata.lines() {
-                assert!(line.split_once(": ").is_some(), "{dir}: metadata {line:?}");
+            let map = metadata.as_mapping().expect("metadata is a mapping");
+            for (k, v) in map {
+                assert!(
+                    k.is_string() && v.is_string(),
+                    "{dir}: metadata {k:?}: {v:?} must map strings to strings"
+                );
             }
         }
     }
