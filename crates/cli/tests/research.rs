@@ -209,10 +209,34 @@ async fn a_coordinator_finds_pays_and_ranks_a_worker_sold_per_hour() {
     assert_eq!(probed["budgetSeconds"], 300);
     assert_eq!(probed["state"], "idle");
 
-    // submit: paid once, exactly the derived price, the result stored.
+    // submit above --max: refused before signing (exit 2, as agora pay), no USDC moves.
     let payee_before = chain.usdc_balance(payee).await.unwrap();
     let buyer_before = chain.usdc_balance(buyer).await.unwrap();
     let train_py = repo.join("train.py");
+    let too_dear = call(coordinator(&[
+        "submit",
+        &endpoint,
+        train_py.to_str().unwrap(),
+        "--max",
+        "0.04",
+    ]))
+    .await;
+    assert_eq!(
+        too_dear.code,
+        Some(2),
+        "{}\n{}",
+        too_dear.stdout,
+        too_dear.stderr
+    );
+    assert!(
+        too_dear.stderr.contains("0.041667 USDC"),
+        "{}",
+        too_dear.stderr
+    );
+    assert!(too_dear.stderr.contains("--max"), "{}", too_dear.stderr);
+    assert_eq!(chain.usdc_balance(payee).await.unwrap(), payee_before);
+
+    // submit: paid once, exactly the derived price, the result stored.
     let submitted = call(coordinator(&[
         "submit",
         &endpoint,

@@ -393,11 +393,15 @@ impl Coordinator {
             "config": config,
             "experiment_id": experiment_id,
         });
-        let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
-        let body_file = dir.path().join("request.json");
+        // Kept, not temporary: when the answer is lost (exit 3), `agora pay --resume`
+        // sends the same authorization with this same body.
+        let home = home::agora_home()?;
+        let dir = home.join("research-requests");
+        crate::home::create_private_dir(&dir)?;
+        let body_file = dir.join(format!("{experiment_id}.json"));
         std::fs::write(&body_file, serde_json::to_vec(&body)?)
-            .context("cannot write the request body")?;
-        let answer_file = dir.path().join("answer.json");
+            .with_context(|| format!("cannot write the request body to {}", body_file.display()))?;
+        let answer_file = dir.join(format!("{experiment_id}.answer.json"));
         let url = format!("{}/experiment", worker.endpoint);
         let started = now();
         if !self.json {
@@ -406,14 +410,25 @@ impl Coordinator {
                 worker.endpoint
             );
         }
-        pay::run(PayArgs::post_json_to_file(
+        let paying = pay::run(PayArgs::post_json_to_file(
             &url,
             &body_file,
             flags.max.clone(),
             answer_file.clone(),
         ))
-        .await
-        .with_context(|| format!("experiment {experiment_id} at {}", worker.endpoint))?;
+        .await;
+        if let Err(e) = paying {
+            let what = format!("experiment {experiment_id} at {}", worker.endpoint);
+            if pay::exit_code(&e) == 3 {
+                return Err(e.context(format!(
+                    "{what}; to get its answer: agora pay --resume {url} -X POST -d @{} -H 'Content-Type: application/json' -o {}",
+                    body_file.display(),
+                    answer_file.display()
+                )));
+            }
+            let _ = std::fs::remove_file(&body_file);
+            return Err(e.context(what));
+        }
         let (amount, tx) = paid(&url, started)?;
         let raw = std::fs::read(&answer_file).unwrap_or_default();
         let result: Value = serde_json::from_slice(&raw)

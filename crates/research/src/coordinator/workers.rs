@@ -274,3 +274,113 @@ pub fn quote(endpoint: &str, challenge: &Challenge, budget_seconds: Option<u64>)
         free: false,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One exact USDC offer on Base Sepolia for 41 667 atomic units, `network` and
+    /// the amount's key as each x402 version writes them.
+    fn offer(network: &str, amount_key: &str) -> Value {
+        json!({
+            "scheme": "exact",
+            "network": network,
+            amount_key: "41667",
+            "payTo": "0x70997970C51812dc3A010C7d01b50e0d17dc79C8",
+            "asset": "0x036CbD53842c5426634e7929541eC2318f3dCF7e",
+            "maxTimeoutSeconds": 540,
+            "resource": "http://w/experiment",
+            "extra": {"name": "USDC", "version": "2"}
+        })
+    }
+
+    #[test]
+    fn v1_and_v2_402s_quote_the_same_price_per_run_and_per_hour() {
+        let v1 = json!({"x402Version": 1, "accepts": [offer("base-sepolia", "maxAmountRequired")]});
+        let v2 = json!({"x402Version": 2, "accepts": [offer("eip155:84532", "amount")],
+            "resource": {"url": "http://w/experiment"}});
+        for (body, version) in [(v1, 1), (v2, 2)] {
+            let challenge = Challenge::from_json(&body).expect("a readable 402");
+            let q = quote("http://w", &challenge, Some(300)).expect("payable");
+            assert_eq!(q.x402_version, version);
+            assert_eq!(q.amount(), U256::from(41_667));
+            assert_eq!(q.per_run, "0.041667 USDC on base-sepolia");
+            assert_eq!(q.per_hour.as_deref(), Some("0.500004 USDC/hour"));
+            assert_eq!(q.network, "eip155:84532");
+        }
+        let challenge = Challenge::from_json(&json!({"x402Version": 2,
+            "accepts": [offer("eip155:84532", "amount")]}))
+        .expect("a readable 402");
+        assert_eq!(
+            quote("http://w", &challenge, None)
+                .expect("payable")
+                .per_hour,
+            None,
+            "no budget, no hourly rate"
+        );
+    }
+
+    #[test]
+    fn a_status_is_a_workers_only_with_idle_or_busy() {
+        let idle = WorkerStatus::read(
+            &json!({"status": "idle", "budgetSeconds": 300, "timeoutSeconds": 420, "gpu": "H100"}),
+        )
+        .expect("a worker");
+        assert_eq!(
+            idle,
+            WorkerStatus {
+                busy: false,
+                budget_seconds: Some(300),
+                gpu: Some("H100".into())
+            }
+        );
+        let reference = WorkerStatus::read(&json!({"status": "busy", "timeoutSeconds": 300}))
+            .expect("the reference worker names only its timeout");
+        assert!(reference.busy);
+        assert_eq!(reference.budget_seconds, Some(300));
+        assert!(WorkerStatus::read(&json!({"status": "ok"})).is_none());
+        assert!(WorkerStatus::read(&json!([1, 2])).is_none());
+    }
+
+    #[test]
+    fn candidates_need_the_skill_x402_and_a_web_endpoint() {
+        let agent = |id: u64, x402: bool, skills: &[&str], services: Value| -> AgentRecord {
+            serde_json::from_value(json!({
+                "id": format!("84532:0x00:{id}"), "chain_id": 84532, "agent_id": id,
+                "agent_registry": "eip155:84532:0x0000000000000000000000000000000000000000",
+                "owner_address": "0x0000000000000000000000000000000000000001", "uri": "",
+                "name": format!("a{id}"), "description": "", "image_url": null, "active": true,
+                "x402_supported": x402, "service_type": "http", "supported_protocols": [],
+                "oasf_skills": skills, "oasf_domains": [WORKER_DOMAIN], "services": services,
+                "metadata": {}, "registration": null, "fetch_status": "ok", "fetch_error": null,
+                "fetched_at": null, "registered_block": 1,
+                "registered_tx": format!("0x{}", "00".repeat(32)), "updated_block": 1
+            }))
+            .expect("an agent record")
+        };
+        let web = json!([{"name": "web", "endpoint": "http://g/services/w/"}, {"name": "OASF", "endpoint": "https://github.com/agntcy/oasf/"}]);
+        let agents = [
+            agent(0, true, &[WORKER_SKILL], web.clone()),
+            agent(1, false, &[WORKER_SKILL], web.clone()),
+            agent(
+                2,
+                true,
+                &["natural_language_processing/natural_language_generation/text_completion"],
+                web.clone(),
+            ),
+            agent(3, true, &[WORKER_SKILL], json!([])),
+        ];
+        let found = candidates(&agents, &[WORKER_SKILL.to_string()]);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].agent_id, 0, "agent 0 is a valid id");
+        assert_eq!(found[0].endpoints, ["http://g/services/w"]);
+        let by_prefix = candidates(&agents, &["devops_mlops/*".to_string()]);
+        assert_eq!(by_prefix.len(), 1);
+        let by_domain = candidates(&agents, &[WORKER_DOMAIN.to_string()]);
+        assert_eq!(
+            by_domain.len(),
+            2,
+            "x402 agents with the domain and an endpoint"
+        );
+    }
+}
