@@ -546,3 +546,53 @@ fn the_gpu_example_is_valid_python() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[tokio::test]
+async fn shutting_down_kills_the_running_group_and_saves_why() {
+    let f = worker(300, 300).await;
+    let pid_file = f.dir.path().join("leader");
+    let long = format!(
+        "import os, time\nopen({:?}, 'w').write(str(os.getpid()))\nprint('started', flush=True)\ntime.sleep(600)\n",
+        pid_file.display().to_string()
+    );
+    let run = {
+        let url = f.server.url();
+        tokio::spawn(async move {
+            testkit::http()
+                .post(format!("{url}/experiment"))
+                .json(&json!({"train_py": long, "experiment_id": "long-1"}))
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        })
+    };
+    let leader = pid_file.clone();
+    testkit::eventually("the run to start", Duration::from_secs(10), || {
+        let started = leader.exists();
+        async move { started }
+    })
+    .await;
+    let pid = read_pid(&pid_file);
+    f.worker.shut_down();
+    let result = tokio::time::timeout(Duration::from_secs(20), run)
+        .await
+        .expect("the run ends at once")
+        .unwrap();
+    assert_eq!(result["status"], "failed", "{result}");
+    assert!(
+        result["note"].as_str().unwrap().contains("shut down"),
+        "{result}"
+    );
+    assert!(!alive(pid));
+    let log = std::fs::read_to_string(result["log_path"].as_str().unwrap()).unwrap();
+    assert_eq!(log, "started\n");
+    let (code, body) = f.post(json!({"train_py": "print(1)"}).to_string()).await;
+    assert_eq!(code, 500);
+    assert_eq!(
+        body["error"],
+        "internal worker error: the worker is shutting down"
+    );
+}

@@ -104,8 +104,13 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
             data_dir.display()
         )?;
     }
-    axum::serve(listener, worker.router())
-        .with_graceful_shutdown(shutdown)
+    let router = worker.router();
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            // A run in progress would hold the shutdown (and the GPU) until its end.
+            worker.shut_down();
+        })
         .await
         .context("serving the worker API")
 }

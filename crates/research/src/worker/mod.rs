@@ -52,6 +52,7 @@ pub struct Worker {
     base_dir: PathBuf,
     results_dir: PathBuf,
     state: Mutex<Stats>,
+    stopping: tokio::sync::watch::Sender<bool>,
 }
 
 /// What the worker knows about its runs.
@@ -110,6 +111,7 @@ impl Worker {
             base_dir,
             results_dir,
             state: Mutex::new(stats),
+            stopping: tokio::sync::watch::Sender::new(false),
         }))
     }
 
@@ -152,6 +154,13 @@ impl Worker {
     /// The best completed result (lowest `val_bpb`), if any.
     pub fn best(&self) -> Option<Value> {
         self.stats().best.clone()
+    }
+
+    /// Shuts the worker down: the running experiment's process group is killed (its
+    /// result is saved as failed, with the reason) and no new run starts, so a stopped
+    /// worker never leaves training processes holding the GPU.
+    pub fn shut_down(&self) {
+        self.stopping.send_replace(true);
     }
 
     /// Whether an experiment is running.
@@ -198,6 +207,9 @@ impl Worker {
         let mut stats = self.stats();
         if stats.current.is_some() {
             return Err(RunError::Busy);
+        }
+        if *self.stopping.borrow() {
+            return Err(RunError::Internal("the worker is shutting down".into()));
         }
         if exp_dir.exists() {
             return Err(RunError::Invalid(format!(
@@ -262,8 +274,8 @@ impl Worker {
             &workdir,
             &env,
             limits,
-            &log_path,
-            &stderr_path,
+            (&log_path, &stderr_path),
+            self.stopping.subscribe(),
         )
         .await;
         let stdout = std::fs::read(&log_path).unwrap_or_default();
@@ -286,6 +298,11 @@ impl Worker {
                     limits.budget_secs,
                     limits.grace_secs
                 )),
+            ),
+            run::Outcome::Stopped => (
+                "failed",
+                -1,
+                Some("the worker shut down during the run; its process group was killed".to_owned()),
             ),
             run::Outcome::SpawnFailed(e) => (
                 "failed",

@@ -44,6 +44,8 @@ pub enum Outcome {
     Exited(ExitStatus),
     /// Budget + grace ran out and the group was killed.
     TimedOut,
+    /// The worker shut down and killed the group.
+    Stopped,
     /// It could not be started.
     SpawnFailed(std::io::Error),
 }
@@ -74,15 +76,16 @@ pub fn copy_repo(from: &Path, to: &Path, exclude: &Path) -> std::io::Result<()> 
 }
 
 /// Runs `command` in `workdir` with `env`, stdout into `log` and stderr into
-/// `stderr_log`, in a new process group that is killed whole at budget + grace; any
-/// process the script left behind in its group is killed when it exits, too.
+/// `stderr_log`, in a new process group that is killed whole at budget + grace, or at
+/// once when `stop` turns true; any process the script left behind in its group is
+/// killed when it exits, too.
 pub async fn run(
     command: &[String],
     workdir: &Path,
     env: &[(&str, String)],
     limits: &Limits,
-    log: &Path,
-    stderr_log: &Path,
+    (log, stderr_log): (&Path, &Path),
+    mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> Outcome {
     let spawned = (|| {
         let (program, args) = command
@@ -106,10 +109,26 @@ pub async fn run(
         .id()
         .and_then(|id| Pid::from_raw(i32::try_from(id).ok()?));
     let limit = Duration::from_secs(limits.budget_secs.saturating_add(limits.grace_secs));
-    let outcome = match tokio::time::timeout(limit, child.wait()).await {
-        Ok(Ok(status)) => Outcome::Exited(status),
-        Ok(Err(e)) => Outcome::SpawnFailed(e),
-        Err(_) => {
+    enum Ended {
+        Exited(std::io::Result<ExitStatus>),
+        TimedOut,
+        Stopped,
+    }
+    let stopped = async {
+        if stop.wait_for(|s| *s).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    let ended = tokio::select! {
+        status = child.wait() => Ended::Exited(status),
+        () = tokio::time::sleep(limit) => Ended::TimedOut,
+        () = stopped => Ended::Stopped,
+    };
+    let outcome = match ended {
+        Ended::Exited(Ok(status)) => Outcome::Exited(status),
+        Ended::Exited(Err(e)) => Outcome::SpawnFailed(e),
+        Ended::Stopped => Outcome::Stopped,
+        Ended::TimedOut => {
             signal(group, Signal::TERM);
             let deadline = Instant::now() + TERM_WAIT;
             loop {
