@@ -397,3 +397,29 @@ async fn a_coordinator_finds_pays_and_ranks_a_worker_sold_per_hour() {
         "the daemon stopped its worker"
     );
 }
+
+/// `scripts/demo-research` runs as shipped: two sellers' workers found through the
+/// indexer, each paid once at its own per-hour price (0.50/h → 41 667 atomic,
+/// 0.30/h → 25 000), both verified on the leaderboard, both transfers read back.
+#[tokio::test]
+async fn the_research_demo_pays_two_workers_and_shows_both_transfers() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let out = Command::new(root.join("scripts/demo-research"))
+        .env("AGORA_BIN", env!("CARGO_BIN_EXE_agora"))
+        .env_remove("AGORA_HOME")
+        .env_remove("AGORA_INDEXER")
+        .kill_on_drop(true)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("41667 atomic (0.041667 USDC)"), "{stdout}");
+    assert!(stdout.contains("25000 atomic (0.025000 USDC)"), "{stdout}");
+    let verified = stdout
+        .lines()
+        .filter(|l| l.contains(" yes ") && l.contains("84532:"))
+        .count();
+    assert_eq!(verified, 2, "both workers verified here:\n{stdout}");
+}
