@@ -4,7 +4,8 @@
 //! daemon runs as its own child ([`supervise`]): started when the offer appears,
 //! restarted when it exits, stopped when the offer goes. What the worker needs
 //! (repository, budget, grace, command, address) rides in the offer's annotations, so
-//! the offer alone says what to run and a daemon restart brings the worker back.
+//! the offer alone says what to run and a daemon restart brings the worker back (and
+//! first stops one that a killed daemon left running, found by its pid file).
 //!
 //! Price: x402's exact scheme charges per call, so `--per-hour` becomes a per-run
 //! price for the worker's time budget, rounded UP to the next whole atomic unit
@@ -346,7 +347,7 @@ pub(crate) async fn supervise(
                 continue;
             }
             started.insert(name.clone(), Instant::now());
-            match start(&home, name, spec) {
+            match start(&home, name, spec).await {
                 Ok(child) => {
                     running.insert(
                         name.clone(),
@@ -388,10 +389,12 @@ pub(crate) async fn supervise(
 }
 
 /// Starts one worker, its output appended to `worker.log` in its data directory.
-fn start(home: &Path, name: &str, spec: &WorkerSpec) -> anyhow::Result<Child> {
+/// A stale worker (see [`stop_stale`]) is stopped first.
+async fn start(home: &Path, name: &str, spec: &WorkerSpec) -> anyhow::Result<Child> {
     let data_dir = home.join("research").join(name);
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create {}", data_dir.display()))?;
+    stop_stale(&data_dir).await;
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -406,8 +409,79 @@ fn start(home: &Path, name: &str, spec: &WorkerSpec) -> anyhow::Result<Child> {
     let child = command
         .spawn()
         .context("cannot run agora research worker")?;
+    if let Some(pid) = child.id() {
+        let _ = std::fs::write(data_dir.join(PID_FILE), pid.to_string());
+    }
     tracing::info!("started the research worker of {name} on {}", spec.listen);
     Ok(child)
+}
+
+/// The worker's pid, kept in its data directory so that a daemon that died without
+/// stopping its worker (SIGKILL, a crash) can stop the one left behind before
+/// starting another on the same port.
+const PID_FILE: &str = "worker.pid";
+
+/// Stops the worker a previous daemon left running for `data_dir`: only when the pid
+/// file names a live process whose command line is `agora research worker` with this
+/// data directory (read from `/proc`, so a reused pid is never signalled).
+async fn stop_stale(data_dir: &Path) {
+    let pid_file = data_dir.join(PID_FILE);
+    let Some(raw) = std::fs::read_to_string(&pid_file)
+        .ok()
+        .and_then(|t| t.trim().parse::<i32>().ok())
+    else {
+        return;
+    };
+    let _ = std::fs::remove_file(&pid_file);
+    if !is_worker_of(raw, data_dir) {
+        return;
+    }
+    let Some(pid) = rustix::process::Pid::from_raw(raw) else {
+        return;
+    };
+    tracing::warn!(
+        "stopping research worker {raw} that a previous daemon left running for {}",
+        data_dir.display()
+    );
+    let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+    let deadline = Instant::now() + STOP_GRACE;
+    while Instant::now() < deadline {
+        if !alive(raw) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+}
+
+/// Whether process `pid` runs `research worker` with `--data-dir data_dir`.
+fn is_worker_of(pid: i32, data_dir: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
+    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+    args.windows(2)
+        .any(|w| w[0] == b"research".as_slice() && w[1] == b"worker".as_slice())
+        && args
+            .windows(2)
+            .any(|w| w[0] == b"--data-dir".as_slice() && w[1] == data_dir.as_os_str().as_bytes())
+}
+
+/// Whether `pid` is still running (a zombie awaiting its parent counts as gone).
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let state = stat
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .next()?
+                .to_string();
+            Some(state != "Z" && state != "X")
+        })
+        .unwrap_or(false)
 }
 
 /// Asks a worker to stop (SIGTERM, so it can end its experiment's process group),
@@ -503,6 +577,47 @@ mod tests {
         assert!(e.to_string().contains("--per-hour"), "{e}");
         let e = per_run_price("0.5", 0).expect_err("no budget");
         assert!(e.to_string().contains("--budget"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_worker_left_by_a_dead_daemon_is_stopped_and_nothing_else_is() {
+        let dir = tempfile::tempdir().expect("dir");
+        let data_dir = dir.path().join("w");
+        std::fs::create_dir_all(&data_dir).expect("data dir");
+        // A stand-in with a worker's command line (sh's $0 and arguments) that waits
+        // on a builtin, so it forks nothing that could outlive the test.
+        let spawn = |data: &Path| {
+            std::process::Command::new("sh")
+                .args(["-c", "read -r line", "research", "worker", "--data-dir"])
+                .arg(data)
+                .stdin(std::process::Stdio::piped())
+                .spawn()
+                .expect("sh runs")
+        };
+        let mut ours = spawn(&data_dir);
+        let mut other = spawn(&dir.path().join("other"));
+        let ours_pid = i32::try_from(ours.id()).expect("pid");
+        let other_pid = i32::try_from(other.id()).expect("pid");
+        assert!(is_worker_of(ours_pid, &data_dir));
+        assert!(
+            !is_worker_of(other_pid, &data_dir),
+            "another directory's worker"
+        );
+
+        std::fs::write(data_dir.join(PID_FILE), other_pid.to_string()).expect("pid file");
+        stop_stale(&data_dir).await;
+        assert!(
+            alive(other_pid),
+            "a pid file naming another process signals nothing"
+        );
+
+        std::fs::write(data_dir.join(PID_FILE), ours_pid.to_string()).expect("pid file");
+        stop_stale(&data_dir).await;
+        assert!(!alive(ours_pid), "the stale worker was stopped");
+        assert!(!data_dir.join(PID_FILE).exists());
+        let _ = ours.wait();
+        let _ = other.kill();
+        let _ = other.wait();
     }
 
     #[test]
