@@ -192,6 +192,27 @@ async fn a_coordinator_finds_pays_and_ranks_a_worker_sold_per_hour() {
         PER_RUN_ATOMIC.to_string()
     );
 
+    // The domain finds it too; a text completer's skill does not.
+    let by_domain = call(coordinator(&[
+        "discover",
+        "--skill",
+        "research_and_development/scientific_research",
+    ]))
+    .await;
+    assert_eq!(
+        by_domain.json().as_array().unwrap().len(),
+        1,
+        "{}",
+        by_domain.stderr
+    );
+    let other = call(coordinator(&[
+        "discover",
+        "--skill",
+        "natural_language_processing/natural_language_generation/text_completion",
+    ]))
+    .await;
+    assert_eq!(other.json(), json!([]), "{}", other.stderr);
+
     // probe: the 402 read, per run and per hour.
     let probed = call(coordinator(&["probe", &endpoint])).await;
     assert!(probed.success(), "{}\n{}", probed.stdout, probed.stderr);

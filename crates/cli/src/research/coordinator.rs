@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
+use erc8004::oasf::{Kind, Taxonomy};
 use indexer::AgentRecord;
 use research::coordinator::board::{self, Entry};
 use research::coordinator::store::{Experiment, Store};
@@ -212,8 +213,13 @@ impl Coordinator {
         if self.json {
             argv.push("--json".into());
         }
-        for skill in skills {
-            argv.extend(["--skill".into(), skill.clone()]);
+        // A filter is an OASF skill or a domain (workers list one of each); an unknown
+        // name goes to --skill, whose error suggests the nearest ones.
+        for name in skills {
+            let domain = Taxonomy::filter(Kind::Skill, name).is_err()
+                && Taxonomy::filter(Kind::Domain, name).is_ok();
+            let flag = if domain { "--domain" } else { "--skill" };
+            argv.extend([flag.into(), name.clone()]);
         }
         let args = Wrapper::try_parse_from(argv)
             .context("--indexer, --rpc and --skill do not make a discovery")?
