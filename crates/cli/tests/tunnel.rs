@@ -212,6 +212,13 @@ async fn bore_tunnel_end_to_end_through_a_loopback_relay() {
     // 2. The relay's URL is the public one everywhere, and the probe goes through it.
     let document = format!("{public}/.well-known/agent-registration.json");
     until_token_uri(&chain, &document).await;
+    // `sell status` runs a whole pass first (one at a time), so the pass that sent
+    // setAgentURI has also installed its documents by the time it answers.
+    let status = ok(&home, &["sell", "status", "worker", "--json"])
+        .await
+        .json();
+    assert_eq!(status["url"], format!("{public}/services/worker"));
+    assert_eq!(status["tunnel"]["state"], "up", "{status}");
     assert_eq!(
         resource_of(&format!("{public}/services/worker/run")).await,
         format!("{public}/services/worker/run")
@@ -245,11 +252,6 @@ async fn bore_tunnel_end_to_end_through_a_loopback_relay() {
     );
     let register = ok(&home, &["sell", "register", "--json"]).await.json();
     assert_eq!(register["agentUri"], document.as_str());
-    let status = ok(&home, &["sell", "status", "worker", "--json"])
-        .await
-        .json();
-    assert_eq!(status["url"], format!("{public}/services/worker"));
-    assert_eq!(status["tunnel"]["state"], "up", "{status}");
     let text = ok(&home, &["sell", "status", "worker"]).await.stdout;
     assert!(
         text.contains(&format!("Tunnel:       up at {public} (bore)")),
@@ -425,6 +427,7 @@ async fn cloudflared_standin_held_up_by_tunnel_start_restarts_after_a_crash_and_
     // Held up by hand, with no offer at all.
     let held = ok(&home, &["tunnel", "start", "--json"]).await.json();
     assert_eq!(held["control"], "held up (agora tunnel start)", "{held}");
+    assert_eq!(held["state"], "up", "start waits for the tunnel: {held}");
     let up = until_state(&home, "up", None).await;
     let url = up["url"].as_str().unwrap().to_string();
     assert!(url.ends_with("-standin.trycloudflare.com"), "{url}");
@@ -441,8 +444,12 @@ async fn cloudflared_standin_held_up_by_tunnel_start_restarts_after_a_crash_and_
 
     // Stopped by hand: the process ends and the gateway's own URL is public again.
     let second = back["pid"].as_u64().unwrap();
-    ok(&home, &["tunnel", "stop"]).await;
-    until_state(&home, "off", None).await;
+    let stopped = ok(&home, &["tunnel", "stop"]).await.stdout;
+    assert!(stopped.contains("State:    off"), "{stopped}");
+    assert!(
+        stopped.contains("held down (agora tunnel stop)"),
+        "{stopped}"
+    );
     testkit::eventually("the stand-in to exit", Duration::from_secs(5), || async {
         !std::process::Command::new("kill")
             .args(["-0", &second.to_string()])
@@ -528,4 +535,55 @@ async fn tunnel_flags_that_cannot_work_say_what_to_type() {
         "{}",
         nothing.stderr
     );
+}
+
+#[tokio::test]
+async fn tunnel_auto_picks_bore_with_a_relay_and_serves_without_a_tunnel_when_nothing_is_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let bare = dir.path().join("bare");
+    let mut command = agora(&bare);
+    command
+        .env_remove("AGORA_CLOUDFLARED")
+        .env("PATH", dir.path())
+        .args(["serve", "--foreground", "--json", "--tunnel", "auto"])
+        .stderr(Stdio::null());
+    let (daemon, _, _) = process::spawn(command, Duration::from_secs(30)).await;
+    let none = tunnel_status(&bare).await;
+    assert_eq!(none["configured"], false, "{none}");
+    let text = ok(&bare, &["tunnel", "status"]).await.stdout;
+    assert!(text.contains("--tunnel none"), "{text}");
+    stop(daemon).await;
+
+    let with_relay = dir.path().join("relay");
+    let mut command = agora(&with_relay);
+    command
+        .env("AGORA_CLOUDFLARED", standin())
+        .args(["serve", "--foreground", "--json", "--tunnel", "auto"])
+        .args(["--bore-server", "127.0.0.1:9"])
+        .stderr(Stdio::null());
+    let (daemon, _, _) = process::spawn(command, Duration::from_secs(30)).await;
+    let picked = tunnel_status(&with_relay).await;
+    assert_eq!(picked["provider"], "bore", "{picked}");
+    assert_eq!(picked["state"], "off", "nothing is sold yet: {picked}");
+    stop(daemon).await;
+
+    let public = dir.path().join("public");
+    let mut command = agora(&public);
+    command
+        .args(["serve", "--foreground", "--json", "--tunnel", "bore"])
+        .args([
+            "--bore-server",
+            "127.0.0.1:9",
+            "--public-url",
+            "https://shop.example",
+        ])
+        .stderr(Stdio::null());
+    let (daemon, started, _) = process::spawn(command, Duration::from_secs(30)).await;
+    assert_eq!(started["publicUrl"], "https://shop.example");
+    assert_eq!(
+        tunnel_status(&public).await["configured"],
+        false,
+        "--public-url wins"
+    );
+    stop(daemon).await;
 }

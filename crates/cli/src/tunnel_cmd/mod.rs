@@ -287,10 +287,21 @@ async fn steer(action: &str, json_out: bool) -> anyhow::Result<()> {
     if !client.is_up().await {
         bail!("the agora daemon is not running; start it with: agora serve --tunnel auto");
     }
-    let status = client
+    let mut status = client
         .request("POST", &format!("/v1/tunnel/{action}"), None)
         .await?
         .ok()?;
+    // Show where it ended up: up (or down, with why) after start, off after stop.
+    let settled: &[&str] = if action == "start" {
+        &["up", "down"]
+    } else {
+        &["off"]
+    };
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !settled.iter().any(|s| status["state"] == *s) && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        status = client.request("GET", "/v1/tunnel", None).await?.ok()?;
+    }
     if json_out {
         outln!("{status}")?;
     } else {
