@@ -403,6 +403,15 @@ async fn relay_crash_moves_the_url_into_402s_and_registration_with_a_new_set_age
         "to the first tunnel URL, then to the second: {status}"
     );
 
+    // A stopped (paused) last offer takes the tunnel down too.
+    ok(&home, &["sell", "stop", "worker", "--now"]).await;
+    until_state(&home, "off", None).await;
+    testkit::eventually(
+        "the relay's public port to close",
+        Duration::from_secs(10),
+        || port_closed(second_port),
+    )
+    .await;
     stop(daemon).await;
     stop(second_relay).await;
 }
