@@ -25,12 +25,19 @@ impl TunnelLog {
 
     /// Appends `line` after the current UTC time.
     pub fn line(&self, line: &str) {
+        // Private like the rest of $AGORA_HOME: it names the relay and the processes.
         if let Some(dir) = self.path.parent() {
-            let _ = std::fs::create_dir_all(dir);
+            let mut builder = std::fs::DirBuilder::new();
+            builder.recursive(true);
+            #[cfg(unix)]
+            std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+            let _ = builder.create(dir);
         }
-        let written = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
+        let mut options = std::fs::OpenOptions::new();
+        options.create(true).append(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let written = options
             .open(&self.path)
             .and_then(|mut f| writeln!(f, "{} {line}", utc(crate::state::unix_now())));
         if let Err(e) = written {
@@ -100,6 +107,10 @@ mod tests {
         for i in 0..4 {
             log.line(&format!("line {i}"));
         }
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(log.path()), 0o600);
+        assert_eq!(mode(log.path().parent().unwrap()), 0o700);
         let tail = log.tail(2).unwrap();
         assert_eq!(tail.len(), 2);
         assert!(
