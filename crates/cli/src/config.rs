@@ -5,7 +5,8 @@
 //!
 //! Not read here: `HOME` and `XDG_DATA_HOME` (the platform's own, for the default
 //! `AGORA_HOME`), `AGORA_ANVIL` as the `devnet` crate's own fallback when no `--anvil`
-//! flag or variable reached it, the test harnesses' `AGORA_CRASH_SEED`, and
+//! flag or variable reached it, `AGORA_CLOUDFLARED` (where cloudflared is, before
+//! `PATH`), read by the `tunnel` crate, the test harnesses' `AGORA_CRASH_SEED`, and
 //! `AGORA_TEST_UMASK_CHILD`, which only `daemon.rs`'s own unit test sets.
 
 use std::ffi::OsString;
@@ -41,6 +42,15 @@ pub const BUYER_KEY: &str = "AGORA_BUYER_KEY";
 pub const PAY_WALLET: &str = "AGORA_WALLET";
 /// Loopback ports `agora sell inference` tries when no `--upstream` is given.
 pub const INFERENCE_PORTS: &str = "AGORA_INFERENCE_PORTS";
+/// `agora serve --tunnel` (none, auto, cloudflared, bore).
+pub const TUNNEL: &str = "AGORA_TUNNEL";
+/// `agora serve --bore-server`.
+pub const BORE_SERVER: &str = "AGORA_BORE_SERVER";
+/// `agora serve --bore-secret` and `agora tunnel relay --secret`.
+pub const BORE_SECRET: &str = "AGORA_BORE_SECRET";
+/// `agora serve --tunnel-token`: cloudflared's own name for a named tunnel's token,
+/// handed to cloudflared in its environment.
+pub const TUNNEL_TOKEN: &str = "TUNNEL_TOKEN";
 
 /// The value of `name`, or `None` when it is unset, empty or not UTF-8.
 pub fn var(name: &str) -> Option<String> {

@@ -20,14 +20,8 @@ use crate::daemon::socket_path;
 use crate::home;
 use crate::output::outln;
 
-/// Environment variable of `--tunnel`.
-const TUNNEL_ENV: &str = "AGORA_TUNNEL";
-/// Environment variable of `--bore-server`.
-const BORE_SERVER_ENV: &str = "AGORA_BORE_SERVER";
-/// Environment variable of `--bore-secret` (and the relay's `--secret`).
-const BORE_SECRET_ENV: &str = "AGORA_BORE_SECRET";
-/// cloudflared's own variable for a named tunnel's connector token.
-const TUNNEL_TOKEN_ENV: &str = "TUNNEL_TOKEN";
+use crate::config::{BORE_SECRET as BORE_SECRET_ENV, BORE_SERVER as BORE_SERVER_ENV};
+use crate::config::{TUNNEL as TUNNEL_ENV, TUNNEL_TOKEN as TUNNEL_TOKEN_ENV};
 
 /// Which tunnel `agora serve` keeps up while something is sold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
