@@ -73,6 +73,11 @@ pub fn agora(bin: &str, home: &Path) -> Command {
         .env_remove("AGORA_METRICS_LISTEN")
         .env_remove("X402_WALLET")
         .env_remove("AGORA_WALLET")
+        .env_remove("AGORA_TUNNEL")
+        .env_remove("AGORA_BORE_SERVER")
+        .env_remove("AGORA_BORE_SECRET")
+        .env_remove("AGORA_CLOUDFLARED")
+        .env_remove("TUNNEL_TOKEN")
         .kill_on_drop(true);
     command
 }
