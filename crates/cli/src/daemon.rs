@@ -212,6 +212,7 @@ impl Daemon {
                 "metricsUrl": metrics_url,
                 "registry": config.registry.is_some(),
                 "version": env!("CARGO_PKG_VERSION"),
+                "pid": std::process::id(),
             }),
         };
         let stopped = stop.clone();

@@ -39,6 +39,9 @@ pub struct ServeArgs {
     /// Run in this process until Ctrl-C/SIGTERM (for systemd and other service managers).
     #[arg(long)]
     foreground: bool,
+    /// Stop the running daemon (it finishes the paid calls in flight first) and exit.
+    #[arg(long, conflicts_with = "foreground")]
+    stop: bool,
     /// Gateway address buyers connect to (port 0 picks a free one).
     #[arg(
         long,
@@ -99,7 +102,9 @@ pub struct ServeArgs {
 
 /// Starts the daemon in the foreground or the background.
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    if args.foreground {
+    if args.stop {
+        stop(&home::agora_home()?, args.json).await
+    } else if args.foreground {
         foreground(args).await
     } else {
         let home = home::agora_home()?;
@@ -119,6 +124,45 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         }
         Ok(())
     }
+}
+
+/// `agora serve --stop`: SIGTERM to the pid the daemon reports, the same graceful path
+/// as Ctrl-C, then waits until its admin socket stops answering.
+async fn stop(home: &std::path::Path, json: bool) -> anyhow::Result<()> {
+    let socket = socket_path(home);
+    let client = AdminClient::new(&socket);
+    let Ok(answer) = client.request("GET", "/v1/status", None).await else {
+        if json {
+            outln!("{}", json!({ "stopped": false, "running": false }))?;
+        } else {
+            outln!("no agora daemon is running (socket {})", socket.display())?;
+        }
+        return Ok(());
+    };
+    let info = answer.ok()?;
+    let pid = info["pid"]
+        .as_u64()
+        .and_then(|p| i32::try_from(p).ok())
+        .and_then(rustix::process::Pid::from_raw)
+        .context("the daemon did not report its pid; it is older than this agora, stop it with kill")?;
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM)
+        .with_context(|| format!("cannot signal the agora daemon (pid {})", pid.as_raw_nonzero()))?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while client.is_up().await {
+        if tokio::time::Instant::now() > deadline {
+            bail!(
+                "the agora daemon (pid {}) is still finishing after 60 s; see $AGORA_HOME/logs/serve.log",
+                pid.as_raw_nonzero()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    if json {
+        outln!("{}", json!({ "stopped": true, "pid": pid.as_raw_nonzero() }))?;
+    } else {
+        outln!("agora daemon stopped (pid {})", pid.as_raw_nonzero())?;
+    }
+    Ok(())
 }
 
 async fn foreground(args: ServeArgs) -> anyhow::Result<()> {
@@ -291,7 +335,7 @@ pub async fn start_background(
     let client = AdminClient::new(&socket);
     if client.is_up().await {
         bail!(
-            "an agora daemon is already running (socket {})",
+            "an agora daemon is already running (socket {}); stop it first with: agora serve --stop",
             socket.display()
         );
     }
