@@ -344,7 +344,7 @@ async fn gateway_checks(daemon: Option<&DaemonView>) -> Vec<Check> {
         Err(e) => Check::fail(
             "gateway",
             format!("{gateway} does not answer /healthz: {e}"),
-            format!("read {log}, then restart the daemon: agora serve"),
+            format!("read {log}, then restart the daemon: agora serve --stop && agora serve"),
         ),
     };
     let public_check = public_url_check(public, gateway, &daemon.info["tunnel"]).await;
@@ -390,7 +390,7 @@ async fn public_url_check(public: &str, gateway: &str, tunnel: &Value) -> Check 
         return Check::warn(
             "public_url",
             format!("{public} is reachable from this machine only; buyers elsewhere cannot pay"),
-            "restart the daemon with a tunnel (agora serve --tunnel auto) or behind your own proxy (agora serve --public-url https://YOUR-HOST)",
+            "restart the daemon with a tunnel (agora serve --stop && agora serve --tunnel auto) or behind your own proxy (agora serve --stop && agora serve --public-url https://YOUR-HOST)",
         );
     }
     match healthz(public).await {
@@ -399,7 +399,7 @@ async fn public_url_check(public: &str, gateway: &str, tunnel: &Value) -> Check 
             "public_url",
             format!("{public} does not reach the gateway: {e}"),
             format!(
-                "start the tunnel or proxy that forwards {public} to {gateway} (agora tunnel status), or restart the daemon with: agora serve --public-url https://YOUR-HOST"
+                "start the tunnel or proxy that forwards {public} to {gateway} (agora tunnel status), or restart the daemon with: agora serve --stop && agora serve --public-url https://YOUR-HOST"
             ),
         ),
     }
@@ -457,7 +457,7 @@ async fn facilitator_check(
                     "the daemon settles {} itself, not {caip2}",
                     served.join(", ")
                 ),
-                format!("restart the daemon with the RPC of {caip2}: agora serve --rpc URL"),
+                format!("restart the daemon with the RPC of {caip2}: agora serve --stop && agora serve --rpc URL"),
             )
         };
     }
@@ -466,7 +466,7 @@ async fn facilitator_check(
         None => facilitator_to_be_used(),
     };
     let fix_url = format!(
-        "agora sell pricing --facilitator-url {DEFAULT_FACILITATOR} (or a facilitator that settles {caip2}), then restart the daemon: agora serve"
+        "agora sell pricing --facilitator-url {DEFAULT_FACILITATOR} (or a facilitator that settles {caip2}), then restart the daemon: agora serve --stop && agora serve"
     );
     let remote = match HttpFacilitator::new(&url) {
         Ok(remote) => remote.with_timeout(CHECK_TIMEOUT),
@@ -637,7 +637,7 @@ async fn registry_check(daemon: Option<&DaemonView>) -> Check {
     let Some(daemon) = daemon else {
         return needs_daemon("registry");
     };
-    let fix = "restart the daemon with a funded key: agora serve --registry-key-file PATH --registry-rpc URL";
+    let fix = "restart the daemon with a funded key: agora serve --stop && agora serve --registry-key-file PATH --registry-rpc URL";
     if !daemon.info["registry"].as_bool().unwrap_or(false) {
         return Check::warn(
             "registry",
