@@ -50,12 +50,45 @@ pub struct FacilitatorArgs {
     /// refused.
     #[arg(long, value_name = "GAS", default_value_t = facilitator::DEFAULT_GAS_LIMIT_CAP)]
     gas_limit_cap: u64,
+    #[command(flatten)]
+    batch: BatchArgs,
     /// Address to listen on (port 0 picks a free one).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:4020")]
     listen: SocketAddr,
     /// Print the startup line as one JSON object.
     #[arg(long)]
     json: bool,
+}
+
+/// Group-commit settlement, shared by `agora facilitator` and `agora serve --rpc`.
+#[derive(Debug, Clone, Args)]
+pub struct BatchArgs {
+    /// Most USDC settlements sent as one Multicall3 transaction while another is in
+    /// flight (1, the default, sends each alone; 64 lets throughput rise with load).
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+    batch_max: u16,
+    /// Longest a queued settlement waits for the transaction in flight, in ms.
+    #[arg(long, value_name = "MS", default_value_t = 50)]
+    batch_wait_ms: u64,
+}
+
+impl BatchArgs {
+    /// The facilitator's batch setting.
+    pub fn config(&self) -> facilitator::BatchConfig {
+        facilitator::BatchConfig {
+            max_size: usize::from(self.batch_max),
+            max_wait: std::time::Duration::from_millis(self.batch_wait_ms),
+        }
+    }
+
+    /// The same flags, for a re-executed `agora serve`.
+    pub fn pass_to(&self, command: &mut std::process::Command) {
+        command
+            .arg("--batch-max")
+            .arg(self.batch_max.to_string())
+            .arg("--batch-wait-ms")
+            .arg(self.batch_wait_ms.to_string());
+    }
 }
 
 /// The startup line: where the facilitator listens and who signs, never the key.
@@ -85,6 +118,7 @@ pub async fn run(args: FacilitatorArgs) -> anyhow::Result<()> {
     let mut config = EmbeddedConfig::new(chains, signer, db_path.clone());
     config.extra_assets = args.assets.clone();
     config.gas_limit_cap = args.gas_limit_cap;
+    config.batch = args.batch.config();
     let embedded = EmbeddedFacilitator::open(config).await.with_context(|| {
         format!(
             "cannot start the facilitator (database {})",
@@ -124,7 +158,8 @@ pub async fn run(args: FacilitatorArgs) -> anyhow::Result<()> {
         )?;
     }
 
-    let app = facilitator::router(Arc::new(embedded));
+    let embedded = Arc::new(embedded);
+    let app = facilitator::router(embedded.clone()).merge(facilitator::metrics_router(embedded));
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await

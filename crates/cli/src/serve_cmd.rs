@@ -73,6 +73,8 @@ pub struct ServeArgs {
     /// Settlement key file (mode 0600) for --rpc.
     #[arg(long, value_name = "PATH")]
     key_file: Option<PathBuf>,
+    #[command(flatten)]
+    batch: crate::facilitator_cmd::BatchArgs,
     /// Key file (mode 0600) of the wallet that registers this seller on the ERC-8004
     /// Identity Registry [env: AGORA_REGISTRY_KEY]; without one the registration file is
     /// only published at /.well-known/agent-registration.json.
@@ -144,9 +146,15 @@ async fn stop(home: &std::path::Path, json: bool) -> anyhow::Result<()> {
         .as_u64()
         .and_then(|p| i32::try_from(p).ok())
         .and_then(rustix::process::Pid::from_raw)
-        .context("the daemon did not report its pid; it is older than this agora, stop it with kill")?;
-    rustix::process::kill_process(pid, rustix::process::Signal::TERM)
-        .with_context(|| format!("cannot signal the agora daemon (pid {})", pid.as_raw_nonzero()))?;
+        .context(
+            "the daemon did not report its pid; it is older than this agora, stop it with kill",
+        )?;
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).with_context(|| {
+        format!(
+            "cannot signal the agora daemon (pid {})",
+            pid.as_raw_nonzero()
+        )
+    })?;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while client.is_up().await {
         if tokio::time::Instant::now() > deadline {
@@ -158,7 +166,10 @@ async fn stop(home: &std::path::Path, json: bool) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     if json {
-        outln!("{}", json!({ "stopped": true, "pid": pid.as_raw_nonzero() }))?;
+        outln!(
+            "{}",
+            json!({ "stopped": true, "pid": pid.as_raw_nonzero() })
+        )?;
     } else {
         outln!("agora daemon stopped (pid {})", pid.as_raw_nonzero())?;
     }
@@ -243,13 +254,11 @@ async fn facilitator_for(
         let signer = load_signer(args.key_file.as_deref())?;
         let chains = served_chains(&args.rpcs, &[]).await?;
         let networks: Vec<String> = chains.iter().map(|c| c.network.caip2()).collect();
-        let embedded = EmbeddedFacilitator::open(EmbeddedConfig::new(
-            chains,
-            signer,
-            home.join("facilitator.db"),
-        ))
-        .await
-        .context("cannot start the embedded facilitator")?;
+        let mut config = EmbeddedConfig::new(chains, signer, home.join("facilitator.db"));
+        config.batch = args.batch.config();
+        let embedded = EmbeddedFacilitator::open(config)
+            .await
+            .context("cannot start the embedded facilitator")?;
         let label = format!(
             "embedded ({}, signer {})",
             networks.join(", "),
@@ -383,6 +392,7 @@ pub async fn start_background(
     if let Some(key) = &args.key_file {
         command.arg("--key-file").arg(key);
     }
+    args.batch.pass_to(&mut command);
     command
         .env(config::HOME, home)
         .stdin(Stdio::null())

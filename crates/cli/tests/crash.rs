@@ -9,6 +9,10 @@
 //! answer) it sends the same header again; on a 402 it signs a new authorization. When
 //! every call has finished, the chain decides who was charged (`authorizationState`
 //! and `AuthorizationUsed` events) and each authorization is classified.
+//!
+//! The same run again with group-commit settlement on (`--batch-max 16`) and more
+//! buyers, so kills land while Multicall3 batches are in flight: every member must end
+//! settled exactly once, or not at all and not served.
 
 #![allow(clippy::unwrap_used)]
 
@@ -28,6 +32,8 @@ use x402::PaymentRequirements;
 const CALLS: usize = 200;
 const KILLS: usize = 24;
 const BUYERS: usize = 4;
+/// Buyers when settlements are batched: enough to fill batches.
+const BATCH_BUYERS: usize = 6;
 /// Authorizations one logical call may sign before it gives up.
 const MAX_AUTHORIZATIONS: usize = 20;
 /// How long one logical call may take, all retries included.
@@ -150,6 +156,20 @@ impl Buyers {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn paid_calls_survive_sigkill_without_charging_for_nothing() {
+    crash(BUYERS, &[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn batched_settlements_survive_sigkill_without_charging_for_nothing() {
+    crash(
+        BATCH_BUYERS,
+        &["--batch-max", "16", "--batch-wait-ms", "50"],
+    )
+    .await;
+}
+
+/// The crash run with `buyers` concurrent buyers and `agora serve` given `serve_args`.
+async fn crash(buyers_n: usize, serve_args: &[&str]) {
     let seed = Rng::seed_from_env("AGORA_CRASH_SEED");
     println!("crash test seed: {seed} (replay the kill schedule with AGORA_CRASH_SEED={seed})");
     let mut rng = Rng::new(seed);
@@ -168,7 +188,7 @@ async fn paid_calls_survive_sigkill_without_charging_for_nothing() {
         requirement,
         payee_before,
         dir: _dir,
-    } = support::market("crash", BUYERS, 3600).await;
+    } = support::market_with("crash", buyers_n, 3600, serve_args).await;
     let buyer_addresses: HashSet<Address> = buyer_keys.iter().map(|k| k.address()).collect();
 
     let buyers = Arc::new(Buyers {
@@ -208,7 +228,7 @@ async fn paid_calls_survive_sigkill_without_charging_for_nothing() {
         seller.start().await;
     }
     // The last life: every remaining call, and every retry, finishes here.
-    buyers.released.add_permits(CALLS - released + BUYERS);
+    buyers.released.add_permits(CALLS - released + buyers_n);
     for task in tasks {
         tokio::time::timeout(CALL_LIMIT + Duration::from_secs(30), task)
             .await
@@ -222,6 +242,21 @@ async fn paid_calls_survive_sigkill_without_charging_for_nothing() {
     // Let anything the daemon still resolves land, then stop it cleanly.
     tokio::time::sleep(Duration::from_secs(2)).await;
     seller.stop().await;
+    // How many settlements shared a transaction (the kills hit batches in flight).
+    let journal = facilitator::store::Store::inspect(&seller.home.join("facilitator.db"))
+        .unwrap()
+        .journal()
+        .unwrap();
+    let mut per_tx: HashMap<B256, usize> = HashMap::new();
+    for row in journal.iter().filter(|r| r.tx_hash.is_some()) {
+        *per_tx.entry(row.tx_hash.unwrap()).or_default() += 1;
+    }
+    let batched = per_tx.values().filter(|n| **n > 1).count();
+    let members = per_tx.values().filter(|n| **n > 1).sum::<usize>();
+    println!(
+        "settlement transactions: {}, of which batches: {batched} carrying {members} settlements",
+        per_tx.len()
+    );
     let calls_elapsed = began.elapsed();
 
     // The chain is the truth about charges.
@@ -270,7 +305,7 @@ async fn paid_calls_survive_sigkill_without_charging_for_nothing() {
     let payee_after = chain.usdc_balance(payee).await.unwrap();
 
     println!(
-        "\ncrash test: {CALLS} logical calls, {BUYERS} buyers, {kills} SIGKILLs, {} starts, \
+        "\ncrash test: {CALLS} logical calls, {buyers_n} buyers ({serve_args:?}), {kills} SIGKILLs, {} starts, \
          {} authorizations sent ({} re-signed after a 402), {:.1} s, seed {seed}",
         seller.starts,
         seen.sent.len(),
@@ -315,7 +350,14 @@ async fn paid_calls_survive_sigkill_without_charging_for_nothing() {
         charged_unserved.len(),
         charged_unserved
             .iter()
-            .map(|s| history(s))
+            .map(|s| {
+                let rows: Vec<_> = journal
+                    .iter()
+                    .filter(|r| r.payer == s.payer && r.nonce == s.nonce)
+                    .map(|r| format!("{:?} {:?} {:?}", r.status, r.tx_hash, r.error))
+                    .collect();
+                format!("{}\n  journal: {rows:?}", history(s))
+            })
             .collect::<Vec<_>>()
             .join("\n")
     );
@@ -351,5 +393,11 @@ async fn paid_calls_survive_sigkill_without_charging_for_nothing() {
         "200 answers without a PAYMENT-RESPONSE receipt (success, transaction) (seed {seed})"
     );
     assert!(kills >= 20, "the daemon was killed only {kills} times");
+    if !serve_args.is_empty() {
+        assert!(
+            batched > 0,
+            "no settlements were batched; the run did not test batching"
+        );
+    }
     drop(upstream);
 }

@@ -11,4 +11,4 @@ pub use embedded::{
     BatchConfig, ChainConfig, DEFAULT_GAS_LIMIT_CAP, EmbeddedConfig, EmbeddedFacilitator,
     MULTICALL3, OpenError, RpcCounts, network_of_rpc,
 };
-pub use router::{MAX_BODY_BYTES, router};
+pub use router::{MAX_BODY_BYTES, metrics_router, router};

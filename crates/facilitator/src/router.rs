@@ -42,6 +42,27 @@ pub fn router(facilitator: Arc<dyn Facilitator>) -> Router {
         .with_state(facilitator)
 }
 
+/// `GET /metrics`: the embedded facilitator's counters (JSON-RPC calls by method) as
+/// Prometheus text, for operators watching what their RPC provider bills.
+pub fn metrics_router(facilitator: Arc<crate::EmbeddedFacilitator>) -> Router {
+    Router::new()
+        .route(
+            "/metrics",
+            get(
+                |State(f): State<Arc<crate::EmbeddedFacilitator>>| async move {
+                    (
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            "text/plain; version=0.0.4",
+                        )],
+                        f.render_metrics(),
+                    )
+                },
+            ),
+        )
+        .with_state(facilitator)
+}
+
 fn parse(body: &Bytes) -> Result<FacilitatorRequest, serde_json::Error> {
     serde_json::from_slice(body)
 }

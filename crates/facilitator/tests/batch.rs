@@ -221,3 +221,55 @@ async fn a_batch_left_unmined_by_a_crash_is_resolved_per_member_after_restart() 
     );
     chain.stop().await;
 }
+
+#[tokio::test]
+async fn an_idle_facilitator_sends_at_once_alone_and_counts_its_rpc_calls() {
+    let chain = testkit::chain::devnet(2).await;
+    let dir = tempfile::tempdir().unwrap();
+    let facilitator = open(&chain, dir.path(), Duration::from_secs(30)).await;
+    let requirement = testkit::pay::requirement(&chain, chain.accounts()[1].address(), 600);
+    let payer = PrivateKeySigner::random();
+    chain
+        .mint_usdc(payer.address(), U256::from(PRICE))
+        .await
+        .unwrap();
+    let request = testkit::pay::request(&payer, &requirement);
+    assert!(facilitator.verify(&request).await.unwrap().is_valid);
+    let answer = facilitator.settle(&request).await.unwrap();
+    assert!(answer.success);
+    let receipt = chain
+        .provider()
+        .unwrap()
+        .get_transaction_receipt(answer.transaction.unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        receipt.to,
+        Some(requirement.asset),
+        "with nothing in flight a settlement leaves alone, not through Multicall3"
+    );
+
+    let server = testkit::loopback::serve(facilitator::metrics_router(facilitator.clone())).await;
+    let text = testkit::http()
+        .get(format!("{}/metrics", server.url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for method in ["eth_call", "eth_sendRawTransaction"] {
+        assert!(
+            text.contains(&format!(
+                "agora_facilitator_rpc_calls_total{{method=\"{method}\"}} 1\n"
+            )),
+            "{method} counted once: {text}"
+        );
+    }
+    assert!(
+        !text.contains("eth_estimateGas"),
+        "a verified USDC payment is not simulated twice: {text}"
+    );
+    chain.stop().await;
+}

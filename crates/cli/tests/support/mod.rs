@@ -158,6 +158,8 @@ pub struct Seller {
     child: Option<Child>,
     /// How many times it was started.
     pub starts: usize,
+    /// More `agora serve` flags (e.g. `--batch-max 16`), passed on every start.
+    pub extra_args: Vec<String>,
 }
 
 impl Seller {
@@ -173,6 +175,7 @@ impl Seller {
             rpc: chain.rpc_url().to_string(),
             child: None,
             starts: 0,
+            extra_args: Vec::new(),
         }
     }
 
@@ -215,6 +218,7 @@ impl Seller {
             .arg("--key-file")
             .arg(&self.key)
             .args(["--listen", &format!("127.0.0.1:{}", self.port)])
+            .args(&self.extra_args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log));
@@ -359,6 +363,16 @@ pub struct Market {
 
 /// Starts a [`Market`].
 pub async fn market(name: &str, buyers: usize, max_timeout: u64) -> Market {
+    market_with(name, buyers, max_timeout, &[]).await
+}
+
+/// Starts a [`Market`] whose `agora serve` also gets `serve_args`.
+pub async fn market_with(
+    name: &str,
+    buyers: usize,
+    max_timeout: u64,
+    serve_args: &[&str],
+) -> Market {
     let chain = testkit::chain::devnet(2 + buyers).await;
     let payee = chain.accounts()[1].address();
     let buyer_keys = (0..buyers)
@@ -367,6 +381,7 @@ pub async fn market(name: &str, buyers: usize, max_timeout: u64) -> Market {
     let upstream = upstream().await;
     let dir = tempfile::tempdir().unwrap();
     let mut seller = Seller::new(dir.path(), &chain);
+    seller.extra_args = serve_args.iter().map(|a| a.to_string()).collect();
     seller.start().await;
     seller.sell(name, &upstream.url, payee, max_timeout).await;
     let url = format!("{}/services/{name}", seller.url);
