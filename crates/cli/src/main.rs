@@ -12,6 +12,7 @@ mod facilitator_cmd;
 mod home;
 mod index_cmd;
 mod mcp;
+mod operator_cmd;
 mod output;
 mod pay;
 mod probe;
@@ -74,6 +75,9 @@ enum Command {
     Doctor(Box<doctor::DoctorArgs>),
     /// The public tunnel to the gateway: status, start, stop, logs; and a bore relay.
     Tunnel(Box<tunnel_cmd::TunnelArgs>),
+    /// Print the ServiceOffer CustomResourceDefinition (serviceoffers.obol.org,
+    /// v1alpha1), generated from agora's types: `agora crd | kubectl apply -f -`.
+    Crd(operator_cmd::CrdArgs),
 }
 
 #[tokio::main]
@@ -101,6 +105,7 @@ async fn main() -> std::process::ExitCode {
         Command::Tunnel(args) => tunnel_cmd::run(*args).await,
         Command::Skills(args) => skills::run(*args).await,
         Command::Doctor(args) => doctor::run(*args).await,
+        Command::Crd(args) => operator_cmd::crd(&args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

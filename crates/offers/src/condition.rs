@@ -87,6 +87,7 @@ impl FromStr for Stage {
 /// A condition's `status`: `"True"`, `"False"` or `"Unknown"` on the wire, as
 /// Kubernetes conditions are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum ConditionStatus {
     /// The stage holds.
     True,
@@ -125,6 +126,7 @@ impl fmt::Display for ConditionStatus {
 
 /// One stage's verdict as stored and shown.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Condition {
     /// Stage name (`ModelReady` ... `Ready`). Kept as written, so a manifest exported

@@ -69,6 +69,7 @@ pub struct Metadata {
 
 /// What kind of service is sold; decides the ModelReady stage and default routes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum OfferType {
     /// A model server (Ollama, vLLM, llama.cpp, any OpenAI-compatible API).
@@ -99,6 +100,7 @@ impl OfferType {
 
 /// The offer's desired state.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct OfferSpec {
     /// Kind of service.
@@ -134,6 +136,7 @@ pub struct OfferSpec {
 
 /// The served model.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ModelSpec {
     /// Model id as the upstream lists it.
@@ -147,6 +150,7 @@ pub struct ModelSpec {
 /// The upstream: a URL here, or the reference's service/namespace/port (mapped to a
 /// loopback URL on the service's port, since both run on this machine).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct UpstreamSpec {
     /// Base URL, e.g. `http://127.0.0.1:11434`.
@@ -210,6 +214,7 @@ impl<'de> Deserialize<'de> for UpstreamSpec {
 
 /// How the offer is paid.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct PaymentSpec {
     /// Network name or CAIP-2 id.
@@ -242,6 +247,7 @@ fn default_timeout() -> u64 {
 
 /// Decimal prices in whole token units; exactly one is set.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct PriceSpec {
     /// Per call.
@@ -260,6 +266,7 @@ pub struct PriceSpec {
 
 /// A non-USDC token.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct AssetSpec {
     /// Token contract.
@@ -284,6 +291,7 @@ pub struct AssetSpec {
 
 /// The ERC-8004 listing of the offer.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct RegistrationSpec {
     /// Whether to register.
@@ -317,6 +325,7 @@ pub struct RegistrationSpec {
 
 /// An extra service entry in the registration file.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ServiceRefSpec {
     /// Service name (`A2A`, `MCP`, ...).
@@ -330,6 +339,7 @@ pub struct ServiceRefSpec {
 
 /// Per-offer traffic limits.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct LimitsSpec {
     /// Requests per second.
@@ -346,6 +356,7 @@ pub struct LimitsSpec {
 
 /// Where the reconciler has got to.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct OfferStatus {
     /// The six conditions, in stage order.
