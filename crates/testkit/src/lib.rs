@@ -1,12 +1,15 @@
 //! agora's test kit: one copy of every fixture that the integration tests and benches
 //! of several crates share (a devnet, the embedded facilitator on it, loopback
 //! servers and upstreams, the registrar, signed payments, child processes and key
-//! files), so a fixture is fixed in one place. Used only as a dev-dependency.
+//! files, the `agora serve`/`agora index` daemons, a git history), so a fixture is
+//! fixed in one place. Used only as a dev-dependency.
 
 #![allow(clippy::unwrap_used)]
 
 pub mod chain;
+pub mod daemon;
 pub mod embedded;
+pub mod git;
 pub mod loopback;
 pub mod pay;
 pub mod process;
@@ -26,6 +29,29 @@ pub async fn status_of(url: &str) -> u16 {
     http().get(url).send().await.unwrap().status().as_u16()
 }
 
+/// `GET url` read as JSON, for the many checks that read one document.
+pub async fn get_json(url: &str) -> serde_json::Value {
+    http().get(url).send().await.unwrap().json().await.unwrap()
+}
+
+/// Polls `check` every `every` until it answers `Ok`, and returns that value; after
+/// `within` it fails with the last `Err` (what was seen instead), for state that
+/// another task or process reaches in its own time.
+pub async fn until<T, F, Fut>(within: Duration, every: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match check().await {
+            Ok(value) => return value,
+            Err(seen) => assert!(tokio::time::Instant::now() < deadline, "{seen}"),
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
 /// Polls `check` every 20 ms until it holds, failing with `what` after `within`,
 /// for state that background tasks set.
 pub async fn eventually<F, Fut>(what: &str, within: Duration, mut check: F)
@@ -33,14 +59,17 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
 {
-    let deadline = tokio::time::Instant::now() + within;
-    while !check().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until(within, Duration::from_millis(20), || {
+        let holds = check();
+        async move {
+            if holds.await {
+                Ok(())
+            } else {
+                Err(format!("timed out waiting for {what}"))
+            }
+        }
+    })
+    .await;
 }
 
 /// Waits until the agora indexer at `url` has read `agents` registration files (the
@@ -48,13 +77,9 @@ where
 /// failing after `within`.
 pub async fn indexed(url: &str, agents: usize, within: Duration) {
     let client = http();
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        let page: Option<serde_json::Value> = match client
-            .get(format!("{url}/api/v1/public/agents?x402=true"))
-            .send()
-            .await
-        {
+    let page_url = format!("{url}/api/v1/public/agents?x402=true");
+    until(within, Duration::from_millis(100), || async {
+        let page: Option<serde_json::Value> = match client.get(&page_url).send().await {
             Ok(r) => r.json().await.ok(),
             Err(_) => None,
         };
@@ -65,12 +90,12 @@ pub async fn indexed(url: &str, agents: usize, within: Duration) {
                 items.iter().filter(|a| a["fetch_status"] == "ok").count()
             });
         if fetched == agents {
-            return;
+            Ok(())
+        } else {
+            Err(format!(
+                "the indexer did not read {agents} registration files within {within:?}"
+            ))
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the indexer did not read {agents} registration files within {within:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await;
 }
