@@ -7,14 +7,15 @@
 #![allow(clippy::unwrap_used)]
 
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
 use alloy::primitives::U256;
 use serde_json::Value;
+use testkit::chain::{Parties, parties};
+use testkit::daemon;
 use testkit::process;
 use testkit::upstream::echo;
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 
 fn agora(home: &Path) -> Command {
     process::agora(env!("CARGO_BIN_EXE_agora"), home)
@@ -28,54 +29,31 @@ async fn ok(home: &Path, args: &[&str]) -> Value {
     process::ok(agora(home), args).await.json()
 }
 
-/// Spawns a long-running `agora` command and reads the JSON line it starts with.
-async fn spawn(mut command: Command) -> (Child, Value) {
-    command.stderr(Stdio::null());
-    let (child, started, _) = process::spawn(command, Duration::from_secs(30)).await;
-    (child, started)
-}
-
 #[tokio::test]
 async fn discover_pays_an_indexer_sold_through_the_gateway_within_max() {
-    let chain = testkit::chain::devnet(3).await;
     let dir = tempfile::tempdir().unwrap();
-    let facilitator_key = process::account_key_file(dir.path(), "facilitator.key", &chain, 0);
-    let seller_key = process::account_key_file(dir.path(), "seller.key", &chain, 1);
-    let buyer_key = process::account_key_file(dir.path(), "buyer.key", &chain, 2);
-    let payee = chain.accounts()[1].address();
-    let buyer = chain.accounts()[2].address();
+    let Parties {
+        chain,
+        facilitator_key,
+        seller_key,
+        buyer_key,
+        payee,
+        buyer,
+    } = parties(dir.path()).await;
 
     // agora index --rpc …
     let index_home = dir.path().join("indexer");
-    let mut command = agora(&index_home);
-    command.args([
-        "index",
-        "--json",
-        "--listen",
-        "127.0.0.1:0",
-        "--rpc",
-        chain.rpc_url(),
-    ]);
-    let (_indexer, started) = spawn(command).await;
-    let index_url = started["url"].as_str().unwrap().to_string();
+    let (_indexer, index_url) = daemon::index(agora(&index_home), chain.rpc_url()).await;
 
     // agora serve --rpc …, one registered seller to be found, and the indexer sold.
     let home = dir.path().join("seller");
-    let mut command = agora(&home);
-    command
-        .env_remove("AGORA_FACILITATOR_URL")
-        .args([
-            "serve",
-            "--foreground",
-            "--json",
-            "--rpc",
-            chain.rpc_url(),
-            "--key-file",
-        ])
-        .arg(&facilitator_key)
-        .arg("--registry-key-file")
-        .arg(&seller_key);
-    let (_daemon, started) = spawn(command).await;
+    let (_daemon, started) = daemon::serve(
+        agora(&home),
+        chain.rpc_url(),
+        &facilitator_key,
+        &["--registry-key-file", seller_key.to_str().unwrap()],
+    )
+    .await;
     let gateway = started["gatewayUrl"].as_str().unwrap().to_string();
     let upstream = testkit::loopback::serve(echo()).await;
     let pay_to = payee.to_string();

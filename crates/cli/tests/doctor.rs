@@ -10,6 +10,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde_json::Value;
+use testkit::daemon;
 use testkit::loopback::{self, free_port};
 use testkit::process::{self, Output};
 use testkit::upstream::{echo, ollama};
@@ -145,22 +146,13 @@ async fn a_healthy_devnet_seller_passes_and_a_stuck_offer_is_named_with_its_fix(
     let wallet_key = process::account_key_file(dir.path(), "wallet.key", &chain, 1);
     let models = loopback::serve(ollama(&["qwen3:8b"])).await;
 
-    let mut command = agora(&home, models.port());
-    command
-        .env_remove("AGORA_FACILITATOR_URL")
-        .args([
-            "serve",
-            "--foreground",
-            "--json",
-            "--rpc",
-            chain.rpc_url(),
-            "--key-file",
-        ])
-        .arg(&facilitator_key)
-        .arg("--registry-key-file")
-        .arg(&wallet_key)
-        .stderr(std::process::Stdio::null());
-    let (_daemon, _started, _) = process::spawn(command, Duration::from_secs(30)).await;
+    let (_daemon, _started) = daemon::serve(
+        agora(&home, models.port()),
+        chain.rpc_url(),
+        &facilitator_key,
+        &["--registry-key-file", wallet_key.to_str().unwrap()],
+    )
+    .await;
 
     let key = wallet_key.to_str().unwrap();
     ok(

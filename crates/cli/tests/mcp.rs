@@ -9,11 +9,11 @@
 #![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::time::Duration;
 
 use alloy::primitives::U256;
 use serde_json::{Value, json};
+use testkit::chain::{Parties, parties};
+use testkit::daemon;
 use testkit::process;
 use tokio::process::Command;
 
@@ -61,28 +61,18 @@ async fn client(home: &Path, plan: &Value) -> Value {
 
 #[tokio::test]
 async fn the_python_sdk_sells_probes_and_pays_through_agora_mcp() {
-    let chain = testkit::chain::devnet(3).await;
     let dir = tempfile::tempdir().unwrap();
-    let key = process::account_key_file(dir.path(), "facilitator.key", &chain, 0);
-    let buyer_key = process::account_key_file(dir.path(), "buyer.key", &chain, 2);
-    let payee = chain.accounts()[1].address();
-    let buyer = chain.accounts()[2].address();
+    let Parties {
+        chain,
+        facilitator_key: key,
+        buyer_key,
+        payee,
+        buyer,
+        ..
+    } = parties(dir.path()).await;
     let home = dir.path().join("home");
 
-    let mut command = agora(&home);
-    command
-        .env_remove("AGORA_FACILITATOR_URL")
-        .args([
-            "serve",
-            "--foreground",
-            "--json",
-            "--rpc",
-            chain.rpc_url(),
-            "--key-file",
-        ])
-        .arg(&key)
-        .stderr(Stdio::null());
-    let (_daemon, started, _) = process::spawn(command, Duration::from_secs(30)).await;
+    let (_daemon, started) = daemon::serve(agora(&home), chain.rpc_url(), &key, &[]).await;
     let gateway = started["gatewayUrl"].as_str().unwrap().to_string();
     let upstream = testkit::upstream::recording().await;
     process::ok(

@@ -9,13 +9,13 @@
 #![allow(clippy::unwrap_used)]
 
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::Value;
+use testkit::daemon;
 use testkit::process;
 use testkit::upstream::ollama;
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 
 fn agora(home: &Path) -> Command {
     process::agora(env!("CARGO_BIN_EXE_agora"), home)
@@ -23,13 +23,6 @@ fn agora(home: &Path) -> Command {
 
 async fn ok(home: &Path, args: &[&str]) -> Value {
     process::ok(agora(home), args).await.json()
-}
-
-/// Spawns a long-running `agora` command and reads the JSON line it starts with.
-async fn spawn(mut command: Command) -> (Child, Value) {
-    command.stderr(Stdio::null());
-    let (child, started, _) = process::spawn(command, Duration::from_secs(30)).await;
-    (child, started)
 }
 
 /// The fixture: each seller's offer, model and price flag; per request these are
@@ -46,38 +39,23 @@ async fn research_finds_the_median_of_three_sellers_and_applies_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let facilitator_key = process::account_key_file(dir.path(), "facilitator.key", &chain, 0);
 
-    let mut command = agora(&dir.path().join("indexer"));
-    command.args([
-        "index",
-        "--json",
-        "--listen",
-        "127.0.0.1:0",
-        "--rpc",
-        chain.rpc_url(),
-    ]);
-    let (_indexer, started) = spawn(command).await;
-    let index_url = started["url"].as_str().unwrap().to_string();
+    let (_indexer, index_url) =
+        daemon::index(agora(&dir.path().join("indexer")), chain.rpc_url()).await;
 
     let mut daemons = Vec::new();
     let mut upstreams = Vec::new();
     for (i, (name, model, flag, price)) in SELLERS.iter().enumerate() {
         let home = dir.path().join(name);
         let key = process::account_key_file(dir.path(), &format!("{name}.key"), &chain, i + 1);
-        let mut command = agora(&home);
-        command
-            .env_remove("AGORA_FACILITATOR_URL")
-            .args([
-                "serve",
-                "--foreground",
-                "--json",
-                "--rpc",
-                chain.rpc_url(),
-                "--key-file",
-            ])
-            .arg(&facilitator_key)
-            .arg("--registry-key-file")
-            .arg(&key);
-        daemons.push(spawn(command).await.0);
+        let registry_flags = ["--registry-key-file", key.to_str().unwrap()];
+        let (daemon, _) = daemon::serve(
+            agora(&home),
+            chain.rpc_url(),
+            &facilitator_key,
+            &registry_flags,
+        )
+        .await;
+        daemons.push(daemon);
         let upstream = testkit::loopback::serve(ollama(std::slice::from_ref(model))).await;
         let pay_to = chain.accounts()[i + 1].address().to_string();
         let sold = ok(

@@ -9,13 +9,14 @@
 #![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
 use alloy::primitives::U256;
 use serde_json::{Value, json};
+use testkit::chain::{Parties, parties};
+use testkit::daemon::{self, stop};
 use testkit::process;
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 
 /// 0.50 USDC/h × 300 s / 3600 s = 41 666.67 atomic units, rounded up.
 const PER_RUN_ATOMIC: u64 = 41_667;
@@ -32,36 +33,22 @@ async fn ok(home: &Path, args: &[&str]) -> Value {
     process::ok(agora(home), args).await.json()
 }
 
-async fn spawn(mut command: Command) -> (Child, Value) {
-    command.stderr(Stdio::null());
-    let (child, started, _) = process::spawn(command, Duration::from_secs(30)).await;
-    (child, started)
-}
-
 /// The shipped CPU example, the experiment every run here trains.
 fn example_train_py() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/autoresearch/train.py")
 }
 
-/// Stops the daemon as a service manager does (SIGTERM), so it stops its worker.
-async fn stop(mut daemon: Child) {
-    let pid = rustix::process::Pid::from_raw(daemon.id().unwrap() as i32).unwrap();
-    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
-    tokio::time::timeout(Duration::from_secs(30), daemon.wait())
-        .await
-        .expect("the daemon stops on SIGTERM")
-        .unwrap();
-}
-
 #[tokio::test]
 async fn a_coordinator_finds_pays_and_ranks_a_worker_sold_per_hour() {
-    let chain = testkit::chain::devnet(3).await;
     let dir = tempfile::tempdir().unwrap();
-    let facilitator_key = process::account_key_file(dir.path(), "facilitator.key", &chain, 0);
-    let seller_key = process::account_key_file(dir.path(), "seller.key", &chain, 1);
-    let buyer_key = process::account_key_file(dir.path(), "buyer.key", &chain, 2);
-    let payee = chain.accounts()[1].address();
-    let buyer = chain.accounts()[2].address();
+    let Parties {
+        chain,
+        facilitator_key,
+        seller_key,
+        buyer_key,
+        payee,
+        buyer,
+    } = parties(dir.path()).await;
 
     // The worker's repository: the shipped example.
     let repo = dir.path().join("repo");
@@ -69,34 +56,16 @@ async fn a_coordinator_finds_pays_and_ranks_a_worker_sold_per_hour() {
     std::fs::copy(example_train_py(), repo.join("train.py")).unwrap();
 
     let index_home = dir.path().join("indexer");
-    let mut command = agora(&index_home);
-    command.args([
-        "index",
-        "--json",
-        "--listen",
-        "127.0.0.1:0",
-        "--rpc",
-        chain.rpc_url(),
-    ]);
-    let (_indexer, started) = spawn(command).await;
-    let index_url = started["url"].as_str().unwrap().to_string();
+    let (_indexer, index_url) = daemon::index(agora(&index_home), chain.rpc_url()).await;
 
     let home = dir.path().join("seller");
-    let mut command = agora(&home);
-    command
-        .env_remove("AGORA_FACILITATOR_URL")
-        .args([
-            "serve",
-            "--foreground",
-            "--json",
-            "--rpc",
-            chain.rpc_url(),
-            "--key-file",
-        ])
-        .arg(&facilitator_key)
-        .arg("--registry-key-file")
-        .arg(&seller_key);
-    let (daemon, started) = spawn(command).await;
+    let (daemon, started) = daemon::serve(
+        agora(&home),
+        chain.rpc_url(),
+        &facilitator_key,
+        &["--registry-key-file", seller_key.to_str().unwrap()],
+    )
+    .await;
     let gateway = started["gatewayUrl"].as_str().unwrap().to_string();
 
     // agora sell research: per hour, the worker run by the daemon.
@@ -324,14 +293,8 @@ async fn a_coordinator_finds_pays_and_ranks_a_worker_sold_per_hour() {
         top["metadata"]["best_experiment_hash"], result["trainHash"],
         "{board}"
     );
-    let document: Value = testkit::http()
-        .get(format!("{gateway}/.well-known/agent-registration.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let document: Value =
+        testkit::get_json(&format!("{gateway}/.well-known/agent-registration.json")).await;
     assert_eq!(
         document["metadata"]["best_val_bpb"]
             .as_str()
@@ -350,14 +313,7 @@ async fn a_coordinator_finds_pays_and_ranks_a_worker_sold_per_hour() {
             .send(),
     );
     testkit::eventually("the worker to be busy", Duration::from_secs(10), || async {
-        let status: Value = testkit::http()
-            .get(format!("{worker_url}/status"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let status: Value = testkit::get_json(&format!("{worker_url}/status")).await;
         status["status"] == "busy"
     })
     .await;

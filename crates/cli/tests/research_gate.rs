@@ -6,10 +6,11 @@
 #![allow(clippy::unwrap_used)]
 
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use testkit::chain::{Parties, parties};
+use testkit::daemon;
 use testkit::process;
 use tokio::process::Command;
 
@@ -19,12 +20,15 @@ fn agora(home: &Path) -> Command {
 
 #[tokio::test]
 async fn a_paid_call_to_a_busy_worker_gets_409_and_is_not_charged() {
-    let chain = testkit::chain::devnet(3).await;
     let dir = tempfile::tempdir().unwrap();
-    let facilitator_key = process::account_key_file(dir.path(), "facilitator.key", &chain, 0);
-    let buyer_key = process::account_key_file(dir.path(), "buyer.key", &chain, 2);
-    let payee = chain.accounts()[1].address();
-    let buyer = chain.accounts()[2].address();
+    let Parties {
+        chain,
+        facilitator_key,
+        buyer_key,
+        payee,
+        buyer,
+        ..
+    } = parties(dir.path()).await;
     let repo = dir.path().join("repo");
     std::fs::create_dir_all(&repo).unwrap();
     std::fs::copy(
@@ -46,26 +50,13 @@ async fn a_paid_call_to_a_busy_worker_gets_409_and_is_not_charged() {
             "--json",
             "--data-dir",
         ])
-        .arg(dir.path().join("worker"))
-        .stderr(Stdio::null());
-    let (mut worker, started, _) = process::spawn(command, Duration::from_secs(30)).await;
+        .arg(dir.path().join("worker"));
+    let (mut worker, started) = daemon::spawn(command).await;
     let worker_url = started["url"].as_str().unwrap().to_string();
     assert_eq!(started["budgetSeconds"], 300);
 
-    let mut command = agora(&home);
-    command
-        .env_remove("AGORA_FACILITATOR_URL")
-        .args([
-            "serve",
-            "--foreground",
-            "--json",
-            "--rpc",
-            chain.rpc_url(),
-            "--key-file",
-        ])
-        .arg(&facilitator_key)
-        .stderr(Stdio::null());
-    let (mut daemon, started, _) = process::spawn(command, Duration::from_secs(30)).await;
+    let (mut daemon, started) =
+        daemon::serve(agora(&home), chain.rpc_url(), &facilitator_key, &[]).await;
     let gateway = started["gatewayUrl"].as_str().unwrap().to_string();
     let sold = process::ok(
         agora(&home),
@@ -112,14 +103,7 @@ async fn a_paid_call_to_a_busy_worker_gets_409_and_is_not_charged() {
     testkit::eventually("the worker to be busy", Duration::from_secs(10), || {
         let url = format!("{worker_url}/status");
         async move {
-            let status: Value = testkit::http()
-                .get(url)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let status: Value = testkit::get_json(&url).await;
             status["status"] == "busy"
         }
     })

@@ -5,12 +5,12 @@
 #![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
 use alloy::primitives::U256;
 use devnet::Devnet;
 use serde_json::{Value, json};
+use testkit::daemon::{self, stop};
 use testkit::loopback::{self, serve_on};
 use testkit::process::{self, Output};
 use testkit::upstream::{echo, ollama};
@@ -39,39 +39,7 @@ async fn serve_with(
     key_file: &Path,
     extra: &[&str],
 ) -> (Child, Value) {
-    let mut command = agora(home);
-    command
-        .env_remove("AGORA_FACILITATOR_URL")
-        .args([
-            "serve",
-            "--foreground",
-            "--json",
-            "--rpc",
-            chain.rpc_url(),
-            "--key-file",
-        ])
-        .arg(key_file)
-        .args(extra);
-    spawn_with_startup_line(command).await
-}
-
-/// Spawns a long-running `agora` command and reads the JSON line it starts with.
-async fn spawn_with_startup_line(mut command: Command) -> (Child, Value) {
-    command.stderr(Stdio::null());
-    let (child, started, _) = process::spawn(command, Duration::from_secs(30)).await;
-    (child, started)
-}
-
-async fn stop(mut child: Child) {
-    let pid = child.id().unwrap();
-    std::process::Command::new("kill")
-        .arg(pid.to_string())
-        .status()
-        .unwrap();
-    tokio::time::timeout(Duration::from_secs(20), child.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    daemon::serve(agora(home), chain.rpc_url(), key_file, extra).await
 }
 
 fn key_file(dir: &Path, chain: &Devnet) -> PathBuf {
@@ -809,17 +777,7 @@ async fn the_seller_is_registered_once_on_erc8004_and_its_uri_follows_the_public
 
 /// Starts `agora index` and waits until it has read `agents` registration files.
 async fn index(home: &Path, chain: &Devnet, agents: usize) -> (Child, String) {
-    let mut command = agora(home);
-    command.args([
-        "index",
-        "--json",
-        "--listen",
-        "127.0.0.1:0",
-        "--rpc",
-        chain.rpc_url(),
-    ]);
-    let (child, started) = spawn_with_startup_line(command).await;
-    let url = started["url"].as_str().unwrap().to_string();
+    let (child, url) = daemon::index(agora(home), chain.rpc_url()).await;
     testkit::indexed(&url, agents, Duration::from_secs(20)).await;
     (child, url)
 }

@@ -15,6 +15,7 @@ use alloy::primitives::U256;
 use devnet::Devnet;
 use erc8004::IIdentityRegistry;
 use serde_json::Value;
+use testkit::daemon::{self, stop};
 use testkit::loopback;
 use testkit::process::{self, Output};
 use testkit::upstream::echo;
@@ -35,13 +36,12 @@ async fn relay(home: &Path, control: u16, ports: Option<u16>) -> (Child, String)
     command
         .args(["tunnel", "relay", "--json", "--listen", &listen])
         .args(["--bind-tunnels", "127.0.0.1"])
-        .env("AGORA_BORE_SECRET", "relay-secret")
-        .stderr(Stdio::null());
+        .env("AGORA_BORE_SECRET", "relay-secret");
     if let Some(port) = ports {
         let port = port.to_string();
         command.args(["--min-port", &port, "--max-port", &port]);
     }
-    let (child, started, _) = process::spawn(command, Duration::from_secs(20)).await;
+    let (child, started) = daemon::spawn(command).await;
     assert_eq!(started["secret"], true, "{started}");
     (child, started["control"].as_str().unwrap().to_string())
 }
@@ -51,30 +51,10 @@ async fn serve(home: &Path, dir: &Path, chain: &Devnet, extra: &[&str]) -> (Chil
     let key = process::account_key_file(dir, "facilitator.key", chain, 0);
     let registry_key = process::account_key_file(dir, "registry.key", chain, 1);
     let mut command = agora(home);
-    command
-        .env_remove("AGORA_FACILITATOR_URL")
-        .env("AGORA_BORE_SECRET", "relay-secret")
-        .args(["serve", "--foreground", "--json", "--rpc", chain.rpc_url()])
-        .arg("--key-file")
-        .arg(&key)
-        .arg("--registry-key-file")
-        .arg(&registry_key)
-        .args(extra)
-        .stderr(Stdio::null());
-    let (child, started, _) = process::spawn(command, Duration::from_secs(30)).await;
-    (child, started)
-}
-
-async fn stop(mut child: Child) {
-    let pid = child.id().unwrap();
-    std::process::Command::new("kill")
-        .arg(pid.to_string())
-        .status()
-        .unwrap();
-    tokio::time::timeout(Duration::from_secs(20), child.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    command.env("AGORA_BORE_SECRET", "relay-secret");
+    let mut flags = vec!["--registry-key-file", registry_key.to_str().unwrap()];
+    flags.extend_from_slice(extra);
+    daemon::serve(command, chain.rpc_url(), &key, &flags).await
 }
 
 async fn tunnel_status(home: &Path) -> Value {
@@ -84,18 +64,19 @@ async fn tunnel_status(home: &Path) -> Value {
 /// Waits until `agora tunnel status` says `state` (and, when given, a URL other than
 /// `not`), returning the status.
 async fn until_state(home: &Path, state: &str, not: Option<&str>) -> Value {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let status = tunnel_status(home).await;
-        if status["state"] == state && not.is_none_or(|n| status["url"] != n) {
-            return status;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the tunnel never became {state}: {status}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    testkit::until(
+        Duration::from_secs(60),
+        Duration::from_millis(100),
+        || async {
+            let status = tunnel_status(home).await;
+            if status["state"] == state && not.is_none_or(|n| status["url"] != n) {
+                Ok(status)
+            } else {
+                Err(format!("the tunnel never became {state}: {status}"))
+            }
+        },
+    )
+    .await
 }
 
 /// The `resource` a 402 at `url` names.
@@ -124,18 +105,19 @@ async fn token_uri(chain: &Devnet) -> String {
 
 /// Waits until the on-chain agent URI is `uri`.
 async fn until_token_uri(chain: &Devnet, uri: &str) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let now = token_uri(chain).await;
-        if now == uri {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the agent URI stayed {now}, expected {uri}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    testkit::until(
+        Duration::from_secs(60),
+        Duration::from_millis(200),
+        || async {
+            let now = token_uri(chain).await;
+            if now == uri {
+                Ok(())
+            } else {
+                Err(format!("the agent URI stayed {now}, expected {uri}"))
+            }
+        },
+    )
+    .await;
 }
 
 async fn sell_worker(home: &Path, upstream: &str, seller: &str) {
@@ -228,23 +210,9 @@ async fn bore_tunnel_end_to_end_through_a_loopback_relay() {
         format!("{public}/services/worker/run"),
         "the gateway publishes the public URL even when reached directly"
     );
-    let catalog: Value = testkit::http()
-        .get(format!("{public}/api/services.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let catalog: Value = testkit::get_json(&format!("{public}/api/services.json")).await;
     assert!(catalog.to_string().contains(&public), "{catalog}");
-    let registration: Value = testkit::http()
-        .get(&document)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let registration: Value = testkit::get_json(&document).await;
     assert!(
         registration
             .to_string()
@@ -425,11 +393,14 @@ async fn cloudflared_standin_held_up_by_tunnel_start_restarts_after_a_crash_and_
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("home");
     let mut command = agora(&home);
-    command
-        .env("AGORA_CLOUDFLARED", standin())
-        .args(["serve", "--foreground", "--json", "--tunnel", "cloudflared"])
-        .stderr(Stdio::null());
-    let (daemon, started, _) = process::spawn(command, Duration::from_secs(30)).await;
+    command.env("AGORA_CLOUDFLARED", standin()).args([
+        "serve",
+        "--foreground",
+        "--json",
+        "--tunnel",
+        "cloudflared",
+    ]);
+    let (daemon, started) = daemon::spawn(command).await;
     assert!(started["gatewayUrl"].is_string(), "{started}");
     assert_eq!(tunnel_status(&home).await["state"], "off");
 
@@ -554,9 +525,8 @@ async fn tunnel_auto_picks_bore_with_a_relay_and_serves_without_a_tunnel_when_no
     command
         .env_remove("AGORA_CLOUDFLARED")
         .env("PATH", dir.path())
-        .args(["serve", "--foreground", "--json", "--tunnel", "auto"])
-        .stderr(Stdio::null());
-    let (daemon, _, _) = process::spawn(command, Duration::from_secs(30)).await;
+        .args(["serve", "--foreground", "--json", "--tunnel", "auto"]);
+    let (daemon, _) = daemon::spawn(command).await;
     let none = tunnel_status(&bare).await;
     assert_eq!(none["configured"], false, "{none}");
     let text = ok(&bare, &["tunnel", "status"]).await.stdout;
@@ -568,9 +538,8 @@ async fn tunnel_auto_picks_bore_with_a_relay_and_serves_without_a_tunnel_when_no
     command
         .env("AGORA_CLOUDFLARED", standin())
         .args(["serve", "--foreground", "--json", "--tunnel", "auto"])
-        .args(["--bore-server", "127.0.0.1:9"])
-        .stderr(Stdio::null());
-    let (daemon, _, _) = process::spawn(command, Duration::from_secs(30)).await;
+        .args(["--bore-server", "127.0.0.1:9"]);
+    let (daemon, _) = daemon::spawn(command).await;
     let picked = tunnel_status(&with_relay).await;
     assert_eq!(picked["provider"], "bore", "{picked}");
     assert_eq!(picked["state"], "off", "nothing is sold yet: {picked}");
@@ -585,9 +554,8 @@ async fn tunnel_auto_picks_bore_with_a_relay_and_serves_without_a_tunnel_when_no
             "127.0.0.1:9",
             "--public-url",
             "https://shop.example",
-        ])
-        .stderr(Stdio::null());
-    let (daemon, started, _) = process::spawn(command, Duration::from_secs(30)).await;
+        ]);
+    let (daemon, started) = daemon::spawn(command).await;
     assert_eq!(started["publicUrl"], "https://shop.example");
     assert_eq!(
         tunnel_status(&public).await["configured"],

@@ -6,12 +6,11 @@
 
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
-use std::process::Stdio;
-use std::time::Duration;
 
 use alloy::primitives::{Address, B256, U256};
 use alloy::providers::Provider;
 use serde_json::Value;
+use testkit::daemon;
 use testkit::loopback;
 use testkit::process::{self, Output};
 use testkit::upstream::echo;
@@ -311,20 +310,7 @@ async fn a_first_sell_without_pay_to_pays_the_default_wallet() {
     let created = ok(&home, &["wallet", "new", "--json"]).await.json();
     let address = created["address"].as_str().unwrap().to_string();
     let key = process::account_key_file(dir.path(), "facilitator.key", &chain, 0);
-    let mut serve = agora(&home);
-    serve
-        .env_remove("AGORA_FACILITATOR_URL")
-        .args([
-            "serve",
-            "--foreground",
-            "--json",
-            "--rpc",
-            chain.rpc_url(),
-            "--key-file",
-        ])
-        .arg(&key)
-        .stderr(Stdio::null());
-    let (_daemon, started, _) = process::spawn(serve, Duration::from_secs(30)).await;
+    let (_daemon, started) = daemon::serve(agora(&home), chain.rpc_url(), &key, &[]).await;
     let gateway = started["gatewayUrl"].as_str().unwrap().to_string();
     let upstream = loopback::serve(echo()).await;
 
