@@ -8,6 +8,7 @@
 use std::path::Path;
 
 use serde_json::{Value, json};
+use testkit::daemon;
 use testkit::process;
 use tokio::process::Command;
 
@@ -17,40 +18,9 @@ fn agora(home: &Path) -> Command {
     process::agora(env!("CARGO_BIN_EXE_agora"), home)
 }
 
-fn git(repo: &Path, args: &[&str]) -> String {
-    let out = std::process::Command::new("git")
-        .arg("-C")
-        .arg(repo)
-        .args([
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@example.com",
-            "-c",
-            "core.autocrlf=false",
-        ])
-        .args(args)
-        .output()
-        .expect("git must be installed (scripts/setup)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
-}
-
 /// A repo whose best kept experiment is the commit of [`TRAIN_PY`]; returns it.
 fn repo(dir: &Path) -> String {
-    std::fs::create_dir_all(dir).unwrap();
-    git(dir, &["init", "-q"]);
-    std::fs::write(dir.join("train.py"), "print('val_bpb: 0.997900')\n").unwrap();
-    git(dir, &["add", "train.py"]);
-    git(dir, &["commit", "-q", "-m", "baseline"]);
-    let baseline = git(dir, &["rev-parse", "--short=7", "HEAD"]);
-    std::fs::write(dir.join("train.py"), TRAIN_PY).unwrap();
-    git(dir, &["commit", "-q", "-am", "lr"]);
-    let best = git(dir, &["rev-parse", "--short=7", "HEAD"]);
+    let (baseline, best) = testkit::git::experiments(dir, TRAIN_PY);
     std::fs::write(
         dir.join("results.tsv"),
         format!("commit\tval_bpb\tmemory_gb\tstatus\tdescription\n{baseline}\t0.997900\t44.0\tkeep\tbaseline\n{best}\t0.993200\t44.2\tkeep\tlr 0.04\n"),
@@ -141,20 +111,7 @@ async fn publish_sell_puts_the_provenance_in_the_registration() {
     std::fs::write(r.join("model.gguf"), b"GGUF").unwrap();
     let ollama = testkit::loopback::serve(testkit::upstream::ollama(&["tinyllm"])).await;
 
-    let mut serve = agora(&home);
-    serve
-        .env_remove("AGORA_FACILITATOR_URL")
-        .args([
-            "serve",
-            "--foreground",
-            "--json",
-            "--rpc",
-            chain.rpc_url(),
-            "--key-file",
-        ])
-        .arg(&key)
-        .stderr(std::process::Stdio::null());
-    let (mut daemon, started, _) = process::spawn(serve, std::time::Duration::from_secs(30)).await;
+    let (mut daemon, started) = daemon::serve(agora(&home), chain.rpc_url(), &key, &[]).await;
     let gateway = started["gatewayUrl"].as_str().unwrap().to_string();
 
     let sold = process::ok(

@@ -5,52 +5,21 @@
 #![allow(clippy::unwrap_used)]
 
 use std::path::Path;
-use std::process::Command;
 
 use research::publish;
-use research::worker::{Config, Limits, Worker};
 use serde_json::json;
+
+mod support;
 
 /// Bytes whose stripped form differs: leading blank line, CRLF, trailing spaces.
 const TRAIN_PY: &str = "\n# experiment: lr 0.04\r\nprint('val_bpb: 0.993200')  \r\n\n";
 
-fn git(repo: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(repo)
-        .args([
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@example.com",
-            "-c",
-            "core.autocrlf=false",
-        ])
-        .args(args)
-        .output()
-        .expect("git must be installed (scripts/setup)");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
-}
-
 /// A repo with two experiment commits; returns (baseline commit, better commit).
 fn fixture(repo: &Path) -> (String, String) {
-    std::fs::create_dir_all(repo).unwrap();
-    git(repo, &["init", "-q"]);
-    std::fs::write(repo.join("train.py"), "print('val_bpb: 0.997900')\n").unwrap();
-    git(repo, &["add", "train.py"]);
-    git(repo, &["commit", "-q", "-m", "baseline"]);
-    let baseline = git(repo, &["rev-parse", "--short=7", "HEAD"]);
-    std::fs::write(repo.join("train.py"), TRAIN_PY).unwrap();
-    git(repo, &["commit", "-q", "-am", "lr 0.04"]);
-    let better = git(repo, &["rev-parse", "--short=7", "HEAD"]);
+    let commits = testkit::git::experiments(repo, TRAIN_PY);
     // The working tree moves on; publish must hash the committed bytes.
     std::fs::write(repo.join("train.py"), "print('val_bpb: 2.0')\n").unwrap();
-    (baseline, better)
+    commits
 }
 
 #[tokio::test]
@@ -91,27 +60,11 @@ async fn train_hash_matches_the_workers_hash_of_the_same_bytes() {
     }
 
     // The worker, given the same bytes over HTTP, reports the same hash.
-    let worker = Worker::open(Config {
-        repo: repo.clone(),
-        data_dir: dir.path().join("data"),
-        command: vec!["python3".into(), "train.py".into()],
-        limits: Limits {
-            budget_secs: 30,
-            grace_secs: 30,
-        },
-        gpu: None,
-    })
-    .unwrap();
+    let worker = support::python_worker(repo.clone(), dir.path().join("data"), 30, 30);
     let server = testkit::loopback::serve(worker.router()).await;
-    let result: serde_json::Value = testkit::http()
-        .post(format!("{}/experiment", server.url()))
-        .json(&json!({"train_py": TRAIN_PY}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (code, result) =
+        support::post_experiment(&server.url(), json!({"train_py": TRAIN_PY}).to_string()).await;
+    assert_eq!(code, 200, "{result}");
     assert_eq!(result["status"], "completed", "{result}");
     let rows = publish::parse_results(&format!("{better}\t0.993200\tkeep\tlr\n")).unwrap();
     let provenance = publish::provenance(&repo, &rows[0]).unwrap();

@@ -8,9 +8,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use research::worker::{Config, Limits, Worker};
+use research::worker::Worker;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+mod support;
 
 const TRAIN_PY: &str = include_str!("../../../examples/autoresearch/train.py");
 
@@ -26,14 +28,7 @@ impl Fixture {
     }
 
     async fn post(&self, body: impl Into<reqwest::Body>) -> (u16, Value) {
-        let r = testkit::http()
-            .post(format!("{}/experiment", self.server.url()))
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-        (r.status().as_u16(), r.json().await.unwrap())
+        support::post_experiment(&self.server.url(), body).await
     }
 
     async fn get(&self, path: &str) -> (u16, Value) {
@@ -64,17 +59,7 @@ async fn worker(budget_secs: u64, grace_secs: u64) -> Fixture {
     std::fs::write(repo.join(".git/HEAD"), "ref: refs/heads/main\n").unwrap();
     std::fs::write(repo.join("train.py"), TRAIN_PY).unwrap();
     std::fs::write(repo.join("prepare.py"), "# data preparation\n").unwrap();
-    let worker = Worker::open(Config {
-        repo,
-        data_dir: dir.path().join("data"),
-        command: vec!["python3".into(), "train.py".into()],
-        limits: Limits {
-            budget_secs,
-            grace_secs,
-        },
-        gpu: None,
-    })
-    .unwrap();
+    let worker = support::python_worker(repo, dir.path().join("data"), budget_secs, grace_secs);
     let server = testkit::loopback::serve(worker.router()).await;
     Fixture {
         dir,
@@ -189,17 +174,8 @@ async fn the_example_runs_with_its_env_and_becomes_the_best() {
     );
 
     // A restarted worker keeps its best and counts.
-    let again = Worker::open(Config {
-        repo: f.dir.path().join("repo"),
-        data_dir: f.dir.path().join("data"),
-        command: vec!["python3".into(), "train.py".into()],
-        limits: Limits {
-            budget_secs: 30,
-            grace_secs: 30,
-        },
-        gpu: None,
-    })
-    .unwrap();
+    let again =
+        support::python_worker(f.dir.path().join("repo"), f.dir.path().join("data"), 30, 30);
     assert_eq!(again.best(), Some(result));
     assert_eq!(again.status()["total_experiments"], 2);
 }
