@@ -57,6 +57,37 @@ pub struct DiscoverArgs {
     json: bool,
 }
 
+/// The [`DiscoverArgs`] of `agora discover --x402 --limit <limit> [--indexer]
+/// [--rpc] <more>`, for the commands that search the registry as `discover` does
+/// (`research`, `sell pricing research`): parsed like the command line, so every
+/// flag keeps its one meaning and its environment default.
+pub(crate) fn x402_search(
+    limit: u32,
+    indexer: Option<&reqwest::Url>,
+    rpc: Option<&reqwest::Url>,
+    more: Vec<String>,
+) -> Result<DiscoverArgs, clap::Error> {
+    #[derive(clap::Parser)]
+    struct Wrapper {
+        #[command(flatten)]
+        discover: DiscoverArgs,
+    }
+    let mut argv = vec![
+        "agora".to_string(),
+        "--x402".into(),
+        "--limit".into(),
+        limit.to_string(),
+    ];
+    if let Some(indexer) = indexer {
+        argv.extend(["--indexer".into(), indexer.to_string()]);
+    }
+    if let Some(rpc) = rpc {
+        argv.extend(["--rpc".into(), rpc.to_string()]);
+    }
+    argv.extend(more);
+    clap::Parser::try_parse_from(argv).map(|w: Wrapper| w.discover)
+}
+
 /// One agent as `discover` shows it.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]

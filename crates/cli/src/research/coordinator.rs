@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Subcommand};
 use erc8004::oasf::{Kind, Taxonomy};
 use indexer::AgentRecord;
 use research::coordinator::board::{self, Entry};
@@ -24,7 +24,7 @@ use serde_json::{Value, json};
 use x402::UnixTimestamp;
 
 use crate::config;
-use crate::discover::{self, DiscoverArgs};
+use crate::discover;
 use crate::output::outln;
 use crate::pay::{self, Exit, PayArgs};
 use crate::{home, wallet};
@@ -193,25 +193,9 @@ fn now() -> u64 {
 impl Coordinator {
     /// The registered agents matching `skills` that accept x402, as indexer records.
     async fn agents(&self, skills: &[String]) -> anyhow::Result<Vec<AgentRecord>> {
-        #[derive(Parser)]
-        struct Wrapper {
-            #[command(flatten)]
-            discover: DiscoverArgs,
-        }
-        let mut argv = vec![
-            "agora".to_string(),
-            "--x402".into(),
-            "--limit".into(),
-            "100".into(),
-        ];
-        if let Some(indexer) = &self.indexer {
-            argv.extend(["--indexer".into(), indexer.to_string()]);
-        }
-        if let Some(rpc) = &self.rpc {
-            argv.extend(["--rpc".into(), rpc.to_string()]);
-        }
+        let mut more = Vec::new();
         if self.json {
-            argv.push("--json".into());
+            more.push("--json".into());
         }
         // A filter is an OASF skill or a domain (workers list one of each); an unknown
         // name goes to --skill, whose error suggests the nearest ones.
@@ -219,11 +203,10 @@ impl Coordinator {
             let domain = Taxonomy::filter(Kind::Skill, name).is_err()
                 && Taxonomy::filter(Kind::Domain, name).is_ok();
             let flag = if domain { "--domain" } else { "--skill" };
-            argv.extend([flag.into(), name.clone()]);
+            more.extend([flag.into(), name.clone()]);
         }
-        let args = Wrapper::try_parse_from(argv)
-            .context("--indexer, --rpc and --skill do not make a discovery")?
-            .discover;
+        let args = discover::x402_search(100, self.indexer.as_ref(), self.rpc.as_ref(), more)
+            .context("--indexer, --rpc and --skill do not make a discovery")?;
         let values = discover::agents(&args).await?;
         Ok(values
             .into_iter()

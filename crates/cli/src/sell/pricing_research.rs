@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use alloy::primitives::U256;
 use anyhow::Context;
-use clap::{Args, Parser};
+use clap::Args;
 use reqwest::Url;
 use serde::Serialize;
 use serde_json::Value;
@@ -192,29 +192,12 @@ pub(crate) async fn research(args: &ResearchArgs) -> anyhow::Result<Report> {
 
 /// `agora discover`'s flags for the research: x402 agents, the skill, the source.
 fn discover_args(args: &ResearchArgs) -> anyhow::Result<DiscoverArgs> {
-    #[derive(Parser)]
-    struct Wrapper {
-        #[command(flatten)]
-        discover: DiscoverArgs,
-    }
-    let mut argv = vec![
-        "agora".to_string(),
-        "--x402".into(),
-        "--limit".into(),
-        args.limit.to_string(),
-    ];
-    if let Some(indexer) = &args.indexer {
-        argv.extend(["--indexer".into(), indexer.to_string()]);
-    }
-    if let Some(rpc) = &args.rpc {
-        argv.extend(["--rpc".into(), rpc.to_string()]);
-    }
+    let mut more = Vec::new();
     if let Some(skill) = &args.skill {
-        argv.extend(["--skill".into(), skill.clone()]);
+        more.extend(["--skill".into(), skill.clone()]);
     }
-    Ok(Wrapper::try_parse_from(argv)
-        .context("the research flags do not make a discovery; check --indexer, --rpc and --skill")?
-        .discover)
+    discover::x402_search(args.limit, args.indexer.as_ref(), args.rpc.as_ref(), more)
+        .context("the research flags do not make a discovery; check --indexer, --rpc and --skill")
 }
 
 /// Probes one endpoint's 402 and normalizes its USDC price.
