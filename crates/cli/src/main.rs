@@ -78,6 +78,9 @@ enum Command {
     /// Print the ServiceOffer CustomResourceDefinition (serviceoffers.obol.org,
     /// v1alpha1), generated from agora's types: `agora crd | kubectl apply -f -`.
     Crd(operator_cmd::CrdArgs),
+    /// Run the Kubernetes operator: reconcile every ServiceOffer through the six stages
+    /// and write the conditions to its status, until Ctrl-C.
+    Operator(Box<operator_cmd::OperatorArgs>),
 }
 
 #[tokio::main]
@@ -106,6 +109,7 @@ async fn main() -> std::process::ExitCode {
         Command::Skills(args) => skills::run(*args).await,
         Command::Doctor(args) => doctor::run(*args).await,
         Command::Crd(args) => operator_cmd::crd(&args),
+        Command::Operator(args) => operator_cmd::operator(*args).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

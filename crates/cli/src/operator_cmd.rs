@@ -3,8 +3,15 @@
 //! Thin wiring over `crates/operator`, which holds the CRD types, the controller and
 //! the cluster store; this file only turns flags into its configuration.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use anyhow::Context;
 use clap::Args;
+use reqwest::Url;
+use x402::HttpFacilitator;
+
+use crate::config;
 
 /// `agora crd`.
 #[derive(Debug, Args)]
@@ -24,4 +31,50 @@ pub fn crd(args: &CrdArgs) -> anyhow::Result<()> {
         operator::crd_yaml().context("cannot render the CRD as YAML")?
     };
     crate::output::write_bytes(text.as_bytes())
+}
+
+/// `agora operator`.
+#[derive(Debug, Args)]
+pub struct OperatorArgs {
+    /// x402 facilitator the PaymentGateReady stage asks which networks it settles
+    /// (in a cluster, the agora-facilitator Service).
+    #[arg(long, env = config::FACILITATOR_URL, value_name = "URL")]
+    facilitator: Url,
+    /// DNS suffix of the cluster's Services, for `{service, namespace, port}`
+    /// upstreams.
+    #[arg(long, value_name = "DOMAIN", default_value = operator::store::DEFAULT_CLUSTER_DOMAIN)]
+    cluster_domain: String,
+    /// Seconds the health and model probes may take.
+    #[arg(long, value_name = "SECONDS", default_value_t = 2)]
+    probe_timeout: u64,
+}
+
+/// Reconciles every ServiceOffer in the cluster (in-cluster config, else the
+/// kubeconfig) until SIGINT/SIGTERM.
+pub async fn operator(args: OperatorArgs) -> anyhow::Result<()> {
+    let client = kube_client().await?;
+    let url = config::url_text(&args.facilitator);
+    let facilitator =
+        Arc::new(HttpFacilitator::new(&url).with_context(|| format!("--facilitator {url}"))?);
+    let ctx = operator::controller::Context::new(
+        client,
+        facilitator,
+        operator::controller::OperatorConfig {
+            cluster_domain: args.cluster_domain,
+            probe_timeout: Duration::from_secs(args.probe_timeout),
+            ..operator::controller::OperatorConfig::default()
+        },
+    )?;
+    let shutdown = crate::signals::shutdown_signal()?;
+    eprintln!("agora operator: reconciling ServiceOffers, facilitator {url}");
+    operator::controller::run(Arc::new(ctx), shutdown).await?;
+    Ok(())
+}
+
+/// The cluster's client: the pod's ServiceAccount inside a cluster, else the
+/// current kubeconfig context.
+pub async fn kube_client() -> anyhow::Result<kube::Client> {
+    kube::Client::try_default().await.context(
+        "cannot reach a Kubernetes API server: run inside a cluster, or point KUBECONFIG at one (`kubectl config current-context` should answer)",
+    )
 }

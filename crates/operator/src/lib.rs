@@ -7,6 +7,8 @@
 //! resources and the Services they name ([`cluster`]). No scheduler of agora's own:
 //! Kubernetes places the pods, agora only reconciles offers.
 
+pub mod controller;
 pub mod crd;
+pub mod store;
 
 pub use crd::{ServiceOffer, ServiceOfferSpec, ServiceOfferStatus, crd, crd_yaml};

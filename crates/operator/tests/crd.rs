@@ -2,6 +2,8 @@
 //! set must exist with the same type, so a manifest written for the reference
 //! applies unchanged; what agora adds is listed in a reviewed file.
 
+#![allow(clippy::unwrap_used)]
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
