@@ -8,7 +8,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use alloy::primitives::U256;
@@ -33,11 +33,6 @@ async fn ok(home: &Path, args: &[&str]) -> Value {
     process::ok(agora(home), args).await.json()
 }
 
-/// The shipped CPU example, the experiment every run here trains.
-fn example_train_py() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/autoresearch/train.py")
-}
-
 #[tokio::test]
 async fn a_coordinator_finds_pays_and_ranks_a_worker_sold_per_hour() {
     let dir = tempfile::tempdir().unwrap();
@@ -51,9 +46,7 @@ async fn a_coordinator_finds_pays_and_ranks_a_worker_sold_per_hour() {
     } = parties(dir.path()).await;
 
     // The worker's repository: the shipped example.
-    let repo = dir.path().join("repo");
-    std::fs::create_dir_all(&repo).unwrap();
-    std::fs::copy(example_train_py(), repo.join("train.py")).unwrap();
+    let repo = testkit::autoresearch::example_repo(dir.path());
 
     let index_home = dir.path().join("indexer");
     let (_indexer, index_url) = daemon::index(agora(&index_home), chain.rpc_url()).await;

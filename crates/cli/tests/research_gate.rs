@@ -29,13 +29,7 @@ async fn a_paid_call_to_a_busy_worker_gets_409_and_is_not_charged() {
         buyer,
         ..
     } = parties(dir.path()).await;
-    let repo = dir.path().join("repo");
-    std::fs::create_dir_all(&repo).unwrap();
-    std::fs::copy(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/autoresearch/train.py"),
-        repo.join("train.py"),
-    )
-    .unwrap();
+    let repo = testkit::autoresearch::example_repo(dir.path());
 
     let home = dir.path().join("seller");
     let mut command = agora(&home);

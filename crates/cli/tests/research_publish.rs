@@ -20,7 +20,7 @@ fn agora(home: &Path) -> Command {
 
 /// A repo whose best kept experiment is the commit of [`TRAIN_PY`]; returns it.
 fn repo(dir: &Path) -> String {
-    let (baseline, best) = testkit::git::experiments(dir, TRAIN_PY);
+    let (baseline, best) = testkit::autoresearch::experiments(dir, TRAIN_PY);
     std::fs::write(
         dir.join("results.tsv"),
         format!("commit\tval_bpb\tmemory_gb\tstatus\tdescription\n{baseline}\t0.997900\t44.0\tkeep\tbaseline\n{best}\t0.993200\t44.2\tkeep\tlr 0.04\n"),

@@ -16,7 +16,7 @@ const TRAIN_PY: &str = "\n# experiment: lr 0.04\r\nprint('val_bpb: 0.993200')  \
 
 /// A repo with two experiment commits; returns (baseline commit, better commit).
 fn fixture(repo: &Path) -> (String, String) {
-    let commits = testkit::git::experiments(repo, TRAIN_PY);
+    let commits = testkit::autoresearch::experiments(repo, TRAIN_PY);
     // The working tree moves on; publish must hash the committed bytes.
     std::fs::write(repo.join("train.py"), "print('val_bpb: 2.0')\n").unwrap();
     commits

@@ -1,15 +1,15 @@
 //! agora's test kit: one copy of every fixture that the integration tests and benches
 //! of several crates share (a devnet, the embedded facilitator on it, loopback
 //! servers and upstreams, the registrar, signed payments, child processes and key
-//! files, the `agora serve`/`agora index` daemons, a git history), so a fixture is
-//! fixed in one place. Used only as a dev-dependency.
+//! files, the `agora serve`/`agora index` daemons, autoresearch repositories), so a
+//! fixture is fixed in one place. Used only as a dev-dependency.
 
 #![allow(clippy::unwrap_used)]
 
+pub mod autoresearch;
 pub mod chain;
 pub mod daemon;
 pub mod embedded;
-pub mod git;
 pub mod loopback;
 pub mod pay;
 pub mod process;

@@ -1,9 +1,20 @@
-//! A real git repository holding an autoresearch history (a baseline commit and a
-//! better one), the fixture the publishing tests of the research crate and the CLI
-//! both read commits from.
+//! autoresearch repositories for the research tests: the shipped example as a
+//! worker's repository, and a real git history of experiments (a baseline commit and
+//! a better one) that the publishing tests of the research crate and the CLI read.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
+
+/// Creates `dir/repo` holding the shipped CPU example as its `train.py`, the
+/// experiment a worker trains in the CLI tests; returns the repository.
+pub fn example_repo(dir: &Path) -> PathBuf {
+    let example =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/autoresearch/train.py");
+    let repo = dir.join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    std::fs::copy(example, repo.join("train.py")).unwrap();
+    repo
+}
 
 /// Runs `git -C repo args` with a fixed identity and no line-ending conversion, so
 /// committed bytes are exactly what was written; returns its trimmed stdout.
