@@ -94,26 +94,14 @@ async fn pays_agoras_gateway_once_per_call_and_refuses_before_signing() {
 
     // Above --max: exit 2, the price and the flag named, no row, no USDC.
     let above = run(&home, &["pay", &url, "--max", "0.0005"]).await;
-    assert_eq!(above.code, Some(2), "{}", above.stderr);
-    assert!(above.stderr.contains("0.001 USDC"), "{}", above.stderr);
-    assert!(above.stderr.contains("--max"), "{}", above.stderr);
+    above.exits_saying(2, &["0.001 USDC", "--max"]);
     assert!(above.stdout.is_empty(), "{}", above.stdout);
     // No cap at all: exit 2 saying what to type.
     let uncapped = run(&home, &["pay", &url]).await;
-    assert_eq!(uncapped.code, Some(2), "{}", uncapped.stderr);
-    assert!(
-        uncapped.stderr.contains("--max 0.01"),
-        "{}",
-        uncapped.stderr
-    );
+    uncapped.exits_saying(2, &["--max 0.01"]);
     // A network that is not offered.
     let elsewhere = run(&home, &["pay", &url, "--max", "0.01", "--network", "base"]).await;
-    assert_eq!(elsewhere.code, Some(2), "{}", elsewhere.stderr);
-    assert!(
-        elsewhere.stderr.contains("--network base-sepolia"),
-        "{}",
-        elsewhere.stderr
-    );
+    elsewhere.exits_saying(2, &["--network base-sepolia"]);
     // The wallet's per-call budget below --max: it is the cap, and it is named.
     ok(&home, &["wallet", "budget", "--per-call", "0.0005"]).await;
     let per_call = run(&home, &["pay", &url, "--max", "0.01"]).await;
@@ -137,8 +125,7 @@ async fn pays_agoras_gateway_once_per_call_and_refuses_before_signing() {
         "0.01",
     ];
     let poor = run(&home, &[&["pay", url.as_str()][..], &rpc[..]].concat()).await;
-    assert_eq!(poor.code, Some(2), "{}", poor.stderr);
-    assert!(poor.stderr.contains("fund the wallet"), "{}", poor.stderr);
+    poor.exits_saying(2, &["fund the wallet"]);
     assert!(ledger(&home).await.is_empty());
     assert_eq!(paid_so_far(&m).await, U256::ZERO);
 
@@ -191,9 +178,7 @@ async fn pays_agoras_gateway_once_per_call_and_refuses_before_signing() {
     // Above what is left of the daily budget (0.002 spent of 0.0025): exit 2.
     ok(&home, &["wallet", "budget", "--daily", "0.0025"]).await;
     let over = run(&home, &["pay", &url, "--max", "0.01", "--json"]).await;
-    assert_eq!(over.code, Some(2), "{}\n{}", over.stdout, over.stderr);
-    assert!(over.stderr.contains("0.001 USDC"), "{}", over.stderr);
-    assert!(over.stderr.contains("--daily"), "{}", over.stderr);
+    over.exits_saying(2, &["0.001 USDC", "--daily"]);
     assert_eq!(over.json()["kind"], "refused");
     assert_eq!(ledger(&home).await.len(), 2);
     assert_eq!(paid_so_far(&m).await, U256::from(2 * PRICE));
@@ -249,12 +234,7 @@ async fn a_lost_answer_is_resumed_with_the_same_authorization_and_charged_once()
 
     // Nothing open is left to resume.
     let again = run(&home, &["pay", &url, "--resume"]).await;
-    assert_eq!(again.code, Some(1), "{}", again.stderr);
-    assert!(
-        again.stderr.contains("whose answer is missing"),
-        "{}",
-        again.stderr
-    );
+    again.exits_saying(1, &["whose answer is missing"]);
 }
 
 #[tokio::test]
@@ -360,26 +340,14 @@ async fn a_402_after_paying_and_a_malformed_402_move_nothing() {
         &["pay", &format!("{}/bad", server.url()), "--max", "0.01"],
     )
     .await;
-    assert_eq!(bad.code, Some(2), "{}", bad.stderr);
-    assert!(bad.stderr.contains("nothing was signed"), "{}", bad.stderr);
+    bad.exits_saying(2, &["nothing was signed"]);
     assert!(ledger(&home).await.is_empty());
 
     // Signed once, refused by the server: exit 4 with its reason, the row refused,
     // no second signature, no USDC moved.
     let url = format!("{}/x", server.url());
     let refused = run(&home, &["pay", &url, "--max", "0.01", "--json"]).await;
-    assert_eq!(
-        refused.code,
-        Some(4),
-        "{}\n{}",
-        refused.stdout,
-        refused.stderr
-    );
-    assert!(
-        refused.stderr.contains("insufficient_funds"),
-        "{}",
-        refused.stderr
-    );
+    refused.exits_saying(4, &["insufficient_funds"]);
     assert_eq!(refused.json()["kind"], "rejected");
     let rows = ledger(&home).await;
     assert_eq!(rows.len(), 1, "one signature only: {rows:?}");
@@ -465,8 +433,7 @@ async fn a_cut_connection_or_body_is_retried_with_the_same_header_then_resumed()
     let (cut_body, headers) = pay_servers::cutting(requirement, 0, 1).await;
     let url = format!("{cut_body}/x");
     let cut = run(&home, &["pay", &url, "--max", "0.01"]).await;
-    assert_eq!(cut.code, Some(3), "{}\n{}", cut.stdout, cut.stderr);
-    assert!(cut.stderr.contains("--resume"), "{}", cut.stderr);
+    cut.exits_saying(3, &["--resume"]);
     let rows = ledger(&home).await;
     assert_eq!(rows[2]["status"], "settled", "{rows:?}");
     let whole = ok(&home, &["pay", &url, "--resume"]).await;

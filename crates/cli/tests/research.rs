@@ -204,19 +204,7 @@ async fn a_coordinator_finds_pays_and_ranks_a_worker_sold_per_hour() {
         "0.04",
     ]))
     .await;
-    assert_eq!(
-        too_dear.code,
-        Some(2),
-        "{}\n{}",
-        too_dear.stdout,
-        too_dear.stderr
-    );
-    assert!(
-        too_dear.stderr.contains("0.041667 USDC"),
-        "{}",
-        too_dear.stderr
-    );
-    assert!(too_dear.stderr.contains("--max"), "{}", too_dear.stderr);
+    too_dear.exits_saying(2, &["0.041667 USDC", "--max"]);
     assert_eq!(chain.usdc_balance(payee).await.unwrap(), payee_before);
 
     // submit: paid once, exactly the derived price, the result stored.
@@ -320,14 +308,7 @@ async fn a_coordinator_finds_pays_and_ranks_a_worker_sold_per_hour() {
         "0.05",
     ]))
     .await;
-    assert_eq!(
-        refused.code,
-        Some(2),
-        "{}\n{}",
-        refused.stdout,
-        refused.stderr
-    );
-    assert!(refused.stderr.contains("busy"), "{}", refused.stderr);
+    refused.exits_saying(2, &["busy"]);
     assert_eq!(chain.usdc_balance(payee).await.unwrap(), payee_before);
     assert_eq!(chain.usdc_balance(buyer).await.unwrap(), buyer_before);
     slow.await.unwrap().unwrap();

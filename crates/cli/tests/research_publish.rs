@@ -44,12 +44,7 @@ async fn publish_writes_provenance_and_a_modelfile_and_guards_gguf() {
         None,
     )
     .await;
-    assert!(!refused.success());
-    assert!(
-        refused.stderr.contains("convert_hf_to_gguf.py"),
-        "{}",
-        refused.stderr
-    );
+    refused.fails_saying(&["convert_hf_to_gguf.py"]);
 
     std::fs::create_dir_all(r.join("out")).unwrap();
     std::fs::write(r.join("out/model.gguf"), b"GGUF").unwrap();
@@ -91,12 +86,7 @@ async fn publish_writes_provenance_and_a_modelfile_and_guards_gguf() {
         None,
     )
     .await;
-    assert!(!none.success());
-    assert!(
-        none.stderr.contains("no row with status keep"),
-        "{}",
-        none.stderr
-    );
+    none.fails_saying(&["no row with status keep"]);
 }
 
 #[tokio::test]

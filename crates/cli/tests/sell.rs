@@ -244,8 +244,7 @@ async fn sell_http_end_to_end_through_the_binary() {
     );
 
     let refused = run(&home, &["sell", "delete", "echo"]).await;
-    assert!(!refused.success());
-    assert!(refused.stderr.contains("pass --yes"), "{}", refused.stderr);
+    refused.fails_saying(&["pass --yes"]);
     ok(&home, &["sell", "delete", "echo", "--yes"]).await;
     let listed = ok(&home, &["sell", "list", "--json"]).await.json();
     assert_eq!(listed, json!([]));
@@ -766,12 +765,7 @@ async fn the_seller_is_registered_once_on_erc8004_and_its_uri_follows_the_public
     let unregistered = tempfile::tempdir().unwrap();
     let (plain, _) = serve(unregistered.path(), &chain, &key).await;
     let refused = run(unregistered.path(), &["sell", "register"]).await;
-    assert!(!refused.success());
-    assert!(
-        refused.stderr.contains("--registry-key-file"),
-        "{}",
-        refused.stderr
-    );
+    refused.fails_saying(&["--registry-key-file"]);
     stop(plain).await;
 }
 
@@ -946,12 +940,7 @@ async fn discover_finds_sellers_by_skill_domain_and_owner_with_their_live_price(
         ],
     )
     .await;
-    assert!(!typo.success());
-    assert!(
-        typo.stderr.contains("devops_mlops/model_versioning"),
-        "{}",
-        typo.stderr
-    );
+    typo.fails_saying(&["devops_mlops/model_versioning"]);
     let nowhere = run(
         &index_home,
         &["discover", "--indexer", "http://127.0.0.1:9"],

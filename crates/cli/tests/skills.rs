@@ -151,12 +151,7 @@ async fn project_and_dir_installs_go_where_asked_and_both_together_are_refused()
         None,
     )
     .await;
-    assert!(!both.success());
-    assert!(
-        both.stderr.contains("cannot be used with"),
-        "{}",
-        both.stderr
-    );
+    both.fails_saying(&["cannot be used with"]);
 }
 
 #[tokio::test]
@@ -194,12 +189,7 @@ async fn list_and_show_print_the_shipped_skills_and_an_unknown_name_names_the_re
     .await;
     assert!(reference.stdout.starts_with("# Seller guide"));
     let unknown = process::run(agora(home.path()), &["skills", "show", "agora-sell"], None).await;
-    assert!(!unknown.success());
-    assert!(
-        unknown.stderr.contains("agora-monetize, agora-buy"),
-        "{}",
-        unknown.stderr
-    );
+    unknown.fails_saying(&["agora-monetize, agora-buy"]);
 }
 
 /// A SKILL.md's frontmatter, read by a YAML parser: the text between the opening `---`

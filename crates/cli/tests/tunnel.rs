@@ -459,23 +459,13 @@ async fn tunnel_flags_that_cannot_work_say_what_to_type() {
         process::run(command, args, None)
     };
     let bore = run(&["serve", "--foreground", "--tunnel", "bore"], None).await;
-    assert!(!bore.success());
-    assert!(
-        bore.stderr.contains("--bore-server HOST[:PORT]"),
-        "{}",
-        bore.stderr
-    );
+    bore.fails_saying(&["--bore-server HOST[:PORT]"]);
     let missing = run(
         &["serve", "--foreground", "--tunnel", "cloudflared"],
         Some(("AGORA_CLOUDFLARED", dir.path().join("nowhere"))),
     )
     .await;
-    assert!(!missing.success());
-    assert!(
-        missing.stderr.contains("AGORA_CLOUDFLARED"),
-        "{}",
-        missing.stderr
-    );
+    missing.fails_saying(&["AGORA_CLOUDFLARED"]);
     let named = run(
         &[
             "serve",
@@ -488,8 +478,7 @@ async fn tunnel_flags_that_cannot_work_say_what_to_type() {
         Some(("AGORA_CLOUDFLARED", standin())),
     )
     .await;
-    assert!(!named.success());
-    assert!(named.stderr.contains("TUNNEL_TOKEN"), "{}", named.stderr);
+    named.fails_saying(&["TUNNEL_TOKEN"]);
     let relay = run(
         &[
             "tunnel",
@@ -502,19 +491,9 @@ async fn tunnel_flags_that_cannot_work_say_what_to_type() {
         None,
     )
     .await;
-    assert!(!relay.success());
-    assert!(
-        relay.stderr.contains("--min-port 20000"),
-        "{}",
-        relay.stderr
-    );
+    relay.fails_saying(&["--min-port 20000"]);
     let nothing = run(&["tunnel", "status"], None).await;
-    assert!(!nothing.success());
-    assert!(
-        nothing.stderr.contains("agora serve --tunnel"),
-        "{}",
-        nothing.stderr
-    );
+    nothing.fails_saying(&["agora serve --tunnel"]);
 }
 
 #[tokio::test]

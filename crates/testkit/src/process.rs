@@ -98,6 +98,43 @@ impl Output {
         self.code == Some(0)
     }
 
+    /// Fails the test unless the command failed (a nonzero exit) and its stderr says
+    /// each of `says`: a refusal must name what was wrong and the fix. The panic shows
+    /// both streams.
+    pub fn fails_saying(&self, says: &[&str]) {
+        assert!(
+            !self.success(),
+            "it should have failed:\n{}\n{}",
+            self.stdout,
+            self.stderr
+        );
+        self.says(says);
+    }
+
+    /// Fails the test unless the command exited `code` (agora's exit codes tell a
+    /// refusal before signing from a failure after it) and its stderr says each of
+    /// `says`. The panic shows both streams.
+    pub fn exits_saying(&self, code: i32, says: &[&str]) {
+        assert_eq!(
+            self.code,
+            Some(code),
+            "exit code:\n{}\n{}",
+            self.stdout,
+            self.stderr
+        );
+        self.says(says);
+    }
+
+    fn says(&self, says: &[&str]) {
+        for text in says {
+            assert!(
+                self.stderr.contains(text),
+                "stderr does not say {text:?}:\n{}",
+                self.stderr
+            );
+        }
+    }
+
     /// The last stdout line as JSON (`--json` commands print their object last); the
     /// panic shows both streams.
     pub fn json(&self) -> Value {
