@@ -107,10 +107,7 @@ async fn discover_pays_an_indexer_sold_through_the_gateway_within_max() {
 
     // The buyer's default wallet, as for agora pay.
     let buyer_home = dir.path().join("buyer");
-    let key = buyer_key.to_str().unwrap();
-    let import = ["wallet", "import", "--name", "default", "--key-file", key];
-    let imported = run(&buyer_home, &import).await;
-    assert_eq!(imported.code, Some(0), "{}", imported.stderr);
+    process::default_wallet(agora(&buyer_home), &buyer_key).await;
 
     // Above --max: exit 2, the price and the flag named, no USDC moves.
     let payee_before = chain.usdc_balance(payee).await.unwrap();

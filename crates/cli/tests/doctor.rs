@@ -154,12 +154,7 @@ async fn a_healthy_devnet_seller_passes_and_a_stuck_offer_is_named_with_its_fix(
     )
     .await;
 
-    let key = wallet_key.to_str().unwrap();
-    ok(
-        &home,
-        &["wallet", "import", "--name", "default", "--key-file", key],
-    )
-    .await;
+    process::default_wallet(agora(&home, free_port()), &wallet_key).await;
     let upstream = loopback::serve(echo()).await;
     ok(
         &home,

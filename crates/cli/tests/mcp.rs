@@ -75,18 +75,7 @@ async fn the_python_sdk_sells_probes_and_pays_through_agora_mcp() {
     let (_daemon, started) = daemon::serve(agora(&home), chain.rpc_url(), &key, &[]).await;
     let gateway = started["gatewayUrl"].as_str().unwrap().to_string();
     let upstream = testkit::upstream::recording().await;
-    process::ok(
-        agora(&home),
-        &[
-            "wallet",
-            "import",
-            "--name",
-            "default",
-            "--key-file",
-            buyer_key.to_str().unwrap(),
-        ],
-    )
-    .await;
+    process::default_wallet(agora(&home), &buyer_key).await;
     let url = format!("{gateway}/services/echo/anything");
     let payee_before = chain.usdc_balance(payee).await.unwrap();
     let buyer_before = chain.usdc_balance(buyer).await.unwrap();

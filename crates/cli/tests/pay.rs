@@ -29,12 +29,7 @@ async fn ok(home: &Path, args: &[&str]) -> Output {
 async fn buyer_home(m: &Market) -> PathBuf {
     let home = m.dir.path().join("buyer");
     let key = testkit::process::account_key_file(m.dir.path(), "buyer.key", &m.chain, 2);
-    let key = key.to_str().unwrap();
-    ok(
-        &home,
-        &["wallet", "import", "--name", "default", "--key-file", key],
-    )
-    .await;
+    process::default_wallet(support::agora(&home), &key).await;
     home
 }
 
@@ -371,18 +366,7 @@ async fn a_cut_connection_or_body_is_retried_with_the_same_header_then_resumed()
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("buyer");
     let key = testkit::process::account_key_file(dir.path(), "buyer.key", &chain, 2);
-    ok(
-        &home,
-        &[
-            "wallet",
-            "import",
-            "--name",
-            "default",
-            "--key-file",
-            key.to_str().unwrap(),
-        ],
-    )
-    .await;
+    process::default_wallet(support::agora(&home), &key).await;
     let requirement = testkit::pay::requirement(&chain, chain.accounts()[1].address(), 600);
     let tx = format!("0x{}", "ab".repeat(32));
 

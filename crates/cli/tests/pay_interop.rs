@@ -173,19 +173,7 @@ async fn pays(server: Server) {
 
     let home = dir.path().join("buyer");
     let key = testkit::process::key_file(dir.path(), "buyer.key", buyer.private_key(), 0o600);
-    let import = run(
-        &home,
-        &[
-            "wallet",
-            "import",
-            "--name",
-            "default",
-            "--key-file",
-            key.to_str().unwrap(),
-        ],
-    )
-    .await;
-    assert_eq!(import.code, Some(0), "{}", import.stderr);
+    testkit::process::default_wallet(agora(&home), &key).await;
 
     let before = chain.usdc_balance(payee).await.unwrap();
     let paid = run(&home, &["pay", &url, "--max", "0.01", "--json"]).await;

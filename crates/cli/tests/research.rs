@@ -111,13 +111,7 @@ async fn a_coordinator_finds_pays_and_ranks_a_worker_sold_per_hour() {
 
     // The buyer's default wallet, as for agora pay.
     let buyer_home = dir.path().join("buyer");
-    let key = buyer_key.to_str().unwrap();
-    let imported = run(
-        &buyer_home,
-        &["wallet", "import", "--name", "default", "--key-file", key],
-    )
-    .await;
-    assert_eq!(imported.code, Some(0), "{}", imported.stderr);
+    process::default_wallet(agora(&buyer_home), &buyer_key).await;
     let coordinator = |args: &[&str]| {
         let mut all = vec![
             "research",

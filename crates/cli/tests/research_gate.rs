@@ -75,18 +75,7 @@ async fn a_paid_call_to_a_busy_worker_gets_409_and_is_not_charged() {
     assert_eq!(sold["ready"], true, "{sold}");
 
     let buyer_home = dir.path().join("buyer");
-    process::ok(
-        agora(&buyer_home),
-        &[
-            "wallet",
-            "import",
-            "--name",
-            "default",
-            "--key-file",
-            buyer_key.to_str().unwrap(),
-        ],
-    )
-    .await;
+    process::default_wallet(agora(&buyer_home), &buyer_key).await;
 
     let slow = tokio::spawn(
         testkit::http()

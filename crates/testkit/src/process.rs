@@ -186,3 +186,12 @@ pub async fn ok(command: Command, args: &[&str]) -> Output {
     );
     out
 }
+
+/// Imports the key in `key_file` as the default wallet of `command`'s home (`agora
+/// wallet import --name default`), the buyer's setup before it pays; fails the test
+/// unless the import succeeds.
+pub async fn default_wallet(command: Command, key_file: &Path) -> Output {
+    let key = key_file.to_str().expect("a UTF-8 key path");
+    let import = ["wallet", "import", "--name", "default", "--key-file", key];
+    ok(command, &import).await
+}
