@@ -164,7 +164,7 @@ async fn x_forwarded_for_gains_the_client_address() {
     let http = client();
     let url = format!("{}/services/open/x", f.served.url);
 
-    let fresh: Value = http.get(&url).send().await.unwrap().json().await.unwrap();
+    let fresh = testkit::get_json(&url).await;
     assert_eq!(fresh["x-forwarded-for"], serde_json::json!(["127.0.0.1"]));
 
     let chained: Value = http

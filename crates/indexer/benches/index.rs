@@ -187,14 +187,7 @@ async fn main() {
             "/api/v1/public/agents?search=agent-7".to_string(),
         ),
     ];
-    let filtered: serde_json::Value = client
-        .get(format!("{base}{}", queries[1].1))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let filtered = testkit::get_json(&format!("{base}{}", queries[1].1)).await;
     assert_eq!(
         filtered["total"].as_u64(),
         Some(agents.div_ceil(SKILLS.len()) as u64)

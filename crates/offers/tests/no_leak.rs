@@ -110,14 +110,7 @@ async fn unavailable_routes_show_buyers_no_upstream_health_or_facilitator_url() 
         assert_clean(path, &headers);
         assert_clean(path, &body);
     }
-    let services: serde_json::Value = http
-        .get(format!("{public}/api/services.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let services = testkit::get_json(&format!("{public}/api/services.json")).await;
     assert_eq!(
         services["services"][0]["unavailableReason"],
         "the service is not healthy"
