@@ -100,7 +100,9 @@ pub(super) async fn run(inner: Arc<Inner>, chain_id: u64, mut jobs: mpsc::Unboun
     };
     let config = inner.batch;
     let mut queue: VecDeque<(Instant, Job)> = VecDeque::new();
-    let mut in_flight = 0usize;
+    // Receipt waits of the transactions in flight; one that mined (or waited past
+    // the receipt timeout) no longer holds the queue back.
+    let mut in_flight: Vec<(Instant, oneshot::Receiver<Arc<TransactionReceipt>>)> = Vec::new();
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<()>();
     let mut next_nonce: Option<u64> = None;
     loop {
@@ -110,26 +112,32 @@ pub(super) async fn run(inner: Arc<Inner>, chain_id: u64, mut jobs: mpsc::Unboun
                 Some(job) => queue.push_back((Instant::now(), job)),
                 None => return,
             },
-            Some(()) = done_rx.recv() => in_flight = in_flight.saturating_sub(1),
+            Some(()) = done_rx.recv() => {}
             () = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {}
         }
         while let Ok(job) = jobs.try_recv() {
             queue.push_back((Instant::now(), job));
         }
         while let Some((oldest, _)) = queue.front() {
-            let ready = in_flight == 0
+            in_flight.retain_mut(|(sent, mined)| {
+                sent.elapsed() < inner.receipt_timeout
+                    && matches!(mined.try_recv(), Err(oneshot::error::TryRecvError::Empty))
+            });
+            let ready = in_flight.is_empty()
                 || queue.len() >= config.max_size
                 || oldest.elapsed() >= config.max_wait;
             if !ready {
                 break;
             }
             let batch = take_batch(&mut queue, config.max_size);
-            if let Some(mined) = inner.send_batch(chain, batch, &mut next_nonce).await {
-                in_flight += 1;
+            if let Some((hash, mined)) = inner.send_batch(chain, batch, &mut next_nonce).await {
+                in_flight.push((Instant::now(), mined));
+                // Wakes this loop when the transaction mines.
+                let woken = chain.watch.expect(hash);
                 let done = done_tx.clone();
                 let wait = inner.receipt_timeout;
                 tokio::spawn(async move {
-                    let _ = tokio::time::timeout(wait, mined).await;
+                    let _ = tokio::time::timeout(wait, woken).await;
                     let _ = done.send(());
                 });
             }
@@ -165,13 +173,13 @@ fn reply_all(jobs: Vec<Job>, result: impl Fn() -> Result<B256, SendError>) {
 impl Inner {
     /// Signs `jobs` as one transaction under the signer's next nonce, journals it for
     /// every member, registers it with the receipt watcher and broadcasts it. Answers
-    /// every job; returns the receipt wait when a transaction went out.
+    /// every job; returns the hash and its receipt wait when a transaction went out.
     async fn send_batch(
         &self,
         chain: &Chain,
         mut jobs: Vec<Job>,
         next_nonce: &mut Option<u64>,
-    ) -> Option<oneshot::Receiver<Arc<TransactionReceipt>>> {
+    ) -> Option<(B256, oneshot::Receiver<Arc<TransactionReceipt>>)> {
         let unavailable = |e: &FacilitatorError| {
             let e = e.clone();
             move || Err(SendError::Unavailable(e.clone()))
@@ -274,7 +282,9 @@ impl Inner {
                 }
             }
             let mined = chain.watch.expect(hash);
-            match chain.provider.send_raw_transaction(&raw).await {
+            let broadcast = chain.provider.send_raw_transaction(&raw).await;
+            chain.watch.sent();
+            match broadcast {
                 Ok(_) => {
                     *next_nonce = Some(nonce + 1);
                     reply_all(jobs, || Ok(hash));
@@ -285,7 +295,7 @@ impl Inner {
                     reply_all(jobs, || Err(SendError::Ambiguous(hash, why.clone())));
                 }
             }
-            return Some(mined);
+            return Some((hash, mined));
         }
     }
 }

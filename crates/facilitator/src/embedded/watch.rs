@@ -82,10 +82,15 @@ impl Watcher {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Registers `hash` before its transaction is broadcast; the answer waits for its
-    /// receipt up to `timeout`.
+    /// Registers `hash` before its transaction is broadcast (call [`Watcher::sent`]
+    /// once it is); the answer is its receipt.
     pub(super) fn expect(&self, hash: B256) -> oneshot::Receiver<Receipt> {
         self.register(hash, true)
+    }
+
+    /// A registered transaction was broadcast: look for its receipt now.
+    pub(super) fn sent(&self) {
+        self.wake.notify_one();
     }
 
     /// The receipt of `hash` (broadcast at any time, by anyone), waiting up to
@@ -112,7 +117,9 @@ impl Watcher {
         entry.waiters.push(tx);
         entry.until = entry.until.max(until);
         drop(state);
-        self.wake.notify_one();
+        if !before_broadcast {
+            self.wake.notify_one();
+        }
         rx
     }
 
@@ -148,8 +155,50 @@ impl Watcher {
         state.found.insert(hash, (Instant::now(), receipt));
     }
 
-    /// One loop turn; returns whether a new block arrived. `None` when idle.
+    /// Direct receipt lookups of `hashes`, delivering those found.
+    async fn look_up(&self, hashes: &[B256]) {
+        for hash in hashes {
+            if let Ok(Some(receipt)) = self.provider.get_transaction_receipt(*hash).await {
+                self.deliver(&mut self.lock(), receipt);
+            }
+        }
+    }
+
+    /// The unanchored hashes still watched.
+    fn unanchored(&self) -> Vec<B256> {
+        self.lock()
+            .entries
+            .iter()
+            .filter(|(_, e)| !e.anchored)
+            .map(|(h, _)| *h)
+            .collect()
+    }
+
+    /// One loop turn; returns whether a new block arrived, `None` when nothing is
+    /// left to watch (the loop then sleeps until a registration wakes it, and the
+    /// next hash starts with one direct lookup).
     async fn poll(&self) -> Option<bool> {
+        let turn = self.turn().await;
+        let mut state = self.lock();
+        if state.entries.is_empty() {
+            state.scanned = None;
+            return None;
+        }
+        turn
+    }
+
+    async fn turn(&self) -> Option<bool> {
+        // Starting from idle, the transaction has usually mined by the time it is
+        // looked for (a devnet mines on receipt): one lookup, no block number.
+        if self.lock().scanned.is_none() {
+            let first = self.unanchored();
+            if !first.is_empty() {
+                self.look_up(&first).await;
+                if self.lock().entries.is_empty() {
+                    return Some(true);
+                }
+            }
+        }
         let unanchored: Vec<B256> = {
             let mut state = self.lock();
             let now = Instant::now();
@@ -194,21 +243,13 @@ impl Watcher {
             }
             (from, state.no_block_receipts)
         };
-        for hash in &unanchored {
-            if let Ok(Some(receipt)) = self.provider.get_transaction_receipt(*hash).await {
-                self.deliver(&mut self.lock(), receipt);
-            }
-        }
+        self.look_up(&unanchored).await;
         let Some(from) = from else {
             return Some(!unanchored.is_empty());
         };
         if per_tx {
             let hashes: Vec<B256> = self.lock().entries.keys().copied().collect();
-            for hash in hashes {
-                if let Ok(Some(receipt)) = self.provider.get_transaction_receipt(hash).await {
-                    self.deliver(&mut self.lock(), receipt);
-                }
-            }
+            self.look_up(&hashes).await;
             self.lock().scanned = Some(head);
             return Some(true);
         }
