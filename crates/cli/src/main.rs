@@ -9,6 +9,7 @@ mod devnet_cmd;
 mod discover;
 mod doctor;
 mod facilitator_cmd;
+mod gateway_cmd;
 mod home;
 mod index_cmd;
 mod mcp;
@@ -81,6 +82,9 @@ enum Command {
     /// Run the Kubernetes operator: reconcile every ServiceOffer through the six stages
     /// and write the conditions to its status, until Ctrl-C.
     Operator(Box<operator_cmd::OperatorArgs>),
+    /// Run the gateway alone with --from-kubernetes: routes from the cluster's
+    /// ServiceOffers and Services, payments through a shared facilitator.
+    Gateway(Box<gateway_cmd::GatewayArgs>),
 }
 
 #[tokio::main]
@@ -110,6 +114,7 @@ async fn main() -> std::process::ExitCode {
         Command::Doctor(args) => doctor::run(*args).await,
         Command::Crd(args) => operator_cmd::crd(&args),
         Command::Operator(args) => operator_cmd::operator(*args).await,
+        Command::Gateway(args) => gateway_cmd::run(*args).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

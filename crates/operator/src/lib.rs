@@ -7,6 +7,7 @@
 //! resources and the Services they name ([`cluster`]). No scheduler of agora's own:
 //! Kubernetes places the pods, agora only reconciles offers.
 
+pub mod cluster;
 pub mod controller;
 pub mod crd;
 pub mod store;
