@@ -452,12 +452,7 @@ async fn official_python_x402_facilitator_client_verifies_and_settles_through_ag
     assert_eq!(settle["network"], "eip155:84532");
     assert_eq!(settle["amount"], PRICE.to_string());
     let tx: B256 = settle["transaction"].as_str().unwrap().parse().unwrap();
-    let receipt =
-        alloy::providers::Provider::get_transaction_receipt(&chain.provider().unwrap(), tx)
-            .await
-            .unwrap()
-            .expect("the settlement transaction is mined");
-    assert!(receipt.status(), "the settlement transaction succeeded");
+    testkit::chain::assert_succeeded(&chain, tx).await;
     assert_eq!(
         chain.usdc_balance(seller.address()).await.unwrap() - seller_before,
         U256::from(PRICE)

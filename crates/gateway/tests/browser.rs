@@ -17,7 +17,6 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use alloy::primitives::{Address, B256};
-use alloy::providers::Provider;
 use serde_json::Value;
 use tokio::process::Command;
 
@@ -161,15 +160,7 @@ async fn chromium_pays_the_paywall_through_an_injected_wallet_and_the_payee_gets
     assert_eq!(f.calls(), 1, "one paid call reached the upstream");
 
     let tx: B256 = out["tx"].as_str().unwrap().parse().unwrap();
-    let receipt = f
-        .chain
-        .provider()
-        .unwrap()
-        .get_transaction_receipt(tx)
-        .await
-        .unwrap()
-        .expect("the page's tx is mined");
-    assert!(receipt.status(), "the settlement succeeded on chain");
+    testkit::chain::assert_succeeded(&f.chain, tx).await;
     assert_eq!(f.seller_balance().await - seller_before, price);
     assert_eq!(
         buyer_before - f.chain.usdc_balance(buyer).await.unwrap(),

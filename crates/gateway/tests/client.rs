@@ -11,7 +11,6 @@ mod support;
 use std::time::{Duration, Instant};
 
 use alloy::primitives::U256;
-use alloy::providers::Provider;
 use alloy::signers::local::PrivateKeySigner;
 use futures_util::StreamExt;
 use gateway::GatewayConfig;
@@ -74,18 +73,7 @@ async fn the_client_pays_the_gateway_once_and_a_resent_header_is_refused() {
     assert_eq!(receipt.payer, Some(f.buyer(1).address()));
     let tx = receipt.transaction.unwrap();
     assert_eq!(delivered.charged_in(), Some(tx));
-    let mined = f
-        .chain
-        .provider()
-        .unwrap()
-        .get_transaction_receipt(tx)
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(
-        mined.status(),
-        "the receipt's transaction succeeded on chain"
-    );
+    testkit::chain::assert_succeeded(&f.chain, tx).await;
     let body: Value = delivered.response.json().await.unwrap();
     assert_eq!(body["ok"], true);
     assert_eq!(body["body"], "ping");

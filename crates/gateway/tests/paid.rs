@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use alloy::primitives::U256;
-use alloy::providers::Provider;
 use futures_util::StreamExt;
 use gateway::metrics::Outcome;
 use gateway::{Gateway, GatewayConfig, Limits};
@@ -195,17 +194,7 @@ async fn every_header_and_version_pays_exactly_once() {
         assert!(v2_receipt.success);
         assert_eq!(v2_receipt.payer, Some(buyer.address()));
         let tx = v2_receipt.transaction.unwrap();
-        let mined = f
-            .chain
-            .provider()
-            .unwrap()
-            .get_transaction_receipt(tx)
-            .await
-            .unwrap();
-        assert!(
-            mined.unwrap().status(),
-            "the receipt's transaction succeeded on chain"
-        );
+        testkit::chain::assert_succeeded(&f.chain, tx).await;
         let body: Value = response.json().await.unwrap();
         assert_eq!(
             body["payer"],

@@ -3,7 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-use alloy::primitives::Address;
+use alloy::primitives::{Address, B256};
+use alloy::providers::Provider;
 use devnet::{Devnet, DevnetConfig};
 
 use crate::process;
@@ -16,6 +17,19 @@ pub async fn devnet(accounts: usize) -> Devnet {
     })
     .await
     .expect("devnet starts (run scripts/setup if anvil is missing)")
+}
+
+/// Fails the test unless `tx` is mined on `chain` and succeeded: the chain, not what
+/// a gateway or facilitator reported, is the judge of a settlement.
+pub async fn assert_succeeded(chain: &Devnet, tx: B256) {
+    let receipt = chain
+        .provider()
+        .unwrap()
+        .get_transaction_receipt(tx)
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("transaction {tx} is not mined"));
+    assert!(receipt.status(), "transaction {tx} reverted on chain");
 }
 
 /// A devnet of three accounts in the roles the buy-and-sell tests give them: 0 the
