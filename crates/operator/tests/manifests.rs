@@ -1,0 +1,275 @@
+//! The manifests under deploy/kubernetes, checked without a cluster (none installs
+//! here): every document parses and names its apiVersion, kind and name; the
+//! kustomizations list every file; the RBAC grants exactly what the operator and
+//! gateways call; and the example offer fits the generated CRD's schema and is an
+//! offer agora accepts.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde_json::Value;
+
+fn deploy() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../deploy/kubernetes")
+}
+
+/// Every YAML document of `file`.
+fn documents(file: &Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(file).unwrap();
+    serde_norway::Deserializer::from_str(&text)
+        .map(|doc| Value::deserialize(doc).unwrap())
+        .filter(|doc| !doc.is_null())
+        .collect()
+}
+
+fn kustomization(dir: &Path) -> Value {
+    documents(&dir.join("kustomization.yaml")).remove(0)
+}
+
+/// All documents the kustomization in `dir` lists.
+fn resources(dir: &Path) -> Vec<Value> {
+    kustomization(dir)["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| documents(&dir.join(r.as_str().unwrap())))
+        .collect()
+}
+
+fn find<'a>(all: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    all.iter()
+        .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no {kind} {name}"))
+}
+
+#[test]
+fn every_manifest_parses_names_itself_and_is_listed_by_a_kustomization() {
+    for dir in [deploy(), deploy().join("example")] {
+        let listed: BTreeSet<String> = kustomization(&dir)["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r.as_str().unwrap().to_string())
+            .collect();
+        let on_disk: BTreeSet<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.ends_with(".yaml") && n != "kustomization.yaml")
+            .collect();
+        assert_eq!(listed, on_disk, "{}", dir.display());
+        for doc in resources(&dir) {
+            for field in ["apiVersion", "kind"] {
+                assert!(doc[field].is_string(), "{field} missing in {doc}");
+            }
+            assert!(
+                doc["metadata"]["name"].is_string(),
+                "unnamed {}",
+                doc["kind"]
+            );
+        }
+    }
+    let all = resources(&deploy());
+    let kinds: BTreeSet<&str> = all.iter().map(|d| d["kind"].as_str().unwrap()).collect();
+    for kind in [
+        "Namespace",
+        "CustomResourceDefinition",
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Deployment",
+        "Service",
+    ] {
+        assert!(kinds.contains(kind), "no {kind}");
+    }
+    for deployment in all.iter().filter(|d| d["kind"] == "Deployment") {
+        let pod = &deployment["spec"]["template"];
+        let account = pod["spec"]["serviceAccountName"].as_str().unwrap();
+        find(&all, "ServiceAccount", account);
+        assert_eq!(
+            deployment["spec"]["selector"]["matchLabels"],
+            pod["metadata"]["labels"]
+        );
+        let container = &pod["spec"]["containers"][0];
+        assert_eq!(
+            container["securityContext"]["allowPrivilegeEscalation"],
+            false
+        );
+    }
+}
+
+/// `(apiGroup, resource, verb)` a ClusterRole grants.
+fn grants(role: &Value) -> BTreeSet<(String, String, String)> {
+    let mut out = BTreeSet::new();
+    for rule in role["rules"].as_array().unwrap() {
+        for group in rule["apiGroups"].as_array().unwrap() {
+            for resource in rule["resources"].as_array().unwrap() {
+                for verb in rule["verbs"].as_array().unwrap() {
+                    out.insert((
+                        group.as_str().unwrap().into(),
+                        resource.as_str().unwrap().into(),
+                        verb.as_str().unwrap().into(),
+                    ));
+                }
+            }
+        }
+    }
+    out
+}
+
+fn set(items: &[(&str, &str, &str)]) -> BTreeSet<(String, String, String)> {
+    items
+        .iter()
+        .map(|(g, r, v)| (g.to_string(), r.to_string(), v.to_string()))
+        .collect()
+}
+
+#[test]
+fn rbac_grants_exactly_the_calls_the_operator_and_gateways_make_and_no_secrets() {
+    let all = resources(&deploy());
+    assert_eq!(
+        grants(find(&all, "ClusterRole", "agora-operator")),
+        set(&[
+            // the controller's watch, the finalizer's JSON patches
+            ("obol.org", "serviceoffers", "get"),
+            ("obol.org", "serviceoffers", "list"),
+            ("obol.org", "serviceoffers", "watch"),
+            ("obol.org", "serviceoffers", "patch"),
+            // server-side apply of the status
+            ("obol.org", "serviceoffers/status", "patch"),
+            // the recorder: a new Event, or a series of a repeated one
+            ("events.k8s.io", "events", "create"),
+            ("events.k8s.io", "events", "patch"),
+        ])
+    );
+    assert_eq!(
+        grants(find(&all, "ClusterRole", "agora-gateway")),
+        set(&[
+            ("obol.org", "serviceoffers", "get"),
+            ("obol.org", "serviceoffers", "list"),
+            ("obol.org", "serviceoffers", "watch"),
+            ("", "services", "get"),
+            ("", "services", "list"),
+            ("", "services", "watch"),
+        ])
+    );
+    for binding in all.iter().filter(|d| d["kind"] == "ClusterRoleBinding") {
+        let name = binding["roleRef"]["name"].as_str().unwrap();
+        find(&all, "ClusterRole", name);
+        assert_eq!(binding["subjects"][0]["name"], name);
+    }
+    // The facilitator's key is mounted from its Secret, never read through the API.
+    let facilitator = find(&all, "Deployment", "agora-facilitator");
+    let env = facilitator["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()
+        .unwrap();
+    assert!(env.iter().any(|e| e["name"] == "AGORA_FACILITATOR_KEY"
+        && e["valueFrom"]["secretKeyRef"]["name"] == "agora-facilitator-key"));
+}
+
+/// Checks `value` against the structural schema `schema` at `at`: types, required
+/// fields, enums, and no field the API server would prune.
+fn conforms(value: &Value, schema: &Value, at: &str, errors: &mut Vec<String>) {
+    let kind = schema["type"].as_str().unwrap_or("");
+    let ok = match (kind, value) {
+        (_, Value::Null) => schema["nullable"] == true,
+        ("object", Value::Object(_))
+        | ("array", Value::Array(_))
+        | ("string", Value::String(_)) => true,
+        ("boolean", Value::Bool(_)) => true,
+        ("integer", Value::Number(n)) => n.is_i64() || n.is_u64(),
+        ("number", Value::Number(_)) => true,
+        ("", _) => true,
+        _ => false,
+    };
+    if !ok {
+        errors.push(format!("{at}: {value} is not {kind}"));
+        return;
+    }
+    if let Some(allowed) = schema["enum"].as_array()
+        && !allowed.contains(value)
+    {
+        errors.push(format!("{at}: {value} is not one of {allowed:?}"));
+    }
+    match value {
+        Value::Object(fields) => {
+            for required in schema["required"].as_array().into_iter().flatten() {
+                if !fields.contains_key(required.as_str().unwrap()) {
+                    errors.push(format!(
+                        "{at}: {} is required",
+                        required.as_str().unwrap_or("?")
+                    ));
+                }
+            }
+            for (name, child) in fields {
+                let here = format!("{at}.{name}");
+                if let Some(property) = schema["properties"].get(name) {
+                    conforms(child, property, &here, errors);
+                } else if schema["additionalProperties"].is_object() {
+                    conforms(child, &schema["additionalProperties"], &here, errors);
+                } else if !at.is_empty()
+                    || !["apiVersion", "kind", "metadata"].contains(&name.as_str())
+                {
+                    errors.push(format!(
+                        "{here}: not in the schema (the API server would drop it)"
+                    ));
+                }
+            }
+        }
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                conforms(item, &schema["items"], &format!("{at}[{i}]"), errors);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn crd_schema() -> Value {
+    let crd = resources(&deploy())
+        .into_iter()
+        .find(|d| d["kind"] == "CustomResourceDefinition")
+        .unwrap();
+    crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"].clone()
+}
+
+#[test]
+fn the_example_offer_fits_the_crd_schema_and_agora_accepts_it() {
+    let schema = crd_schema();
+    let example = resources(&deploy().join("example")).remove(0);
+    let mut errors = Vec::new();
+    conforms(&example, &schema, "", &mut errors);
+    assert!(errors.is_empty(), "{errors:#?}");
+
+    let resource: operator::ServiceOffer = serde_json::from_value(example).unwrap();
+    let offer = operator::store::to_offer(&resource, "cluster.local");
+    let resolved = offers::validate::resolve(&offer).unwrap();
+    assert_eq!(
+        resolved.upstream.as_str(),
+        "http://ollama.llm.svc.cluster.local:11434/"
+    );
+}
+
+#[test]
+fn the_schema_check_refuses_what_the_api_server_would() {
+    let schema = crd_schema();
+    let mut bad = resources(&deploy().join("example")).remove(0);
+    bad["spec"]["type"] = "gpu".into();
+    bad["spec"]["upstream"]["port"] = "11434".into();
+    bad["spec"]["colour"] = "blue".into();
+    bad["spec"].as_object_mut().unwrap().remove("payment");
+    let mut errors = Vec::new();
+    conforms(&bad, &schema, "", &mut errors);
+    errors.sort();
+    assert_eq!(
+        errors,
+        [
+            ".spec.colour: not in the schema (the API server would drop it)",
+            ".spec.type: \"gpu\" is not one of [String(\"inference\"), String(\"fine-tuning\"), String(\"http\"), String(\"agent\"), String(\"skill\")]",
+            ".spec.upstream.port: \"11434\" is not integer",
+            ".spec: payment is required",
+        ]
+    );
+}
