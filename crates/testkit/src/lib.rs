@@ -52,6 +52,21 @@ where
     }
 }
 
+/// Waits up to `within` until the value `watch` holds satisfies `f`, and returns it;
+/// the panic names `what` and shows the last value. For state a supervisor publishes
+/// through a `tokio::sync::watch` channel.
+pub async fn watched<T: Clone + std::fmt::Debug>(
+    watch: &mut tokio::sync::watch::Receiver<T>,
+    what: &str,
+    within: Duration,
+    f: impl FnMut(&T) -> bool,
+) -> T {
+    let found = tokio::time::timeout(within, watch.wait_for(f))
+        .await
+        .map(|r| r.expect("the sender is alive").clone());
+    found.unwrap_or_else(|_| panic!("timed out waiting for {what}: {:?}", *watch.borrow()))
+}
+
 /// Polls `check` every 20 ms until it holds, failing with `what` after `within`,
 /// for state that background tasks set.
 pub async fn eventually<F, Fut>(what: &str, within: Duration, mut check: F)

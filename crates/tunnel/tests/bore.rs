@@ -118,26 +118,19 @@ async fn the_supervisor_reconnects_after_the_relay_dies_and_stops_when_unwanted(
     let mut status = supervisor.status();
     assert_eq!(status.borrow().state, State::Off);
     supervisor.set_wanted(true);
-    let up = tokio::time::timeout(
-        Duration::from_secs(10),
-        status.wait_for(|s| s.state == State::Up),
-    )
-    .await
-    .unwrap()
-    .unwrap()
-    .clone();
+    let up = testkit::watched(&mut status, "up", Duration::from_secs(10), |s| {
+        s.state == State::Up
+    })
+    .await;
     let url = up.url.clone().unwrap();
     assert_eq!(testkit::status_of(&format!("{url}/echo")).await, 200);
 
     first.abort();
     let _ = first.await;
-    tokio::time::timeout(
-        Duration::from_secs(10),
-        status.wait_for(|s| s.state == State::Down),
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    testkit::watched(&mut status, "down", Duration::from_secs(10), |s| {
+        s.state == State::Down
+    })
+    .await;
     let saved = tunnel::state::load(&dir.path().join("tunnel.json"))
         .unwrap()
         .unwrap();
@@ -145,14 +138,10 @@ async fn the_supervisor_reconnects_after_the_relay_dies_and_stops_when_unwanted(
 
     // Back on the same control port: the client asks for its old public port again.
     let (_, _second) = relay(None, control).await;
-    let back = tokio::time::timeout(
-        Duration::from_secs(30),
-        status.wait_for(|s| s.state == State::Up),
-    )
-    .await
-    .unwrap()
-    .unwrap()
-    .clone();
+    let back = testkit::watched(&mut status, "up", Duration::from_secs(30), |s| {
+        s.state == State::Up
+    })
+    .await;
     assert!(back.restarts >= 1, "{back:?}");
     assert_eq!(
         back.url.as_deref(),
@@ -163,13 +152,10 @@ async fn the_supervisor_reconnects_after_the_relay_dies_and_stops_when_unwanted(
 
     let port: u16 = url.rsplit(':').next().unwrap().parse().unwrap();
     supervisor.set_wanted(false);
-    tokio::time::timeout(
-        Duration::from_secs(10),
-        status.wait_for(|s| s.state == State::Off),
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    testkit::watched(&mut status, "off", Duration::from_secs(10), |s| {
+        s.state == State::Off
+    })
+    .await;
     testkit::eventually("the public port to close", Duration::from_secs(5), || {
         refused(port)
     })

@@ -9,9 +9,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use tokio::sync::watch;
 use tunnel::cloudflared::Mode;
-use tunnel::{Files, Provider, State, Status, Supervisor, TunnelLog};
+use tunnel::{Files, Provider, State, Supervisor, TunnelLog};
 
 fn standin() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tools/node/cloudflared_standin.mjs")
@@ -31,17 +30,6 @@ fn supervise(binary: PathBuf, dir: &Path) -> Supervisor {
     )
 }
 
-async fn until(
-    status: &mut watch::Receiver<Status>,
-    what: &str,
-    f: impl FnMut(&Status) -> bool,
-) -> Status {
-    let found = tokio::time::timeout(Duration::from_secs(30), status.wait_for(f))
-        .await
-        .map(|r| r.unwrap().clone());
-    found.unwrap_or_else(|_| panic!("timed out waiting for {what}: {:?}", status.borrow()))
-}
-
 fn alive(pid: u32) -> bool {
     std::process::Command::new("kill")
         .args(["-0", &pid.to_string()])
@@ -57,7 +45,10 @@ async fn standin_quick_tunnel_starts_restarts_after_a_crash_and_stops() {
     let supervisor = supervise(standin(), dir.path());
     let mut status = supervisor.status();
     supervisor.set_wanted(true);
-    let up = until(&mut status, "up", |s| s.state == State::Up).await;
+    let up = testkit::watched(&mut status, "up", Duration::from_secs(30), |s| {
+        s.state == State::Up
+    })
+    .await;
     let url = up.url.clone().unwrap();
     assert!(
         url.starts_with("https://") && url.ends_with("-standin.trycloudflare.com"),
@@ -70,7 +61,7 @@ async fn standin_quick_tunnel_starts_restarts_after_a_crash_and_stops() {
         .args(["-9", &pid.to_string()])
         .status()
         .unwrap();
-    let back = until(&mut status, "the restart", |s| {
+    let back = testkit::watched(&mut status, "the restart", Duration::from_secs(30), |s| {
         s.state == State::Up && s.pid != Some(pid)
     })
     .await;
@@ -89,7 +80,10 @@ async fn standin_quick_tunnel_starts_restarts_after_a_crash_and_stops() {
 
     let second = back.pid.unwrap();
     supervisor.set_wanted(false);
-    until(&mut status, "off", |s| s.state == State::Off).await;
+    testkit::watched(&mut status, "off", Duration::from_secs(30), |s| {
+        s.state == State::Off
+    })
+    .await;
     testkit::eventually("the stand-in to exit", Duration::from_secs(5), || async {
         !alive(second)
     })
@@ -119,7 +113,10 @@ async fn standin_without_a_quicktunnel_hostname_gives_its_url_through_the_banner
     let supervisor = supervise(wrapper, dir.path());
     let mut status = supervisor.status();
     supervisor.set_wanted(true);
-    let up = until(&mut status, "up", |s| s.state == State::Up).await;
+    let up = testkit::watched(&mut status, "up", Duration::from_secs(30), |s| {
+        s.state == State::Up
+    })
+    .await;
     let url = up.url.unwrap();
     assert!(url.ends_with("-standin.trycloudflare.com"), "{url}");
     assert!(!url.contains("api.trycloudflare.com"));
