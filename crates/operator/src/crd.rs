@@ -3,9 +3,10 @@
 //! reads.
 //!
 //! The spec is `offers::OfferSpec` flattened, plus the two reference fields agora
-//! does not serve itself (`agent`, `skill`): they are accepted and kept, so every
-//! manifest written for the reference applies unchanged, and such offers end up
-//! not Ready with a reason naming the unsupported type.
+//! does not act on (`agent`, `skill`): they are accepted and kept, so every manifest
+//! written for the reference applies unchanged. agora serves such an offer like any
+//! HTTP offer, through its `upstream`; without one it stays not Ready, its
+//! condition saying an upstream is required.
 
 use kube::CustomResource;
 use schemars::JsonSchema;

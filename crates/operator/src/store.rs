@@ -127,9 +127,8 @@ impl ClusterOffers {
         }
     }
 
-    /// Whether the upstream Service of `offer` is known to the watch; an offer whose
-    /// Service is missing keeps its DNS name and fails UpstreamHealthy with a message
-    /// naming it.
+    /// Whether the upstream Service of `offer` is known to the watch (always, for an
+    /// offer whose upstream is a URL).
     fn service_exists(&self, offer: &offers::ServiceOffer) -> bool {
         let upstream = &offer.spec.upstream;
         let (Some(name), namespace) = (&upstream.service, &upstream.namespace) else {
