@@ -457,7 +457,9 @@ async fn facilitator_check(
                     "the daemon settles {} itself, not {caip2}",
                     served.join(", ")
                 ),
-                format!("restart the daemon with the RPC of {caip2}: agora serve --stop && agora serve --rpc URL"),
+                format!(
+                    "restart the daemon with the RPC of {caip2}: agora serve --stop && agora serve --rpc URL"
+                ),
             )
         };
     }

@@ -9,7 +9,9 @@ const BIN: &str = env!("CARGO_BIN_EXE_agora");
 #[tokio::test]
 async fn serve_stop_ends_the_background_daemon_and_a_second_start_names_it() {
     let home = tempfile::tempdir().expect("a temp dir");
-    let started = ok(agora(BIN, home.path()), &["serve", "--json"]).await.json();
+    let started = ok(agora(BIN, home.path()), &["serve", "--json"])
+        .await
+        .json();
     let pid = started["pid"].as_u64().expect("the started daemon's pid");
     assert!(
         std::path::Path::new(&format!("/proc/{pid}")).exists(),
