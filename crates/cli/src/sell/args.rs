@@ -177,6 +177,10 @@ pub(super) struct InferenceArgs {
     /// Wait until the offer is Ready, showing each stage (seconds).
     #[arg(long, value_name = "SECONDS", num_args = 0..=1, default_missing_value = "60")]
     pub(super) wait: Option<u64>,
+    /// A JSON object of strings (e.g. `agora research publish`'s provenance.json)
+    /// published as the registration's `provenance`.
+    #[arg(long, value_name = "FILE")]
+    pub(super) provenance_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
