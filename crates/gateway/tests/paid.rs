@@ -553,7 +553,7 @@ async fn an_authorization_front_run_on_chain_still_buys_its_answer() {
             .unwrap(),
     );
     let call = eip3009::settlement_call(&payload).unwrap();
-    token
+    let front_run = token
         .transferWithAuthorization_0(
             call.from,
             call.to,
@@ -570,7 +570,8 @@ async fn an_authorization_front_run_on_chain_still_buys_its_answer() {
         .unwrap()
         .get_receipt()
         .await
-        .unwrap();
+        .unwrap()
+        .transaction_hash;
     f.upstream.state.release.notify_one();
     let response = request.await.unwrap();
     // The authorization pays this seller exactly once whoever submits it: the buyer
@@ -581,6 +582,11 @@ async fn an_authorization_front_run_on_chain_still_buys_its_answer() {
     assert!(paid.success);
     assert_eq!(paid.payer, Some(buyer.address()));
     assert_eq!(paid.amount, Some(U256::from(PRICE)));
+    assert_eq!(
+        paid.transaction,
+        Some(front_run),
+        "the receipt names the transaction that moved the money, not the gateway's reverted one"
+    );
     let body = response.text().await.unwrap();
     assert!(body.contains("held"), "the upstream's answer: {body}");
     assert_eq!(

@@ -157,9 +157,12 @@ impl Inner {
     }
 
     /// Records what a mined transaction did for `settlement`. A batch's receipt
-    /// answers for each member by the token's `AuthorizationUsed` log; a member
-    /// without one is asked of the token (another transaction may have used the
-    /// authorization first), and fails only when the token says it is unused.
+    /// answers for each member by the token's `AuthorizationUsed` log, a single
+    /// settlement by its status. When this transaction did not use the authorization
+    /// (a member that failed, or a revert), another one may have used it first (a
+    /// front-run, or an earlier send of ours), so the token's record decides: used
+    /// means the buyer paid (the signature binds payee and amount), and the receipt
+    /// names the transaction that moved the money; unused means not charged.
     pub(super) async fn record_receipt(
         &self,
         chain: &Chain,
@@ -167,46 +170,64 @@ impl Inner {
         receipt: &TransactionReceipt,
         hash: B256,
     ) -> Outcome {
-        if receipt.to == Some(MULTICALL3) {
-            if receipt.status() && used_in(receipt, settlement) {
-                self.finish(settlement, SettlementStatus::Confirmed, None, Some(hash))
-                    .await;
-                return Outcome::Confirmed(hash);
-            }
-            let used = IEip3009Token::new(settlement.asset, &chain.provider)
-                .authorizationState(settlement.payer, settlement.nonce)
-                .call()
-                .await;
-            return match used {
-                Ok(true) => {
-                    self.finish(
-                        settlement,
-                        SettlementStatus::Confirmed,
-                        Some("settled by another transaction"),
-                        None,
-                    )
-                    .await;
-                    Outcome::Confirmed(hash)
-                }
-                Ok(false) => {
-                    let why = format!("this payment failed inside batch transaction {hash}");
-                    self.finish(settlement, SettlementStatus::Failed, Some(&why), Some(hash))
-                        .await;
-                    Outcome::Failed(why)
-                }
-                Err(_) => Outcome::Unknown,
-            };
-        }
-        if receipt.status() {
+        let batch = receipt.to == Some(MULTICALL3);
+        let moved = receipt.status() && (!batch || used_in(receipt, settlement));
+        if moved {
             self.finish(settlement, SettlementStatus::Confirmed, None, Some(hash))
                 .await;
-            Outcome::Confirmed(hash)
-        } else {
-            let why = format!("settlement transaction {hash} reverted");
-            self.finish(settlement, SettlementStatus::Failed, Some(&why), Some(hash))
-                .await;
-            Outcome::Failed(why)
+            return Outcome::Confirmed(hash);
         }
+        let used = IEip3009Token::new(settlement.asset, &chain.provider)
+            .authorizationState(settlement.payer, settlement.nonce)
+            .call()
+            .await;
+        match used {
+            Ok(true) => {
+                let mover = match receipt.block_number {
+                    Some(block) => self.user_of(chain, settlement, block).await,
+                    None => None,
+                };
+                self.finish(
+                    settlement,
+                    SettlementStatus::Confirmed,
+                    Some("settled by another transaction"),
+                    mover,
+                )
+                .await;
+                Outcome::Confirmed(mover.unwrap_or(hash))
+            }
+            Ok(false) => {
+                let why = if batch {
+                    format!("this payment failed inside batch transaction {hash}")
+                } else {
+                    format!("settlement transaction {hash} reverted")
+                };
+                self.finish(settlement, SettlementStatus::Failed, Some(&why), Some(hash))
+                    .await;
+                Outcome::Failed(why)
+            }
+            Err(_) => Outcome::Unknown,
+        }
+    }
+
+    /// The transaction whose `AuthorizationUsed` log spent `settlement`'s
+    /// authorization, searched in the blocks up to `to_block` (one `eth_getLogs`, only
+    /// when another transaction got there first).
+    async fn user_of(&self, chain: &Chain, settlement: &Settlement, to_block: u64) -> Option<B256> {
+        let filter = alloy::rpc::types::Filter::new()
+            .address(settlement.asset)
+            .event_signature(IEip3009Token::AuthorizationUsed::SIGNATURE_HASH)
+            .topic1(settlement.payer.into_word())
+            .topic2(settlement.nonce)
+            .from_block(to_block.saturating_sub(10_000))
+            .to_block(to_block);
+        chain
+            .provider
+            .get_logs(&filter)
+            .await
+            .ok()?
+            .last()?
+            .transaction_hash
     }
 
     pub(super) async fn finish(
