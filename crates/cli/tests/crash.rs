@@ -33,7 +33,7 @@ const CALLS: usize = 200;
 const KILLS: usize = 24;
 const BUYERS: usize = 4;
 /// Buyers when settlements are batched: enough to fill batches.
-const BATCH_BUYERS: usize = 6;
+const BATCH_BUYERS: usize = 12;
 /// Authorizations one logical call may sign before it gives up.
 const MAX_AUTHORIZATIONS: usize = 20;
 /// How long one logical call may take, all retries included.

@@ -193,10 +193,12 @@ impl ReplayGuard {
         self.len() == 0
     }
 
-    /// Waits until everything written so far is on disk.
+    /// Waits until everything written so far is on disk, including the served
+    /// records the ledger holds back for a moment (see `SERVED_WRITE_DELAY`): for a
+    /// shutdown after the answers went out.
     pub async fn flush(&self) -> Result<(), LedgerError> {
         match &self.ledger {
-            Some(ledger) => ledger.flush().await,
+            Some(ledger) => ledger.flush_all().await,
             None => Ok(()),
         }
     }
@@ -385,6 +387,40 @@ mod tests {
             Some(Refusal::Served),
             "a live entry stays"
         );
+    }
+
+    /// A kill -9 right after the last byte was handed to hyper must find the
+    /// authorization `paid` (redeemable), not `served`: the served record waits while
+    /// other requests' settling records are synced, and is written by a full flush.
+    #[tokio::test]
+    async fn a_served_record_reaches_disk_only_after_the_delivery_delay() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("payments.db");
+        let guard = Arc::new(ReplayGuard::open(&path, 0).unwrap());
+        let mut hold = guard.begin(key(1), 100, 0).unwrap();
+        hold.settling(None).await.unwrap();
+        hold.paid(receipt());
+        hold.served();
+        let mut other = guard.begin(key(2), 100, 0).unwrap();
+        other.settling(None).await.unwrap();
+        let stage_on_disk = || -> String {
+            rusqlite::Connection::open(&path)
+                .unwrap()
+                .query_row(
+                    "SELECT stage FROM payments WHERE nonce = ?1",
+                    [B256::repeat_byte(1).to_string()],
+                    |row| row.get(0),
+                )
+                .unwrap()
+        };
+        assert_eq!(stage_on_disk(), "paid", "a crash now leaves it redeemable");
+        assert_eq!(
+            guard.begin(key(1), 100, 0).err(),
+            Some(Refusal::Served),
+            "the live gateway refuses a replay at once"
+        );
+        guard.flush().await.unwrap();
+        assert_eq!(stage_on_disk(), "served");
     }
 
     #[tokio::test]

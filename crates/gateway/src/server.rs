@@ -186,5 +186,8 @@ pub async fn serve(
     .with_graceful_shutdown(shutdown)
     .await?;
     gateway.inner.drained().await;
+    if let Err(e) = gateway.inner.guard.flush().await {
+        tracing::error!("{e}");
+    }
     Ok(())
 }

@@ -39,7 +39,10 @@ enum Op {
     Delete {
         key: AuthorizationKey,
     },
+    /// Commit what is queued; served records keep their delay.
     Flush(oneshot::Sender<Result<(), LedgerError>>),
+    /// Commit everything, served records too (shutdown, after the answers went out).
+    FlushAll(oneshot::Sender<Result<(), LedgerError>>),
 }
 
 /// The SQLite mirror, written by one thread that commits whatever has queued up in
@@ -125,6 +128,13 @@ impl Ledger {
         self.send(Op::Flush(tx));
         rx.await.map_err(|_| LedgerError::Stopped)?
     }
+
+    /// Waits until everything queued so far is committed, delayed served records too.
+    pub(super) async fn flush_all(&self) -> Result<(), LedgerError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Op::FlushAll(tx));
+        rx.await.map_err(|_| LedgerError::Stopped)?
+    }
 }
 
 fn to_i64(n: u64) -> i64 {
@@ -200,15 +210,68 @@ fn load(conn: &Connection) -> Result<Vec<Row>, rusqlite::Error> {
 /// what is remembered.
 const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
+/// How long a `served` record waits before it is written. The answer's last byte was
+/// handed to hyper, not yet to the socket: a kill -9 in between must leave the
+/// authorization `paid` (redeemable with the same header, answered again with the
+/// original receipt), never `served` with no answer delivered. By the time this
+/// passes the bytes are in the kernel, which delivers them even if the process dies.
+/// The live process refuses a replay at once from memory; only a crash inside this
+/// window can cost the seller one extra answer, never the buyer a second charge.
+const SERVED_WRITE_DELAY: std::time::Duration = std::time::Duration::from_secs(2);
+
 fn write_forever(mut conn: Connection, ops: std::sync::mpsc::Receiver<Op>, path: String) {
-    let mut pruned = std::time::Instant::now();
-    while let Ok(first) = ops.recv() {
-        let mut batch = vec![first];
-        while let Ok(more) = ops.try_recv() {
-            batch.push(more);
+    use std::sync::mpsc::RecvTimeoutError;
+    use std::time::Instant;
+    let mut pruned = Instant::now();
+    // Served records, in the order they came (one delay, so due times only grow).
+    let mut deferred: std::collections::VecDeque<(Instant, Op)> = Default::default();
+    let mut open = true;
+    while open || !deferred.is_empty() {
+        let first = match deferred.front() {
+            _ if !open => None,
+            Some((due, _)) => match ops.recv_timeout(due.saturating_duration_since(Instant::now()))
+            {
+                Ok(op) => Some(op),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => {
+                    open = false;
+                    None
+                }
+            },
+            None => match ops.recv() {
+                Ok(op) => Some(op),
+                Err(_) => return,
+            },
+        };
+        let mut received: Vec<Op> = first.into_iter().collect();
+        if open {
+            while let Ok(more) = ops.try_recv() {
+                received.push(more);
+            }
+        }
+        let now = Instant::now();
+        let everything = received.iter().any(|op| matches!(op, Op::FlushAll(_)));
+        let mut batch = Vec::new();
+        // Ripe served records first: nothing later in the queue touches a served key.
+        while let Some((due, _)) = deferred.front() {
+            if open && !everything && *due > now {
+                break;
+            }
+            batch.extend(deferred.pop_front().map(|(_, op)| op));
+        }
+        for op in received {
+            match op {
+                Op::Put { ref stage, .. } if **stage == Stage::Served => {
+                    deferred.push_back((now + SERVED_WRITE_DELAY, op));
+                }
+                op => batch.push(op),
+            }
+        }
+        if batch.is_empty() {
+            continue;
         }
         if pruned.elapsed() >= PRUNE_EVERY {
-            pruned = std::time::Instant::now();
+            pruned = Instant::now();
             let now = to_i64(x402::eip3009::unix_now());
             if let Err(e) = conn.execute("DELETE FROM payments WHERE expires <= ?1", params![now]) {
                 tracing::warn!("payment ledger {path}: cannot prune expired rows: {e}");
@@ -222,7 +285,7 @@ fn write_forever(mut conn: Connection, ops: std::sync::mpsc::Receiver<Op>, path:
             tracing::error!("{e}");
         }
         for op in batch {
-            if let Op::Flush(done) = op {
+            if let Op::Flush(done) | Op::FlushAll(done) = op {
                 let _ = done.send(match &written {
                     Ok(()) => Ok(()),
                     Err(e) => Err(LedgerError::Sqlite {
@@ -272,7 +335,7 @@ fn write_batch(conn: &mut Connection, batch: &[Op]) -> Result<(), rusqlite::Erro
                     params![chain, asset, payer, nonce],
                 )?;
             }
-            Op::Flush(_) => {}
+            Op::Flush(_) | Op::FlushAll(_) => {}
         }
     }
     tx.commit()
