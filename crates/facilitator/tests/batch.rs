@@ -273,3 +273,51 @@ async fn an_idle_facilitator_sends_at_once_alone_and_counts_its_rpc_calls() {
     );
     chain.stop().await;
 }
+
+#[tokio::test]
+async fn without_multicall3_on_the_chain_batching_turns_itself_off_and_every_payment_settles_alone()
+{
+    let chain = testkit::chain::devnet(2).await;
+    let provider = chain.provider().unwrap();
+    let _: serde_json::Value = provider
+        .raw_request("anvil_setCode".into(), (MULTICALL3, "0x"))
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let facilitator = open(&chain, dir.path(), Duration::from_secs(30)).await;
+    let seller = chain.accounts()[1].address();
+    let requirement = testkit::pay::requirement(&chain, seller, 600);
+    let (good, spoiled, spoiled_payer) = verified(&chain, &facilitator, &requirement, 8).await;
+    let seller_before = chain.usdc_balance(seller).await.unwrap();
+
+    let mut all = good.clone();
+    all.push(spoiled);
+    let answers = settle_all(&facilitator, &all).await;
+
+    let mut hashes = std::collections::HashSet::new();
+    for (request, answer) in all.iter().zip(&answers) {
+        if request.payment_payload.payload.authorization.from == spoiled_payer {
+            assert!(!answer.success, "the spoiled payment fails: {answer:?}");
+            continue;
+        }
+        assert!(answer.success, "{answer:?}");
+        let hash = answer.transaction.unwrap();
+        assert!(hashes.insert(hash), "no two payments share a transaction");
+        let receipt = provider
+            .get_transaction_receipt(hash)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_ne!(
+            receipt.to,
+            Some(MULTICALL3),
+            "nothing went to the empty address"
+        );
+    }
+    assert_eq!(
+        chain.usdc_balance(seller).await.unwrap() - seller_before,
+        U256::from(PRICE * good.len() as u64),
+        "every payment settled exactly once, alone"
+    );
+    chain.stop().await;
+}

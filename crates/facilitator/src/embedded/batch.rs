@@ -98,7 +98,11 @@ pub(super) async fn run(inner: Arc<Inner>, chain_id: u64, mut jobs: mpsc::Unboun
     let Some(chain) = inner.chains.get(&chain_id) else {
         return;
     };
-    let config = inner.batch;
+    let config = if inner.batch.max_size > 1 && !multicall_deployed(chain).await {
+        BatchConfig::OFF
+    } else {
+        inner.batch
+    };
     let mut queue: VecDeque<(Instant, Job)> = VecDeque::new();
     // Receipt waits of the transactions in flight; one that mined (or waited past
     // the receipt timeout) no longer holds the queue back.
@@ -147,6 +151,30 @@ pub(super) async fn run(inner: Arc<Inner>, chain_id: u64, mut jobs: mpsc::Unboun
 
 /// The next transaction's members: a job with its own gas leaves alone; otherwise up
 /// to `max` batchable jobs in arrival order.
+/// Whether Multicall3 has code at its canonical address on `chain`. Without it a
+/// batch would mine as a call to an empty account: nothing moves (every member ends
+/// not charged), so batching is turned off for that chain instead, with a warning.
+async fn multicall_deployed(chain: &Chain) -> bool {
+    match chain.provider.get_code_at(MULTICALL3).await {
+        Ok(code) if !code.is_empty() => true,
+        Ok(_) => {
+            tracing::warn!(
+                network = %chain.network.caip2(),
+                "no Multicall3 at {MULTICALL3} on this chain: settling each payment alone (deploy it there, or run with --batch-max 1 to silence this)"
+            );
+            false
+        }
+        Err(e) => {
+            tracing::warn!(
+                network = %chain.network.caip2(),
+                "cannot read Multicall3's code ({}): settling each payment alone",
+                scrub(&e.to_string(), &chain.rpc_url)
+            );
+            false
+        }
+    }
+}
+
 fn take_batch(queue: &mut VecDeque<(Instant, Job)>, max: usize) -> Vec<Job> {
     let mut batch = Vec::new();
     while let Some((_, job)) = queue.front() {
