@@ -156,7 +156,7 @@ impl Buyers {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn paid_calls_survive_sigkill_without_charging_for_nothing() {
-    crash(BUYERS, &[]).await;
+    crash(BUYERS, &["--batch-max", "1"]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
