@@ -273,3 +273,56 @@ fn the_schema_check_refuses_what_the_api_server_would() {
         ]
     );
 }
+
+/// Kubernetes' own published schemas (PyPI `kubernetes-validate`, installed by
+/// scripts/setup into tools/.venv) accept every built-in resource of the base, in
+/// strict mode, and refuse a Deployment carrying a field Kubernetes does not have.
+/// ServiceOffers have no published schema; the CRD checks above cover the example.
+#[test]
+fn kubernetes_own_schemas_accept_every_built_in_manifest_and_refuse_a_broken_one() {
+    let tool = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tools/.venv/bin/kubernetes-validate");
+    assert!(
+        tool.is_file(),
+        "{} is missing: run scripts/setup (it installs kubernetes-validate from tools/python/requirements.txt)",
+        tool.display()
+    );
+    let dir = deploy();
+    let files: Vec<PathBuf> = kustomization(&dir)["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| dir.join(r.as_str().unwrap()))
+        .collect();
+    let out = std::process::Command::new(&tool)
+        .arg("--strict")
+        .args(&files)
+        .output()
+        .unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{said}");
+    let passed = said.matches(" passed for resource ").count();
+    let documents: usize = files.iter().map(|f| documents(f).len()).sum();
+    assert_eq!(passed, documents, "every document was checked: {said}");
+
+    let broken = tempfile::tempdir().unwrap();
+    let deployment = std::fs::read_to_string(dir.join("operator.yaml"))
+        .unwrap()
+        .replacen("spec:\n", "spec:\n  replicaz: 2\n", 1);
+    let file = broken.path().join("operator.yaml");
+    std::fs::write(&file, deployment).unwrap();
+    let out = std::process::Command::new(&tool)
+        .arg("--strict")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "an unknown Deployment field is refused: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
