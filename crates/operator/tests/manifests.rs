@@ -280,8 +280,8 @@ fn the_schema_check_refuses_what_the_api_server_would() {
 /// ServiceOffers have no published schema; the CRD checks above cover the example.
 #[test]
 fn kubernetes_own_schemas_accept_every_built_in_manifest_and_refuse_a_broken_one() {
-    let tool = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tools/.venv/bin/kubernetes-validate");
+    let tool =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tools/.venv/bin/kubernetes-validate");
     assert!(
         tool.is_file(),
         "{} is missing: run scripts/setup (it installs kubernetes-validate from tools/python/requirements.txt)",
