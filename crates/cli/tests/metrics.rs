@@ -115,3 +115,39 @@ async fn metrics_are_served_on_the_operator_listener_only() {
     assert!(!text.contains("hello"), "{text}");
     assert!(text.contains("--metrics-listen"), "{text}");
 }
+
+/// With `--rpc` the daemon settles itself, and the operator's `/metrics` also counts
+/// the embedded facilitator's JSON-RPC calls by method (what an RPC provider bills).
+#[tokio::test]
+async fn the_embedded_facilitators_rpc_calls_are_on_the_operator_metrics() {
+    let chain = testkit::chain::devnet(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let key = testkit::process::account_key_file(dir.path(), "settle.key", &chain, 0);
+    let (daemon, started) = testkit::daemon::serve(
+        agora(&home),
+        chain.rpc_url(),
+        &key,
+        &["--metrics-listen", "127.0.0.1:0"],
+    )
+    .await;
+    let metrics_url = started["metricsUrl"].as_str().unwrap().to_string();
+    let text = reqwest::get(&metrics_url)
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains("# TYPE agora_facilitator_rpc_calls_total counter"),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("agora_facilitator_rpc_calls_total{method=\"eth_")),
+        "the facilitator's start-up calls are counted: {text}"
+    );
+    assert!(text.contains("# TYPE agora_gateway_settled_atomic_total counter"));
+    testkit::daemon::stop(daemon).await;
+    chain.stop().await;
+}

@@ -99,7 +99,7 @@ async fn metrics(State(inner): State<Arc<Gatekeeper>>) -> Response {
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
         )],
-        inner.metrics.render(),
+        inner.metrics.render() + &inner.facilitator.metrics(),
     )
         .into_response()
 }

@@ -75,4 +75,11 @@ pub trait Facilitator: Send + Sync {
     ) -> BoxFuture<'a, Result<(), FacilitatorError>> {
         Box::pin(std::future::ready(Ok(())))
     }
+
+    /// Prometheus text of the facilitator's own counters (an embedded one counts its
+    /// JSON-RPC calls, which providers bill and rate-limit), appended to the
+    /// gateway's operator `/metrics`. Remote facilitators report nothing here.
+    fn metrics(&self) -> String {
+        String::new()
+    }
 }

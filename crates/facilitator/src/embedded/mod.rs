@@ -464,6 +464,10 @@ fn failed_settle(
 }
 
 impl Facilitator for EmbeddedFacilitator {
+    fn metrics(&self) -> String {
+        self.render_metrics()
+    }
+
     fn verify<'a>(
         &'a self,
         request: &'a FacilitatorRequest,
