@@ -1,7 +1,9 @@
 //! Group-commit settlement on a real devnet (with its Multicall3): settlements queued
 //! behind a transaction in flight leave as one `aggregate3` transaction; a member
 //! that fails inside it is not charged and fails no other member; and a batch that a
-//! crash leaves unmined is resolved member by member after a restart.
+//! crash leaves unmined is resolved member by member after a restart. Verify
+//! simulations queued behind one in flight share one `eth_call`, and a batch never
+//! refuses a payment on its own.
 
 #![allow(clippy::unwrap_used)]
 
@@ -16,7 +18,7 @@ use devnet::Devnet;
 use facilitator::store::SettlementStatus;
 use facilitator::{BatchConfig, EmbeddedFacilitator, MULTICALL3};
 use testkit::pay::PRICE;
-use x402::{Facilitator, FacilitatorRequest, PaymentRequirements, SettleResponse};
+use x402::{Facilitator, FacilitatorRequest, PaymentRequirements, SettleResponse, VerifyResponse};
 
 const BATCH: BatchConfig = BatchConfig {
     max_size: 32,
@@ -319,5 +321,147 @@ async fn without_multicall3_on_the_chain_batching_turns_itself_off_and_every_pay
         U256::from(PRICE * good.len() as u64),
         "every payment settled exactly once, alone"
     );
+    chain.stop().await;
+}
+
+/// Verifies of `requests`, all at once.
+async fn verify_all(
+    facilitator: &Arc<EmbeddedFacilitator>,
+    requests: &[FacilitatorRequest],
+) -> Vec<VerifyResponse> {
+    let tasks: Vec<_> = requests
+        .iter()
+        .cloned()
+        .map(|request| {
+            let f = Arc::clone(facilitator);
+            tokio::spawn(async move { f.verify(&request).await.unwrap() })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for task in tasks {
+        answers.push(task.await.unwrap());
+    }
+    answers
+}
+
+fn eth_calls(facilitator: &EmbeddedFacilitator) -> u64 {
+    facilitator
+        .rpc_calls()
+        .get("eth_call")
+        .copied()
+        .unwrap_or(0)
+}
+
+/// A random payer holding `payments` payments' worth of USDC.
+async fn payer(chain: &Devnet, payments: u64) -> PrivateKeySigner {
+    let payer = PrivateKeySigner::random();
+    chain
+        .mint_usdc(payer.address(), U256::from(PRICE * payments))
+        .await
+        .unwrap();
+    payer
+}
+
+#[tokio::test]
+async fn concurrent_verifies_share_simulation_calls_and_a_member_failing_inside_one_is_refused_as_alone()
+ {
+    let chain = testkit::chain::devnet(2).await;
+    let dir = tempfile::tempdir().unwrap();
+    let facilitator = open(&chain, dir.path(), Duration::from_secs(30)).await;
+    let seller = chain.accounts()[1].address();
+    let requirement = testkit::pay::requirement(&chain, seller, 600);
+    let mut good = Vec::new();
+    for _ in 0..30 {
+        good.push(testkit::pay::request(&payer(&chain, 1).await, &requirement));
+    }
+    // Two payments of a payer who can afford one: inside one batch the second fails
+    // (the first spent the funds), alone each passes, as today.
+    let twice = payer(&chain, 1).await;
+    let twins = [
+        testkit::pay::request(&twice, &requirement),
+        testkit::pay::request(&twice, &requirement),
+    ];
+    // A payer whose funds an earlier payment moved: refused, with today's reason.
+    let spent = payer(&chain, 1).await;
+    let first = testkit::pay::request(&spent, &requirement);
+    assert!(facilitator.verify(&first).await.unwrap().is_valid);
+    assert!(facilitator.settle(&first).await.unwrap().success);
+    let spoiled = testkit::pay::request(&spent, &requirement);
+
+    let mut all = good.clone();
+    all.insert(good.len() / 2, spoiled.clone());
+    all.extend(twins.iter().cloned());
+    let before = eth_calls(&facilitator);
+    let answers = verify_all(&facilitator, &all).await;
+    let calls = eth_calls(&facilitator) - before;
+
+    let refused: Vec<_> = answers.iter().filter(|a| !a.is_valid).collect();
+    assert_eq!(
+        refused.len(),
+        1,
+        "only the spoiled payment is refused: {answers:?}"
+    );
+    assert_eq!(refused[0].payer, Some(spent.address()));
+    assert_eq!(
+        refused[0].invalid_reason.as_deref(),
+        Some("insufficient_funds"),
+        "{:?}",
+        refused[0]
+    );
+    // The refusal released the authorization: verified again, alone, it answers the
+    // same.
+    let alone = facilitator.verify(&spoiled).await.unwrap();
+    assert_eq!(
+        &alone, refused[0],
+        "a batch refuses as a single simulation does"
+    );
+    // Alone, the 33 verifies would make 33 simulations plus the spoiled one's four
+    // diagnostic reads; queued behind each other they share a few.
+    assert!(
+        calls <= all.len() as u64 / 2,
+        "{} verifies made {calls} eth_calls",
+        all.len()
+    );
+
+    // What the batches called valid is: each good payment settles and pays once.
+    let seller_before = chain.usdc_balance(seller).await.unwrap();
+    for answer in settle_all(&facilitator, &good).await {
+        assert!(answer.success, "{answer:?}");
+    }
+    assert_eq!(
+        chain.usdc_balance(seller).await.unwrap() - seller_before,
+        U256::from(PRICE * good.len() as u64)
+    );
+    chain.stop().await;
+}
+
+#[tokio::test]
+async fn a_payer_funded_only_by_an_earlier_member_of_the_same_batch_is_still_refused() {
+    let chain = testkit::chain::devnet(2).await;
+    let dir = tempfile::tempdir().unwrap();
+    let facilitator = open(&chain, dir.path(), Duration::from_secs(30)).await;
+    let seller = chain.accounts()[1].address();
+    let to_seller = testkit::pay::requirement(&chain, seller, 600);
+    // Each broke payer would be paid by a funded one; only a settlement, not a
+    // simulation, may fund it.
+    let mut all = Vec::new();
+    let mut broke = Vec::new();
+    for _ in 0..12 {
+        let poor = PrivateKeySigner::random();
+        let to_poor = testkit::pay::requirement(&chain, poor.address(), 600);
+        all.push(testkit::pay::request(&payer(&chain, 1).await, &to_poor));
+        all.push(testkit::pay::request(&poor, &to_seller));
+        broke.push(poor.address());
+    }
+    let answers = verify_all(&facilitator, &all).await;
+    for answer in answers {
+        let payer = answer.payer.unwrap();
+        if broke.contains(&payer) {
+            assert!(!answer.is_valid, "{answer:?}");
+            assert_eq!(answer.invalid_reason.as_deref(), Some("insufficient_funds"));
+        } else {
+            assert!(answer.is_valid, "{answer:?}");
+        }
+    }
     chain.stop().await;
 }

@@ -51,7 +51,8 @@ const BATCH_OVERHEAD_GAS: u64 = 50_000;
 /// When settlements of one chain leave together.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BatchConfig {
-    /// Most settlements in one transaction; 1 sends every settlement alone.
+    /// Most settlements in one transaction, and verify simulations in one `eth_call`;
+    /// 1 sends every settlement and simulation alone.
     pub max_size: usize,
     /// Longest a queued settlement waits for the transaction in flight to mine.
     pub max_wait: Duration,
@@ -98,11 +99,7 @@ pub(super) async fn run(inner: Arc<Inner>, chain_id: u64, mut jobs: mpsc::Unboun
     let Some(chain) = inner.chains.get(&chain_id) else {
         return;
     };
-    let config = if inner.batch.max_size > 1 && !multicall_deployed(chain).await {
-        BatchConfig::OFF
-    } else {
-        inner.batch
-    };
+    let config = chain.batch;
     let mut queue: VecDeque<(Instant, Job)> = VecDeque::new();
     // Receipt waits of the transactions in flight; one that mined (or waited past
     // the receipt timeout) no longer holds the queue back.
@@ -149,32 +146,37 @@ pub(super) async fn run(inner: Arc<Inner>, chain_id: u64, mut jobs: mpsc::Unboun
     }
 }
 
-/// The next transaction's members: a job with its own gas leaves alone; otherwise up
-/// to `max` batchable jobs in arrival order.
-/// Whether Multicall3 has code at its canonical address on `chain`. Without it a
-/// batch would mine as a call to an empty account: nothing moves (every member ends
-/// not charged), so batching is turned off for that chain instead, with a warning.
-async fn multicall_deployed(chain: &Chain) -> bool {
-    match chain.provider.get_code_at(MULTICALL3).await {
+/// Whether Multicall3 has code at its canonical address on the chain `provider`
+/// reaches. Without it a batch would mine as a call to an empty account: nothing
+/// moves (every member ends not charged), so batching (of settlements and of verify
+/// simulations) is turned off for that chain instead, with a warning.
+pub(super) async fn multicall_deployed(
+    provider: &DynProvider,
+    network: &Network,
+    rpc_url: &str,
+) -> bool {
+    match provider.get_code_at(MULTICALL3).await {
         Ok(code) if !code.is_empty() => true,
         Ok(_) => {
             tracing::warn!(
-                network = %chain.network.caip2(),
+                network = %network.caip2(),
                 "no Multicall3 at {MULTICALL3} on this chain: settling each payment alone (deploy it there, or run with --batch-max 1 to silence this)"
             );
             false
         }
         Err(e) => {
             tracing::warn!(
-                network = %chain.network.caip2(),
+                network = %network.caip2(),
                 "cannot read Multicall3's code ({}): settling each payment alone",
-                scrub(&e.to_string(), &chain.rpc_url)
+                scrub(&e.to_string(), rpc_url)
             );
             false
         }
     }
 }
 
+/// The next transaction's members: a job with its own gas leaves alone; otherwise up
+/// to `max` batchable jobs in arrival order.
 fn take_batch(queue: &mut VecDeque<(Instant, Job)>, max: usize) -> Vec<Job> {
     let mut batch = Vec::new();
     while let Some((_, job)) = queue.front() {

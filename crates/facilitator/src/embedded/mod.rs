@@ -2,9 +2,10 @@
 //! them by sending `transferWithAuthorization` from its own key.
 //!
 //! Verification follows the reference order (offline checks, then an `eth_call`
-//! simulation with one diagnostic read on failure). Every authorization passes a
-//! persisted replay guard before any chain work, and every settlement is journaled
-//! before it is broadcast.
+//! simulation with one diagnostic read on failure); simulations that meet one in
+//! flight on their chain leave together as one Multicall3 `eth_call`. Every
+//! authorization passes a persisted replay guard before any chain work, and every
+//! settlement is journaled before it is broadcast.
 //!
 //! Settling is idempotent per authorization: settling one that this facilitator
 //! already settled answers the original receipt, and settling one whose transaction is
@@ -41,6 +42,7 @@ mod batch;
 mod resolve;
 mod rpc_count;
 mod settle;
+mod simulate;
 mod verify;
 mod watch;
 
@@ -83,7 +85,8 @@ pub struct EmbeddedConfig {
     pub resolve_interval: Duration,
     /// How long a sent settlement may sit unmined before its fees are raised.
     pub bump_after: Duration,
-    /// When settlements of a chain's known token share one Multicall3 transaction.
+    /// When settlements of a chain's known token share one Multicall3 transaction
+    /// (and their verify simulations one `eth_call`).
     pub batch: BatchConfig,
 }
 
@@ -195,6 +198,10 @@ struct Chain {
     watch: Arc<watch::Watcher>,
     /// The chain's sender, which alone holds the signer's nonce.
     jobs: tokio::sync::mpsc::UnboundedSender<batch::Job>,
+    /// Its batching: as configured, or off without Multicall3 on the chain.
+    batch: BatchConfig,
+    /// The chain's verify simulator, when it batches.
+    simulator: Option<tokio::sync::mpsc::UnboundedSender<simulate::Job>>,
 }
 
 /// The in-process facilitator. Dropping it stops its background resolver and its
@@ -213,7 +220,6 @@ struct Inner {
     reservation_seconds: u64,
     gas_limit_cap: u64,
     bump_after: Duration,
-    batch: BatchConfig,
     rpc_calls: RpcCounts,
 }
 
@@ -233,6 +239,7 @@ impl EmbeddedFacilitator {
         }
         let mut chains = HashMap::new();
         let mut receivers = Vec::new();
+        let mut tasks = Vec::new();
         let rpc_calls = RpcCounts::default();
         for chain in &config.chains {
             let expected = chain
@@ -255,6 +262,23 @@ impl EmbeddedFacilitator {
             let mut assets = batchable.clone();
             assets.extend(config.extra_assets.iter().copied());
             let provider = connect(&chain.rpc_url, &rpc_calls)?;
+            let batch = if config.batch.max_size > 1
+                && batch::multicall_deployed(&provider, &chain.network, &chain.rpc_url).await
+            {
+                config.batch
+            } else {
+                BatchConfig::OFF
+            };
+            let simulator = (batch.max_size > 1).then(|| {
+                let (sims, receiver) = tokio::sync::mpsc::unbounded_channel();
+                tasks.push(tokio::spawn(simulate::run(
+                    provider.clone(),
+                    config.signer.address(),
+                    batch.max_size,
+                    receiver,
+                )));
+                sims
+            });
             let (jobs, receiver) = tokio::sync::mpsc::unbounded_channel();
             receivers.push((expected, receiver));
             chains.insert(
@@ -268,6 +292,8 @@ impl EmbeddedFacilitator {
                     assets,
                     batchable,
                     jobs,
+                    batch,
+                    simulator,
                 },
             );
         }
@@ -281,17 +307,14 @@ impl EmbeddedFacilitator {
             reservation_seconds: config.reservation_seconds,
             gas_limit_cap: config.gas_limit_cap,
             bump_after: config.bump_after,
-            batch: BatchConfig {
-                max_size: config.batch.max_size.max(1),
-                ..config.batch
-            },
             rpc_calls,
         });
         inner.resolve_pass(true).await?;
-        let mut tasks: Vec<_> = receivers
-            .into_iter()
-            .map(|(chain_id, jobs)| tokio::spawn(batch::run(inner.clone(), chain_id, jobs)))
-            .collect();
+        tasks.extend(
+            receivers
+                .into_iter()
+                .map(|(chain_id, jobs)| tokio::spawn(batch::run(inner.clone(), chain_id, jobs))),
+        );
         tasks.push(tokio::spawn(resolve_forever(
             Arc::downgrade(&inner),
             config.resolve_interval,

@@ -1,5 +1,6 @@
 //! Verifying: the signature and scope checks, the persisted reservation, and the
-//! `eth_call` simulation with one diagnostic read that names why a payment would fail.
+//! `eth_call` simulation (alone, or batched with others by the chain's simulator)
+//! with one diagnostic read that names why a payment would fail.
 
 use super::*;
 
@@ -82,7 +83,9 @@ impl Inner {
             .input(call.abi_encode().into()))
     }
 
-    /// `eth_call` of the settlement; on revert, one diagnostic read names the reason.
+    /// `eth_call` of the settlement, through the chain's simulator when it batches;
+    /// one that a batch did not pass is simulated alone, and on revert one diagnostic
+    /// read names the reason.
     pub(super) async fn simulate(
         &self,
         checked: &Checked<'_>,
@@ -91,7 +94,12 @@ impl Inner {
             Ok(tx) => tx,
             Err(invalid) => return Ok(Err(invalid)),
         };
-        match checked.chain.provider.call(tx).await {
+        let answer = match simulate::queued(checked, &tx).await {
+            Some(simulate::Simulated::Passed) => return Ok(Ok(())),
+            Some(simulate::Simulated::Alone(answer)) => answer,
+            Some(simulate::Simulated::Retry) | None => checked.chain.provider.call(tx).await,
+        };
+        match answer {
             Ok(_) => Ok(Ok(())),
             Err(RpcError::ErrorResp(payload)) => Ok(Err(self
                 .diagnose(checked, payload.message.to_string())
