@@ -64,8 +64,9 @@ pub struct FacilitatorArgs {
 #[derive(Debug, Clone, Args)]
 pub struct BatchArgs {
     /// Most USDC settlements sent as one Multicall3 transaction while another is in
-    /// flight (1 sends each alone). An idle facilitator still sends at once, and a chain
-    /// without Multicall3 at its canonical address settles each alone.
+    /// flight, and most verify simulations sent as one `eth_call` (1 sends each
+    /// alone). An idle facilitator still sends at once, and a chain without Multicall3
+    /// at its canonical address does each alone.
     #[arg(long, value_name = "N", default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=256))]
     batch_max: u16,
     /// Longest a queued settlement waits for the transaction in flight, in ms.
