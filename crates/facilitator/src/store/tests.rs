@@ -1,6 +1,8 @@
 //! The store's contract: the guard from verify to settle, the journal across
 //! reopens, the lock, the sweep of orphans and conditional closes.
 
+use alloy::primitives::{Address, B256, U256};
+
 use super::*;
 
 fn key(n: u8) -> AuthorizationKey {
