@@ -1,0 +1,182 @@
+//! How the coordinator finds and sizes up workers: the registry lookup (through
+//! `agora discover`), each worker's free `/status` and probed price, and the
+//! `discover` and `probe` subcommands that show them. Apart from paying, which
+//! lives in `submit.rs`, because nothing here signs anything.
+
+use anyhow::Context;
+use erc8004::oasf::{Kind, Taxonomy};
+use indexer::AgentRecord;
+use research::coordinator::board;
+use research::coordinator::workers::{self, Candidate, Quote, WorkerStatus};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use super::Coordinator;
+use crate::discover;
+use crate::output::outln;
+
+/// One worker endpoint as `discover` shows it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Found {
+    chain_id: u64,
+    agent_id: u64,
+    name: String,
+    endpoint: String,
+    state: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    quote: Option<Quote>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    best_val_bpb: Option<String>,
+}
+
+impl Coordinator {
+    /// The registered agents matching `skills` that accept x402, as indexer records.
+    pub(super) async fn agents(&self, skills: &[String]) -> anyhow::Result<Vec<AgentRecord>> {
+        let mut more = Vec::new();
+        if self.json {
+            more.push("--json".into());
+        }
+        // A filter is an OASF skill or a domain (workers list one of each); an unknown
+        // name goes to --skill, whose error suggests the nearest ones.
+        for name in skills {
+            let domain = Taxonomy::filter(Kind::Skill, name).is_err()
+                && Taxonomy::filter(Kind::Domain, name).is_ok();
+            let flag = if domain { "--domain" } else { "--skill" };
+            more.extend([flag.into(), name.clone()]);
+        }
+        let args = discover::x402_search(100, self.indexer.as_ref(), self.rpc.as_ref(), more)
+            .context("--indexer, --rpc and --skill do not make a discovery")?;
+        let values = discover::agents(&args).await?;
+        Ok(values
+            .into_iter()
+            .filter_map(|v| serde_json::from_value::<AgentRecord>(v).ok())
+            .collect())
+    }
+
+    /// The candidates, or none (with a warning) when no registry can be asked: a
+    /// `submit` to a known URL does not need one.
+    pub(super) async fn lookup(&self, skills: &[String]) -> Vec<Candidate> {
+        match self.agents(skills).await {
+            Ok(agents) => workers::candidates(&agents, skills),
+            Err(e) => {
+                eprintln!(
+                    "warning: the worker's registration cannot be looked up ({e:#}); its results are recorded without an agent id"
+                );
+                Vec::new()
+            }
+        }
+    }
+
+    pub(super) async fn discover(&self, skills: &[String]) -> anyhow::Result<()> {
+        let agents = self.agents(skills).await?;
+        let mut found = Vec::new();
+        for candidate in workers::candidates(&agents, skills) {
+            let best = agents
+                .iter()
+                .find(|a| a.chain_id == candidate.chain_id && a.agent_id == candidate.agent_id)
+                .and_then(|a| board::published(a).remove("best_val_bpb"));
+            for endpoint in &candidate.endpoints {
+                let (state, quote, error) = match self.size_up(endpoint).await {
+                    Ok((status, quote)) => (state_of(&status), Some(quote), None),
+                    Err(e) => ("unreachable".to_string(), None, Some(format!("{e:#}"))),
+                };
+                found.push(Found {
+                    chain_id: candidate.chain_id,
+                    agent_id: candidate.agent_id,
+                    name: candidate.name.clone(),
+                    endpoint: endpoint.clone(),
+                    state,
+                    quote,
+                    error,
+                    best_val_bpb: best.clone(),
+                });
+            }
+        }
+        if self.json {
+            return outln!("{}", serde_json::to_string(&found)?);
+        }
+        if found.is_empty() {
+            return outln!(
+                "No workers found with skill {} and x402; sellers list one with: agora sell research NAME --repo DIR --per-hour 0.50",
+                skills.join(", ")
+            );
+        }
+        outln!(
+            "{:<12} {:<20} {:<6} {:<30} {:<20} {:<10} ENDPOINT",
+            "AGENT",
+            "NAME",
+            "STATE",
+            "PER RUN",
+            "PER HOUR",
+            "BEST"
+        )?;
+        for f in &found {
+            let name: String = f.name.chars().take(20).collect();
+            let per_run = f.quote.as_ref().map_or("-".into(), |q| q.per_run.clone());
+            let per_hour = f
+                .quote
+                .as_ref()
+                .and_then(|q| q.per_hour.clone())
+                .unwrap_or_else(|| "-".into());
+            outln!(
+                "{:<12} {:<20} {:<6} {:<30} {:<20} {:<10} {}",
+                format!("{}:{}", f.chain_id, f.agent_id),
+                name,
+                f.state,
+                per_run,
+                per_hour,
+                f.best_val_bpb.as_deref().unwrap_or("-"),
+                f.endpoint
+            )?;
+            if let Some(e) = &f.error {
+                outln!("    {e}")?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A worker's state and price: `/status`, then the probe.
+    pub(super) async fn size_up(&self, endpoint: &str) -> anyhow::Result<(WorkerStatus, Quote)> {
+        let status = workers::status(&self.http, endpoint).await?;
+        let quote = workers::probe(&self.http, endpoint, status.budget_seconds).await?;
+        Ok((status, quote))
+    }
+
+    pub(super) async fn probe(&self, endpoint: &str) -> anyhow::Result<()> {
+        let (status, quote) = self.size_up(endpoint.trim_end_matches('/')).await?;
+        if self.json {
+            let mut out = serde_json::to_value(&quote)?;
+            out["state"] = Value::String(state_of(&status));
+            out["gpu"] = json!(status.gpu);
+            return outln!("{out}");
+        }
+        outln!("worker:   {}", quote.endpoint)?;
+        outln!("state:    {}", state_of(&status))?;
+        if quote.free {
+            return outln!("price:    free (the worker answered the probe without a 402)");
+        }
+        outln!(
+            "per run:  {} ({} atomic units, x402 v{})",
+            quote.per_run,
+            quote.amount_atomic,
+            quote.x402_version
+        )?;
+        match (&quote.per_hour, quote.budget_seconds) {
+            (Some(hourly), Some(budget)) => {
+                outln!("per hour: {hourly} (a run is a {budget} s budget)")?
+            }
+            _ => outln!("per hour: unknown (the worker's /status names no time budget)")?,
+        }
+        outln!("pay to:   {}", quote.pay_to)?;
+        if let Some(gpu) = &status.gpu {
+            outln!("gpu:      {gpu}")?;
+        }
+        Ok(())
+    }
+}
+
+fn state_of(status: &WorkerStatus) -> String {
+    if status.busy { "busy" } else { "idle" }.to_string()
+}
