@@ -10,6 +10,8 @@ use alloy::signers::local::PrivateKeySigner;
 use alloy::sol;
 use alloy::sol_types::{Eip712Domain, SolStruct};
 
+mod recovered;
+
 use crate::reason::{ErrorReason, Invalid};
 use crate::time::UnixTimestamp;
 use crate::wire::{
@@ -233,9 +235,13 @@ pub fn recover_signer(
     if signature.s() > SECP256K1_HALF_ORDER {
         return Err(bad("s is in the upper half of the curve order (malleable)"));
     }
-    signature
-        .recover_address_from_prehash(&signing_hash(&payload.authorization, domain))
-        .map_err(|_| bad("no public key recovers from it"))
+    let raw: [u8; 65] = bytes.try_into().map_err(|_| bad("not 65 bytes"))?;
+    recovered::signer(
+        signing_hash(&payload.authorization, domain),
+        raw,
+        &signature,
+    )
+    .ok_or_else(|| bad("no public key recovers from it"))
 }
 
 /// The `transferWithAuthorization(..., v, r, s)` call that settles an EOA-signed
