@@ -1,9 +1,9 @@
 //! Settlement at scale on a real devnet: paid requests through the gateway and its
 //! embedded facilitator at concurrency 1, 16, 64 and 256, with settlement batching
 //! off and on taking turns in the same run. Each row asserts the payee's exact
-//! balance and reports paid/s, p50/p99 and the facilitator's JSON-RPC calls per paid
-//! request by method; the gas per payment is read from the settlement receipts,
-//! single vs batched.
+//! balance and reports paid/s, p50/p99, the mean time in each gateway stage and the
+//! facilitator's JSON-RPC calls per paid request by method; the gas per payment is
+//! read from the settlement receipts, single vs batched.
 //!
 //! `cargo bench -p gateway --bench settlement` measures; without `--bench` (as under
 //! `cargo test --all-targets`) it runs a small smoke pass so it stays working.
@@ -43,6 +43,34 @@ struct Row {
     p50: Duration,
     p99: Duration,
     rpc: std::collections::BTreeMap<String, u64>,
+    /// Mean seconds per paid request in each gateway stage (verify, upstream, settle).
+    stages: std::collections::BTreeMap<String, f64>,
+}
+
+/// Each stage's (sum of seconds, count) from the gateway's latency histograms, read
+/// off the operator metrics text so the bench sees what `/metrics` shows.
+fn stage_totals(gateway: &Gateway) -> std::collections::BTreeMap<String, (f64, f64)> {
+    let mut totals = std::collections::BTreeMap::<String, (f64, f64)>::new();
+    for line in gateway.metrics().render().lines() {
+        let Some(rest) = line.strip_prefix("agora_gateway_stage_seconds_") else {
+            continue;
+        };
+        let (Some(stage), Some(value)) = (
+            rest.split("stage=\"")
+                .nth(1)
+                .and_then(|s| s.split('"').next()),
+            line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()),
+        ) else {
+            continue;
+        };
+        let entry = totals.entry(stage.to_string()).or_default();
+        if rest.starts_with("sum") {
+            entry.0 += value;
+        } else if rest.starts_with("count") {
+            entry.1 += value;
+        }
+    }
+    totals
 }
 
 /// A gateway (with its on-disk ledger, as `agora serve` runs) in front of an
@@ -50,6 +78,7 @@ struct Row {
 /// stacks can take turns on one chain without sharing a nonce.
 struct Stack {
     facilitator: Arc<facilitator::EmbeddedFacilitator>,
+    gateway: Gateway,
     url: String,
     http: reqwest::Client,
     payee: Address,
@@ -98,6 +127,7 @@ impl Stack {
         }
         Self {
             facilitator,
+            gateway,
             url,
             http: testkit::http(),
             payee,
@@ -120,6 +150,7 @@ impl Stack {
         );
         let before = chain.usdc_balance(self.payee).await.unwrap();
         let rpc_before = self.facilitator.rpc_calls();
+        let stages_before = stage_totals(&self.gateway);
         let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let started = Instant::now();
         let workers: Vec<_> = (0..concurrency)
@@ -166,8 +197,16 @@ impl Stack {
         for (method, count) in rpc.iter_mut() {
             *count -= rpc_before.get(method).copied().unwrap_or(0);
         }
+        let stages = stage_totals(&self.gateway)
+            .into_iter()
+            .map(|(stage, (sum, count))| {
+                let (sum0, count0) = stages_before.get(&stage).copied().unwrap_or_default();
+                (stage, (sum - sum0) / (count - count0).max(1.0))
+            })
+            .collect();
         Row {
             concurrency,
+            stages,
             paid,
             per_second: paid as f64 / elapsed.as_secs_f64(),
             p50: percentile(&took, 0.50),
@@ -210,13 +249,19 @@ fn print_row(label: &str, row: &Row) {
         .filter(|(_, n)| **n > 0)
         .map(|(m, n)| format!("{m} {:.2}", *n as f64 / row.paid as f64))
         .collect();
+    let stages: Vec<String> = row
+        .stages
+        .iter()
+        .map(|(stage, mean)| format!("{stage} {:.1} ms", mean * 1000.0))
+        .collect();
     println!(
-        "| {} | {label} | {} | {:.1} | {:.1} ms | {:.1} ms | {:.2} ({}) |",
+        "| {} | {label} | {} | {:.1} | {:.1} ms | {:.1} ms | {} | {:.2} ({}) |",
         row.concurrency,
         row.paid,
         row.per_second,
         ms(row.p50),
         ms(row.p99),
+        stages.join(", "),
         total as f64 / row.paid as f64,
         by_method.join(", ")
     );
@@ -251,9 +296,9 @@ async fn main() {
         if measuring { "bench" } else { "smoke" }
     );
     println!(
-        "| concurrency | batching | paid | paid/s | p50 | p99 | RPC calls per paid request (by method) |"
+        "| concurrency | batching | paid | paid/s | p50 | p99 | mean per stage | RPC calls per paid request (by method) |"
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|");
     for (a, b) in &rows {
         print_row("off", a);
         print_row("on", b);
