@@ -27,13 +27,33 @@ impl Inner {
         let payer = checked.key.payer;
         // A settle of an authorization already in the journal answers from it; a
         // failed one frees the claim, so the second round starts a fresh settlement.
+        let authorization = &request.payment_payload.payload.authorization;
         for _ in 0..2 {
-            let (verdict, simulated) = match self.claim_settle(&checked).await {
+            let valid = eip3009::check_validity(authorization, unix_now());
+            let (verdict, simulated, begun) = match self.claim_settle(&checked, valid.is_ok()).await
+            {
                 Ok(claimed) => claimed,
                 Err(invalid) => return Ok(failed_settle(invalid, Some(payer), None, network)),
             };
             match verdict {
-                Claim::Granted => return self.settle_new(&checked, simulated).await,
+                Claim::Granted => {
+                    return match (valid, begun) {
+                        (Ok(()), Some(settlement)) => {
+                            self.settle_new(&checked, settlement, simulated).await
+                        }
+                        (Err(invalid), _) => {
+                            let key = checked.key;
+                            if let Err(e) = self.db(move |s| s.unclaim(&key)).await {
+                                tracing::error!("cannot free authorization {}: {e}", key.nonce);
+                            }
+                            Ok(failed_settle(invalid, Some(payer), None, network))
+                        }
+                        (Ok(()), None) => Err(FacilitatorError::Internal(
+                            "the journal granted the settlement but opened no row for it; retry"
+                                .into(),
+                        )),
+                    };
+                }
                 Claim::Settled | Claim::InFlight => {
                     let key = checked.key;
                     let latest = self
@@ -93,35 +113,19 @@ impl Inner {
         }))
     }
 
-    /// Journals, sends and awaits a first settlement of a claimed authorization;
-    /// `simulated` says verify simulated it under the reservation this settle took.
+    /// Sends and awaits a first settlement of a claimed authorization, whose journal
+    /// row the claim opened; `simulated` says verify simulated it under the
+    /// reservation this settle took.
     pub(super) async fn settle_new(
         &self,
         checked: &Checked<'_>,
+        settlement: Settlement,
         simulated: bool,
     ) -> Result<SettleResponse, FacilitatorError> {
         let request = checked.request;
         let network = request.payment_requirements.network.clone();
         let payer = checked.key.payer;
-        let authorization = &request.payment_payload.payload.authorization;
-        if let Err(invalid) = eip3009::check_validity(authorization, unix_now()) {
-            let key = checked.key;
-            if let Err(e) = self.db(move |s| s.unclaim(&key)).await {
-                tracing::error!("cannot free authorization {}: {e}", key.nonce);
-            }
-            return Ok(failed_settle(invalid, Some(payer), None, network));
-        }
         let amount = request.payment_requirements.amount;
-        let key = checked.key;
-        let pay_to = request.payment_requirements.pay_to;
-        let settlement = self
-            .db(move |s| {
-                let id = s.begin_settlement(&key, pay_to, amount, unix_now())?;
-                s.settlement(id)?
-                    .ok_or_else(|| StoreError::Corrupt("journal row vanished".into()))
-            })
-            .await
-            .map_err(|e| FacilitatorError::Internal(e.to_string()))?;
         let hash = match self.send(checked, settlement.id, simulated).await {
             Ok(hash) => hash,
             Err(SendError::Refused(invalid)) => {
@@ -149,17 +153,33 @@ impl Inner {
                 hash
             }
         };
+        // The row as the sender journaled it. It is read back only when the receipt is
+        // late (a fee bump may have replaced the transaction by then): on the usual
+        // path that read would queue behind the journal's group commit for nothing.
         let id = settlement.id;
-        let sent = self
-            .db(move |s| s.settlement(id))
-            .await
-            .ok()
-            .flatten()
-            .unwrap_or(Settlement {
-                tx_hash: Some(hash),
-                ..settlement
-            });
-        Ok(match self.resolve(checked.chain, &sent, true).await {
+        let sent = Settlement {
+            tx_hash: Some(hash),
+            ..settlement
+        };
+        let (sent, outcome) = match self.await_receipt(checked.chain, hash).await {
+            Some(receipt) => {
+                let outcome = self
+                    .record_receipt(checked.chain, &sent, &receipt, hash)
+                    .await;
+                (sent, outcome)
+            }
+            None => {
+                let row = self
+                    .db(move |s| s.settlement(id))
+                    .await
+                    .ok()
+                    .flatten()
+                    .unwrap_or(sent);
+                let outcome = self.resolve(checked.chain, &row, false).await;
+                (row, outcome)
+            }
+        };
+        Ok(match outcome {
             Outcome::Confirmed(mined) => confirmed(payer, mined, network, amount),
             Outcome::Failed(why) => failed_settle(
                 Invalid::new(ErrorReason::TransactionFailed, why),

@@ -58,17 +58,21 @@ impl Inner {
             .map_err(|e| Invalid::new(unexpected(want), e.to_string()))
     }
 
-    /// Takes `checked` for settling; the flag says whether a live reservation held
-    /// it, that is, whether verify simulated it.
+    /// Takes `checked` for settling and, when `begin`, opens its journal row in the
+    /// same commit; the flag says whether a live reservation held it, that is,
+    /// whether verify simulated it.
     pub(super) async fn claim_settle(
         &self,
         checked: &Checked<'_>,
-    ) -> Result<(Claim, bool), Invalid> {
+        begin: bool,
+    ) -> Result<(Claim, bool, Option<Settlement>), Invalid> {
         let key = checked.key;
         let lease = self.reservation_seconds;
-        self.db(move |s| s.claim_from(&key, GuardState::Settling, unix_now(), lease))
+        let requirements = &checked.request.payment_requirements;
+        let terms = (requirements.pay_to, requirements.amount);
+        self.db(move |s| s.claim_settlement(&key, terms, begin, unix_now(), lease))
             .await
-            .map(|(verdict, prior)| (verdict, prior == Some(GuardState::Reserved)))
+            .map(|(verdict, prior, row)| (verdict, prior == Some(GuardState::Reserved), row))
             .map_err(|e| Invalid::new(unexpected(GuardState::Settling), e.to_string()))
     }
 

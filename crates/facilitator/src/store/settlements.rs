@@ -4,29 +4,22 @@
 //! `mod.rs` so each file stays one concern; the SQL is unchanged from there.
 
 use alloy::primitives::{Address, B256, Bytes, U256};
-use rusqlite::params;
+use rusqlite::{Connection, params};
 
 use super::{AuthorizationKey, Settlement, SettlementStatus, Store, StoreError, key_params};
 
 impl Store {
-    /// Records a settlement about to be signed; returns its journal id.
-    pub fn begin_settlement(
+    /// Records a settlement about to be signed without claiming it (the paid path
+    /// does both at once, [`Store::claim_settlement`]); returns its journal row.
+    #[cfg(test)]
+    pub(crate) fn begin_settlement(
         &self,
         key: &AuthorizationKey,
         pay_to: Address,
         amount: U256,
         now: u64,
-    ) -> Result<i64, StoreError> {
-        let (chain, asset, payer, nonce) = key_params(key);
-        let now = i64::try_from(now).unwrap_or(i64::MAX);
-        self.with(|conn| {
-            conn.execute(
-                "INSERT INTO settlements (chain_id, asset, payer, nonce, pay_to, amount, status, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?7)",
-                params![chain, asset, payer, nonce, pay_to.to_string(), amount.to_string(), now],
-            )?;
-            Ok(conn.last_insert_rowid())
-        })
+    ) -> Result<Settlement, StoreError> {
+        self.with(|conn| begin_on(conn, key, (pay_to, amount), now))
     }
 
     /// Records the signed transaction before it is broadcast; `false` when the row was
@@ -202,72 +195,96 @@ impl Store {
         filter: &str,
         args: impl rusqlite::Params,
     ) -> Result<Vec<Settlement>, StoreError> {
-        let sql = format!(
-            "SELECT id, chain_id, asset, payer, nonce, pay_to, amount, status, tx_hash, raw_tx, error,
+        self.with(|conn| query_on(conn, filter, args))
+    }
+}
+
+/// The new `pending` row of a settlement about to be signed (`terms`: pay-to and
+/// amount), read back as stored, on a connection inside the caller's transaction.
+pub(super) fn begin_on(
+    conn: &Connection,
+    key: &AuthorizationKey,
+    (pay_to, amount): (Address, U256),
+    now: u64,
+) -> Result<Settlement, StoreError> {
+    let (chain, asset, payer, nonce) = key_params(key);
+    let now = i64::try_from(now).unwrap_or(i64::MAX);
+    conn.execute(
+        "INSERT INTO settlements (chain_id, asset, payer, nonce, pay_to, amount, status, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?7)",
+        params![chain, asset, payer, nonce, pay_to.to_string(), amount.to_string(), now],
+    )?;
+    query_on(conn, "WHERE id = ?1", params![conn.last_insert_rowid()])?
+        .pop()
+        .ok_or_else(|| StoreError::Corrupt("journal row vanished".into()))
+}
+
+fn query_on(
+    conn: &Connection,
+    filter: &str,
+    args: impl rusqlite::Params,
+) -> Result<Vec<Settlement>, StoreError> {
+    let sql = format!(
+        "SELECT id, chain_id, asset, payer, nonce, pay_to, amount, status, tx_hash, raw_tx, error,
                     prior_hashes, updated_at
              FROM settlements {filter} ORDER BY id"
-        );
-        self.with(|conn| {
-            let mut stmt = conn.prepare(&sql)?;
-            let rows = stmt.query_map(args, |row| {
-                Ok((
-                    row.get::<_, i64>(0)?,
-                    row.get::<_, i64>(1)?,
-                    [
-                        row.get::<_, String>(2)?,
-                        row.get::<_, String>(3)?,
-                        row.get::<_, String>(4)?,
-                        row.get::<_, String>(5)?,
-                        row.get::<_, String>(6)?,
-                        row.get::<_, String>(7)?,
-                    ],
-                    row.get::<_, Option<String>>(8)?,
-                    row.get::<_, Option<Vec<u8>>>(9)?,
-                    row.get::<_, Option<String>>(10)?,
-                    row.get::<_, String>(11)?,
-                    row.get::<_, i64>(12)?,
-                ))
-            })?;
-            let mut out = Vec::new();
-            for row in rows {
-                let (
-                    id,
-                    chain_id,
-                    [asset, payer, nonce, pay_to, amount, status],
-                    tx_hash,
-                    raw,
-                    error,
-                    prior,
-                    updated_at,
-                ) = row?;
-                let bad =
-                    |what: &str, value: &str| StoreError::Corrupt(format!("{what} {value:?}"));
-                out.push(Settlement {
-                    id,
-                    chain_id: u64::try_from(chain_id)
-                        .map_err(|_| bad("chain id", &chain_id.to_string()))?,
-                    asset: asset.parse().map_err(|_| bad("asset", &asset))?,
-                    payer: payer.parse().map_err(|_| bad("payer", &payer))?,
-                    nonce: nonce.parse().map_err(|_| bad("nonce", &nonce))?,
-                    pay_to: pay_to.parse().map_err(|_| bad("payTo", &pay_to))?,
-                    amount: amount.parse().map_err(|_| bad("amount", &amount))?,
-                    status: SettlementStatus::parse(&status)
-                        .ok_or_else(|| bad("status", &status))?,
-                    tx_hash: tx_hash
-                        .as_deref()
-                        .map(|h| h.parse().map_err(|_| bad("tx hash", h)))
-                        .transpose()?,
-                    raw_tx: raw.map(Bytes::from),
-                    prior_hashes: prior
-                        .split(',')
-                        .filter(|h| !h.is_empty())
-                        .map(|h| h.parse().map_err(|_| bad("prior tx hash", h)))
-                        .collect::<Result<_, _>>()?,
-                    error,
-                    updated_at: u64::try_from(updated_at).unwrap_or(0),
-                });
-            }
-            Ok(out)
-        })
+    );
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map(args, |row| {
+        Ok((
+            row.get::<_, i64>(0)?,
+            row.get::<_, i64>(1)?,
+            [
+                row.get::<_, String>(2)?,
+                row.get::<_, String>(3)?,
+                row.get::<_, String>(4)?,
+                row.get::<_, String>(5)?,
+                row.get::<_, String>(6)?,
+                row.get::<_, String>(7)?,
+            ],
+            row.get::<_, Option<String>>(8)?,
+            row.get::<_, Option<Vec<u8>>>(9)?,
+            row.get::<_, Option<String>>(10)?,
+            row.get::<_, String>(11)?,
+            row.get::<_, i64>(12)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (
+            id,
+            chain_id,
+            [asset, payer, nonce, pay_to, amount, status],
+            tx_hash,
+            raw,
+            error,
+            prior,
+            updated_at,
+        ) = row?;
+        let bad = |what: &str, value: &str| StoreError::Corrupt(format!("{what} {value:?}"));
+        out.push(Settlement {
+            id,
+            chain_id: u64::try_from(chain_id)
+                .map_err(|_| bad("chain id", &chain_id.to_string()))?,
+            asset: asset.parse().map_err(|_| bad("asset", &asset))?,
+            payer: payer.parse().map_err(|_| bad("payer", &payer))?,
+            nonce: nonce.parse().map_err(|_| bad("nonce", &nonce))?,
+            pay_to: pay_to.parse().map_err(|_| bad("payTo", &pay_to))?,
+            amount: amount.parse().map_err(|_| bad("amount", &amount))?,
+            status: SettlementStatus::parse(&status).ok_or_else(|| bad("status", &status))?,
+            tx_hash: tx_hash
+                .as_deref()
+                .map(|h| h.parse().map_err(|_| bad("tx hash", h)))
+                .transpose()?,
+            raw_tx: raw.map(Bytes::from),
+            prior_hashes: prior
+                .split(',')
+                .filter(|h| !h.is_empty())
+                .map(|h| h.parse().map_err(|_| bad("prior tx hash", h)))
+                .collect::<Result<_, _>>()?,
+            error,
+            updated_at: u64::try_from(updated_at).unwrap_or(0),
+        });
     }
+    Ok(out)
 }

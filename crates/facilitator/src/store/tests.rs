@@ -77,7 +77,8 @@ fn journal_survives_reopen_and_settled_stays_settled() {
         );
         let id = s
             .begin_settlement(&k, Address::repeat_byte(3), U256::from(1000), 1)
-            .unwrap();
+            .unwrap()
+            .id;
         s.mark_sent(id, B256::repeat_byte(9), &[1, 2, 3], 2)
             .unwrap();
         id
@@ -117,7 +118,8 @@ fn failed_settlement_frees_the_authorization() {
     s.claim(&k, GuardState::Settling, 1, 60).unwrap();
     let id = s
         .begin_settlement(&k, Address::ZERO, U256::from(1), 1)
-        .unwrap();
+        .unwrap()
+        .id;
     let row = s.settlement(id).unwrap().unwrap();
     s.finish_settlement(&row, SettlementStatus::Failed, Some("reverted"), 2)
         .unwrap();
@@ -154,12 +156,14 @@ fn reopening_sweeps_claims_no_live_request_holds() {
         s.claim(&open, GuardState::Settling, 1, 600).unwrap();
         let id = s
             .begin_settlement(&open, Address::ZERO, U256::from(1), 1)
-            .unwrap();
+            .unwrap()
+            .id;
         s.mark_sent(id, B256::repeat_byte(1), &[1], 1).unwrap();
         s.claim(&confirmed, GuardState::Settling, 1, 600).unwrap();
         let id = s
             .begin_settlement(&confirmed, Address::ZERO, U256::from(1), 1)
-            .unwrap();
+            .unwrap()
+            .id;
         let row = s.settlement(id).unwrap().unwrap();
         let group = s.conn.lock().unwrap();
         group
@@ -199,7 +203,8 @@ fn only_an_open_settlement_is_closed_and_replacements_keep_their_history() {
     s.claim(&k, GuardState::Settling, 1, 60).unwrap();
     let id = s
         .begin_settlement(&k, Address::ZERO, U256::from(1), 1)
-        .unwrap();
+        .unwrap()
+        .id;
     s.mark_sent(id, B256::repeat_byte(1), &[1], 1).unwrap();
     assert!(s.mark_replaced(id, B256::repeat_byte(2), &[2], 2).unwrap());
     let row = s.settlement(id).unwrap().unwrap();
@@ -248,7 +253,8 @@ fn concurrent_writes_share_commits_and_each_survives_a_reopen() {
                 );
                 let id = s
                     .begin_settlement(&key(n), Address::ZERO, U256::from(n), 1)
-                    .unwrap();
+                    .unwrap()
+                    .id;
                 assert!(
                     s.mark_sent_all(&[id], B256::repeat_byte(n), &[n], 1)
                         .unwrap()
@@ -274,4 +280,46 @@ fn concurrent_writes_share_commits_and_each_survives_a_reopen() {
         "every call was committed before it returned"
     );
     assert!(open.iter().all(|r| r.status == SettlementStatus::Sent));
+}
+
+#[test]
+fn claiming_to_settle_opens_the_journal_row_in_the_same_commit_or_not_at_all() {
+    let (_dir, s) = store();
+    let terms = (Address::repeat_byte(3), U256::from(1000));
+    let k = key(1);
+    s.claim(&k, GuardState::Reserved, 100, 60).unwrap();
+    let (verdict, prior, row) = s.claim_settlement(&k, terms, true, 101, 60).unwrap();
+    assert_eq!((verdict, prior), (Claim::Granted, Some(GuardState::Reserved)));
+    let row = row.expect("a granted claim opens its row");
+    assert_eq!(row.status, SettlementStatus::Pending);
+    assert_eq!((row.pay_to, row.amount), terms);
+    assert_eq!(s.latest_for(&k).unwrap(), Some(row));
+    assert_eq!(
+        s.claim_settlement(&k, terms, true, 102, 60).unwrap(),
+        (Claim::InFlight, Some(GuardState::Settling), None),
+        "a second settle opens no second row"
+    );
+    assert_eq!(s.journal().unwrap().len(), 1);
+
+    let expired = key(2);
+    assert_eq!(
+        s.claim_settlement(&expired, terms, false, 103, 60).unwrap(),
+        (Claim::Granted, None, None),
+        "without begin only the claim is taken"
+    );
+    assert_eq!(s.latest_for(&expired).unwrap(), None);
+
+    // The journal row cannot be written: the claim must not stay behind alone.
+    let unwritable = key(3);
+    s.lock()
+        .unwrap()
+        .conn
+        .execute_batch("ALTER TABLE settlements RENAME TO gone")
+        .unwrap();
+    assert!(s.claim_settlement(&unwritable, terms, true, 104, 60).is_err());
+    assert_eq!(
+        s.claim(&unwritable, GuardState::Settling, 105, 60).unwrap(),
+        Claim::Granted,
+        "the failed claim was rolled back with its row"
+    );
 }
