@@ -289,7 +289,10 @@ fn claiming_to_settle_opens_the_journal_row_in_the_same_commit_or_not_at_all() {
     let k = key(1);
     s.claim(&k, GuardState::Reserved, 100, 60).unwrap();
     let (verdict, prior, row) = s.claim_settlement(&k, terms, true, 101, 60).unwrap();
-    assert_eq!((verdict, prior), (Claim::Granted, Some(GuardState::Reserved)));
+    assert_eq!(
+        (verdict, prior),
+        (Claim::Granted, Some(GuardState::Reserved))
+    );
     let row = row.expect("a granted claim opens its row");
     assert_eq!(row.status, SettlementStatus::Pending);
     assert_eq!((row.pay_to, row.amount), terms);
@@ -316,7 +319,10 @@ fn claiming_to_settle_opens_the_journal_row_in_the_same_commit_or_not_at_all() {
         .conn
         .execute_batch("ALTER TABLE settlements RENAME TO gone")
         .unwrap();
-    assert!(s.claim_settlement(&unwritable, terms, true, 104, 60).is_err());
+    assert!(
+        s.claim_settlement(&unwritable, terms, true, 104, 60)
+            .is_err()
+    );
     assert_eq!(
         s.claim(&unwritable, GuardState::Settling, 105, 60).unwrap(),
         Claim::Granted,
