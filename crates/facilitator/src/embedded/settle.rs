@@ -156,17 +156,16 @@ impl Inner {
         // The row as the sender journaled it. It is read back only when the receipt is
         // late (a fee bump may have replaced the transaction by then): on the usual
         // path that read would queue behind the journal's group commit for nothing.
+        // A pending answer names the transaction this settle sent either way.
         let id = settlement.id;
         let sent = Settlement {
             tx_hash: Some(hash),
             ..settlement
         };
-        let (sent, outcome) = match self.await_receipt(checked.chain, hash).await {
+        let outcome = match self.await_receipt(checked.chain, hash).await {
             Some(receipt) => {
-                let outcome = self
-                    .record_receipt(checked.chain, &sent, &receipt, hash)
-                    .await;
-                (sent, outcome)
+                self.record_receipt(checked.chain, &sent, &receipt, hash)
+                    .await
             }
             None => {
                 let row = self
@@ -174,9 +173,8 @@ impl Inner {
                     .await
                     .ok()
                     .flatten()
-                    .unwrap_or(sent);
-                let outcome = self.resolve(checked.chain, &row, false).await;
-                (row, outcome)
+                    .unwrap_or_else(|| sent.clone());
+                self.resolve(checked.chain, &row, false).await
             }
         };
         Ok(match outcome {
