@@ -1,7 +1,8 @@
-//! Group-commit settlement on a real devnet (with its Multicall3): settlements queued
-//! behind a transaction in flight leave as one `aggregate3` transaction; a member
-//! that fails inside it is not charged and fails no other member; and a batch that a
-//! crash leaves unmined is resolved member by member after a restart. Verify
+//! Group-commit settlement on a real devnet (with its Multicall3): two transactions
+//! leave at once, and settlements queued behind them leave as one `aggregate3`
+//! transaction; a member that fails inside it is not charged and fails no other
+//! member; and a batch that a crash leaves unmined is resolved member by member after
+//! a restart. Verify
 //! simulations queued behind one in flight share one `eth_call`, and a batch never
 //! refuses a payment on its own.
 
@@ -463,5 +464,111 @@ async fn a_payer_funded_only_by_an_earlier_member_of_the_same_batch_is_still_ref
             assert!(answer.is_valid, "{answer:?}");
         }
     }
+    chain.stop().await;
+}
+
+/// Where `request`'s settlement stands in the journal: its status and transaction.
+fn row_of(
+    facilitator: &EmbeddedFacilitator,
+    request: &FacilitatorRequest,
+) -> Option<(SettlementStatus, Option<B256>)> {
+    let nonce = request.payment_payload.payload.authorization.nonce;
+    facilitator
+        .journal()
+        .unwrap()
+        .into_iter()
+        .rfind(|row| row.nonce == nonce)
+        .map(|row| (row.status, row.tx_hash))
+}
+
+async fn until_sent(facilitator: &EmbeddedFacilitator, request: &FacilitatorRequest) -> B256 {
+    testkit::until(
+        Duration::from_secs(20),
+        Duration::from_millis(20),
+        || async {
+            match row_of(facilitator, request) {
+                Some((SettlementStatus::Sent, Some(hash))) => Ok(hash),
+                other => Err(format!("not sent yet: {other:?}")),
+            }
+        },
+    )
+    .await
+}
+
+#[tokio::test]
+async fn two_transactions_leave_at_once_and_what_queues_behind_them_waits_for_one_to_mine() {
+    let chain = testkit::chain::devnet(2).await;
+    let dir = tempfile::tempdir().unwrap();
+    let seller = chain.accounts()[1].address();
+    let requirement = testkit::pay::requirement(&chain, seller, 600);
+    let mut config = testkit::embedded::config(&chain, dir.path());
+    config.batch = BatchConfig {
+        max_size: 32,
+        max_wait: Duration::from_secs(60),
+    };
+    config.receipt_timeout = Duration::from_secs(60);
+    let facilitator = testkit::embedded::open(config).await;
+    let (good, _, _) = verified(&chain, &facilitator, &requirement, 6).await;
+    let seller_before = chain.usdc_balance(seller).await.unwrap();
+
+    // Blocks stop. The first two settlements each leave at once, alone, under
+    // consecutive signer nonces; the rest queue behind them.
+    chain.set_automine(false).await.unwrap();
+    let settle = |request: &FacilitatorRequest| {
+        let (f, request) = (Arc::clone(&facilitator), request.clone());
+        tokio::spawn(async move { f.settle(&request).await.unwrap() })
+    };
+    let mut tasks = vec![settle(&good[0])];
+    let first = until_sent(&facilitator, &good[0]).await;
+    tasks.push(settle(&good[1]));
+    let second = until_sent(&facilitator, &good[1]).await;
+    assert_ne!(first, second, "two transactions in flight");
+    tasks.extend(good[2..].iter().map(settle));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for request in &good[2..] {
+        assert_eq!(
+            row_of(&facilitator, request),
+            Some((SettlementStatus::Pending, None)),
+            "with two in flight the rest wait"
+        );
+    }
+
+    // One block mines both; the queue then leaves as one batch.
+    chain.mine().await.unwrap();
+    let batch = until_sent(&facilitator, &good[2]).await;
+    for request in &good[3..] {
+        assert_eq!(until_sent(&facilitator, request).await, batch);
+    }
+    chain.mine().await.unwrap();
+    chain.set_automine(true).await.unwrap();
+    for task in tasks {
+        assert!(task.await.unwrap().success);
+    }
+    let provider = chain.provider().unwrap();
+    let nonce_of = |hash: B256| {
+        let provider = provider.clone();
+        async move {
+            use alloy::consensus::Transaction;
+            provider
+                .get_transaction_by_hash(hash)
+                .await
+                .unwrap()
+                .unwrap()
+                .nonce()
+        }
+    };
+    assert_eq!(nonce_of(second).await, nonce_of(first).await + 1);
+    assert_eq!(nonce_of(batch).await, nonce_of(second).await + 1);
+    let receipt = provider
+        .get_transaction_receipt(batch)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(receipt.to, Some(MULTICALL3));
+    assert_eq!(
+        chain.usdc_balance(seller).await.unwrap() - seller_before,
+        U256::from(PRICE * good.len() as u64),
+        "each settled exactly once"
+    );
     chain.stop().await;
 }

@@ -2,13 +2,13 @@
 //! turns queued settlements into transactions.
 //!
 //! The node, not agora, is the bottleneck of settlement: every transaction costs a
-//! block slot and several RPC calls. So while a settlement transaction is in flight,
-//! the next settlements of the chain's known tokens queue up and leave together as one
-//! Multicall3 `aggregate3` transaction with `allowFailure` set for each member: one
-//! member that reverts never fails the others. When nothing is in flight a settlement
-//! leaves at once, alone, as a plain `transferWithAuthorization` (no batching delay
-//! when idle). A batch also leaves when it is full or its oldest member waited the
-//! longest wait allowed.
+//! block slot and several RPC calls. So while [`IN_FLIGHT`] settlement transactions
+//! are in flight, the next settlements of the chain's known tokens queue up and leave
+//! together as one Multicall3 `aggregate3` transaction with `allowFailure` set for each
+//! member: one member that reverts never fails the others. When nothing is in flight a
+//! settlement leaves at once, alone, as a plain `transferWithAuthorization` (no
+//! batching delay when idle). A batch also leaves when it is full or its oldest member
+//! waited the longest wait allowed.
 //!
 //! Crash safety is the single transaction's: every member's journal row records the
 //! batch's signed bytes, in one SQLite transaction, before the broadcast, and each
@@ -45,6 +45,14 @@ sol! {
 /// chains; `agora devnet` installs it there).
 pub const MULTICALL3: Address = address!("cA11bde05977b3631167028862bE2a173976CA11");
 
+/// Transactions in flight before queued settlements wait for one of them to mine.
+/// With one, the chain sat idle while each receipt was read and the next batch was
+/// journaled; with two, the next batch is on its way meanwhile, and on a chain with
+/// slow blocks a payment that arrives just after a send can still make the same block.
+/// Measured on the devnet (`cargo bench -p gateway --bench settlement`, the two builds
+/// taking turns): c=16 1.3-1.4x and c=64 1.1-1.3x the throughput of one.
+const IN_FLIGHT: usize = 2;
+
 /// Gas of the Multicall3 frame around a batch's members.
 const BATCH_OVERHEAD_GAS: u64 = 50_000;
 
@@ -54,7 +62,7 @@ pub struct BatchConfig {
     /// Most settlements in one transaction, and verify simulations in one `eth_call`;
     /// 1 sends every settlement and simulation alone.
     pub max_size: usize,
-    /// Longest a queued settlement waits for the transaction in flight to mine.
+    /// Longest a queued settlement waits for a transaction in flight to mine.
     pub max_wait: Duration,
 }
 
@@ -68,7 +76,7 @@ impl BatchConfig {
 
 impl Default for BatchConfig {
     /// Batches of up to 64 settlements, none waiting more than 50 ms for the
-    /// transaction in flight.
+    /// transactions in flight.
     fn default() -> Self {
         Self {
             max_size: 64,
@@ -124,7 +132,7 @@ pub(super) async fn run(inner: Arc<Inner>, chain_id: u64, mut jobs: mpsc::Unboun
                 sent.elapsed() < inner.receipt_timeout
                     && matches!(mined.try_recv(), Err(oneshot::error::TryRecvError::Empty))
             });
-            let ready = in_flight.is_empty()
+            let ready = in_flight.len() < IN_FLIGHT
                 || queue.len() >= config.max_size
                 || oldest.elapsed() >= config.max_wait;
             if !ready {
