@@ -2,9 +2,8 @@
 //! leave at once, and settlements queued behind them leave as one `aggregate3`
 //! transaction; a member that fails inside it is not charged and fails no other
 //! member; and a batch that a crash leaves unmined is resolved member by member after
-//! a restart. Verify
-//! simulations queued behind one in flight share one `eth_call`, and a batch never
-//! refuses a payment on its own.
+//! a restart. Verify simulations queued behind one in flight share one `eth_call`,
+//! and a batch never refuses a payment on its own.
 
 #![allow(clippy::unwrap_used)]
 
