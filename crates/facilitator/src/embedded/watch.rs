@@ -24,8 +24,12 @@ use alloy::rpc::types::TransactionReceipt;
 use tokio::sync::{Notify, oneshot};
 use tokio::time::Instant;
 
-/// First poll interval after a transaction is registered or a block arrives.
+/// First poll interval after a block arrives.
 const FAST_POLL: Duration = Duration::from_millis(5);
+/// First retry after a broadcast woke the loop and its receipt was not there yet: a
+/// devnet mines a moment after it answers the send, and waiting FAST_POLL doubled
+/// there put a bimodal 10 ms on the latency of an idle facilitator.
+const AFTER_SEND: Duration = Duration::from_millis(1);
 /// Slowest poll interval while something is in flight.
 const SLOW_POLL: Duration = Duration::from_millis(500);
 /// How long a found receipt is kept for waiters that register late.
@@ -302,7 +306,7 @@ async fn run(watcher: Weak<Watcher>, wake: Arc<Notify>) {
         match turn {
             None => {
                 wake.notified().await;
-                interval = FAST_POLL;
+                interval = AFTER_SEND;
                 continue;
             }
             Some(true) => interval = FAST_POLL,
@@ -311,7 +315,7 @@ async fn run(watcher: Weak<Watcher>, wake: Arc<Notify>) {
         let notified = wake.notified();
         tokio::select! {
             () = tokio::time::sleep(interval) => {}
-            () = notified => interval = FAST_POLL,
+            () = notified => interval = AFTER_SEND,
         }
     }
 }
