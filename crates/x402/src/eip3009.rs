@@ -215,7 +215,7 @@ pub fn recover_signer(
     domain: &Eip712Domain,
 ) -> Result<Address, Invalid> {
     let bytes = payload.signature.as_ref();
-    if bytes.len() != 65 {
+    let Ok(raw) = <[u8; 65]>::try_from(bytes) else {
         return Err(Invalid::new(
             ErrorReason::InvalidSignature,
             format!(
@@ -223,7 +223,7 @@ pub fn recover_signer(
                 bytes.len()
             ),
         ));
-    }
+    };
     let bad = |why: &str| {
         Invalid::new(
             ErrorReason::InvalidSignature,
@@ -235,7 +235,6 @@ pub fn recover_signer(
     if signature.s() > SECP256K1_HALF_ORDER {
         return Err(bad("s is in the upper half of the curve order (malleable)"));
     }
-    let raw: [u8; 65] = bytes.try_into().map_err(|_| bad("not 65 bytes"))?;
     recovered::signer(
         signing_hash(&payload.authorization, domain),
         raw,
