@@ -312,7 +312,7 @@ impl Store {
     }
 
     /// [`Store::claim_from`] for settling and, when granted and `begin`, the
-    /// settlement's journal row ([`Store::begin_settlement`]), both in one commit:
+    /// settlement's `pending` journal row, read back as stored, both in one commit:
     /// the paid path waits for one fsync here instead of three. Either both happen or
     /// neither does.
     pub fn claim_settlement(

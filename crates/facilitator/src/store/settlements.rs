@@ -22,24 +22,18 @@ impl Store {
         self.with(|conn| begin_on(conn, key, (pay_to, amount), now))
     }
 
-    /// Records the signed transaction before it is broadcast; `false` when the row was
-    /// closed meanwhile (then nothing may be broadcast).
-    pub fn mark_sent(
+    /// [`Store::mark_sent_all`] for one settlement: `false` when the row was closed
+    /// meanwhile. The sender journals every transaction, batch or not, through
+    /// `mark_sent_all`; this is the store tests' shorthand.
+    #[cfg(test)]
+    pub(crate) fn mark_sent(
         &self,
         id: i64,
         tx_hash: B256,
         raw: &[u8],
         now: u64,
     ) -> Result<bool, StoreError> {
-        let now = i64::try_from(now).unwrap_or(i64::MAX);
-        self.with(|conn| {
-            let changed = conn.execute(
-                "UPDATE settlements SET status = 'sent', tx_hash = ?2, raw_tx = ?3, updated_at = ?4
-                 WHERE id = ?1 AND status = 'pending'",
-                params![id, tx_hash.to_string(), raw, now],
-            )?;
-            Ok(changed == 1)
-        })
+        Ok(self.mark_sent_all(&[id], tx_hash, raw, now)?.is_empty())
     }
 
     /// Records one signed transaction for every settlement it carries (a batch), in
@@ -100,9 +94,10 @@ impl Store {
 
     /// Closes an open settlement: confirmed marks the authorization settled for good;
     /// failed releases it. Only a row still open changes (the caller and the background
-    /// resolver may race to close it); returns whether this call closed it. `tx_hash`
-    /// names the transaction that mined, when it is not the latest one sent.
-    pub fn finish_settlement(
+    /// resolver may race to close it); returns whether this call closed it. The store
+    /// tests' shorthand for [`Store::finish_with_hash`] without a mined hash.
+    #[cfg(test)]
+    pub(crate) fn finish_settlement(
         &self,
         settlement: &Settlement,
         status: SettlementStatus,
@@ -112,7 +107,10 @@ impl Store {
         self.finish_with_hash(settlement, status, error, None, now)
     }
 
-    /// [`Store::finish_settlement`], recording which transaction mined.
+    /// Closes an open settlement: confirmed marks the authorization settled for good;
+    /// failed releases it. Only a row still open changes (the caller and the background
+    /// resolver may race to close it); returns whether this call closed it. `mined`
+    /// names the transaction that mined, when it is not the latest one sent.
     pub fn finish_with_hash(
         &self,
         settlement: &Settlement,
