@@ -32,7 +32,7 @@ use x402::wire::SettleResponse;
 mod ledger;
 
 use ledger::Ledger;
-pub use ledger::LedgerError;
+pub use ledger::{LedgerError, SERVED_WRITE_DELAY};
 
 /// How long a charged-but-unanswered (or unresolved) authorization stays redeemable.
 pub const REDEEMABLE_SECONDS: u64 = 7 * 24 * 3600;

@@ -217,7 +217,7 @@ const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 /// passes the bytes are in the kernel, which delivers them even if the process dies.
 /// The live process refuses a replay at once from memory; only a crash inside this
 /// window can cost the seller one extra answer, never the buyer a second charge.
-const SERVED_WRITE_DELAY: std::time::Duration = std::time::Duration::from_secs(2);
+pub const SERVED_WRITE_DELAY: std::time::Duration = std::time::Duration::from_secs(2);
 
 fn write_forever(mut conn: Connection, ops: std::sync::mpsc::Receiver<Op>, path: String) {
     use std::sync::mpsc::RecvTimeoutError;
