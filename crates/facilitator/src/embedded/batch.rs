@@ -154,6 +154,20 @@ pub(super) async fn run(inner: Arc<Inner>, chain_id: u64, mut jobs: mpsc::Unboun
     }
 }
 
+/// `aggregate3` calldata calling each `(token, calldata)` with `allowFailure` set, so
+/// a member that reverts never fails the others (settlement batches and verify's
+/// simulation batches alike).
+pub(super) fn aggregate3<'a>(members: impl Iterator<Item = (Address, &'a Bytes)>) -> Vec<u8> {
+    let calls = members
+        .map(|(target, call)| IMulticall3::Call3 {
+            target,
+            allowFailure: true,
+            callData: call.clone(),
+        })
+        .collect();
+    IMulticall3::aggregate3Call { calls }.abi_encode()
+}
+
 /// Whether Multicall3 has code at its canonical address on the chain `provider`
 /// reaches. Without it a batch would mine as a call to an empty account: nothing
 /// moves (every member ends not charged), so batching (of settlements and of verify
@@ -257,15 +271,7 @@ impl Inner {
                     job.gas.unwrap_or(self.gas_limit_cap),
                 ),
                 members => {
-                    let calls = members
-                        .iter()
-                        .map(|job| IMulticall3::Call3 {
-                            target: job.asset,
-                            allowFailure: true,
-                            callData: job.call.clone(),
-                        })
-                        .collect();
-                    let input = IMulticall3::aggregate3Call { calls }.abi_encode();
+                    let input = aggregate3(members.iter().map(|job| (job.asset, &job.call)));
                     let size = u64::try_from(members.len()).unwrap_or(u64::MAX);
                     let gas =
                         BATCH_OVERHEAD_GAS.saturating_add(size.saturating_mul(self.gas_limit_cap));

@@ -131,10 +131,7 @@ impl Inner {
         if mined_nonce <= tx_nonce {
             return Outcome::Unknown;
         }
-        let used = IEip3009Token::new(settlement.asset, &chain.provider)
-            .authorizationState(settlement.payer, settlement.nonce)
-            .call()
-            .await;
+        let used = authorization_used(chain, settlement).await;
         match used {
             Ok(true) => {
                 self.finish(
@@ -177,10 +174,7 @@ impl Inner {
                 .await;
             return Outcome::Confirmed(hash);
         }
-        let used = IEip3009Token::new(settlement.asset, &chain.provider)
-            .authorizationState(settlement.payer, settlement.nonce)
-            .call()
-            .await;
+        let used = authorization_used(chain, settlement).await;
         match used {
             Ok(true) => {
                 let mover = match receipt.block_number {
@@ -316,4 +310,16 @@ impl Inner {
             tracing::warn!(%hash, "fee bump broadcast: {}", scrub(&e.to_string(), &chain.rpc_url));
         }
     }
+}
+
+/// The token's own record of whether `settlement`'s authorization was used, by any
+/// transaction: what decides a settlement whose transaction did not say.
+async fn authorization_used(
+    chain: &Chain,
+    settlement: &Settlement,
+) -> Result<bool, alloy::contract::Error> {
+    IEip3009Token::new(settlement.asset, &chain.provider)
+        .authorizationState(settlement.payer, settlement.nonce)
+        .call()
+        .await
 }

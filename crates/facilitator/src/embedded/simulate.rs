@@ -20,7 +20,7 @@ use alloy::primitives::Bytes;
 use alloy::transports::TransportError;
 use tokio::sync::{mpsc, oneshot};
 
-use super::batch::IMulticall3;
+use super::batch::{IMulticall3, aggregate3};
 use super::*;
 
 /// One simulation handed to the chain's simulator.
@@ -81,18 +81,11 @@ pub(super) async fn run(
 
 /// One `aggregate3` call for `batch`, answering each member.
 async fn together(provider: &DynProvider, sender: Address, batch: Vec<Job>) {
-    let calls = batch
-        .iter()
-        .map(|job| IMulticall3::Call3 {
-            target: job.asset,
-            allowFailure: true,
-            callData: job.call.clone(),
-        })
-        .collect();
+    let input = aggregate3(batch.iter().map(|job| (job.asset, &job.call)));
     let tx = TransactionRequest::default()
         .from(sender)
         .to(MULTICALL3)
-        .input(IMulticall3::aggregate3Call { calls }.abi_encode().into());
+        .input(input.into());
     let results = provider
         .call(tx)
         .await
