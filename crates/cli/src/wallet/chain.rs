@@ -5,20 +5,12 @@
 
 use alloy::primitives::{Address, B256, U256};
 use alloy::providers::{DynProvider, Provider, ProviderBuilder};
-use alloy::sol;
 use anyhow::{Context, bail};
 use reqwest::Url;
 use x402::Network;
+use x402::eip3009::IEip3009Token;
 
 use super::ledger::ChainState;
-
-sol! {
-    #[sol(rpc)]
-    interface IUsdc {
-        function balanceOf(address account) external view returns (uint256);
-        function authorizationState(address authorizer, bytes32 nonce) external view returns (bool);
-    }
-}
 
 /// A public RPC for networks people use without one of their own; others need `--rpc`.
 fn public_rpc(network: &Network) -> Option<&'static str> {
@@ -108,7 +100,7 @@ impl Chain {
             anyhow::anyhow!("{e}; agora wallet balance shows USDC on the networks x402 knows")
         })?;
         let origin = x402::redact::origin(self.rpc.as_str());
-        let usdc = IUsdc::new(asset.address, &self.provider)
+        let usdc = IEip3009Token::new(asset.address, &self.provider)
             .balanceOf(who)
             .call()
             .await
@@ -134,7 +126,7 @@ impl Chain {
         payer: Address,
         nonce: B256,
     ) -> anyhow::Result<ChainState> {
-        let used = IUsdc::new(asset, &self.provider)
+        let used = IEip3009Token::new(asset, &self.provider)
             .authorizationState(payer, nonce)
             .call()
             .await
