@@ -181,6 +181,15 @@ fn check(inner: &Gatekeeper, request: &Request) -> Result<Admitted, Box<Response
         return Err(Box::new(respond::preflight()));
     }
     let route = &admitted.route;
+    // A request the route never forwards (a model server's admin API) is answered
+    // here, before any 402: nobody may pay for what would not be served.
+    if !route.forwards(request.method().as_str(), &admitted.rest) {
+        return Err(Box::new(not_forwarded(
+            route,
+            request.method(),
+            &admitted.rest,
+        )));
+    }
     if let Some(reason) = &route.unavailable {
         inner.metrics.count(&route.name, Outcome::Unavailable);
         return Err(Box::new(respond::retry_later(
@@ -211,6 +220,28 @@ fn check(inner: &Gatekeeper, request: &Request) -> Result<Admitted, Box<Response
         )));
     }
     Ok(admitted)
+}
+
+/// The 404 for a request outside the route's allow-list: what is sold, and how the
+/// seller opens more.
+fn not_forwarded(route: &Route, method: &Method, rest: &str) -> Response {
+    let sold: Vec<String> = route
+        .allowed
+        .iter()
+        .flatten()
+        .map(ToString::to_string)
+        .collect();
+    let shown = if rest.is_empty() { "/" } else { rest };
+    respond::error(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "path_not_sold",
+        format!(
+            "{} sells only {}; {method} {shown} is not forwarded and nothing was charged. The seller can open it with --allow-path '{method} {shown}' (agora sell inference)",
+            route.name,
+            sold.join(", ")
+        ),
+    )
 }
 
 #[cfg(test)]

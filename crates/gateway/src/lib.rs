@@ -6,6 +6,7 @@
 //! buy twice: see [`paid`] for the request path.
 
 mod admission;
+pub mod allowed;
 mod answer;
 pub mod catalog;
 pub mod challenge;

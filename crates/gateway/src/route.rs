@@ -48,6 +48,10 @@ pub struct Route {
     /// Set when the service must not be sold right now (upstream down, draining); the
     /// route then answers 503 with this reason instead of charging.
     pub unavailable: Option<String>,
+    /// The only requests forwarded (inference offers: the inference API plus the
+    /// seller's `--allow-path`); any other answers 404 before payment. `None` forwards
+    /// every path.
+    pub allowed: Option<Vec<crate::allowed::AllowedPath>>,
 }
 
 impl Route {
@@ -71,7 +75,19 @@ impl Route {
             limits: Limits::default(),
             free_paths: Vec::new(),
             unavailable: None,
+            allowed: None,
         }
+    }
+
+    /// Whether a `method` request for `rest` is forwarded at all: always without an
+    /// allow-list, else when an entry matches or it is a GET of a free path (health).
+    pub fn forwards(&self, method: &str, rest: &str) -> bool {
+        let Some(allowed) = &self.allowed else {
+            return true;
+        };
+        let free_read =
+            matches!(method, "GET" | "HEAD") && self.free_paths.iter().any(|p| p == rest);
+        free_read || allowed.iter().any(|a| a.allows(method, rest))
     }
 
     /// Whether a request for `rest` (the path below the prefix) needs no payment.
