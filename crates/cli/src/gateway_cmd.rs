@@ -47,6 +47,11 @@ pub struct GatewayArgs {
     /// Seller name shown on the storefront.
     #[arg(long, default_value = "agora seller")]
     title: String,
+    /// Route offers whose upstream is a Service in another namespace or any URL
+    /// (by default an offer sells only Services in its own namespace; give the
+    /// operator the same flag).
+    #[arg(long)]
+    allow_cross_namespace_upstreams: bool,
 }
 
 /// Serves the gateway and follows the cluster until SIGINT/SIGTERM.
@@ -99,6 +104,7 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
                 base_url: public_url.unwrap_or_default(),
             },
             probe_timeout: Duration::from_secs(2),
+            allow_cross_namespace_upstreams: args.allow_cross_namespace_upstreams,
         },
         until_stopped(stopped.clone()),
     );

@@ -47,6 +47,12 @@ pub struct OperatorArgs {
     /// Seconds the health and model probes may take.
     #[arg(long, value_name = "SECONDS", default_value_t = 2)]
     probe_timeout: u64,
+    /// Accept offers whose upstream is a Service in another namespace or any URL.
+    /// Without it an offer may only sell Services in its own namespace, so a tenant
+    /// who can write offers cannot sell 169.254.169.254 or kube-system. Pass the same
+    /// to the gateways.
+    #[arg(long)]
+    allow_cross_namespace_upstreams: bool,
 }
 
 /// Reconciles every ServiceOffer in the cluster (in-cluster config, else the
@@ -62,6 +68,7 @@ pub async fn operator(args: OperatorArgs) -> anyhow::Result<()> {
         operator::controller::OperatorConfig {
             cluster_domain: args.cluster_domain,
             probe_timeout: Duration::from_secs(args.probe_timeout),
+            allow_cross_namespace_upstreams: args.allow_cross_namespace_upstreams,
             ..operator::controller::OperatorConfig::default()
         },
     )?;

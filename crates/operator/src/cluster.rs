@@ -22,6 +22,7 @@ use offers::{Reconciler, ReconcilerConfig};
 use x402::Facilitator;
 
 use crate::crd::ServiceOffer;
+use crate::policy::Policy;
 use crate::store::ClusterOffers;
 
 /// Knobs of a cluster-fed gateway.
@@ -33,6 +34,9 @@ pub struct ClusterConfig {
     pub site: Site,
     /// Timeout of the health and model probes.
     pub probe_timeout: Duration,
+    /// Route offers whose upstream is outside their namespace (`policy.rs`); off
+    /// unless the cluster admin trusts every offer writer.
+    pub allow_cross_namespace_upstreams: bool,
 }
 
 /// Why the gateway cannot follow the cluster.
@@ -78,7 +82,10 @@ pub async fn follow(
     let store = Arc::new(ClusterOffers::new(
         offer_cache.clone(),
         service_cache.clone(),
-        &config.cluster_domain,
+        Policy {
+            cluster_domain: config.cluster_domain.clone(),
+            allow_cross_namespace_upstreams: config.allow_cross_namespace_upstreams,
+        },
     ));
     let reconciler = Reconciler::new(
         store,

@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -22,13 +22,16 @@ use kube::api::{ListParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::finalizer::{self, finalizer};
-use kube::runtime::reflector::ObjectRef;
+use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
-use offers::{Condition, OfferStatus, Reconciler, ReconcilerConfig, StoreError};
+use offers::{
+    Condition, ConditionStatus, OfferStatus, Reconciler, ReconcilerConfig, STAGES, StoreError,
+};
 use x402::Facilitator;
 
 use crate::crd::ServiceOffer;
+use crate::policy::{self, Policy, Refusal};
 use crate::store::{DEFAULT_CLUSTER_DOMAIN, OfferSlot, to_offer};
 
 /// The finalizer the operator puts on every offer, so a deletion waits for its
@@ -51,6 +54,8 @@ pub struct OperatorConfig {
     pub pending_requeue: Duration,
     /// How failing reconciles back off.
     pub backoff: Backoff,
+    /// Accept offers whose upstream is outside their namespace (see `policy.rs`).
+    pub allow_cross_namespace_upstreams: bool,
 }
 
 impl Default for OperatorConfig {
@@ -61,6 +66,7 @@ impl Default for OperatorConfig {
             ready_requeue: Duration::from_secs(10),
             pending_requeue: Duration::from_secs(5),
             backoff: Backoff::default(),
+            allow_cross_namespace_upstreams: false,
         }
     }
 }
@@ -143,6 +149,9 @@ pub struct Context {
     passing: tokio::sync::Mutex<()>,
     failures: Mutex<HashMap<ObjectRef<ServiceOffer>, u32>>,
     config: OperatorConfig,
+    /// Every offer the controller watches, for the path rule (set by [`run`]; empty
+    /// when reconciles are driven by hand, as in tests).
+    offers: OnceLock<reflector::Store<ServiceOffer>>,
 }
 
 impl Context {
@@ -175,6 +184,7 @@ impl Context {
             passing: tokio::sync::Mutex::new(()),
             failures: Mutex::new(HashMap::new()),
             config,
+            offers: OnceLock::new(),
         })
     }
 
@@ -186,11 +196,15 @@ impl Context {
     ) -> Result<Action, Error> {
         let offer = to_offer(resource, &self.config.cluster_domain);
         let previous = offer.status.clone();
-        let status = {
-            let _one = self.passing.lock().await;
-            self.slot.load(offer);
-            self.reconciler.pass().await?;
-            self.slot.take_status().unwrap_or_else(|| previous.clone())
+        let status = match self.refusal(resource) {
+            // Refused offers never reach the stages: no probe of a forbidden URL.
+            Some(refused) => refused_status(&previous, offer.metadata.generation, &refused),
+            None => {
+                let _one = self.passing.lock().await;
+                self.slot.load(offer);
+                self.reconciler.pass().await?;
+                self.slot.take_status().unwrap_or_else(|| previous.clone())
+            }
         };
         if status != previous {
             let name = resource.name_any();
@@ -264,8 +278,57 @@ impl Context {
         Ok(Action::await_change())
     }
 
+    /// Hands the path rule the cache of every offer: [`run`] gives it the
+    /// controller's own; a reconcile driven by hand (tests) may give it one.
+    pub fn watch_offers(&self, offers: reflector::Store<ServiceOffer>) {
+        let _ = self.offers.set(offers);
+    }
+
+    /// Why the tenancy rules refuse `resource`, if they do (`policy.rs`).
+    fn refusal(&self, resource: &ServiceOffer) -> Option<Refusal> {
+        let all = self
+            .offers
+            .get()
+            .map(reflector::Store::state)
+            .unwrap_or_default();
+        let policy = Policy {
+            cluster_domain: self.config.cluster_domain.clone(),
+            allow_cross_namespace_upstreams: self.config.allow_cross_namespace_upstreams,
+        };
+        policy::refusal(resource, &all, &policy)
+    }
+
     fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<ObjectRef<ServiceOffer>, u32>> {
         self.failures.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The status of a refused offer: every condition False with the refusal's reason
+/// and message (so `kubectl get so` shows it not Ready, and `describe` says why),
+/// each keeping its transition time while it stays False.
+fn refused_status(previous: &OfferStatus, generation: u64, refused: &Refusal) -> OfferStatus {
+    let now = offers::time::format_rfc3339(x402::eip3009::unix_now());
+    let conditions = STAGES
+        .into_iter()
+        .map(|stage| {
+            let since = previous
+                .conditions
+                .iter()
+                .find(|c| c.stage() == Some(stage) && c.status == ConditionStatus::False)
+                .map_or_else(|| now.clone(), |c| c.last_transition_time.clone());
+            Condition {
+                kind: stage.as_str().to_string(),
+                status: ConditionStatus::False,
+                reason: refused.reason().to_string(),
+                message: refused.message(),
+                last_transition_time: since,
+            }
+        })
+        .collect();
+    OfferStatus {
+        conditions,
+        observed_generation: generation,
+        ..OfferStatus::default()
     }
 }
 
@@ -349,7 +412,10 @@ pub async fn run(
         .list(&ListParams::default().limit(1))
         .await
         .map_err(Error::NoCrd)?;
-    Controller::new(offers, watcher::Config::default().any_semantic())
+    let controller = Controller::new(offers, watcher::Config::default().any_semantic());
+    // The controller's own cache of every offer feeds the path rule.
+    ctx.watch_offers(controller.store());
+    controller
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {

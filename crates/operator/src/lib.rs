@@ -10,6 +10,7 @@
 pub mod cluster;
 pub mod controller;
 pub mod crd;
+pub mod policy;
 pub mod store;
 
 pub use crd::{ServiceOffer, ServiceOfferSpec, ServiceOfferStatus, crd, crd_yaml};

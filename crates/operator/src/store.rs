@@ -15,6 +15,7 @@ use kube::runtime::reflector;
 use offers::{AgentRecord, OfferStatus, OfferStore, StoreError};
 
 use crate::crd::ServiceOffer;
+use crate::policy::{self, Policy};
 
 /// The cluster DNS suffix of Services, `svc.cluster.local` on most clusters.
 pub const DEFAULT_CLUSTER_DOMAIN: &str = "cluster.local";
@@ -110,20 +111,21 @@ impl OfferStore for OfferSlot {
 pub struct ClusterOffers {
     offers: reflector::Store<ServiceOffer>,
     services: reflector::Store<Service>,
-    cluster_domain: String,
+    policy: Policy,
 }
 
 impl ClusterOffers {
-    /// A store over the two reflectors' caches.
+    /// A store over the two reflectors' caches, serving only what `policy` allows
+    /// (its cluster domain also names the Services).
     pub fn new(
         offers: reflector::Store<ServiceOffer>,
         services: reflector::Store<Service>,
-        cluster_domain: &str,
+        policy: Policy,
     ) -> Self {
         Self {
             offers,
             services,
-            cluster_domain: cluster_domain.to_string(),
+            policy,
         }
     }
 
@@ -147,14 +149,28 @@ impl ClusterOffers {
 impl OfferStore for ClusterOffers {
     /// Every cached offer, ordered by namespace then name; an offer whose Service is
     /// not (yet) in the cache is left out, so buyers get 404 rather than a route to a
-    /// name that resolves nowhere.
+    /// name that resolves nowhere, and so is one the tenancy rules refuse (another
+    /// namespace's upstream, a path an older offer holds: see `policy.rs`), whatever
+    /// its status says.
     fn list(&self) -> Result<Vec<offers::ServiceOffer>, StoreError> {
         let mut all: Vec<Arc<ServiceOffer>> = self.offers.state();
         all.sort_by_key(|o| (o.namespace(), o.name_any()));
         Ok(all
             .iter()
             .filter(|o| o.metadata.deletion_timestamp.is_none())
-            .map(|o| to_offer(o, &self.cluster_domain))
+            .filter(|o| match policy::refusal(o, &all, &self.policy) {
+                None => true,
+                Some(refused) => {
+                    tracing::debug!(
+                        "not routing ServiceOffer {}/{}: {}",
+                        o.namespace().unwrap_or_default(),
+                        o.name_any(),
+                        refused.message()
+                    );
+                    false
+                }
+            })
+            .map(|o| to_offer(o, &self.policy.cluster_domain))
             .filter(|o| self.service_exists(o))
             .collect())
     }

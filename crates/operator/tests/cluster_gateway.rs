@@ -12,6 +12,7 @@ use k8s_openapi::api::core::v1::Service;
 use kube::runtime::{reflector, watcher};
 use offers::{Reconciler, ReconcilerConfig};
 use operator::ServiceOffer;
+use operator::policy::Policy;
 use operator::store::ClusterOffers;
 use testkit::loopback::serve;
 use testkit::status_of;
@@ -24,6 +25,13 @@ fn offer(name: &str, upstream: &str, seller: &str) -> ServiceOffer {
         "apiVersion: obol.org/v1alpha1\nkind: ServiceOffer\nmetadata: {{name: {name}, namespace: shop}}\nspec:\n  upstream: {upstream}\n  payment: {{network: base-sepolia, payTo: '{seller}', price: {{perRequest: '0.001'}}}}\n"
     ))
     .unwrap()
+}
+
+fn open_policy() -> Policy {
+    Policy {
+        cluster_domain: "cluster.local".into(),
+        allow_cross_namespace_upstreams: true,
+    }
 }
 
 fn service(name: &str) -> Service {
@@ -55,7 +63,8 @@ async fn routes_come_from_offers_and_their_services_and_a_missing_service_is_not
         offer_writer.apply_watcher_event(&watcher::Event::Apply(o));
     }
     service_writer.apply_watcher_event(&watcher::Event::Apply(service("worker")));
-    let store = Arc::new(ClusterOffers::new(offers, services, "cluster.local"));
+    // "direct" is a loopback URL, which only the cluster admin's opt-in routes.
+    let store = Arc::new(ClusterOffers::new(offers, services, open_policy()));
 
     let listed: Vec<(String, Option<String>)> = offers::OfferStore::list(store.as_ref())
         .unwrap()
@@ -92,4 +101,62 @@ async fn routes_come_from_offers_and_their_services_and_a_missing_service_is_not
     assert_eq!(status_of(&format!("{url}/services/direct")).await, 402);
     assert_eq!(status_of(&format!("{url}/services/in-cluster")).await, 503);
     assert_eq!(status_of(&format!("{url}/services/no-service")).await, 404);
+}
+
+/// What a gateway replica routes when tenants turn hostile, by default: an offer in
+/// `shop` whose URL is not a Service of `shop` (the metadata endpoint, another
+/// namespace) is left out whatever its status says, and so is a newer offer in
+/// another namespace that claims `shop`'s path.
+#[test]
+fn a_replica_routes_neither_foreign_upstreams_nor_a_stolen_path() {
+    let seller = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8";
+    let (offers, mut offer_writer) = reflector::store::<ServiceOffer>();
+    let (services, mut service_writer) = reflector::store::<Service>();
+    let mut owner = offer("shop-api", "{service: worker, port: 8080}", seller);
+    owner.metadata.creation_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        "2026-12-01T00:00:00Z".parse().unwrap(),
+    ));
+    let mut thief = offer("aaa", "{service: worker, port: 8080}", seller);
+    thief.metadata.namespace = Some("aaa".into());
+    thief.spec.offer.path = Some("/services/shop-api".into());
+    for o in [
+        owner,
+        thief,
+        offer(
+            "metadata",
+            "{url: 'http://169.254.169.254/latest/'}",
+            seller,
+        ),
+        offer(
+            "dns",
+            "{service: kube-dns, namespace: kube-system, port: 53}",
+            seller,
+        ),
+        offer(
+            "own-url",
+            "{url: 'http://worker.shop.svc.cluster.local:8080'}",
+            seller,
+        ),
+    ] {
+        offer_writer.apply_watcher_event(&watcher::Event::Apply(o));
+    }
+    service_writer.apply_watcher_event(&watcher::Event::Apply(service("worker")));
+    let mut kube_dns = service("kube-dns");
+    kube_dns.metadata.namespace = Some("kube-system".into());
+    service_writer.apply_watcher_event(&watcher::Event::Apply(kube_dns));
+    let mut theirs = service("worker");
+    theirs.metadata.namespace = Some("aaa".into());
+    service_writer.apply_watcher_event(&watcher::Event::Apply(theirs));
+
+    let strict = Policy {
+        allow_cross_namespace_upstreams: false,
+        ..open_policy()
+    };
+    let store = ClusterOffers::new(offers, services, strict);
+    let listed: Vec<String> = offers::OfferStore::list(&store)
+        .unwrap()
+        .into_iter()
+        .map(|o| format!("{}/{}", o.metadata.namespace.unwrap(), o.metadata.name))
+        .collect();
+    assert_eq!(listed, ["shop/own-url", "shop/shop-api"]);
 }

@@ -130,7 +130,20 @@ struct Fixture {
     current: Arc<Mutex<ServiceOffer>>,
 }
 
+/// The operator over a mock API server; the offers' upstream is a loopback URL,
+/// which only a cluster admin's `--allow-cross-namespace-upstreams` lets through.
 async fn fixture(upstream: &str) -> Fixture {
+    fixture_with(
+        upstream,
+        OperatorConfig {
+            allow_cross_namespace_upstreams: true,
+            ..OperatorConfig::default()
+        },
+    )
+    .await
+}
+
+async fn fixture_with(upstream: &str, config: OperatorConfig) -> Fixture {
     let chain = testkit::chain::devnet(2).await;
     let dir = tempfile::tempdir().unwrap();
     let facilitator: Arc<dyn Facilitator> =
@@ -139,7 +152,7 @@ async fn fixture(upstream: &str) -> Fixture {
     let current = Arc::new(Mutex::new(resource(upstream, &seller)));
     let api = ApiServer::default();
     let client = api.client(current.clone());
-    let ctx = Arc::new(Context::new(client, facilitator, OperatorConfig::default()).unwrap());
+    let ctx = Arc::new(Context::new(client, facilitator, config).unwrap());
     Fixture {
         _chain: chain,
         _dir: dir,
@@ -371,4 +384,73 @@ async fn mock_apiserver_a_refused_status_write_is_an_error_that_backs_off_and_re
         error_policy(f.current(), &error, f.ctx.clone()),
         Action::requeue(Duration::from_secs(1))
     );
+}
+
+/// A tenant in namespace `shop` points its offer at a URL outside its namespace (a
+/// loopback server stands in for 169.254.169.254 or another tenant's Service): the
+/// operator refuses it in every condition, saying why and which flag opens it, and
+/// never probes the URL.
+#[tokio::test]
+async fn mock_apiserver_an_upstream_outside_the_namespace_is_refused_without_a_probe() {
+    let upstream = testkit::upstream::recording().await;
+    let f = fixture_with(upstream.url.as_str(), OperatorConfig::default()).await;
+    f.current.lock().unwrap().metadata.finalizers = Some(vec![FINALIZER.to_string()]);
+    reconcile(f.current(), f.ctx.clone()).await.unwrap();
+    let seen = f.api.take_raw();
+    f.store_status(&seen);
+    assert!(
+        f.conditions()
+            .iter()
+            .all(|(_, status, reason)| status == "False" && reason == "UpstreamNotAllowed"),
+        "{:?}",
+        f.conditions()
+    );
+    let message = f.current().status.as_ref().unwrap().offer.conditions[0]
+        .message
+        .clone();
+    assert!(message.contains("namespace shop"), "{message}");
+    assert!(
+        message.contains("--allow-cross-namespace-upstreams"),
+        "{message}"
+    );
+    assert_eq!(upstream.calls(), 0, "a refused upstream is never called");
+}
+
+/// Tenant `shop` publishes an offer on the path an older offer in namespace
+/// `tenant-b` serves (its name sorts first, as a thief would pick it): refused, and
+/// the condition names the holder.
+#[tokio::test]
+async fn mock_apiserver_a_second_offer_on_a_taken_path_is_refused_naming_the_first() {
+    let upstream = serve(echo()).await;
+    let f = fixture(&upstream.url()).await;
+    f.current.lock().unwrap().metadata.finalizers = Some(vec![FINALIZER.to_string()]);
+    let mut holder = f.current().as_ref().clone();
+    holder.metadata.namespace = Some("tenant-b".into());
+    holder.metadata.name = Some("zz-victim".into());
+    holder.metadata.creation_timestamp =
+        Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            "2026-12-01T00:00:00Z".parse().unwrap(),
+        ));
+    holder.spec.offer.path = Some("/services/echo".into());
+    let (cache, mut writer) = kube::runtime::reflector::store::<ServiceOffer>();
+    writer.apply_watcher_event(&kube::runtime::watcher::Event::Apply(holder));
+    writer.apply_watcher_event(&kube::runtime::watcher::Event::Apply(
+        f.current().as_ref().clone(),
+    ));
+    f.ctx.watch_offers(cache);
+
+    reconcile(f.current(), f.ctx.clone()).await.unwrap();
+    let seen = f.api.take_raw();
+    f.store_status(&seen);
+    assert!(
+        f.conditions()
+            .iter()
+            .all(|(_, status, reason)| status == "False" && reason == "PathTaken"),
+        "{:?}",
+        f.conditions()
+    );
+    let message = f.current().status.as_ref().unwrap().offer.conditions[5]
+        .message
+        .clone();
+    assert!(message.contains("tenant-b/zz-victim"), "{message}");
 }
