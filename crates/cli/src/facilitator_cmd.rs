@@ -55,6 +55,16 @@ pub struct FacilitatorArgs {
     /// Address to listen on (port 0 picks a free one).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:4020")]
     listen: SocketAddr,
+    /// File (mode 0600) holding the API key that /verify, /settle and /release
+    /// require as `Authorization: Bearer <key>`; give the same file to each gateway's
+    /// --facilitator-api-key-file. Required to listen beyond loopback.
+    #[arg(long, value_name = "PATH")]
+    api_key_file: Option<PathBuf>,
+    /// Listen beyond loopback without an API key (only behind something else that
+    /// admits only your gateways, such as a NetworkPolicy or an mTLS proxy): anyone
+    /// who reaches /settle spends this facilitator's gas.
+    #[arg(long, conflicts_with = "api_key_file")]
+    no_auth: bool,
     /// Print the startup line as one JSON object.
     #[arg(long)]
     json: bool,
@@ -103,10 +113,13 @@ struct Started {
     signer: String,
     networks: Vec<String>,
     db: PathBuf,
+    /// Whether /verify, /settle and /release require the bearer key.
+    api_key: bool,
 }
 
 /// Starts the facilitator, prints where it listens, serves until Ctrl-C or SIGTERM.
 pub async fn run(args: FacilitatorArgs) -> anyhow::Result<()> {
+    let api_key = api_key(&args)?;
     let signer = load_signer(args.key_file.as_deref())?;
     let chains = served_chains(&args.rpcs, &args.networks).await?;
     let db_path = match &args.db {
@@ -147,6 +160,7 @@ pub async fn run(args: FacilitatorArgs) -> anyhow::Result<()> {
         signer: signer_address.to_checksum(None),
         networks,
         db: db_path,
+        api_key: api_key.is_some(),
     };
     if args.json {
         outln!("{}", serde_json::to_string(&started)?)?;
@@ -161,7 +175,8 @@ pub async fn run(args: FacilitatorArgs) -> anyhow::Result<()> {
     }
 
     let embedded = Arc::new(embedded);
-    let app = facilitator::router(embedded.clone()).merge(facilitator::metrics_router(embedded));
+    let app = facilitator::router_with_key(embedded.clone(), api_key)
+        .merge(facilitator::metrics_router(embedded));
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
@@ -170,6 +185,45 @@ pub async fn run(args: FacilitatorArgs) -> anyhow::Result<()> {
         eprintln!("facilitator stopped");
     }
     Ok(())
+}
+
+/// The API key from `--api-key-file`; without one, listening beyond loopback is
+/// refused unless `--no-auth` says something else guards the port. Refusing rather
+/// than warning: an open `/settle` lets anyone spend the facilitator's gas with
+/// self-signed zero-value payments, and a warning in a pod's log is read too late.
+fn api_key(args: &FacilitatorArgs) -> anyhow::Result<Option<facilitator::ApiKey>> {
+    if let Some(path) = &args.api_key_file {
+        let text = read_private_file(path)?;
+        let key = facilitator::ApiKey::new(&text)
+            .with_context(|| format!("--api-key-file {}", path.display()))?;
+        return Ok(Some(key));
+    }
+    if !args.listen.ip().is_loopback() {
+        if !args.no_auth {
+            bail!(
+                "--listen {} is reachable from other machines, and without an API key anyone who reaches /settle spends this facilitator's gas. Create a key with:\n  openssl rand -hex 32 > facilitator-api.key && chmod 600 facilitator-api.key\nthen pass --api-key-file facilitator-api.key here and --facilitator-api-key-file to each gateway (or --no-auth if a NetworkPolicy or proxy already admits only your gateways)",
+                args.listen
+            );
+        }
+        eprintln!(
+            "warning: agora facilitator listens on {} with no API key (--no-auth): whoever reaches /settle spends its gas; make sure only your gateways can",
+            args.listen
+        );
+    }
+    Ok(None)
+}
+
+/// A client of the facilitator at `url` that sends the bearer key read from
+/// `key_file` (mode 0600), for `--facilitator URL --facilitator-api-key-file PATH`.
+pub(crate) fn remote(url: &str, key_file: Option<&Path>) -> anyhow::Result<x402::HttpFacilitator> {
+    let remote = x402::HttpFacilitator::new(url).with_context(|| format!("--facilitator {url}"))?;
+    let Some(path) = key_file else {
+        return Ok(remote);
+    };
+    let key = read_private_file(path)?;
+    remote
+        .with_bearer_key(&key)
+        .with_context(|| format!("--facilitator-api-key-file {}", path.display()))
 }
 
 /// The settlement key from `--key-file` or `$AGORA_FACILITATOR_KEY`.

@@ -15,7 +15,6 @@ use anyhow::{Context, bail};
 use clap::Args;
 use gateway::{Gateway, GatewayConfig, Site};
 use reqwest::Url;
-use x402::HttpFacilitator;
 
 use crate::config;
 
@@ -33,6 +32,11 @@ pub struct GatewayArgs {
     /// cluster, the agora-facilitator Service).
     #[arg(long, env = config::FACILITATOR_URL, value_name = "URL")]
     facilitator: Url,
+    /// File (mode 0600) with the API key the facilitator requires as
+    /// `Authorization: Bearer` (in a cluster, the agora-facilitator-api-key Secret
+    /// mounted as a file).
+    #[arg(long, value_name = "PATH")]
+    facilitator_api_key_file: Option<PathBuf>,
     /// Public base URL of the gateway (the Ingress or tunnel), used in 402s and the
     /// catalog.
     #[arg(long, value_name = "URL")]
@@ -63,8 +67,10 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
     }
     let client = crate::operator_cmd::kube_client().await?;
     let url = config::url_text(&args.facilitator);
-    let facilitator: Arc<dyn x402::Facilitator> =
-        Arc::new(HttpFacilitator::new(&url).with_context(|| format!("--facilitator {url}"))?);
+    let facilitator: Arc<dyn x402::Facilitator> = Arc::new(crate::facilitator_cmd::remote(
+        &url,
+        args.facilitator_api_key_file.as_deref(),
+    )?);
     let public_url = args.public_url.as_ref().map(config::url_text);
     let gateway = Gateway::new(
         GatewayConfig {

@@ -22,7 +22,7 @@ use clap::Args;
 use facilitator::{EmbeddedConfig, EmbeddedFacilitator};
 use reqwest::Url;
 use serde_json::json;
-use x402::{Facilitator, HttpFacilitator};
+use x402::Facilitator;
 
 use crate::admin_client::AdminClient;
 use crate::daemon::{Daemon, DaemonConfig, socket_path};
@@ -66,6 +66,10 @@ pub struct ServeArgs {
         conflicts_with = "rpcs"
     )]
     facilitator: Option<Url>,
+    /// File (mode 0600) with the API key the --facilitator requires as
+    /// `Authorization: Bearer` (`agora facilitator --api-key-file`).
+    #[arg(long, value_name = "PATH", conflicts_with = "rpcs")]
+    facilitator_api_key_file: Option<PathBuf>,
     /// Settle payments yourself on this chain's JSON-RPC (repeatable) with the key from
     /// --key-file or AGORA_FACILITATOR_KEY, instead of using a remote facilitator.
     #[arg(long = "rpc", value_name = "URL")]
@@ -275,7 +279,8 @@ async fn facilitator_for(
         .map(config::url_text)
         .or(stored)
         .unwrap_or_else(|| DEFAULT_FACILITATOR.to_string());
-    let remote = HttpFacilitator::new(&url).with_context(|| format!("--facilitator {url}"))?;
+    let remote =
+        crate::facilitator_cmd::remote(&url, args.facilitator_api_key_file.as_deref())?;
     Ok((Arc::new(remote), url))
 }
 
@@ -384,6 +389,9 @@ pub async fn start_background(
     }
     if let Some(url) = &args.facilitator {
         command.args(["--facilitator", &config::url_text(url)]);
+    }
+    if let Some(key) = &args.facilitator_api_key_file {
+        command.arg("--facilitator-api-key-file").arg(key);
     }
     for rpc in &args.rpcs {
         command.args(["--rpc", &config::url_text(rpc)]);

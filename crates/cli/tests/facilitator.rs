@@ -541,3 +541,265 @@ async fn a_facilitator_killed_between_broadcast_and_receipt_resolves_it_on_resta
     assert!(status.success());
     chain.stop().await;
 }
+
+/// An API key file as an operator makes one (`openssl rand -hex 32`), mode 0600.
+const API_KEY: &str = "5f0c1d9b7a3e4f20a1b2c3d4e5f60718293a4b5c6d7e8f9012a3b4c5d6e7f801";
+
+/// Issue 21, M6: a hostile client that can reach `agora facilitator --api-key-file`
+/// cannot make it verify, settle or release without the bearer key (401), `/supported`
+/// stays open, and a client with the key is served; a zero-value authorization, which
+/// would only burn the facilitator's gas, is refused even with the key.
+#[tokio::test]
+async fn verify_settle_and_release_require_the_bearer_key() {
+    let chain = start_chain().await;
+    let (gas, buyer, seller) = (
+        &chain.accounts()[0],
+        &chain.accounts()[1],
+        &chain.accounts()[2],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let key = testkit::process::key_file(dir.path(), "facilitator.key", gas.private_key(), 0o600);
+    let api = testkit::process::key_file(dir.path(), "api.key", API_KEY, 0o600);
+    let db = dir.path().join("journal.db");
+    let running = spawn_facilitator(
+        agora(),
+        &[
+            "--rpc",
+            chain.rpc_url(),
+            "--key-file",
+            key.to_str().unwrap(),
+            "--db",
+            db.to_str().unwrap(),
+            "--api-key-file",
+            api.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert_eq!(running.started["apiKey"], true, "{}", running.started);
+    let base = running.url().to_string();
+    let req = requirement(&chain, seller.address());
+    let request = signed_request(buyer, &req);
+    let http = testkit::http();
+
+    for path in ["verify", "settle", "release"] {
+        for bearer in [None, Some("Bearer not-the-key-at-all-0000"), Some(API_KEY)] {
+            let mut call = http.post(format!("{base}/{path}")).json(&request);
+            if let Some(value) = bearer {
+                call = call.header("authorization", value);
+            }
+            let response = call.send().await.unwrap();
+            assert_eq!(response.status(), 401, "{path} with {bearer:?}");
+            let body: Value = response.json().await.unwrap();
+            assert_eq!(body["reason"], "unauthorized", "{body}");
+            assert!(
+                body["hint"]
+                    .as_str()
+                    .unwrap()
+                    .contains("--facilitator-api-key-file"),
+                "{body}"
+            );
+        }
+    }
+    let supported = http.get(format!("{base}/supported")).send().await.unwrap();
+    assert_eq!(supported.status(), 200, "/supported stays open");
+    let without = HttpFacilitator::new(&base).unwrap();
+    assert!(
+        matches!(
+            without.settle(&request).await,
+            Err(x402::FacilitatorError::BadResponse { status: 401, .. })
+        ),
+        "agora's client without the key is refused too"
+    );
+    let before = chain.usdc_balance(seller.address()).await.unwrap();
+
+    let with = HttpFacilitator::new(&base)
+        .unwrap()
+        .with_bearer_key(&format!("{API_KEY}\n"))
+        .unwrap();
+    let verified = with.verify(&request).await.unwrap();
+    assert!(verified.is_valid, "{verified:?}");
+    let settled = with.settle(&request).await.unwrap();
+    assert!(settled.success, "{settled:?}");
+    assert_eq!(
+        chain.usdc_balance(seller.address()).await.unwrap(),
+        before + U256::from(PRICE)
+    );
+
+    // Zero value: signed by the attacker for nothing, refused at verify and settle.
+    let mut free = req.clone();
+    free.amount = U256::ZERO;
+    let zero = signed_request(buyer, &free);
+    let verified = with.verify(&zero).await.unwrap();
+    assert!(!verified.is_valid);
+    assert!(
+        verified
+            .invalid_message
+            .as_deref()
+            .unwrap_or_default()
+            .contains("zero-value"),
+        "{verified:?}"
+    );
+    let settled = with.settle(&zero).await.unwrap();
+    assert!(!settled.success, "{settled:?}");
+    let journal = facilitator::store::Store::inspect(&db)
+        .unwrap()
+        .journal()
+        .unwrap();
+    assert_eq!(
+        journal.len(),
+        1,
+        "only the real payment was sent: {journal:?}"
+    );
+    running.interrupt().await;
+}
+
+/// Issue 21, M6: the API key file is checked like a settlement key, and a facilitator
+/// reachable from other machines without one refuses to start, naming the flag.
+#[tokio::test]
+async fn an_exposed_facilitator_needs_an_api_key_file_that_only_its_owner_reads() {
+    let chain = start_chain().await;
+    let dir = tempfile::tempdir().unwrap();
+    let key = testkit::process::account_key_file(dir.path(), "facilitator.key", &chain, 0);
+    let readable = testkit::process::key_file(dir.path(), "api.key", API_KEY, 0o644);
+    let short = testkit::process::key_file(dir.path(), "short.key", "hunter2", 0o600);
+    let start = |extra: Vec<String>| {
+        let mut command = agora();
+        command
+            .args(["facilitator", "--rpc", chain.rpc_url()])
+            .args(extra)
+            .stdin(Stdio::null());
+        async move { command.output().await.unwrap() }
+    };
+    let with_key = |more: &[String]| {
+        let mut args = vec!["--key-file".to_string(), key.display().to_string()];
+        args.extend(more.iter().cloned());
+        args
+    };
+    let out = start(with_key(&[
+        "--listen".into(),
+        "127.0.0.1:0".into(),
+        "--api-key-file".into(),
+        readable.display().to_string(),
+    ]))
+    .await;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains(&format!("chmod 600 {}", readable.display())),
+        "{err}"
+    );
+    let out = start(with_key(&[
+        "--listen".into(),
+        "127.0.0.1:0".into(),
+        "--api-key-file".into(),
+        short.display().to_string(),
+    ]))
+    .await;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("openssl rand -hex 32"), "{err}");
+    assert!(!err.contains("hunter2"), "the key is never printed: {err}");
+    // Refused first of all. No --key-file here, so even a facilitator without this
+    // check stops at the missing key and never opens an address beyond loopback.
+    let out = start(vec!["--listen".into(), "0.0.0.0:0".into()]).await;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("--api-key-file") && err.contains("--no-auth"),
+        "{err}"
+    );
+}
+
+/// Issue 21, M6, end to end: a seller's `agora serve --facilitator URL
+/// --facilitator-api-key-file F` pays through a facilitator that requires the key;
+/// the same daemon without the key file charges nobody and serves nothing.
+#[tokio::test]
+async fn a_gateway_with_the_api_key_file_is_paid_through_an_authenticated_facilitator() {
+    let chain = start_chain().await;
+    let (gas, buyer, seller) = (
+        &chain.accounts()[0],
+        &chain.accounts()[1],
+        &chain.accounts()[2],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let key = testkit::process::key_file(dir.path(), "facilitator.key", gas.private_key(), 0o600);
+    let api = testkit::process::key_file(dir.path(), "api.key", API_KEY, 0o600);
+    let running = spawn_facilitator(
+        agora(),
+        &[
+            "--rpc",
+            chain.rpc_url(),
+            "--key-file",
+            key.to_str().unwrap(),
+            "--db",
+            dir.path().join("journal.db").to_str().unwrap(),
+            "--api-key-file",
+            api.to_str().unwrap(),
+        ],
+    )
+    .await;
+    let upstream = testkit::loopback::serve(testkit::upstream::echo()).await;
+    let seller_address = seller.address().to_string();
+    let http = testkit::http();
+
+    for with_key in [false, true] {
+        let home = dir.path().join(format!("home-{with_key}"));
+        let mut command = testkit::process::agora(env!("CARGO_BIN_EXE_agora"), &home);
+        command.args([
+            "serve",
+            "--foreground",
+            "--json",
+            "--listen",
+            "127.0.0.1:0",
+            "--facilitator",
+            running.url(),
+        ]);
+        if with_key {
+            command.arg("--facilitator-api-key-file").arg(&api);
+        }
+        let (daemon, started) = testkit::daemon::spawn(command).await;
+        let gateway = started["gatewayUrl"].as_str().unwrap().to_string();
+        let mut sell = testkit::process::agora(env!("CARGO_BIN_EXE_agora"), &home);
+        sell.args([
+            "sell",
+            "http",
+            "echo",
+            "--upstream",
+            &upstream.url(),
+            "--per-request",
+            "0.001",
+            "--pay-to",
+            &seller_address,
+            "--network",
+            "base-sepolia",
+            "--wait",
+            "30",
+        ]);
+        testkit::process::ok(sell, &[]).await;
+
+        let url = format!("{gateway}/services/echo/hello");
+        let challenge = http.get(&url).send().await.unwrap();
+        assert_eq!(challenge.status(), 402);
+        let required: x402::wire::PaymentRequired =
+            x402::header::decode(challenge.headers()["payment-required"].to_str().unwrap())
+                .unwrap();
+        let header = testkit::pay::header(&buyer.signer(), &required.accepts[0]);
+        let before = chain.usdc_balance(seller.address()).await.unwrap();
+        let paid = http
+            .get(&url)
+            .header("payment-signature", header)
+            .send()
+            .await
+            .unwrap();
+        let after = chain.usdc_balance(seller.address()).await.unwrap();
+        if with_key {
+            assert_eq!(paid.status(), 200);
+            assert_eq!(after, before + U256::from(PRICE));
+        } else {
+            assert_ne!(paid.status(), 200, "served without settling");
+            assert_eq!(after, before, "nobody was charged");
+        }
+        testkit::daemon::stop(daemon).await;
+    }
+    running.interrupt().await;
+}

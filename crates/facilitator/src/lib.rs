@@ -11,4 +11,6 @@ pub use embedded::{
     BatchConfig, ChainConfig, DEFAULT_GAS_LIMIT_CAP, EmbeddedConfig, EmbeddedFacilitator,
     MULTICALL3, OpenError, RpcCounts, network_of_rpc,
 };
-pub use router::{MAX_BODY_BYTES, metrics_router, router};
+pub use router::{
+    ApiKey, MAX_BODY_BYTES, MIN_API_KEY_CHARS, WeakApiKey, metrics_router, router, router_with_key,
+};

@@ -15,13 +15,21 @@
 //! endpoint: the error's own text names the full RPC URL, whose path or query holds
 //! the provider's API key, and this API answers whoever can reach it. The full error
 //! goes to the log.
+//!
+//! With an [`ApiKey`] ([`router_with_key`], `agora facilitator --api-key-file`),
+//! `/verify`, `/settle` and `/release` answer 401 unless the request carries
+//! `Authorization: Bearer <key>`: each settle costs the facilitator's gas and each
+//! verify an `eth_call` and a reservation, so only its own resource servers may ask.
+//! `/supported` and `/health` stay open (they cost nothing and reveal only what the
+//! facilitator settles).
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::StatusCode;
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
@@ -30,16 +38,108 @@ use x402::{Facilitator, FacilitatorError, FacilitatorRequest};
 /// Largest request body accepted; a real verify request is about 2 KiB.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
-/// The facilitator API as an axum router.
+/// The facilitator API as an axum router, open to whoever can reach it: for an
+/// in-process or loopback-only facilitator. Anything reachable from elsewhere takes
+/// [`router_with_key`].
 pub fn router(facilitator: Arc<dyn Facilitator>) -> Router {
-    Router::new()
+    router_with_key(facilitator, None)
+}
+
+/// The facilitator API whose `/verify`, `/settle` and `/release` require
+/// `Authorization: Bearer <key>` when `key` is given.
+pub fn router_with_key(facilitator: Arc<dyn Facilitator>, key: Option<ApiKey>) -> Router {
+    let mut paying = Router::new()
         .route("/verify", post(verify))
         .route("/settle", post(settle))
-        .route("/release", post(release))
+        .route("/release", post(release));
+    if let Some(key) = key {
+        paying = paying.layer(axum::middleware::from_fn_with_state(
+            Arc::new(key),
+            require_key,
+        ));
+    }
+    paying
         .route("/supported", get(supported))
         .route("/health", get(health))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(facilitator)
+}
+
+/// The bearer key a facilitator's clients must present; kept only as its hash, so
+/// comparing takes the same time whatever the guess.
+#[derive(Clone)]
+pub struct ApiKey {
+    digest: alloy::primitives::B256,
+}
+
+/// Shortest key accepted: a guessable key protects nothing.
+pub const MIN_API_KEY_CHARS: usize = 16;
+
+/// Why a key cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the API key has {0} characters after trimming; use at least {MIN_API_KEY_CHARS} random ones, e.g. `openssl rand -hex 32 > KEYFILE && chmod 600 KEYFILE`"
+)]
+pub struct WeakApiKey(usize);
+
+impl ApiKey {
+    /// A key from its text (surrounding whitespace, such as a file's newline, is
+    /// ignored); refused when shorter than [`MIN_API_KEY_CHARS`].
+    pub fn new(text: &str) -> Result<Self, WeakApiKey> {
+        let key = text.trim();
+        if key.chars().count() < MIN_API_KEY_CHARS {
+            return Err(WeakApiKey(key.chars().count()));
+        }
+        Ok(Self {
+            digest: alloy::primitives::keccak256(key.as_bytes()),
+        })
+    }
+
+    /// Whether `presented` is the key, in time independent of where they differ.
+    pub fn matches(&self, presented: &str) -> bool {
+        let theirs = alloy::primitives::keccak256(presented.trim().as_bytes());
+        self.digest
+            .iter()
+            .zip(theirs.iter())
+            .fold(0u8, |diff, (a, b)| diff | (a ^ b))
+            == 0
+    }
+}
+
+impl std::fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ApiKey(..)")
+    }
+}
+
+/// The layer on the paying endpoints: 401 unless the bearer key matches.
+async fn require_key(State(key): State<Arc<ApiKey>>, request: Request, next: Next) -> Response {
+    let presented = request
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        });
+    match presented {
+        Some(token) if key.matches(token) => next.run(request).await,
+        Some(_) => unauthorized("the bearer key is not this facilitator's key"),
+        None => unauthorized("this facilitator requires Authorization: Bearer <key>"),
+    }
+}
+
+fn unauthorized(what: &str) -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        [(axum::http::header::WWW_AUTHENTICATE, "Bearer")],
+        axum::Json(json!({
+            "error": what,
+            "reason": "unauthorized",
+            "hint": "send the key given to this facilitator's --api-key-file; an agora gateway sends it with --facilitator-api-key-file PATH",
+        })),
+    )
+        .into_response()
 }
 
 /// `GET /metrics`: the embedded facilitator's counters (JSON-RPC calls by method) as

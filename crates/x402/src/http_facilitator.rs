@@ -105,7 +105,27 @@ pub struct HttpFacilitator {
     settle_timeout: Duration,
     supported_ttl: Duration,
     supported_cache: Mutex<Option<(Instant, Supported)>>,
+    /// `Authorization: Bearer` value sent with every request, for a facilitator that
+    /// requires its clients' key (`agora facilitator --api-key-file`).
+    bearer: Option<BearerKey>,
 }
+
+/// A facilitator API key; never printed (its `Debug` shows no part of it).
+#[derive(Clone)]
+struct BearerKey(reqwest::header::HeaderValue);
+
+impl std::fmt::Debug for BearerKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BearerKey(..)")
+    }
+}
+
+/// A facilitator API key that cannot be sent as an HTTP header.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the facilitator API key holds characters an HTTP header cannot carry (control characters or non-ASCII); write the key on one line of printable ASCII"
+)]
+pub struct BadBearerKey;
 
 impl HttpFacilitator {
     /// A client for the facilitator at `base_url` (the part before `/verify`).
@@ -158,7 +178,19 @@ impl HttpFacilitator {
             settle_timeout: DEFAULT_SETTLE_TIMEOUT,
             supported_ttl: DEFAULT_SUPPORTED_TTL,
             supported_cache: Mutex::new(None),
+            bearer: None,
         })
+    }
+
+    /// Sends `Authorization: Bearer <key>` with every request (surrounding whitespace,
+    /// such as a key file's newline, is dropped): the facilitator then knows the
+    /// request comes from one of its own resource servers.
+    pub fn with_bearer_key(mut self, key: &str) -> Result<Self, BadBearerKey> {
+        let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", key.trim()))
+            .map_err(|_| BadBearerKey)?;
+        value.set_sensitive(true);
+        self.bearer = Some(BearerKey(value));
+        Ok(self)
     }
 
     /// Sets how long a verify, `/supported` or `/release` may take in total (connect,
@@ -209,6 +241,9 @@ impl HttpFacilitator {
             .request(method, endpoint)
             .timeout(timeout)
             .header(reqwest::header::ACCEPT, "application/json");
+        if let Some(BearerKey(value)) = &self.bearer {
+            request = request.header(reqwest::header::AUTHORIZATION, value.clone());
+        }
         if let Some(body) = body {
             let json = serde_json::to_vec(body).map_err(|e| {
                 FacilitatorError::Internal(format!(

@@ -25,6 +25,21 @@ impl Inner {
                     ),
                 )
             })?;
+        // A zero-value authorization pays nothing, yet settling it costs this
+        // facilitator gas: anyone could drain its ETH with self-signed ones.
+        if requirements.amount.is_zero()
+            || request
+                .payment_payload
+                .payload
+                .authorization
+                .value
+                .is_zero()
+        {
+            return Err(Invalid::new(
+                ErrorReason::ValueMismatch,
+                "a zero-value authorization pays nothing and is refused; the requirement's amount and the authorized value must be at least one atomic unit",
+            ));
+        }
         if !chain.assets.contains(&requirements.asset) {
             return Err(Invalid::new(
                 ErrorReason::AssetNotAllowed,
@@ -52,7 +67,7 @@ impl Inner {
         want: GuardState,
     ) -> Result<Claim, Invalid> {
         let key = checked.key;
-        let lease = self.reservation_seconds;
+        let lease = self.lease_seconds(checked);
         self.db(move |s| s.claim(&key, want, unix_now(), lease))
             .await
             .map_err(|e| Invalid::new(unexpected(want), e.to_string()))
@@ -74,6 +89,18 @@ impl Inner {
             .await
             .map(|(verdict, prior, row)| (verdict, prior == Some(GuardState::Reserved), row))
             .map_err(|e| Invalid::new(unexpected(GuardState::Settling), e.to_string()))
+    }
+
+    /// How long a verified authorization is held for its settle: the requirement's
+    /// `maxTimeoutSeconds` (the resource server waits no longer), at most the
+    /// configured reservation. Once it ends the reservation is swept, and a settle of
+    /// the same authorization simulates it again.
+    fn lease_seconds(&self, checked: &Checked<'_>) -> u64 {
+        checked
+            .request
+            .payment_requirements
+            .max_timeout_seconds
+            .clamp(1, self.reservation_seconds.max(1))
     }
 
     pub(super) fn settlement_tx(

@@ -120,6 +120,7 @@ CREATE TABLE IF NOT EXISTS settlements (
     updated_at INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS settlements_open ON settlements (status) WHERE status IN ('pending', 'sent');
+CREATE INDEX IF NOT EXISTS authorizations_reserved ON authorizations (lease_until) WHERE state = 'reserved';
 ";
 
 /// Takes the exclusive lock beside `db`; the lock lives as long as the returned file.
@@ -374,6 +375,15 @@ fn claim_on(
     lease_seconds: u64,
 ) -> Result<(Claim, Option<GuardState>), StoreError> {
     let (chain, asset, payer, nonce) = key_params(key);
+    let now_i = i64::try_from(now).unwrap_or(i64::MAX);
+    if want == GuardState::Reserved {
+        // Reservations whose lease ended are garbage: without this sweep, verifies
+        // of fresh nonces would pile rows up until the next restart.
+        conn.execute(
+            "DELETE FROM authorizations WHERE state = 'reserved' AND lease_until < ?1",
+            params![now_i],
+        )?;
+    }
     let current: Option<(String, i64)> = conn
         .query_row(
             "SELECT state, lease_until FROM authorizations
@@ -382,7 +392,6 @@ fn claim_on(
             |row| Ok((row.get(0)?, row.get(1)?)),
         )
         .optional()?;
-    let now_i = i64::try_from(now).unwrap_or(i64::MAX);
     let prior = match &current {
         Some((state, lease_until)) => {
             GuardState::parse(state).filter(|s| *s != GuardState::Reserved || *lease_until >= now_i)

@@ -329,3 +329,33 @@ fn claiming_to_settle_opens_the_journal_row_in_the_same_commit_or_not_at_all() {
         "the failed claim was rolled back with its row"
     );
 }
+
+/// Rows in the guard table in `state`.
+fn rows_in(s: &Store, state: &str) -> i64 {
+    s.with(|conn| {
+        Ok(conn.query_row(
+            "SELECT COUNT(*) FROM authorizations WHERE state = ?1",
+            params![state],
+            |r| r.get(0),
+        )?)
+    })
+    .unwrap()
+}
+
+#[test]
+fn expired_reservations_are_swept_by_the_next_verify_not_only_at_restart() {
+    let (_dir, s) = store();
+    // A flood of verifies with fresh nonces, each holding its nonce for 5 s.
+    for n in 0..50 {
+        s.claim(&key(n), GuardState::Reserved, 100, 5).unwrap();
+    }
+    s.claim(&key(200), GuardState::Settling, 100, 5).unwrap();
+    assert_eq!(rows_in(&s, "reserved"), 50);
+    // Still live one second later: nothing is swept.
+    s.claim(&key(201), GuardState::Reserved, 101, 5).unwrap();
+    assert_eq!(rows_in(&s, "reserved"), 51);
+    // Past their lease, the next verify removes them; the settling claim stays.
+    s.claim(&key(202), GuardState::Reserved, 106, 5).unwrap();
+    assert_eq!(rows_in(&s, "reserved"), 2, "only 201 (live to 106) and 202");
+    assert_eq!(rows_in(&s, "settling"), 1);
+}
