@@ -957,3 +957,163 @@ async fn discover_finds_sellers_by_skill_domain_and_owner_with_their_live_price(
         stop(daemon).await;
     }
 }
+
+/// Issue 21, M5, through the binary: `agora sell inference` forwards only the
+/// inference API; the model server's admin API answers 404 unpaid, `--allow-path`
+/// opens one more request, the list survives a daemon restart, and `sell status`
+/// shows it.
+#[tokio::test]
+async fn sell_inference_forwards_only_the_inference_api_and_allow_path_opens_more() {
+    let chain = testkit::chain::devnet(2).await;
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let key = key_file(dir.path(), &chain);
+    let seller = chain.accounts()[1].address().to_string();
+    let server = loopback::serve(ollama(&["qwen3:0.6b"])).await;
+    let upstream = server.url();
+    let (daemon, started) = serve(&home, &chain, &key).await;
+    let gateway = started["gatewayUrl"].as_str().unwrap().to_string();
+
+    let refused = run(
+        &home,
+        &[
+            "sell",
+            "inference",
+            "qwen",
+            "--upstream",
+            &upstream,
+            "--model",
+            "qwen3:0.6b",
+            "--price",
+            "0.001",
+            "--pay-to",
+            &seller,
+            "--allow-path",
+            "api/ps",
+        ],
+    )
+    .await;
+    assert!(!refused.success());
+    assert!(
+        refused.stderr.contains("--allow-path") && refused.stderr.contains("METHOD /path"),
+        "{}",
+        refused.stderr
+    );
+    ok(
+        &home,
+        &[
+            "sell",
+            "inference",
+            "qwen",
+            "--upstream",
+            &upstream,
+            "--model",
+            "qwen3:0.6b",
+            "--price",
+            "0.001",
+            "--pay-to",
+            &seller,
+            "--allow-path",
+            "get /api/ps",
+            "--wait",
+            "30",
+            "--json",
+        ],
+    )
+    .await;
+
+    let http = testkit::http();
+    let answer = |method: &'static str, path: &'static str| {
+        let request = http.request(
+            method.parse().unwrap(),
+            format!("{gateway}/services/qwen{path}"),
+        );
+        async move {
+            let r = request
+                .body(r#"{"model":"qwen3:0.6b"}"#)
+                .send()
+                .await
+                .unwrap();
+            let challenged = r.headers().contains_key("payment-required");
+            let status = r.status().as_u16();
+            let body: Value = r.json().await.unwrap_or(Value::Null);
+            (status, challenged, body)
+        }
+    };
+    let check = || async {
+        for (method, path) in [
+            ("DELETE", "/api/delete"),
+            ("POST", "/api/pull"),
+            ("POST", "/api/create"),
+            ("POST", "/api/copy"),
+            ("DELETE", "/api/ps"),
+        ] {
+            let (status, challenged, body) = answer(method, path).await;
+            assert_eq!(status, 404, "{method} {path}: {body}");
+            assert!(!challenged, "{method} {path} asked for a payment");
+            assert!(
+                body["hint"].as_str().unwrap().contains("--allow-path"),
+                "{body}"
+            );
+        }
+        for (method, path) in [
+            ("POST", "/api/chat"),
+            ("POST", "/v1/chat/completions"),
+            ("GET", "/api/ps"),
+        ] {
+            let (status, challenged, _) = answer(method, path).await;
+            assert_eq!((status, challenged), (402, true), "{method} {path} is sold");
+        }
+    };
+    check().await;
+
+    let status = ok(&home, &["sell", "status", "qwen", "--json"])
+        .await
+        .json();
+    assert_eq!(
+        status["offer"]["spec"]["allowedPaths"],
+        json!(["GET /api/ps"])
+    );
+    let forwards: Vec<&str> = status["forwards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(forwards.contains(&"POST /api/chat"), "{status}");
+    assert!(forwards.contains(&"GET /api/ps"), "{status}");
+    assert!(!forwards.iter().any(|f| f.contains("/api/delete")));
+    let text = ok(&home, &["sell", "status", "qwen"]).await.stdout;
+    assert!(
+        text.contains("Forwards:") && text.contains("GET /api/ps"),
+        "{text}"
+    );
+
+    // The list is part of the stored offer, so a restarted daemon applies it too.
+    stop(daemon).await;
+    let (daemon, started) = serve(&home, &chain, &key).await;
+    assert_eq!(started["gatewayUrl"].as_str().is_some(), true);
+    let gateway_again = started["gatewayUrl"].as_str().unwrap().to_string();
+    testkit::eventually(
+        "the restarted daemon to serve qwen",
+        Duration::from_secs(30),
+        || {
+            let url = format!("{gateway_again}/services/qwen/api/chat");
+            async move {
+                testkit::http()
+                    .post(url)
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status() == 402)
+            }
+        },
+    )
+    .await;
+    let deleted = testkit::http()
+        .delete(format!("{gateway_again}/services/qwen/api/delete"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 404, "after the restart too");
+    stop(daemon).await;
+}

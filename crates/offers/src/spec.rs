@@ -126,6 +126,11 @@ pub struct OfferSpec {
     /// Traffic limits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limits: Option<LimitsSpec>,
+    /// Requests forwarded besides an inference offer's inference API, as
+    /// `METHOD /path`, `/path` (any method) or `/path/*`; any other path answers 404.
+    /// Ignored by other offer types, which forward every path.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_paths: Vec<String>,
     /// When set (RFC 3339), the offer is being stopped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drain_at: Option<String>,

@@ -181,6 +181,12 @@ pub(super) struct InferenceArgs {
     /// published as the registration's `provenance`.
     #[arg(long, value_name = "FILE")]
     pub(super) provenance_file: Option<PathBuf>,
+    /// Also forward this request (repeatable): 'METHOD /path' (e.g. 'GET /api/ps'),
+    /// '/path' for any method, or '/path/*' for everything below it. Only the
+    /// inference API is forwarded otherwise; any other path answers 404 unpaid, so a
+    /// buyer cannot reach /api/pull, /api/delete or /api/create.
+    #[arg(long = "allow-path", value_name = "[METHOD] PATH")]
+    pub(super) allow_paths: Vec<String>,
 }
 
 #[derive(Debug, Args)]

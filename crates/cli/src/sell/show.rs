@@ -81,6 +81,7 @@ pub(super) async fn status(name: &str, json_out: bool) -> anyhow::Result<()> {
                 "offer": offer,
                 "url": url,
                 "price": resolved.as_ref().map(ResolvedOffer::price_text),
+                "forwards": resolved.as_ref().and_then(forwards),
                 "ready": offer.is_ready(),
                 "events": events,
                 "tunnel": info["tunnel"],
@@ -115,6 +116,9 @@ pub(super) async fn status(name: &str, json_out: bool) -> anyhow::Result<()> {
         outln!("Asset:        {} ({})", r.asset.symbol, r.asset.address)?;
         outln!("Price:        {}", r.price_text())?;
         outln!("Pay To:       {}", r.pay_to)?;
+        if let Some(list) = forwards(r) {
+            outln!("Forwards:     {} (else 404)", list.join(", "))?;
+        }
     }
     outln!(
         "Agent ID:     {}",
@@ -145,6 +149,14 @@ pub(super) async fn status(name: &str, json_out: bool) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The requests an offer forwards, when it has an allow-list (inference offers).
+fn forwards(offer: &ResolvedOffer) -> Option<Vec<String>> {
+    offer
+        .allowed
+        .as_ref()
+        .map(|list| list.iter().map(ToString::to_string).collect())
 }
 
 /// `agora sell get NAME -o yaml|json`.

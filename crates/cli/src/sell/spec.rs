@@ -43,6 +43,7 @@ pub(super) struct Draft {
     limits: Option<LimitsSpec>,
     model: Option<ModelSpec>,
     upstream: UpstreamSpec,
+    allowed_paths: Vec<String>,
 }
 
 impl Draft {
@@ -75,6 +76,7 @@ impl Draft {
             payment,
             registration: Some(self.registration),
             limits: self.limits,
+            allowed_paths: self.allowed_paths,
             ..OfferSpec::default()
         };
         Ok(ServiceOffer::new(self.name.as_str(), spec))
@@ -105,6 +107,7 @@ pub(super) fn http(a: &HttpArgs) -> anyhow::Result<Draft> {
             health_path: Some(a.health_path.clone()),
             ..UpstreamSpec::default()
         },
+        allowed_paths: Vec::new(),
         name,
     })
 }
@@ -130,8 +133,21 @@ pub(super) fn inference(a: &InferenceArgs) -> anyhow::Result<Draft> {
         limits: limits_spec(&a.limits),
         model: None,
         upstream: UpstreamSpec::default(),
+        allowed_paths: allowed_paths(&a.allow_paths)?,
         name,
     })
+}
+
+/// `--allow-path` values, checked and written the way the offer stores them.
+fn allowed_paths(given: &[String]) -> anyhow::Result<Vec<String>> {
+    given
+        .iter()
+        .map(|p| {
+            gateway::allowed::AllowedPath::parse(p)
+                .map(|a| a.to_string())
+                .with_context(|| format!("--allow-path {p:?}"))
+        })
+        .collect()
 }
 
 /// The model to sell: the one asked for, else the only one the server lists. The flag

@@ -86,6 +86,7 @@ impl Reconciler {
         if offer.offer_type == OfferType::Inference {
             route.free_paths.push("/v1/models".to_string());
         }
+        route.allowed = offer.allowed.clone();
         route
     }
 }

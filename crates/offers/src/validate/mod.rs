@@ -138,6 +138,14 @@ pub enum ValidationError {
     /// A drain time or grace period that does not parse.
     #[error("{0}")]
     Drain(String),
+    /// An `allowedPaths` entry (`--allow-path`) that cannot be used.
+    #[error("{0}")]
+    AllowedPath(#[from] gateway::allowed::AllowedPathError),
+    /// `allowedPaths` on an offer that forwards every path anyway.
+    #[error(
+        "allowedPaths ({0:?}, ...) applies to type inference offers only; an offer of another type forwards every path, so remove allowedPaths (--allow-path)"
+    )]
+    AllowedPathsNotInference(String),
 }
 
 /// A validated offer name: `^[a-z0-9][a-z0-9-]{0,62}$`.
@@ -211,6 +219,9 @@ pub struct ResolvedOffer {
     /// When a stopping offer stops serving (unix seconds: `drainAt` plus its grace
     /// period, one hour by default); none while it is not being stopped.
     pub drain_until: Option<u64>,
+    /// The only requests forwarded: for inference offers the inference API plus
+    /// `allowedPaths`; `None` (other types) forwards every path.
+    pub allowed: Option<Vec<gateway::allowed::AllowedPath>>,
 }
 
 impl ResolvedOffer {
@@ -233,6 +244,32 @@ impl ResolvedOffer {
             None => base,
         }
     }
+}
+
+/// An inference offer forwards its inference API plus `allowedPaths`; other types
+/// forward every path, so their `allowedPaths` must be empty rather than ignored.
+fn allowed_paths(
+    spec: &crate::spec::OfferSpec,
+) -> Result<Option<Vec<gateway::allowed::AllowedPath>>, ValidationError> {
+    use gateway::allowed::AllowedPath;
+    let extra = spec
+        .allowed_paths
+        .iter()
+        .map(|p| AllowedPath::parse(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    if spec.offer_type != OfferType::Inference {
+        return match extra.first() {
+            None => Ok(None),
+            Some(first) => Err(ValidationError::AllowedPathsNotInference(first.to_string())),
+        };
+    }
+    let mut allowed = gateway::allowed::inference_api();
+    for entry in extra {
+        if !allowed.contains(&entry) {
+            allowed.push(entry);
+        }
+    }
+    Ok(Some(allowed))
 }
 
 pub fn resolve(offer: &ServiceOffer) -> Result<ResolvedOffer, ValidationError> {
@@ -325,6 +362,7 @@ pub fn resolve(offer: &ServiceOffer) -> Result<ResolvedOffer, ValidationError> {
         registration,
         provenance: spec.provenance.clone(),
         drain_until,
+        allowed: allowed_paths(spec)?,
     })
 }
 
