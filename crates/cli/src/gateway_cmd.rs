@@ -56,6 +56,23 @@ pub struct GatewayArgs {
     /// operator the same flag).
     #[arg(long)]
     allow_cross_namespace_upstreams: bool,
+    /// How many gateway replicas share the payments (a StatefulSet's replicas). Each
+    /// payment is served by one home replica, which keeps it in its --ledger; the
+    /// others forward its requests there. Needs --replica-url and --replica-index.
+    #[arg(long, value_name = "N", requires_all = ["replica_url", "replica_index"])]
+    replicas: Option<usize>,
+    /// Every replica's base URL, `{}` standing for its index, e.g.
+    /// http://agora-gateway-{}.agora-gateway-replicas:8402.
+    #[arg(long, value_name = "URL", requires = "replicas")]
+    replica_url: Option<String>,
+    /// This replica's index, 0 to N-1 (a StatefulSet pod's ordinal).
+    #[arg(
+        long,
+        env = "AGORA_REPLICA_INDEX",
+        value_name = "I",
+        requires = "replicas"
+    )]
+    replica_index: Option<usize>,
 }
 
 /// Serves the gateway and follows the cluster until SIGINT/SIGTERM.
@@ -72,10 +89,25 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
         args.facilitator_api_key_file.as_deref(),
     )?);
     let public_url = args.public_url.as_ref().map(config::url_text);
+    let replicas = match (args.replicas, &args.replica_url, args.replica_index) {
+        (Some(count), Some(template), Some(index)) => {
+            if args.ledger.is_none() {
+                bail!(
+                    "--replicas needs --ledger on the replica's own volume: the home replica's ledger is what lets a buyer charged without an answer be served"
+                );
+            }
+            Some(
+                gateway::replicas::Replicas::from_template(template, count, index)
+                    .context("--replicas")?,
+            )
+        }
+        _ => None,
+    };
     let gateway = Gateway::new(
         GatewayConfig {
             public_base_url: public_url.clone(),
             ledger: args.ledger.clone(),
+            replicas,
             ..GatewayConfig::default()
         },
         facilitator.clone(),

@@ -18,6 +18,7 @@ pub mod paid;
 mod paywall;
 pub mod proxy;
 mod public_url;
+pub mod replicas;
 mod receipt;
 mod respond;
 pub mod route;
@@ -57,6 +58,9 @@ pub struct GatewayConfig {
     /// The payment ledger (SQLite), which keeps pending, paid-but-unanswered and
     /// answered authorizations across restarts; `None` keeps them in memory only.
     pub ledger: Option<std::path::PathBuf>,
+    /// The replica set this gateway belongs to (a cluster): each payment is served by
+    /// its home replica, whose ledger holds it (`replicas.rs`). `None`: one gateway.
+    pub replicas: Option<replicas::Replicas>,
 }
 
 impl Default for GatewayConfig {
@@ -68,6 +72,7 @@ impl Default for GatewayConfig {
             max_body_bytes: 8 * 1024 * 1024,
             body_timeout: Duration::from_secs(30),
             ledger: None,
+            replicas: None,
         }
     }
 }

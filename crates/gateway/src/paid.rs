@@ -116,6 +116,12 @@ async fn paid(inner: &Arc<Gatekeeper>, admitted: Admitted, parts: Parts, body: B
             return response;
         }
     };
+    // In a cluster, the payment's home replica holds its ledger entry: serve it there.
+    if let Some(replicas) = &inner.config.replicas
+        && let Some(home) = replicas.elsewhere(&key, &parts.headers)
+    {
+        return crate::replicas::forward(inner, route, replicas.me(), home, parts, body).await;
+    }
     let now = unix_now();
     let hold = match inner
         .guard

@@ -80,11 +80,15 @@ fn every_manifest_parses_names_itself_and_is_listed_by_a_kustomization() {
         "ClusterRole",
         "ClusterRoleBinding",
         "Deployment",
+        "StatefulSet",
         "Service",
     ] {
         assert!(kinds.contains(kind), "no {kind}");
     }
-    for deployment in all.iter().filter(|d| d["kind"] == "Deployment") {
+    for deployment in all
+        .iter()
+        .filter(|d| d["kind"] == "Deployment" || d["kind"] == "StatefulSet")
+    {
         let pod = &deployment["spec"]["template"];
         let account = pod["spec"]["serviceAccountName"].as_str().unwrap();
         find(&all, "ServiceAccount", account);
@@ -160,13 +164,111 @@ fn rbac_grants_exactly_the_calls_the_operator_and_gateways_make_and_no_secrets()
         find(&all, "ClusterRole", name);
         assert_eq!(binding["subjects"][0]["name"], name);
     }
-    // The facilitator's key is mounted from its Secret, never read through the API.
-    let facilitator = find(&all, "Deployment", "agora-facilitator");
-    let env = facilitator["spec"]["template"]["spec"]["containers"][0]["env"]
+}
+
+/// L11: the facilitator's key is a file (`--key-file`) copied from its Secret into a
+/// memory-backed volume, never an environment variable every process of the pod
+/// could read, nor a Secret read through the API.
+#[test]
+fn the_facilitator_key_is_a_mounted_file_not_an_environment_variable() {
+    let all = resources(&deploy());
+    let pod = &find(&all, "Deployment", "agora-facilitator")["spec"]["template"]["spec"];
+    let container = &pod["containers"][0];
+    let text = serde_json::to_string(pod).unwrap();
+    assert!(!text.contains("AGORA_FACILITATOR_KEY"), "{text}");
+    assert!(!text.contains("secretKeyRef"), "{text}");
+    let args: Vec<&str> = container["args"]
         .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    let at = args.iter().position(|a| *a == "--key-file").unwrap();
+    let key_file = args[at + 1];
+    let volumes = pod["volumes"].as_array().unwrap();
+    let mount = container["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| key_file.starts_with(m["mountPath"].as_str().unwrap()))
         .unwrap();
-    assert!(env.iter().any(|e| e["name"] == "AGORA_FACILITATOR_KEY"
-        && e["valueFrom"]["secretKeyRef"]["name"] == "agora-facilitator-key"));
+    let volume = volumes.iter().find(|v| v["name"] == mount["name"]).unwrap();
+    assert_eq!(volume["emptyDir"]["medium"], "Memory", "never on a disk");
+    let init = &pod["initContainers"][0];
+    assert_eq!(init["command"][0], "install");
+    assert_eq!(init["command"][2], "0600");
+    assert_eq!(init["command"][4], key_file);
+    let secret = volumes
+        .iter()
+        .find(|v| v["secret"]["secretName"] == "agora-facilitator-key")
+        .unwrap();
+    assert!(
+        init["volumeMounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["name"] == secret["name"] && m["readOnly"] == true)
+    );
+}
+
+/// M7: the gateway replicas' ledgers survive a pod move (a StatefulSet's volume per
+/// replica, no emptyDir), and each replica forwards a payment to its home through
+/// the headless Service, with a replica count that matches the StatefulSet's.
+#[test]
+fn gateway_ledgers_live_on_per_replica_volumes_and_replicas_know_each_other() {
+    let all = resources(&deploy());
+    assert!(
+        !all.iter()
+            .any(|d| d["kind"] == "Deployment" && d["metadata"]["name"] == "agora-gateway"),
+        "a Deployment's replicas share no volume and lose an emptyDir on a move"
+    );
+    let set = find(&all, "StatefulSet", "agora-gateway");
+    let pod = &set["spec"]["template"]["spec"];
+    assert!(
+        !serde_json::to_string(pod).unwrap().contains("emptyDir"),
+        "no ledger on an emptyDir"
+    );
+    let claim = &set["spec"]["volumeClaimTemplates"][0];
+    let container = &pod["containers"][0];
+    let args: Vec<&str> = container["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    let flag = |name: &str| args[args.iter().position(|a| *a == name).unwrap() + 1];
+    let mount = container["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == claim["metadata"]["name"])
+        .unwrap();
+    assert!(flag("--ledger").starts_with(mount["mountPath"].as_str().unwrap()));
+    assert_eq!(flag("--replicas"), set["spec"]["replicas"].to_string());
+    let headless = find(
+        &all,
+        "Service",
+        set["spec"]["serviceName"].as_str().unwrap(),
+    );
+    assert_eq!(headless["spec"]["clusterIP"], "None");
+    assert!(
+        flag("--replica-url").starts_with(&format!(
+            "http://agora-gateway-{{}}.{}.",
+            set["spec"]["serviceName"].as_str().unwrap()
+        )),
+        "{}",
+        flag("--replica-url")
+    );
+    let index = container["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "AGORA_REPLICA_INDEX")
+        .unwrap();
+    assert_eq!(
+        index["valueFrom"]["fieldRef"]["fieldPath"],
+        "metadata.labels['apps.kubernetes.io/pod-index']"
+    );
 }
 
 /// Checks `value` against the structural schema `schema` at `at`: types, required
@@ -244,6 +346,15 @@ fn the_example_offer_fits_the_crd_schema_and_agora_accepts_it() {
     assert!(errors.is_empty(), "{errors:#?}");
 
     let resource: operator::ServiceOffer = serde_json::from_value(example).unwrap();
+    let tenancy = operator::policy::Policy {
+        cluster_domain: "cluster.local".into(),
+        allow_cross_namespace_upstreams: false,
+    };
+    assert_eq!(
+        operator::policy::upstream_refusal(&resource, &tenancy),
+        None,
+        "the example sells a Service of its own namespace"
+    );
     let offer = operator::store::to_offer(&resource, "cluster.local");
     let resolved = offers::validate::resolve(&offer).unwrap();
     assert_eq!(
