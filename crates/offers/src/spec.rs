@@ -128,7 +128,7 @@ pub struct OfferSpec {
     pub limits: Option<LimitsSpec>,
     /// Requests forwarded besides an inference offer's inference API, as
     /// `METHOD /path`, `/path` (any method) or `/path/*`; any other path answers 404.
-    /// Ignored by other offer types, which forward every path.
+    /// Only for inference offers: other types forward every path already.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allowed_paths: Vec<String>,
     /// When set (RFC 3339), the offer is being stopped.
