@@ -7,10 +7,18 @@
 //! their status and headers are in, and their body follows: a stream cut by the
 //! upstream after settlement was paid for, but it is not counted as delivered.
 //!
-//! Delivery is known when the body's last byte has been handed to the connection. A
-//! body dropped before that (the buyer hung up, the stream broke) leaves the
-//! authorization `Paid`, so the same payment header sent again gets the answer again
-//! with the original receipt, without a second charge.
+//! A whole answer is delivered when its last byte has been handed to the connection.
+//! One dropped before that (the buyer hung up mid-transfer) leaves the authorization
+//! `Paid`, so the same request sent again with the same header gets the answer again
+//! with the original receipt, without a second charge (a few times at most, see
+//! `guard`).
+//!
+//! A stream (and an answer too long to read whole) is delivered once the upstream has
+//! finished sending it, whether or not the buyer stayed to read it: when the buyer
+//! hangs up, the gateway reads the rest of the upstream's body itself and marks the
+//! authorization served at its end. Otherwise hanging up before the last event would
+//! keep a streamed answer redeemable, and each redemption is a whole new answer. Only
+//! a stream the upstream itself broke off stays `Paid`.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -35,6 +43,9 @@ pub struct Answer {
     status: StatusCode,
     headers: HeaderMap,
     body: Chunks,
+    /// For a body not read whole: the longest pause between two chunks while the
+    /// gateway reads the rest of it after the buyer hung up.
+    finish_within: Option<Duration>,
 }
 
 /// The upstream broke off its answer before the end.
@@ -54,6 +65,7 @@ impl Answer {
                 status,
                 headers,
                 body: upstream_chunks(upstream),
+                finish_within: Some(timeout),
             });
         }
         let mut upstream = upstream;
@@ -89,6 +101,7 @@ impl Answer {
             status,
             headers,
             body,
+            finish_within: (!complete).then_some(timeout),
         })
     }
 
@@ -103,10 +116,11 @@ impl Answer {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         let watched = Delivery {
-            body: self.body,
+            body: Some(self.body),
             hold: Some(hold),
             remaining,
-            _keep: keep,
+            finish_within: self.finish_within,
+            keep: Some(keep),
         };
         let mut response = Response::new(Body::from_stream(watched));
         *response.status_mut() = self.status;
@@ -132,15 +146,17 @@ fn upstream_chunks(upstream: reqwest::Response) -> Chunks {
 
 /// A body that marks its hold served when its last byte is handed over (hyper stops
 /// polling a body once its Content-Length is written, so the count decides when there
-/// is one), and leaves it paid when dropped early.
-struct Delivery<K> {
-    body: Chunks,
+/// is one). Dropped early, a whole answer leaves its hold paid; a stream finishes
+/// reading the upstream on its own and is served at the upstream's end.
+struct Delivery<K: Send + 'static> {
+    body: Option<Chunks>,
     hold: Option<Hold>,
     remaining: Option<u64>,
-    _keep: K,
+    finish_within: Option<Duration>,
+    keep: Option<K>,
 }
 
-impl<K> Delivery<K> {
+impl<K: Send + 'static> Delivery<K> {
     fn served(&mut self) {
         if let Some(hold) = self.hold.take() {
             hold.served();
@@ -148,13 +164,52 @@ impl<K> Delivery<K> {
     }
 }
 
-impl<K> Unpin for Delivery<K> {}
+impl<K: Send + 'static> Unpin for Delivery<K> {}
 
-impl<K> Stream for Delivery<K> {
+impl<K: Send + 'static> Drop for Delivery<K> {
+    fn drop(&mut self) {
+        let (Some(hold), Some(body), Some(pause)) =
+            (self.hold.take(), self.body.take(), self.finish_within)
+        else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            // No runtime to read the rest on: the hold stays paid (bound to its
+            // request, with its redemptions capped).
+            return;
+        };
+        // The in-flight permit stays taken while the upstream is still working.
+        let keep = self.keep.take();
+        runtime.spawn(async move {
+            finish_reading(body, hold, pause).await;
+            drop(keep);
+        });
+    }
+}
+
+/// Reads what is left of an upstream body nobody is listening to, and marks `hold`
+/// served at its end; a body that breaks or stalls past `pause` leaves it paid.
+async fn finish_reading(mut body: Chunks, hold: Hold, pause: Duration) {
+    loop {
+        match tokio::time::timeout(pause, body.next()).await {
+            Ok(Some(Ok(_))) => {}
+            Ok(None) => {
+                hold.served();
+                return;
+            }
+            Ok(Some(Err(_))) | Err(_) => return,
+        }
+    }
+}
+
+impl<K: Send + 'static> Stream for Delivery<K> {
     type Item = Result<Bytes, std::io::Error>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let next = self.body.poll_next_unpin(cx);
+        let Some(body) = self.body.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let next = body.poll_next_unpin(cx);
         match &next {
             Poll::Ready(None) => self.served(),
             Poll::Ready(Some(Err(_))) => {

@@ -128,16 +128,27 @@ pub(crate) fn refused(
     floor: u64,
     invalid: &Invalid,
 ) -> Response {
-    let failure = json!({ "reason": invalid.reason.as_str(), "message": invalid.message });
-    let mut response = respond_402(
+    refused_because(
         route,
         resource_url,
         floor,
+        invalid.reason.as_str(),
         &invalid.message,
-        Some(failure),
-        false,
-    );
-    if let Ok(v) = HeaderValue::from_str(invalid.reason.as_str()) {
+    )
+}
+
+/// [`refused`] for a reason of the gateway's own that no facilitator gives (such as
+/// `payment_bound_to_another_request`).
+pub(crate) fn refused_because(
+    route: &Route,
+    resource_url: &str,
+    floor: u64,
+    reason: &str,
+    message: &str,
+) -> Response {
+    let failure = json!({ "reason": reason, "message": message });
+    let mut response = respond_402(route, resource_url, floor, message, Some(failure), false);
+    if let Ok(v) = HeaderValue::from_str(reason) {
         response.headers_mut().insert("x-payment-invalid-reason", v);
     }
     response

@@ -241,6 +241,12 @@ impl Gateway {
             .collect()
     }
 
+    /// Where one authorization stands in the replay guard, if it is remembered: for
+    /// diagnostics, and for tests that must wait until a stream counts as delivered.
+    pub fn payment_stage(&self, key: &x402::eip3009::AuthorizationKey) -> Option<guard::Stage> {
+        self.inner.guard.stage(key)
+    }
+
     /// Request and settlement counters.
     pub fn metrics(&self) -> &Metrics {
         &self.inner.metrics

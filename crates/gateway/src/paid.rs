@@ -7,11 +7,18 @@
 //! 400. Before the settle is sent, the replay guard records it durably; an outcome
 //! that is not known (slow receipt, timeout, ambiguous error) is answered 503
 //! `settlement_pending`, never a fresh 402, and the same header sent again settles
-//! again and learns it. A buyer charged but not answered (hung up, broken stream)
-//! gets the answer again for the same header with the original receipt: the
-//! upstream is called again, since a cached answer could not survive a crash anyway.
+//! again and learns it. A buyer charged but not answered (a whole answer cut on its
+//! way, a stream the upstream broke off) gets the answer again for the same request
+//! and header with the original receipt: the upstream is called again, since a
+//! cached answer could not survive a crash anyway. A payment redeems only the
+//! request it paid for (method, path, query, body), at most `MAX_REDEMPTIONS` times.
 //! Work after the checks runs in its own task, so a client hanging up cannot cut a
 //! settlement in half.
+//!
+//! A route marked `settle_first` (long or costly jobs) settles right after verify and
+//! before the upstream is called, so a buyer who moves the funds away during the job
+//! gets nothing; if the upstream then fails, the charged payment stays redeemable for
+//! the same request.
 //!
 //! Each authorization is used under a [`Hold`], an RAII guard: dropped on any early
 //! return, it gives the authorization back. The 402s are built in `challenge.rs`, the
@@ -37,7 +44,7 @@ use x402::wire::{
 
 use crate::admission::Admitted;
 use crate::answer::Answer;
-use crate::guard::{Hold, Refusal, Stage};
+use crate::guard::{Hold, MAX_REDEMPTIONS, Refusal, RequestDigest, Stage};
 use crate::metrics::{Outcome, Stage as Timing};
 use crate::receipt::{self, Settled};
 use crate::route::Route;
@@ -48,6 +55,10 @@ use crate::{
 /// Extra validity asked of an authorization beyond the upstream and settle timeouts,
 /// for clock skew and the time the request spent reaching us.
 pub const VALIDITY_MARGIN_SECONDS: u64 = 30;
+
+/// The 402 reason for a payment header sent with a request other than the one it
+/// paid for.
+pub const BOUND_TO_ANOTHER_REQUEST: &str = "payment_bound_to_another_request";
 
 /// Every admitted request (see `admission.rs`): free ones are proxied as they are,
 /// the rest go through the gate.
@@ -123,11 +134,35 @@ async fn paid(inner: &Arc<Gatekeeper>, admitted: Admitted, parts: Parts, body: B
         return crate::replicas::forward(inner, route, replicas.me(), home, parts, body).await;
     }
     let now = unix_now();
+    let digest = RequestDigest::of(
+        parts.method.as_str(),
+        parts.uri.path(),
+        parts.uri.query(),
+        &body,
+    );
     let hold = match inner
         .guard
-        .begin(key, retain_until(&payment, &chosen, now), now)
+        .begin(key, digest, retain_until(&payment, &chosen, now), now)
     {
         Ok(hold) => hold,
+        Err(Refusal::BoundToAnotherRequest) => {
+            metrics.count(&route.name, Outcome::Rejected);
+            return challenge::refused_because(
+                route,
+                &resource_url,
+                floor,
+                BOUND_TO_ANOTHER_REQUEST,
+                "this payment already paid for a different request (method, path, query or body), and only that request can redeem it; sign a new payment for this request, or resend the original request with this header to get its answer",
+            );
+        }
+        Err(Refusal::Exhausted) => {
+            return refuse(&Invalid::new(
+                ErrorReason::NonceAlreadyUsed,
+                format!(
+                    "this payment's answer was already fetched again {MAX_REDEMPTIONS} times after its first delivery broke off; sign a new payment"
+                ),
+            ));
+        }
         Err(Refusal::Served) => {
             return refuse(&Invalid::new(
                 ErrorReason::NonceAlreadyUsed,
@@ -317,6 +352,9 @@ impl PaidCall {
             .payer
             .unwrap_or(self.request.payment_payload.payload.authorization.from);
         inner.metrics.count(name, Outcome::Paid);
+        if self.route.settle_first {
+            return self.settle_then_call(hold, client).await;
+        }
 
         let answer = match self.call_upstream(payer).await {
             Ok(answer) => answer,
@@ -351,15 +389,61 @@ impl PaidCall {
         }
     }
 
-    /// The buyer paid before but has no answer: call the upstream again and answer
-    /// with the original receipt; if the upstream fails now, the payment stays
-    /// redeemable.
-    async fn redeem(self, hold: Hold, receipt: SettleResponse) -> Response {
+    /// Settle-first: verified, now settle, and call the upstream only once charged.
+    /// Not charged: 402, and the upstream is never called. Charged but the upstream
+    /// failed: the payment stays `Paid`, bound to this request, for a later resend.
+    async fn settle_then_call(
+        self,
+        mut hold: Hold,
+        client: &oneshot::Sender<Response>,
+    ) -> Option<Response> {
+        if client.is_closed() {
+            self.give_back().await;
+            return None;
+        }
+        if let Err(e) = hold.settling(None).await {
+            tracing::error!("cannot record a settlement before sending it: {e}");
+            self.give_back().await;
+            return Some(respond::retry_later(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ledger_unavailable",
+                "ledger_write_failed",
+                "the gateway cannot record payments right now; the service was not called and you were not charged, retry later",
+                5,
+            ));
+        }
+        match self.settle(None).await {
+            Settled::Charged(receipt) => {
+                hold.paid(receipt.clone());
+                let payer = receipt
+                    .payer
+                    .unwrap_or(self.request.payment_payload.payload.authorization.from);
+                match self.call_upstream(payer).await {
+                    Ok(answer) => Some(self.deliver(answer, hold, receipt)),
+                    Err(failed) => Some(receipt::not_served(
+                        &receipt,
+                        self.request.x402_version,
+                        failed.status(),
+                    )),
+                }
+            }
+            Settled::NotCharged(invalid) => Some(self.not_charged(hold, &invalid)),
+            Settled::Unknown(tx, why) => Some(self.pending(&mut hold, tx, why).await),
+        }
+    }
+
+    /// The buyer paid before but has no answer: call the upstream again with the
+    /// request the payment is bound to and answer with the original receipt; if the
+    /// upstream fails now, the payment stays redeemable.
+    async fn redeem(self, mut hold: Hold, receipt: SettleResponse) -> Response {
         let payer = receipt
             .payer
             .unwrap_or(self.request.payment_payload.payload.authorization.from);
         match self.call_upstream(payer).await {
-            Ok(answer) => self.deliver(answer, hold, receipt),
+            Ok(answer) => {
+                hold.redeemed();
+                self.deliver(answer, hold, receipt)
+            }
             Err(failed) => {
                 receipt::not_served(&receipt, self.request.x402_version, failed.status())
             }

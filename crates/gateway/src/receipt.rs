@@ -128,7 +128,7 @@ pub(crate) fn not_served(
         "paid_not_served",
         "upstream_failed_after_payment",
         format!(
-            "you already paid for this call (transaction {}), but the service failed to answer ({status}); retry with the same payment header to get the answer, it is not charged again",
+            "you already paid for this call (transaction {}), but the service failed to answer ({status}); resend the same request (same method, path, query and body) with the same payment header to get the answer, it is not charged again",
             receipt.transaction.unwrap_or_default(),
         ),
         5,

@@ -48,6 +48,10 @@ pub struct Route {
     /// Set when the service must not be sold right now (upstream down, draining); the
     /// route then answers 503 with this reason instead of charging.
     pub unavailable: Option<String>,
+    /// Settle before calling the upstream (long or costly jobs such as research runs):
+    /// a buyer who moves the funds away mid-call then gets nothing, and a buyer
+    /// charged for a call that failed redeems the same request later for free.
+    pub settle_first: bool,
     /// The only requests forwarded (inference offers: the inference API plus the
     /// seller's `--allow-path`); any other answers 404 before payment. `None` forwards
     /// every path.
@@ -75,6 +79,7 @@ impl Route {
             limits: Limits::default(),
             free_paths: Vec::new(),
             unavailable: None,
+            settle_first: false,
             allowed: None,
         }
     }

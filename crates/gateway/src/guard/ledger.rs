@@ -1,7 +1,10 @@
 //! The replay guard's SQLite mirror: `Settling`, `Paid` and `Served` records written
 //! by one thread that commits whatever has queued up in one transaction (group
 //! commit), so SQLite never blocks the async workers and a restart finds every
-//! decided authorization where it was.
+//! decided authorization where it was, bound to the request it paid for.
+//!
+//! The file is synced in full (`synchronous = FULL`): a `Settling` record written
+//! before a settle must survive a power cut, not only a crash of the process.
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -11,7 +14,9 @@ use tokio::sync::oneshot;
 use x402::eip3009::AuthorizationKey;
 use x402::wire::{SettleResponse, X402Version};
 
-use super::Stage;
+use alloy::primitives::B256;
+
+use super::{RequestDigest, Stage};
 
 /// The ledger could not be opened or written.
 #[derive(Debug, thiserror::Error)]
@@ -33,8 +38,7 @@ pub enum LedgerError {
 enum Op {
     Put {
         key: AuthorizationKey,
-        stage: Box<Stage>,
-        expires: u64,
+        record: Box<Record>,
     },
     Delete {
         key: AuthorizationKey,
@@ -52,7 +56,7 @@ pub(super) struct Ledger {
 }
 
 const SCHEMA: &str = "
-PRAGMA synchronous = NORMAL;
+PRAGMA synchronous = FULL;
 CREATE TABLE IF NOT EXISTS payments (
     chain_id    INTEGER NOT NULL,
     asset       TEXT NOT NULL,
@@ -62,12 +66,34 @@ CREATE TABLE IF NOT EXISTS payments (
     transaction_hash TEXT,
     receipt     TEXT,
     expires     INTEGER NOT NULL,
+    request_digest TEXT,
+    redemptions INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (chain_id, asset, payer, nonce)
 );
 ";
 
-/// One remembered authorization: its key, stage and expiry (unix seconds).
-pub(super) type Row = (AuthorizationKey, Stage, u64);
+/// Columns added after the first release, with their definitions: a ledger written
+/// before them gains them on open (old rows read as unbound, never redeemed).
+const ADDED_COLUMNS: [(&str, &str); 2] = [
+    ("request_digest", "TEXT"),
+    ("redemptions", "INTEGER NOT NULL DEFAULT 0"),
+];
+
+/// What is remembered of one authorization.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Record {
+    /// Where it stands.
+    pub(super) stage: Stage,
+    /// When it is forgotten (unix seconds).
+    pub(super) expires: u64,
+    /// The request it is bound to; `None` for a row written before binding existed.
+    pub(super) digest: Option<RequestDigest>,
+    /// Redemptions so far.
+    pub(super) redemptions: u32,
+}
+
+/// One remembered authorization and its record.
+pub(super) type Row = (AuthorizationKey, Record);
 
 impl Ledger {
     /// Opens (or creates) the ledger at `path`, drops what expired by `now` and
@@ -78,6 +104,7 @@ impl Ledger {
             message: e.to_string(),
         };
         let conn = localdb::open(path, SCHEMA).map_err(sqlite)?;
+        add_missing_columns(&conn).map_err(sqlite)?;
         conn.execute(
             "DELETE FROM payments WHERE expires <= ?1",
             params![to_i64(now)],
@@ -101,12 +128,11 @@ impl Ledger {
         ))
     }
 
-    /// Queues `stage` for `key` (a `Fresh` stage is never written).
-    pub(super) fn put(&self, key: AuthorizationKey, stage: &Stage, expires: u64) {
+    /// Queues `record` for `key` (a `Fresh` stage is never written).
+    pub(super) fn put(&self, key: AuthorizationKey, record: Record) {
         self.send(Op::Put {
             key,
-            stage: Box::new(stage.clone()),
-            expires,
+            record: Box::new(record),
         });
     }
 
@@ -137,6 +163,22 @@ impl Ledger {
     }
 }
 
+/// Adds the columns a ledger from an earlier release lacks.
+fn add_missing_columns(conn: &Connection) -> Result<(), rusqlite::Error> {
+    let mut stmt = conn.prepare("SELECT name FROM pragma_table_info('payments')")?;
+    let present = stmt
+        .query_map([], |row| row.get::<_, String>(0))?
+        .collect::<Result<Vec<_>, _>>()?;
+    for (name, definition) in ADDED_COLUMNS {
+        if !present.iter().any(|p| p == name) {
+            conn.execute_batch(&format!(
+                "ALTER TABLE payments ADD COLUMN {name} {definition};"
+            ))?;
+        }
+    }
+    Ok(())
+}
+
 fn to_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
@@ -152,7 +194,7 @@ fn key_params(key: &AuthorizationKey) -> (i64, String, String, String) {
 
 fn load(conn: &Connection) -> Result<Vec<Row>, rusqlite::Error> {
     let mut stmt = conn.prepare(
-        "SELECT chain_id, asset, payer, nonce, stage, transaction_hash, receipt, expires FROM payments",
+        "SELECT chain_id, asset, payer, nonce, stage, transaction_hash, receipt, expires, request_digest, redemptions FROM payments",
     )?;
     let rows = stmt.query_map([], |row| {
         Ok((
@@ -164,11 +206,13 @@ fn load(conn: &Connection) -> Result<Vec<Row>, rusqlite::Error> {
             row.get::<_, Option<String>>(5)?,
             row.get::<_, Option<String>>(6)?,
             row.get::<_, i64>(7)?,
+            row.get::<_, Option<String>>(8)?,
+            row.get::<_, i64>(9)?,
         ))
     })?;
     let mut out = Vec::new();
     for row in rows {
-        let (chain, asset, payer, nonce, stage, hash, receipt, expires) = row?;
+        let (chain, asset, payer, nonce, stage, hash, receipt, expires, digest, redemptions) = row?;
         let key = match (
             u64::try_from(chain),
             asset.parse(),
@@ -201,7 +245,25 @@ fn load(conn: &Connection) -> Result<Vec<Row>, rusqlite::Error> {
                 continue;
             }
         };
-        out.push((key, stage, u64::try_from(expires).unwrap_or(0)));
+        let digest = match digest.map(|d| d.parse::<B256>()) {
+            None => None,
+            Some(Ok(d)) => Some(RequestDigest(d)),
+            Some(Err(_)) => {
+                // Unreadable, so no request could prove it is the one: keep the row
+                // (a settle must still be learned) but let nothing redeem it.
+                tracing::error!("payment ledger: unreadable request digest for ({payer}, {nonce})");
+                Some(RequestDigest(B256::ZERO))
+            }
+        };
+        out.push((
+            key,
+            Record {
+                stage,
+                expires: u64::try_from(expires).unwrap_or(0),
+                digest,
+                redemptions: u32::try_from(redemptions).unwrap_or(u32::MAX),
+            },
+        ));
     }
     Ok(out)
 }
@@ -261,7 +323,7 @@ fn write_forever(mut conn: Connection, ops: std::sync::mpsc::Receiver<Op>, path:
         }
         for op in received {
             match op {
-                Op::Put { ref stage, .. } if **stage == Stage::Served => {
+                Op::Put { ref record, .. } if record.stage == Stage::Served => {
                     deferred.push_back((now + SERVED_WRITE_DELAY, op));
                 }
                 op => batch.push(op),
@@ -302,13 +364,10 @@ fn write_batch(conn: &mut Connection, batch: &[Op]) -> Result<(), rusqlite::Erro
     let tx = conn.transaction()?;
     for op in batch {
         match op {
-            Op::Put {
-                key,
-                stage,
-                expires,
-            } => {
+            Op::Put { key, record } => {
+                let stage = &record.stage;
                 let (chain, asset, payer, nonce) = key_params(key);
-                let (hash, receipt) = match stage.as_ref() {
+                let (hash, receipt) = match stage {
                     Stage::Settling { transaction } => (transaction.map(|h| h.to_string()), None),
                     Stage::Paid { receipt } => (
                         receipt.transaction.map(|h| h.to_string()),
@@ -316,16 +375,29 @@ fn write_batch(conn: &mut Connection, batch: &[Op]) -> Result<(), rusqlite::Erro
                     ),
                     Stage::Served | Stage::Fresh => (None, None),
                 };
-                if **stage == Stage::Fresh {
+                if *stage == Stage::Fresh {
                     continue;
                 }
+                let digest = record.digest.map(|d| d.0.to_string());
                 tx.execute(
-                    "INSERT INTO payments (chain_id, asset, payer, nonce, stage, transaction_hash, receipt, expires)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                    "INSERT INTO payments (chain_id, asset, payer, nonce, stage, transaction_hash, receipt, expires, request_digest, redemptions)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
                      ON CONFLICT (chain_id, asset, payer, nonce) DO UPDATE SET
                          stage = excluded.stage, transaction_hash = excluded.transaction_hash,
-                         receipt = excluded.receipt, expires = excluded.expires",
-                    params![chain, asset, payer, nonce, stage_name(stage), hash, receipt, to_i64(*expires)],
+                         receipt = excluded.receipt, expires = excluded.expires,
+                         request_digest = excluded.request_digest, redemptions = excluded.redemptions",
+                    params![
+                        chain,
+                        asset,
+                        payer,
+                        nonce,
+                        stage_name(stage),
+                        hash,
+                        receipt,
+                        to_i64(record.expires),
+                        digest,
+                        i64::from(record.redemptions)
+                    ],
                 )?;
             }
             Op::Delete { key } => {
@@ -348,5 +420,22 @@ fn stage_name(stage: &Stage) -> &'static str {
         Stage::Settling { .. } => "settling",
         Stage::Paid { .. } => "paid",
         Stage::Served => "served",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// L6: the `Settling` record written before a settle must survive a power cut,
+    /// so the ledger syncs every commit in full (WAL's default, NORMAL, does not).
+    #[test]
+    fn the_ledger_syncs_in_full() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = localdb::open(&dir.path().join("payments.db"), SCHEMA).unwrap();
+        let level: i64 = conn
+            .query_row("PRAGMA synchronous", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(level, 2, "2 is FULL");
     }
 }
