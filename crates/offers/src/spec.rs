@@ -15,6 +15,12 @@ use crate::condition::Stage;
 pub const API_VERSION: &str = "obol.org/v1alpha1";
 /// `kind` of the reference CRD.
 pub const KIND: &str = "ServiceOffer";
+/// Annotation that makes the gateway settle a paid call before calling the upstream
+/// (`"true"`; `agora sell ... --settle-first`, and every research offer): for long or
+/// costly jobs, so a buyer who moves the funds away mid-job gets nothing. An
+/// annotation, not a spec field, so a manifest carrying it still applies to obol's
+/// CRD, whose spec has no place for it.
+pub const SETTLE_FIRST_ANNOTATION: &str = "agora.obol.org/settle-first";
 
 /// A whole offer: metadata, what is sold, and where it stands.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

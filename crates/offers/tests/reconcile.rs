@@ -22,6 +22,7 @@ struct Fixture {
     chain: Devnet,
     store: Arc<Store>,
     reconciler: Reconciler,
+    gateway: Gateway,
     gateway_url: String,
     _dir: tempfile::TempDir,
 }
@@ -45,11 +46,12 @@ async fn fixture_with(config: ReconcilerConfig) -> Fixture {
             .await
             .unwrap()
     });
-    let reconciler = Reconciler::new(store.clone(), gateway, facilitator, config).unwrap();
+    let reconciler = Reconciler::new(store.clone(), gateway.clone(), facilitator, config).unwrap();
     Fixture {
         chain,
         store,
         reconciler,
+        gateway,
         gateway_url,
         _dir: dir,
     }
@@ -133,6 +135,36 @@ async fn an_http_offer_goes_ready_falls_back_when_its_upstream_dies_and_recovers
         events
             .iter()
             .any(|e| e.message.starts_with("UpstreamHealthy False (Unhealthy)"))
+    );
+}
+
+/// H4: the settle-first annotation (`agora sell ... --settle-first`, every research
+/// offer) reaches the gateway's route; without it a route settles after the call.
+#[tokio::test]
+async fn the_settle_first_annotation_reaches_the_gateway_route() {
+    let f = fixture().await;
+    let upstream = serve(echo()).await;
+    let seller = f.chain.accounts()[1].address().to_string();
+    let mut long = manifest("long", &upstream.url(), &seller);
+    long.metadata.annotations.insert(
+        offers::spec::SETTLE_FIRST_ANNOTATION.to_string(),
+        "true".to_string(),
+    );
+    f.store.put(&long).unwrap();
+    f.store
+        .put(&manifest("short", &upstream.url(), &seller))
+        .unwrap();
+    f.reconciler.pass().await.unwrap();
+    let mut settle_first: Vec<(String, bool)> = f
+        .gateway
+        .routes()
+        .into_iter()
+        .map(|r| (r.name, r.settle_first))
+        .collect();
+    settle_first.sort();
+    assert_eq!(
+        settle_first,
+        [("long".to_string(), true), ("short".to_string(), false)]
     );
 }
 

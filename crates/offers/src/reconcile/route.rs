@@ -87,6 +87,7 @@ impl Reconciler {
             route.free_paths.push("/v1/models".to_string());
         }
         route.allowed = offer.allowed.clone();
+        route.settle_first = offer.settle_first;
         route
     }
 }

@@ -138,6 +138,12 @@ pub enum ValidationError {
     /// A drain time or grace period that does not parse.
     #[error("{0}")]
     Drain(String),
+    /// A settle-first annotation that is neither `true` nor `false`.
+    #[error(
+        "annotation {annotation}: {0:?} is not a boolean; write \"true\" (settle before calling the upstream) or \"false\"",
+        annotation = crate::spec::SETTLE_FIRST_ANNOTATION
+    )]
+    SettleFirst(String),
     /// An `allowedPaths` entry (`--allow-path`) that cannot be used.
     #[error("{0}")]
     AllowedPath(#[from] gateway::allowed::AllowedPathError),
@@ -219,6 +225,8 @@ pub struct ResolvedOffer {
     /// When a stopping offer stops serving (unix seconds: `drainAt` plus its grace
     /// period, one hour by default); none while it is not being stopped.
     pub drain_until: Option<u64>,
+    /// Settle each paid call before calling the upstream (the settle-first annotation).
+    pub settle_first: bool,
     /// The only requests forwarded: for inference offers the inference API plus
     /// `allowedPaths`; `None` (other types) forwards every path.
     pub allowed: Option<Vec<gateway::allowed::AllowedPath>>,
@@ -363,7 +371,20 @@ pub fn resolve(offer: &ServiceOffer) -> Result<ResolvedOffer, ValidationError> {
         provenance: spec.provenance.clone(),
         drain_until,
         allowed: allowed_paths(spec)?,
+        settle_first: settle_first(offer)?,
     })
+}
+
+/// The settle-first annotation: absent or `false` is off, `true` is on, anything
+/// else is refused rather than guessed at.
+fn settle_first(offer: &ServiceOffer) -> Result<bool, ValidationError> {
+    let annotation = crate::spec::SETTLE_FIRST_ANNOTATION;
+    match offer.metadata.annotations.get(annotation).map(|v| v.trim()) {
+        None => Ok(false),
+        Some(v) if v.eq_ignore_ascii_case("true") => Ok(true),
+        Some(v) if v.eq_ignore_ascii_case("false") => Ok(false),
+        Some(v) => Err(ValidationError::SettleFirst(v.to_string())),
+    }
 }
 
 /// How long a stopping offer keeps serving when its spec names no grace period.
@@ -400,6 +421,20 @@ mod tests {
             per_request: Some(v.into()),
             ..PriceSpec::default()
         }
+    }
+
+    #[test]
+    fn the_settle_first_annotation_is_a_boolean() {
+        let mut o = offer(per_request("0.01"));
+        assert!(!resolve(&o).unwrap().settle_first, "off unless asked");
+        let key = crate::spec::SETTLE_FIRST_ANNOTATION.to_string();
+        o.metadata.annotations.insert(key.clone(), "true".into());
+        assert!(resolve(&o).unwrap().settle_first);
+        o.metadata.annotations.insert(key.clone(), "False".into());
+        assert!(!resolve(&o).unwrap().settle_first);
+        o.metadata.annotations.insert(key, "yes".into());
+        let refused = resolve(&o).unwrap_err().to_string();
+        assert!(refused.contains("write \"true\""), "{refused}");
     }
 
     #[test]
