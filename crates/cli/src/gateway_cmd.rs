@@ -82,18 +82,13 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
             "agora gateway serves offers from a Kubernetes cluster: add --from-kubernetes (on one machine, `agora serve` runs the gateway with its own offers)"
         );
     }
-    let client = crate::operator_cmd::kube_client().await?;
-    let url = config::url_text(&args.facilitator);
-    let facilitator: Arc<dyn x402::Facilitator> = Arc::new(crate::facilitator_cmd::remote(
-        &url,
-        args.facilitator_api_key_file.as_deref(),
-    )?);
-    let public_url = args.public_url.as_ref().map(config::url_text);
+    // The replica set is checked before anything is reached: a wrong flag is named
+    // first.
     let replicas = match (args.replicas, &args.replica_url, args.replica_index) {
         (Some(count), Some(template), Some(index)) => {
             if args.ledger.is_none() {
                 bail!(
-                    "--replicas needs --ledger on the replica's own volume: the home replica's ledger is what lets a buyer charged without an answer be served"
+                    "--replicas needs --ledger PATH on the replica's own volume (e.g. --ledger /var/lib/agora/payments.db on a StatefulSet's volumeClaimTemplate): the home replica's ledger is what serves a buyer charged without an answer"
                 );
             }
             Some(
@@ -103,6 +98,13 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
         }
         _ => None,
     };
+    let client = crate::operator_cmd::kube_client().await?;
+    let url = config::url_text(&args.facilitator);
+    let facilitator: Arc<dyn x402::Facilitator> = Arc::new(crate::facilitator_cmd::remote(
+        &url,
+        args.facilitator_api_key_file.as_deref(),
+    )?);
+    let public_url = args.public_url.as_ref().map(config::url_text);
     let gateway = Gateway::new(
         GatewayConfig {
             public_base_url: public_url.clone(),

@@ -127,3 +127,45 @@ async fn a_cluster_without_the_crd_is_refused_with_the_install_command() {
         );
     }
 }
+
+/// A replica set that cannot work is named before any cluster is reached: an index
+/// outside the set, and replicas without a ledger on their own volume (the ledger is
+/// what serves a buyer charged without an answer).
+#[tokio::test]
+async fn gateway_replica_flags_that_cannot_work_are_named_before_the_cluster() {
+    let home = tempfile::tempdir().unwrap();
+    let ledger = home.path().join("payments.db");
+    let ledger = ledger.to_str().unwrap();
+    let base = [
+        "gateway",
+        "--from-kubernetes",
+        "--facilitator",
+        "http://127.0.0.1:9",
+        "--replicas",
+        "2",
+        "--replica-url",
+        "http://agora-gateway-{}.agora-gateway-replicas:8402",
+    ];
+    let outside = agora(home.path())
+        .args(base)
+        .args(["--replica-index", "2", "--ledger", ledger])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(outside.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&outside.stderr);
+    assert!(
+        stderr.contains("--replica-index between 0 and 1"),
+        "{stderr}"
+    );
+
+    let no_ledger = agora(home.path())
+        .args(base)
+        .env("AGORA_REPLICA_INDEX", "1")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(no_ledger.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&no_ledger.stderr);
+    assert!(stderr.contains("--replicas needs --ledger"), "{stderr}");
+}
