@@ -151,6 +151,11 @@ pub(super) struct HttpArgs {
     pub(super) register: RegisterArgs,
     #[command(flatten)]
     pub(super) limits: LimitArgs,
+    /// Settle each paid call before calling the service, for long or costly jobs: a
+    /// buyer who moves the funds away mid-call gets nothing, and one whose call
+    /// failed after paying resends the same request with the same header, free.
+    #[arg(long)]
+    pub(super) settle_first: bool,
     /// Wait until the offer is Ready, showing each stage (seconds).
     #[arg(long, value_name = "SECONDS", num_args = 0..=1, default_missing_value = "60")]
     pub(super) wait: Option<u64>,
@@ -174,6 +179,11 @@ pub(super) struct InferenceArgs {
     pub(super) register: RegisterArgs,
     #[command(flatten)]
     pub(super) limits: LimitArgs,
+    /// Settle each paid call before calling the service, for long or costly jobs: a
+    /// buyer who moves the funds away mid-call gets nothing, and one whose call
+    /// failed after paying resends the same request with the same header, free.
+    #[arg(long)]
+    pub(super) settle_first: bool,
     /// Wait until the offer is Ready, showing each stage (seconds).
     #[arg(long, value_name = "SECONDS", num_args = 0..=1, default_missing_value = "60")]
     pub(super) wait: Option<u64>,

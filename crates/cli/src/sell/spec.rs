@@ -44,6 +44,7 @@ pub(super) struct Draft {
     model: Option<ModelSpec>,
     upstream: UpstreamSpec,
     allowed_paths: Vec<String>,
+    settle_first: bool,
 }
 
 impl Draft {
@@ -79,7 +80,14 @@ impl Draft {
             allowed_paths: self.allowed_paths,
             ..OfferSpec::default()
         };
-        Ok(ServiceOffer::new(self.name.as_str(), spec))
+        let mut offer = ServiceOffer::new(self.name.as_str(), spec);
+        if self.settle_first {
+            offer.metadata.annotations.insert(
+                offers::spec::SETTLE_FIRST_ANNOTATION.to_string(),
+                "true".to_string(),
+            );
+        }
+        Ok(offer)
     }
 }
 
@@ -108,6 +116,7 @@ pub(super) fn http(a: &HttpArgs) -> anyhow::Result<Draft> {
             ..UpstreamSpec::default()
         },
         allowed_paths: Vec::new(),
+        settle_first: a.settle_first,
         name,
     })
 }
@@ -134,6 +143,7 @@ pub(super) fn inference(a: &InferenceArgs) -> anyhow::Result<Draft> {
         model: None,
         upstream: UpstreamSpec::default(),
         allowed_paths: allowed_paths(&a.allow_paths)?,
+        settle_first: a.settle_first,
         name,
     })
 }

@@ -68,6 +68,35 @@ fn http_flags_become_the_offer_with_defaults_filling_the_rest() {
 }
 
 #[test]
+fn settle_first_becomes_the_offers_annotation_and_is_off_by_default() {
+    let defaults = Settings {
+        pay_to: Some(WALLET.to_lowercase()),
+        network: Some("base".into()),
+        facilitator: None,
+    };
+    let offer = |flags: &[&str]| {
+        let a = http_args(
+            &[
+                &["job", "-u", "http://127.0.0.1:8080", "--price", "1"],
+                flags,
+            ]
+            .concat(),
+        );
+        http(&a)
+            .and_then(|d| d.offer(&a.payment, &defaults))
+            .expect("an offer")
+    };
+    let key = offers::spec::SETTLE_FIRST_ANNOTATION;
+    assert_eq!(offer(&["--settle-first"]).metadata.annotations[key], "true");
+    assert!(!offer(&[]).metadata.annotations.contains_key(key));
+    let resolved = offers::validate::resolve(&offer(&["--settle-first"])).unwrap();
+    assert!(
+        resolved.settle_first,
+        "the annotation reads back as the route flag"
+    );
+}
+
+#[test]
 fn each_bad_flag_is_named_in_its_message() {
     let a = http_args(&["api", "--upstream", "http://h", "--per-hour", "1"]);
     let missing = error(http(&a).and_then(|d| d.offer(&a.payment, &Settings::default())));

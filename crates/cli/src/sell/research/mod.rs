@@ -163,6 +163,8 @@ pub(super) async fn sell(a: ResearchArgs, json_out: bool) -> anyhow::Result<()> 
             max_in_flight: Some(1),
             path: None,
         },
+        // A run takes minutes of GPU: paid on chain before it starts (H4).
+        settle_first: true,
         wait: a.wait,
     };
     let draft = spec::http(&http)?;
