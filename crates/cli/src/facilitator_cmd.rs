@@ -76,7 +76,8 @@ pub struct BatchArgs {
     /// Most USDC settlements sent as one Multicall3 transaction while another is in
     /// flight, and most verify simulations sent as one `eth_call` (1 sends each
     /// alone). An idle facilitator still sends at once, and a chain without Multicall3
-    /// at its canonical address does each alone.
+    /// at its canonical address does each alone. Clamped at start, with a warning, to
+    /// what one transaction may carry (2^24 gas and the block's gas limit).
     #[arg(long, value_name = "N", default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=256))]
     batch_max: u16,
     /// Longest a queued settlement waits for the transaction in flight, in ms.

@@ -56,6 +56,57 @@ const IN_FLIGHT: usize = 2;
 /// Gas of the Multicall3 frame around a batch's members.
 const BATCH_OVERHEAD_GAS: u64 = 50_000;
 
+/// Most gas one transaction may ask for (EIP-7825, Fusaka: 2^24). A batch whose gas
+/// limit is above it, or above the block's, is rejected at broadcast, and so is every
+/// fee bump of it: its members would all end up unpaid after being served.
+const MAX_TRANSACTION_GAS: u64 = 1 << 24;
+
+/// Most members a batch may have so that its gas limit, `BATCH_OVERHEAD_GAS` plus
+/// `per_member_gas` for each, stays within [`MAX_TRANSACTION_GAS`] and the chain's
+/// block gas limit (when known); at least 1, which is sent alone, without the frame.
+fn max_batch_members(per_member_gas: u64, block_gas_limit: Option<u64>) -> usize {
+    let limit = block_gas_limit.map_or(MAX_TRANSACTION_GAS, |b| b.min(MAX_TRANSACTION_GAS));
+    let room = limit.saturating_sub(BATCH_OVERHEAD_GAS);
+    let members = room.checked_div(per_member_gas).unwrap_or(u64::MAX);
+    usize::try_from(members).unwrap_or(usize::MAX).max(1)
+}
+
+/// `config` for a chain, with its batches clamped to what one transaction can carry
+/// there (read the latest block's gas limit; without it, the EIP-7825 cap alone),
+/// warning with the clamped value when `--batch-max` asked for more.
+pub(super) async fn fitting(
+    provider: &DynProvider,
+    network: &Network,
+    config: BatchConfig,
+    per_member_gas: u64,
+) -> BatchConfig {
+    if config.max_size <= 1 {
+        return config;
+    }
+    let block_gas_limit = match provider
+        .get_block_by_number(alloy::eips::BlockNumberOrTag::Latest)
+        .await
+    {
+        Ok(Some(block)) => Some(block.header.gas_limit),
+        _ => None,
+    };
+    let fits = max_batch_members(per_member_gas, block_gas_limit);
+    if config.max_size <= fits {
+        return config;
+    }
+    tracing::warn!(
+        network = %network.caip2(),
+        "--batch-max {} is clamped to {fits}: a batch's gas limit is {BATCH_OVERHEAD_GAS} + {per_member_gas} per settlement, and one transaction may use at most {} gas (the per-transaction cap of 2^24{}); larger queues leave in several transactions",
+        config.max_size,
+        block_gas_limit.map_or(MAX_TRANSACTION_GAS, |b| b.min(MAX_TRANSACTION_GAS)),
+        block_gas_limit.map_or_else(String::new, |b| format!(" and the block gas limit of {b}")),
+    );
+    BatchConfig {
+        max_size: fits,
+        ..config
+    }
+}
+
 /// When settlements of one chain leave together.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BatchConfig {
@@ -341,5 +392,36 @@ impl Inner {
             }
             return Some((hash, mined));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The batch gas limit `send_batch` signs for `n` members.
+    fn batch_gas(n: usize, per_member: u64) -> u64 {
+        BATCH_OVERHEAD_GAS + u64::try_from(n).unwrap() * per_member
+    }
+
+    #[test]
+    fn batch_max_256_is_clamped_under_the_transaction_and_block_gas_limits() {
+        let per_member = crate::DEFAULT_GAS_LIMIT_CAP;
+        for block in [None, Some(30_000_000), Some(60_000_000), Some(5_000_000)] {
+            let fits = max_batch_members(per_member, block);
+            assert!(fits < 256, "{block:?}: {fits}");
+            let limit = block.map_or(MAX_TRANSACTION_GAS, |b| b.min(MAX_TRANSACTION_GAS));
+            assert!(batch_gas(fits, per_member) <= limit, "{block:?}: {fits}");
+            assert!(
+                batch_gas(fits + 1, per_member) > limit,
+                "{block:?}: {fits} is the most that fits"
+            );
+        }
+        // 2^24 with the default 250k per settlement: 66 members (16.55M gas).
+        assert_eq!(max_batch_members(per_member, Some(30_000_000)), 66);
+        assert_eq!(max_batch_members(per_member, Some(5_000_000)), 19);
+        // A cap so high that not even two fit leaves every settlement alone.
+        assert_eq!(max_batch_members(20_000_000, None), 1);
+        assert_eq!(max_batch_members(0, None), usize::MAX);
     }
 }

@@ -265,7 +265,13 @@ impl EmbeddedFacilitator {
             let batch = if config.batch.max_size > 1
                 && batch::multicall_deployed(&provider, &chain.network, &chain.rpc_url).await
             {
-                config.batch
+                batch::fitting(
+                    &provider,
+                    &chain.network,
+                    config.batch,
+                    config.gas_limit_cap,
+                )
+                .await
             } else {
                 BatchConfig::OFF
             };
