@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use research::worker::Worker;
+use research::worker::sandbox::HEADER_PREFIX;
+use research::worker::{Sandbox, Worker};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -49,9 +50,32 @@ impl Fixture {
     }
 }
 
-/// A worker on a loopback port over a repo holding the example train.py and some
-/// entries that must not be copied.
+/// A sandboxed worker on a loopback port over a repo holding the example train.py and
+/// some entries that must not be copied.
 async fn worker(budget_secs: u64, grace_secs: u64) -> Fixture {
+    worker_in(budget_secs, grace_secs, Sandbox::default()).await
+}
+
+/// What the run printed: `log` without the sandbox's header lines atop it.
+fn output(log: &[u8]) -> &[u8] {
+    let mut rest = log;
+    while rest.starts_with(HEADER_PREFIX.as_bytes()) {
+        let end = rest
+            .iter()
+            .position(|b| *b == b'\n')
+            .map_or(rest.len(), |i| i + 1);
+        rest = &rest[end..];
+    }
+    rest
+}
+
+fn output_text(log: &str) -> &str {
+    std::str::from_utf8(output(log.as_bytes())).unwrap()
+}
+
+/// [`worker`] with `sandbox`; the process-group tests use the insecure mode, whose
+/// pids the test can see (a sandbox's pids are its own namespace's).
+async fn worker_in(budget_secs: u64, grace_secs: u64, sandbox: Sandbox) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let repo = dir.path().join("repo");
     std::fs::create_dir_all(repo.join(".git")).unwrap();
@@ -59,7 +83,12 @@ async fn worker(budget_secs: u64, grace_secs: u64) -> Fixture {
     std::fs::write(repo.join(".git/HEAD"), "ref: refs/heads/main\n").unwrap();
     std::fs::write(repo.join("train.py"), TRAIN_PY).unwrap();
     std::fs::write(repo.join("prepare.py"), "# data preparation\n").unwrap();
-    let worker = support::python_worker(repo, dir.path().join("data"), budget_secs, grace_secs);
+    let worker = support::sandboxed_worker(
+        repo,
+        dir.path().join("data"),
+        (budget_secs, grace_secs),
+        sandbox,
+    );
     let server = testkit::loopback::serve(worker.router()).await;
     Fixture {
         dir,
@@ -102,7 +131,9 @@ async fn the_example_runs_with_its_env_and_becomes_the_best() {
         )
         .await;
     assert_eq!(code, 200, "{env_run}");
-    let log = std::fs::read_to_string(env_run["log_path"].as_str().unwrap()).unwrap();
+    let whole = std::fs::read_to_string(env_run["log_path"].as_str().unwrap()).unwrap();
+    assert!(whole.starts_with(HEADER_PREFIX), "{whole}");
+    let log = output_text(&whole);
     let exp_dir = f.data_dir().join("results/env-1");
     let env: Value = serde_json::from_str(log.lines().next().unwrap()).unwrap();
     assert_eq!(env["AUTORESEARCH_EXPERIMENT_ID"], "env-1");
@@ -161,8 +192,20 @@ async fn the_example_runs_with_its_env_and_becomes_the_best() {
     let (_, status) = f.get("/status").await;
     assert_eq!(status["status"], "idle");
     assert_eq!(status["total_experiments"], 2);
-    assert_eq!(status["last"]["experiment_id"], "example-1");
     assert_eq!(status["command"], json!(["python3", "train.py"]));
+    // The free /status is the aggregate only: no one's result, config or paths.
+    assert_eq!(
+        status["best"],
+        json!({"val_bpb": result["val_bpb"], "train_hash": result["train_hash"]})
+    );
+    assert_eq!(status["updated"], result["finishedAt"]);
+    for hidden in ["last", "current"] {
+        assert!(status.get(hidden).is_none(), "{hidden} in {status}");
+    }
+    let text = status.to_string();
+    for secret in ["example-1", "env-1", "order", "model.bin", "results/"] {
+        assert!(!text.contains(secret), "{secret} in {status}");
+    }
 
     let (code, reused) = f
         .post(json!({"train_py": TRAIN_PY, "experiment_id": "example-1"}).to_string())
@@ -207,7 +250,10 @@ async fn a_busy_worker_answers_409_and_runs_one_at_a_time() {
     assert_eq!(health["busy"], true);
     let (_, status) = f.get("/status").await;
     assert_eq!(status["status"], "busy");
-    assert_eq!(status["current"]["experiment_id"], "slow-1");
+    assert!(
+        !status.to_string().contains("slow-1"),
+        "the free /status names no one's run: {status}"
+    );
     let (code, body) = f
         .post(json!({"train_py": slow, "experiment_id": "slow-2"}).to_string())
         .await;
@@ -416,7 +462,10 @@ async fn val_bpb_is_the_final_evaluation_then_json_then_results_tsv() {
         (json!("failed"), json!(1))
     );
     let log = std::fs::read_to_string(r["log_path"].as_str().unwrap()).unwrap();
-    assert_eq!(log, "val_bpb: 0.5\n\n--- stderr ---\nCUDA out of memory\n");
+    assert_eq!(
+        output_text(&log),
+        "val_bpb: 0.5\n\n--- stderr ---\nCUDA out of memory\n"
+    );
 
     // Only completed runs count as best: the crash's 0.5 does not.
     assert_eq!(f.get("/best").await.1["experiment_id"], "early-final");
@@ -443,7 +492,11 @@ fn read_pid(path: &Path) -> i32 {
 
 #[tokio::test]
 async fn at_the_timeout_the_whole_group_dies_and_the_log_is_kept() {
-    let f = worker(1, 1).await;
+    let insecure = Sandbox {
+        insecure: true,
+        ..Sandbox::default()
+    };
+    let f = worker_in(1, 1, insecure).await;
     let pids = f.dir.path().join("pids");
     std::fs::create_dir_all(&pids).unwrap();
     // The script forks a sleeping child that ignores SIGTERM, prints invalid UTF-8
@@ -485,7 +538,7 @@ time.sleep(600)
     .await;
     let log = std::fs::read(r["log_path"].as_str().unwrap()).unwrap();
     assert_eq!(
-        log,
+        output(&log),
         b"val_bpb: 1.7\nbinary \xff\xfe end\nstep 1\r\n--- stderr ---\nstill training\n"
     );
     assert_eq!(
@@ -525,7 +578,11 @@ fn the_gpu_example_is_valid_python() {
 
 #[tokio::test]
 async fn shutting_down_kills_the_running_group_and_saves_why() {
-    let f = worker(300, 300).await;
+    let insecure = Sandbox {
+        insecure: true,
+        ..Sandbox::default()
+    };
+    let f = worker_in(300, 300, insecure).await;
     let pid_file = f.dir.path().join("leader");
     let long = format!(
         "import os, time\nopen({:?}, 'w').write(str(os.getpid()))\nprint('started', flush=True)\ntime.sleep(600)\n",
@@ -564,7 +621,7 @@ async fn shutting_down_kills_the_running_group_and_saves_why() {
     );
     assert!(!alive(pid));
     let log = std::fs::read_to_string(result["log_path"].as_str().unwrap()).unwrap();
-    assert_eq!(log, "started\n");
+    assert_eq!(output_text(&log), "started\n");
     let (code, body) = f.post(json!({"train_py": "print(1)"}).to_string()).await;
     assert_eq!(code, 500);
     assert_eq!(

@@ -39,7 +39,14 @@ pub fn val_bpb(stdout: &str, log: &str, workdir: &Path) -> Option<(f64, Source)>
         .or_else(|| json_output(stdout).map(|v| (v, Source::Json)))
         .or_else(|| last_pattern(log).map(|v| (v, Source::Pattern)))
         .or_else(|| {
-            let tsv = std::fs::read_to_string(workdir.join("results.tsv")).ok()?;
+            // The buyer wrote the work directory: a `results.tsv` that is a symlink
+            // could point at one of the seller's files, which the worker would read.
+            let path = workdir.join("results.tsv");
+            if !std::fs::symlink_metadata(&path).ok()?.is_file() {
+                return None;
+            }
+            let file = super::run::open_read_nofollow(&path).ok()?;
+            let tsv = std::io::read_to_string(file).ok()?;
             tsv_minimum(&tsv).map(|v| (v, Source::ResultsTsv))
         })
 }

@@ -11,6 +11,7 @@
 pub mod extract;
 mod http;
 pub mod run;
+pub mod sandbox;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -19,6 +20,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use serde_json::{Map, Value, json};
 
 pub use run::Limits;
+pub use sandbox::Sandbox;
 
 /// The largest `train_py` accepted (1 MiB); a real one is tens of kilobytes.
 pub const MAX_TRAIN_PY: usize = 1 << 20;
@@ -39,11 +41,14 @@ pub struct Config {
     pub limits: Limits,
     /// The GPU's name for results and status ([`detect_gpu`]), `None` without one.
     pub gpu: Option<String>,
+    /// How buyers' code is confined ([`Sandbox::default`]: fully).
+    pub sandbox: Sandbox,
 }
 
 /// A worker: its configuration and what it has run.
 pub struct Worker {
     config: Config,
+    sandbox: sandbox::Prepared,
     base_dir: PathBuf,
     results_dir: PathBuf,
     state: Mutex<Stats>,
@@ -81,6 +86,10 @@ impl Worker {
                 config.repo.display()
             );
         }
+        let sandbox = config
+            .sandbox
+            .prepare(&config.data_dir)
+            .map_err(|e| anyhow::anyhow!("the worker does not start: {e}"))?;
         let base_dir = config.data_dir.join("autoresearch-worker");
         let results_dir = base_dir.join("results");
         std::fs::create_dir_all(&results_dir).map_err(|e| {
@@ -103,6 +112,7 @@ impl Worker {
         }
         Ok(Arc::new(Worker {
             config,
+            sandbox,
             base_dir,
             results_dir,
             state: Mutex::new(stats),
@@ -110,21 +120,26 @@ impl Worker {
         }))
     }
 
-    /// `GET /status`: busy or idle, the current run, the last and best results, and
-    /// the leaderboard numbers a registration publishes.
+    /// `GET /status` (free behind the gate): busy or idle and the aggregate
+    /// leaderboard (the best `val_bpb` and its train hash, counts, when the last run
+    /// ended). No run's id, config, result or artifact path: those go only to the
+    /// payer, in the answer to its paid run.
     pub fn status(&self) -> Value {
         let stats = self.stats();
         json!({
             "status": if stats.current.is_some() { "busy" } else { "idle" },
-            "current": stats.current,
-            "last": stats.last,
-            "best": stats.best,
+            "best": stats.best.as_ref().map(|b| json!({
+                "val_bpb": b.get("val_bpb"),
+                "train_hash": b.get("train_hash"),
+            })),
+            "updated": stats.last.as_ref().and_then(|l| l.get("finishedAt")),
             "repo": self.config.repo.display().to_string(),
             "command": self.config.command,
             "timeoutSeconds": self.timeout_secs(),
             "budgetSeconds": self.config.limits.budget_secs,
             "graceSeconds": self.config.limits.grace_secs,
             "gpu": self.config.gpu,
+            "sandbox": if self.sandbox.confined() { "on" } else { "off" },
             "total_experiments": stats.total,
             "avg_experiment_time": (stats.total > 0)
                 .then(|| (stats.total_seconds / stats.total as f64 * 1000.0).round() / 1000.0),
@@ -237,31 +252,67 @@ impl Worker {
         let log_path = exp_dir.join("run.log");
         let stderr_path = exp_dir.join("stderr.log");
         let limits = &self.config.limits;
-        let mut env = vec![
-            ("AUTORESEARCH_EXPERIMENT_ID", id.to_owned()),
-            ("AUTORESEARCH_EXPERIMENT_DIR", exp_dir.display().to_string()),
+        let env = vec![
+            ("AUTORESEARCH_EXPERIMENT_ID".to_owned(), id.to_owned()),
             (
-                "AUTORESEARCH_EXPERIMENT_CONFIG",
+                "AUTORESEARCH_EXPERIMENT_DIR".to_owned(),
+                exp_dir.display().to_string(),
+            ),
+            (
+                "AUTORESEARCH_EXPERIMENT_CONFIG".to_owned(),
                 config_path.display().to_string(),
             ),
-            ("TIME_BUDGET", limits.budget_secs.to_string()),
+            ("TIME_BUDGET".to_owned(), limits.budget_secs.to_string()),
         ];
-        if std::env::var_os("PYTHONUNBUFFERED").is_none() {
-            env.push(("PYTHONUNBUFFERED", "1".into()));
-        }
-        let outcome = run::run(
+        let wrapped = self.sandbox.wrap(
             &self.config.command,
-            &workdir,
-            &env,
+            &sandbox::RunPaths {
+                workdir: &workdir,
+                read_only: &[&config_path],
+            },
+            env,
+        );
+        let header = self.sandbox.header();
+        let setup = {
+            let (workdir, log_path, header, owner) = (
+                workdir.clone(),
+                log_path.clone(),
+                header.clone(),
+                wrapped.owner,
+            );
+            move || -> std::io::Result<()> {
+                use std::io::Write;
+                run::create_fresh(&log_path)?.write_all(header.as_bytes())?;
+                match owner {
+                    Some((uid, gid)) => run::chown_tree(&workdir, uid, gid),
+                    None => Ok(()),
+                }
+            }
+        };
+        tokio::task::spawn_blocking(setup)
+            .await
+            .map_err(|e| RunError::Internal(e.to_string()))?
+            .map_err(|e| RunError::Internal(format!("preparing {}: {e}", workdir.display())))?;
+        let outcome = run::run(
+            wrapped,
+            self.sandbox.confined(),
+            (&workdir, self.sandbox.disk()),
             limits,
             (&log_path, &stderr_path),
             self.stopping.subscribe(),
         )
         .await;
-        let stdout = std::fs::read(&log_path).unwrap_or_default();
+        let read_output = |path: &Path| {
+            let bytes = std::fs::read(path).unwrap_or_default();
+            bytes
+                .strip_prefix(header.as_bytes())
+                .map(<[u8]>::to_vec)
+                .unwrap_or(bytes)
+        };
+        let stdout = read_output(&log_path);
         run::join_logs(&log_path, &stderr_path)
             .map_err(|e| RunError::Internal(format!("writing {}: {e}", log_path.display())))?;
-        let log = std::fs::read(&log_path).unwrap_or_default();
+        let log = read_output(&log_path);
         let found = extract::val_bpb(
             &String::from_utf8_lossy(&stdout),
             &String::from_utf8_lossy(&log),
@@ -273,7 +324,7 @@ impl Worker {
                 "timeout",
                 -1,
                 Some(format!(
-                    "experiment exceeded timeout of {}s ({}s budget + {}s grace); its process group was killed",
+                    "experiment exceeded timeout of {}s ({}s budget + {}s grace); every process of the run was killed",
                     self.timeout_secs(),
                     limits.budget_secs,
                     limits.grace_secs
@@ -282,7 +333,15 @@ impl Worker {
             run::Outcome::Stopped => (
                 "failed",
                 -1,
-                Some("the worker shut down during the run; its process group was killed".to_owned()),
+                Some("the worker shut down during the run; every process of the run was killed".to_owned()),
+            ),
+            run::Outcome::OverDisk(used) => (
+                "failed",
+                -1,
+                Some(format!(
+                    "the run wrote {used} bytes, over this worker's disk limit of {}; every process of the run was killed",
+                    self.sandbox.disk()
+                )),
             ),
             run::Outcome::SpawnFailed(e) => (
                 "failed",
@@ -342,7 +401,9 @@ impl Worker {
         };
         let pretty = serde_json::to_vec_pretty(result).unwrap_or_default();
         let path = exp_dir.join("result.json");
-        std::fs::write(&path, &pretty).map_err(|e| io(&path, e))?;
+        run::create_fresh(&path)
+            .and_then(|mut f| f.write_all(&pretty))
+            .map_err(|e| io(&path, e))?;
         let history = self.base_dir.join("results.jsonl");
         let mut line = serde_json::to_vec(result).unwrap_or_default();
         line.push(b'\n');

@@ -5,16 +5,33 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use research::worker::{Config, Limits, Worker};
+use research::worker::{Config, Limits, Sandbox, Worker};
 use serde_json::Value;
 
 /// A worker over `repo` that runs `python3 train.py` with `budget_secs` (and
-/// `grace_secs` more before the kill), keeping its runs under `data_dir`.
+/// `grace_secs` more before the kill), keeping its runs under `data_dir`, in the
+/// default sandbox (bubblewrap must be installed: scripts/setup).
 pub fn python_worker(
     repo: PathBuf,
     data_dir: PathBuf,
     budget_secs: u64,
     grace_secs: u64,
+) -> Arc<Worker> {
+    sandboxed_worker(
+        repo,
+        data_dir,
+        (budget_secs, grace_secs),
+        Sandbox::default(),
+    )
+}
+
+/// [`python_worker`] with the given `sandbox`.
+#[allow(dead_code)]
+pub fn sandboxed_worker(
+    repo: PathBuf,
+    data_dir: PathBuf,
+    (budget_secs, grace_secs): (u64, u64),
+    sandbox: Sandbox,
 ) -> Arc<Worker> {
     Worker::open(Config {
         repo,
@@ -25,6 +42,7 @@ pub fn python_worker(
             grace_secs,
         },
         gpu: None,
+        sandbox,
     })
     .unwrap()
 }
