@@ -7,6 +7,7 @@
 
 mod daemon;
 mod money;
+mod sandbox;
 
 use std::time::Duration;
 
@@ -58,7 +59,7 @@ pub enum Status {
 #[derive(Debug, Clone, Serialize)]
 pub struct Check {
     /// Stable id: daemon, gateway, public_url, facilitator, recipient, wallet,
-    /// settlement_gas, registry, models, offers.
+    /// settlement_gas, registry, models, sandbox, offers.
     pub name: &'static str,
     /// The verdict.
     pub status: Status,
@@ -208,6 +209,7 @@ pub async fn diagnose(args: &DoctorArgs) -> Report {
     checks.push(gas_check(&network, &chain, embedded.as_ref()).await);
     checks.push(registry_check(daemon.as_ref()).await);
     checks.push(models_check().await);
+    checks.push(sandbox::sandbox_check());
     checks.push(offers_check(daemon.as_ref()).await);
     Report {
         ok: !checks.iter().any(|c| c.status == Status::Fail),

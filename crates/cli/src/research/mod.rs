@@ -5,6 +5,8 @@ mod coordinator;
 mod publish;
 mod worker;
 
+pub(crate) use worker::SandboxArgs;
+
 use clap::{Args, Subcommand};
 
 /// `agora research <worker|publish>`.

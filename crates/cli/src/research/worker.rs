@@ -34,9 +34,143 @@ pub struct WorkerArgs {
     /// Where results, best.json and results.jsonl go [default: $AGORA_HOME/research].
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub sandbox: SandboxArgs,
     /// Print the startup line as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// How buyers' code is confined (`research::worker::sandbox`); shared by `agora
+/// research worker` and `agora sell research`, which keeps them in the offer.
+#[derive(Debug, Clone, Args, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct SandboxArgs {
+    /// Run buyers' code WITHOUT the sandbox (no bubblewrap): only a cleared
+    /// environment and rlimits. The code can then read this user's files, keys
+    /// included, and reach the network; for a machine that holds nothing else.
+    #[arg(long)]
+    pub insecure_sandbox: bool,
+    /// Give runs this machine's network (internet and the seller's loopback services).
+    #[arg(long)]
+    pub allow_network: bool,
+    /// Pass this environment variable to runs (repeatable); all others are cleared.
+    #[arg(long, value_name = "NAME")]
+    pub pass_env: Vec<String>,
+    /// The user runs become when agora runs as root [default: agora-run if it
+    /// exists (scripts/setup creates it), else nobody].
+    #[arg(long, value_name = "USER")]
+    pub run_as: Option<String>,
+    /// Address space per process of a run, e.g. 16G [default: 3/4 of the RAM; no
+    /// limit where a GPU is present, since CUDA reserves more address space than RAM].
+    #[arg(long, value_name = "SIZE")]
+    pub memory: Option<String>,
+    /// Processes and threads a run may have.
+    #[arg(long, value_name = "N", default_value_t = research::worker::sandbox::DEFAULT_PIDS)]
+    #[serde(default = "default_pids")]
+    pub pids: u64,
+    /// The largest file, the /tmp size and the work directory's total of a run.
+    #[arg(long, value_name = "SIZE", default_value = "20G")]
+    #[serde(default = "default_disk")]
+    pub disk: String,
+    /// A directory runs see read-only, e.g. a dataset or a virtualenv (repeatable).
+    #[arg(long, value_name = "DIR")]
+    pub ro_path: Vec<PathBuf>,
+}
+
+impl Default for SandboxArgs {
+    /// The full sandbox with the default limits, as the flags' defaults.
+    fn default() -> Self {
+        Self {
+            insecure_sandbox: false,
+            allow_network: false,
+            pass_env: Vec::new(),
+            run_as: None,
+            memory: None,
+            pids: default_pids(),
+            disk: default_disk(),
+            ro_path: Vec::new(),
+        }
+    }
+}
+
+fn default_pids() -> u64 {
+    research::worker::sandbox::DEFAULT_PIDS
+}
+
+fn default_disk() -> String {
+    "20G".into()
+}
+
+impl SandboxArgs {
+    /// The worker's sandbox configuration; the engine is `$AGORA_BWRAP` when set
+    /// (bubblewrap installed outside PATH), else `bwrap` on PATH.
+    pub fn sandbox(&self) -> anyhow::Result<research::worker::Sandbox> {
+        use research::worker::sandbox::parse_size;
+        let memory = match &self.memory {
+            Some(m) => Some(parse_size(m).map_err(|e| anyhow::anyhow!("--memory {e}"))?),
+            None => None,
+        };
+        let disk = parse_size(&self.disk).map_err(|e| anyhow::anyhow!("--disk {e}"))?;
+        let mut ro_paths = Vec::new();
+        for path in &self.ro_path {
+            ro_paths.push(
+                std::fs::canonicalize(path)
+                    .with_context(|| format!("--ro-path {}: no such directory", path.display()))?,
+            );
+        }
+        Ok(research::worker::Sandbox {
+            insecure: self.insecure_sandbox,
+            engine: std::env::var_os("AGORA_BWRAP")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("bwrap")),
+            allow_network: self.allow_network,
+            pass_env: self.pass_env.clone(),
+            run_as: self.run_as.clone(),
+            memory,
+            pids: self.pids,
+            disk,
+            ro_paths,
+        })
+    }
+
+    /// The same settings as `agora research worker` flags, for the daemon's child.
+    pub fn flags(&self) -> Vec<String> {
+        let mut flags = Vec::new();
+        if self.insecure_sandbox {
+            flags.push("--insecure-sandbox".into());
+        }
+        if self.allow_network {
+            flags.push("--allow-network".into());
+        }
+        for name in &self.pass_env {
+            flags.extend(["--pass-env".into(), name.clone()]);
+        }
+        if let Some(user) = &self.run_as {
+            flags.extend(["--run-as".into(), user.clone()]);
+        }
+        if let Some(memory) = &self.memory {
+            flags.extend(["--memory".into(), memory.clone()]);
+        }
+        flags.extend(["--pids".into(), self.pids.to_string()]);
+        flags.extend(["--disk".into(), self.disk.clone()]);
+        for path in &self.ro_path {
+            flags.extend(["--ro-path".into(), path.display().to_string()]);
+        }
+        flags
+    }
+
+    /// Warnings for the seller about what its flags open up, printed at start.
+    pub fn warnings(&self) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        if self.insecure_sandbox {
+            out.push("warning: --insecure-sandbox: buyers' train.py runs as this user with its files and network; a buyer can read $AGORA_HOME (keys, the admin socket) and every other experiment. Use it only on a machine that holds nothing else.");
+        }
+        if self.allow_network {
+            out.push("warning: --allow-network: buyers' train.py can reach the internet (send out anything it computes) and this machine's network services, loopback included.");
+        }
+        out
+    }
 }
 
 /// Serves the worker until Ctrl-C or SIGTERM.
@@ -73,7 +207,11 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
             grace_secs: args.grace,
         },
         gpu: gpu.clone(),
+        sandbox: args.sandbox.sandbox()?,
     })?;
+    for warning in args.sandbox.warnings() {
+        eprintln!("{warning}");
+    }
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| {
@@ -92,6 +230,7 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
             "budgetSeconds": args.budget,
             "graceSeconds": args.grace,
             "gpu": gpu,
+            "sandbox": !args.sandbox.insecure_sandbox,
         });
         outln!("{line}")?;
     } else {

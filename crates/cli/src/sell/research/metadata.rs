@@ -49,7 +49,7 @@ fn metadata_of(status: &Value) -> BTreeMap<String, String> {
     if let Some(hash) = text(&status["best"]["train_hash"]) {
         out.insert("best_experiment_hash".into(), hash);
     }
-    if let Some(at) = text(&status["last"]["finishedAt"]) {
+    if let Some(at) = text(&status["updated"]) {
         out.insert("updated".into(), at);
     }
     out
@@ -82,7 +82,7 @@ mod tests {
 
     #[test]
     fn the_leaderboard_comes_from_the_workers_status_and_only_changes_write() {
-        let idle = json!({"status": "idle", "gpu": null, "total_experiments": 0, "best": null, "last": null});
+        let idle = json!({"status": "idle", "gpu": null, "total_experiments": 0, "best": null});
         let first = metadata_of(&idle);
         assert_eq!(first["gpu"], "none");
         assert_eq!(first["total_experiments"], "0");
@@ -94,7 +94,7 @@ mod tests {
             "total_experiments": 2,
             "avg_experiment_time": 3.5,
             "best": {"val_bpb": 0.9979, "train_hash": "sha256:ab"},
-            "last": {"finishedAt": "2026-11-26T05:00:00Z"}
+            "updated": "2026-11-26T05:00:00Z"
         });
         let fresh = metadata_of(&ran);
         assert_eq!(fresh["best_val_bpb"], "0.9979");

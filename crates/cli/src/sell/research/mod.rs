@@ -33,6 +33,7 @@ use x402::Money;
 use super::args::{HttpArgs, LimitArgs, PaymentArgs, PriceArgs, RegisterArgs};
 use super::{create, spec};
 use crate::output::outln;
+use crate::research::SandboxArgs;
 
 pub(crate) use supervisor::supervise;
 
@@ -48,6 +49,8 @@ const TRAIN_COMMAND: &str = "research.agora/train-command";
 const LISTEN: &str = "research.agora/listen";
 /// Annotation: the hourly price the per-run price was derived from.
 const PER_HOUR: &str = "research.agora/per-hour";
+/// Annotation: the worker's sandbox settings (JSON of [`SandboxArgs`]).
+const SANDBOX: &str = "research.agora/sandbox";
 
 /// `agora sell research` flags.
 #[derive(Debug, Args)]
@@ -74,6 +77,8 @@ pub(crate) struct ResearchArgs {
     /// Where the worker listens [default: a free port on 127.0.0.1].
     #[arg(long, value_name = "ADDR")]
     worker_listen: Option<std::net::SocketAddr>,
+    #[command(flatten)]
+    sandbox: SandboxArgs,
     #[command(flatten)]
     payment: PaymentArgs,
     #[command(flatten)]
@@ -129,6 +134,11 @@ pub(super) async fn sell(a: ResearchArgs, json_out: bool) -> anyhow::Result<()> 
             repo.display()
         );
     }
+    // Checked here, so a flag this host cannot honour fails now, not in the daemon.
+    a.sandbox.sandbox()?;
+    for warning in a.sandbox.warnings() {
+        eprintln!("{warning}");
+    }
     let run_price = per_run_price(&a.per_hour, a.budget)?;
     let timeout = run_timeout(a.budget, a.grace)?;
     let listen = match a.worker_listen {
@@ -181,6 +191,7 @@ pub(super) async fn sell(a: ResearchArgs, json_out: bool) -> anyhow::Result<()> 
         (GRACE, a.grace.to_string()),
         (LISTEN, listen.to_string()),
         (PER_HOUR, a.per_hour.trim().to_string()),
+        (SANDBOX, serde_json::to_string(&a.sandbox)?),
     ];
     let train_command = a.train_command.clone();
     // The worker reports the same name, so its first /status changes nothing.

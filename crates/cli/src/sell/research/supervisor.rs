@@ -14,7 +14,8 @@ use tokio::process::{Child, Command};
 use tokio::sync::Notify;
 
 use super::metadata::{leaderboard, with_metadata};
-use super::{BUDGET, GRACE, LISTEN, REPO, TRAIN_COMMAND};
+use super::{BUDGET, GRACE, LISTEN, REPO, SANDBOX, TRAIN_COMMAND};
+use crate::research::SandboxArgs;
 
 /// How often the supervisor looks at the offers and the workers.
 const TICK: Duration = Duration::from_secs(2);
@@ -33,6 +34,8 @@ struct WorkerSpec {
     grace: String,
     listen: String,
     train_command: Option<String>,
+    /// The sandbox settings; an offer from before them gets the full default sandbox.
+    sandbox: Option<String>,
 }
 
 impl WorkerSpec {
@@ -45,6 +48,7 @@ impl WorkerSpec {
             grace: notes.get(GRACE)?.clone(),
             listen: notes.get(LISTEN)?.clone(),
             train_command: notes.get(TRAIN_COMMAND).cloned(),
+            sandbox: notes.get(SANDBOX).cloned(),
         })
     }
 
@@ -68,9 +72,40 @@ impl WorkerSpec {
         if let Some(c) = &self.train_command {
             command.args(["--train-command", c]);
         }
+        let sandbox: SandboxArgs = match &self.sandbox {
+            Some(json) => serde_json::from_str(json).with_context(|| {
+                format!("the offer's {SANDBOX} annotation is not sandbox settings: {json}; sell the offer again")
+            })?,
+            None => SandboxArgs::default(),
+        };
+        command.args(sandbox.flags());
+        // The daemon holds secrets in its environment (AGORA_FACILITATOR_KEY,
+        // TUNNEL_TOKEN, AGORA_BORE_SECRET); the worker gets none of them, only what
+        // it needs and the variables the seller passes to runs.
+        command.env_clear();
+        command.envs(std::env::vars().filter(|(k, _)| {
+            WORKER_ENV.contains(&k.as_str())
+                || k.starts_with("NVIDIA_")
+                || k.starts_with("LC_")
+                || sandbox.pass_env.contains(k)
+        }));
         Ok(command)
     }
 }
+
+/// The daemon's environment variables its research workers keep.
+const WORKER_ENV: &[&str] = &[
+    "PATH",
+    "HOME",
+    "LANG",
+    "TZ",
+    "TMPDIR",
+    "AGORA_HOME",
+    "AGORA_BWRAP",
+    "RUST_LOG",
+    "RUST_BACKTRACE",
+    "CUDA_VISIBLE_DEVICES",
+];
 
 /// A worker the supervisor started.
 struct Running {
@@ -378,7 +413,11 @@ mod tests {
                 "--listen",
                 "127.0.0.1:9",
                 "--data-dir",
-                "/d"
+                "/d",
+                "--pids",
+                "256",
+                "--disk",
+                "20G"
             ]
         );
     }
