@@ -224,8 +224,13 @@ fn gateway_ledgers_live_on_per_replica_volumes_and_replicas_know_each_other() {
     );
     let set = find(&all, "StatefulSet", "agora-gateway");
     let pod = &set["spec"]["template"]["spec"];
+    let mut ledgers = pod.clone();
+    if let Some(volumes) = ledgers["volumes"].as_array_mut() {
+        // The facilitator API key's memory volume (M6) holds no ledger.
+        volumes.retain(|v| v["name"] != "facilitator-api-key");
+    }
     assert!(
-        !serde_json::to_string(pod).unwrap().contains("emptyDir"),
+        !serde_json::to_string(&ledgers).unwrap().contains("emptyDir"),
         "no ledger on an emptyDir"
     );
     let claim = &set["spec"]["volumeClaimTemplates"][0];
