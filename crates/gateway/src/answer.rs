@@ -18,7 +18,8 @@
 //! hangs up, the gateway reads the rest of the upstream's body itself and marks the
 //! authorization served at its end. Otherwise hanging up before the last event would
 //! keep a streamed answer redeemable, and each redemption is a whole new answer. Only
-//! a stream the upstream itself broke off stays `Paid`.
+//! a stream the upstream itself broke off, or one the buyer left before any of it was
+//! sent (it hung up during the settlement), stays `Paid`.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -120,6 +121,7 @@ impl Answer {
             hold: Some(hold),
             remaining,
             finish_within: self.finish_within,
+            started: false,
             keep: Some(keep),
         };
         let mut response = Response::new(Body::from_stream(watched));
@@ -153,6 +155,9 @@ struct Delivery<K: Send + 'static> {
     hold: Option<Hold>,
     remaining: Option<u64>,
     finish_within: Option<Duration>,
+    /// Whether hyper asked for the body at all: one dropped before that (the buyer
+    /// left while the payment settled) sent the buyer nothing and stays paid.
+    started: bool,
     keep: Option<K>,
 }
 
@@ -168,9 +173,12 @@ impl<K: Send + 'static> Unpin for Delivery<K> {}
 
 impl<K: Send + 'static> Drop for Delivery<K> {
     fn drop(&mut self) {
-        let (Some(hold), Some(body), Some(pause)) =
-            (self.hold.take(), self.body.take(), self.finish_within)
-        else {
+        let (Some(hold), Some(body), Some(pause), true) = (
+            self.hold.take(),
+            self.body.take(),
+            self.finish_within,
+            self.started,
+        ) else {
             return;
         };
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
@@ -206,6 +214,7 @@ impl<K: Send + 'static> Stream for Delivery<K> {
     type Item = Result<Bytes, std::io::Error>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.started = true;
         let Some(body) = self.body.as_mut() else {
             return Poll::Ready(None);
         };

@@ -180,6 +180,55 @@ async fn a_stream_the_buyer_hung_up_on_is_delivered_once_the_upstream_finished_i
     assert_eq!(f.calls(), 1, "the upstream answered one prompt, once");
 }
 
+#[tokio::test]
+async fn a_buyer_who_left_a_stream_before_it_started_gets_it_for_the_same_request() {
+    let chain = testkit::chain::devnet(4).await;
+    let db = tempfile::tempdir().unwrap();
+    let mut config = testkit::embedded::config(&chain, db.path());
+    config.receipt_timeout = Duration::from_secs(20);
+    let facilitator = testkit::embedded::open(config).await;
+    let upstream = testkit::upstream::recording().await;
+    let rig = Rig::start(
+        chain,
+        facilitator.clone(),
+        facilitator,
+        db,
+        upstream.url.clone(),
+        false,
+    )
+    .await;
+    let header = pay::header(&rig.chain.accounts()[2].signer(), &rig.requirement());
+    let url = rig.url("/v1/chat/completions?q=first");
+    let body = r#"{"stream":true}"#;
+
+    // The buyer hangs up while the settlement waits for a block: no byte of the
+    // stream was sent to it.
+    rig.chain.set_automine(false).await.unwrap();
+    let impatient = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_millis(1500))
+        .build()
+        .unwrap();
+    let gave_up = impatient
+        .post(&url)
+        .header("payment-signature", &header)
+        .body(body)
+        .send()
+        .await;
+    assert!(gave_up.is_err());
+    rig.chain.set_automine(true).await.unwrap();
+    rig.chain.mine().await.unwrap();
+
+    let other = send_when_free(&rig.url("/v1/chat/completions?q=second"), &header, body).await;
+    assert_eq!(reason(&other), BOUND);
+    let same = send_when_free(&url, &header, body).await;
+    assert_eq!(same.status(), 200);
+    let text = same.text().await.unwrap();
+    assert!(text.contains("[DONE]"), "the whole stream: {text}");
+    assert_eq!(upstream.calls(), 2);
+    assert_eq!(rig.facilitator.journal().unwrap().len(), 1, "charged once");
+}
+
 /// An SSE upstream that sends one event and then breaks the connection, counting
 /// its calls.
 async fn breaking_stream() -> (Server, Arc<AtomicUsize>) {
