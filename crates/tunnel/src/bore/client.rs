@@ -20,6 +20,12 @@ use super::wire::{
 /// A relay gone quiet this long counts as gone (bore's relay beats every 500 ms).
 const SILENCE: Duration = Duration::from_secs(5);
 
+/// The most public connections carried at once: each costs a relay connection and a
+/// local one, so a hostile relay announcing connections without end could otherwise
+/// take this machine's file descriptors. One announced past it is left untaken (the
+/// relay drops it), and said so in the log.
+pub const MAX_CARRIED: usize = 64;
+
 /// Where a relay listens: `host[:port]`, the port defaulting to bore's 7835.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BoreServer {
@@ -112,6 +118,7 @@ pub struct Connected {
     control: Framed,
     remote_port: u16,
     config: Arc<ClientConfig>,
+    carrying: Arc<tokio::sync::Semaphore>,
 }
 
 async fn dial(server: &BoreServer) -> Result<TcpStream, BoreError> {
@@ -185,6 +192,7 @@ pub async fn connect(config: ClientConfig) -> Result<Connected, BoreError> {
         control,
         remote_port,
         config: Arc::new(config),
+        carrying: Arc::new(tokio::sync::Semaphore::new(MAX_CARRIED)),
     })
 }
 
@@ -216,11 +224,18 @@ impl Connected {
             };
             match message {
                 ServerMessage::Connection(id) => {
+                    let Ok(permit) = self.carrying.clone().try_acquire_owned() else {
+                        tracing::warn!(
+                            "tunnel connection {id} left untaken: {MAX_CARRIED} connections are carried already"
+                        );
+                        continue;
+                    };
                     let config = self.config.clone();
                     tokio::spawn(async move {
                         if let Err(e) = carry(&config, id).await {
                             tracing::warn!("tunnel connection {id}: {e}");
                         }
+                        drop(permit);
                     });
                 }
                 ServerMessage::Error(e) => return BoreError::Refused(e),

@@ -8,6 +8,6 @@ pub mod client;
 pub mod relay;
 pub mod wire;
 
-pub use client::{BoreError, BoreServer, ClientConfig, Connected, connect};
-pub use relay::{ALL_PORTS, Relay, RelayConfig};
-pub use wire::{DEFAULT_CONTROL_PORT, Secret};
+pub use client::{BoreError, BoreServer, ClientConfig, Connected, MAX_CARRIED, connect};
+pub use relay::{ALL_PORTS, Limits, Relay, RelayConfig};
+pub use wire::{DEFAULT_CONTROL_PORT, MIN_SECRET_LEN, Secret};

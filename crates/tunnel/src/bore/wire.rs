@@ -137,10 +137,33 @@ impl std::fmt::Debug for Secret {
     }
 }
 
+/// The fewest characters a secret given to agora may have. The challenge answer
+/// travels over plain TCP, so whoever sees one can guess secrets offline at leisure:
+/// a short or guessable one falls quickly.
+pub const MIN_SECRET_LEN: usize = 16;
+
 impl Secret {
-    /// The key derived from `secret`.
+    /// The key derived from `secret`, whatever its strength (a stock bore peer's);
+    /// what a user types goes through [`Secret::parse`].
     pub fn new(secret: &str) -> Self {
         Self(Sha256::digest(secret.as_bytes()).into())
+    }
+
+    /// The key derived from a secret a user gave, refused when it is trivially weak
+    /// (shorter than [`MIN_SECRET_LEN`], or one character repeated), with how to make
+    /// a good one. `name` is where it came from, for the message.
+    pub fn parse(secret: &str, name: &str) -> Result<Self, String> {
+        let length = secret.chars().count();
+        let mut chars = secret.chars();
+        let first = chars.next();
+        let repeated = first.is_some_and(|c| chars.all(|d| d == c));
+        if length < MIN_SECRET_LEN || repeated {
+            return Err(format!(
+                "the bore secret in {name} is too weak ({length} characters{}); the relay's challenge can be guessed offline, so use at least {MIN_SECRET_LEN} random characters, e.g. from: openssl rand -hex 16",
+                if repeated { ", one repeated" } else { "" }
+            ));
+        }
+        Ok(Self::new(secret))
     }
 
     /// The MAC over `challenge` (HMAC takes keys of any length, so this is never None).
@@ -199,6 +222,19 @@ mod tests {
         assert!(!Secret::new("other").accepts(&challenge, &answer));
         assert!(!secret.accepts(&Uuid::new_v4(), &answer));
         assert!(!secret.accepts(&challenge, "not hex"));
+    }
+
+    #[test]
+    fn weak_secrets_are_refused_naming_the_length_and_a_good_one() {
+        for weak in ["", "s3cret", "relay-secret", "aaaaaaaaaaaaaaaaaaaaaaaa"] {
+            let err = Secret::parse(weak, "AGORA_BORE_SECRET").unwrap_err();
+            assert!(err.contains("AGORA_BORE_SECRET"), "{err}");
+            assert!(err.contains("at least 16"), "{err}");
+            assert!(err.contains("openssl rand -hex 16"), "{err}");
+        }
+        let challenge = Uuid::new_v4();
+        let good = Secret::parse("0123456789abcdef", "x").unwrap();
+        assert!(Secret::new("0123456789abcdef").accepts(&challenge, &good.answer(&challenge)));
     }
 
     #[tokio::test]
