@@ -21,6 +21,9 @@ use testkit::process::{self, Output};
 use testkit::upstream::echo;
 use tokio::process::{Child, Command};
 
+/// The relay's secret in these tests: long enough for agora to accept it.
+const RELAY_SECRET: &str = "relay-secret-0123456789abcdef";
+
 fn agora(home: &Path) -> Command {
     process::agora(env!("CARGO_BIN_EXE_agora"), home)
 }
@@ -36,7 +39,7 @@ async fn relay(home: &Path, control: u16, ports: Option<u16>) -> (Child, String)
     command
         .args(["tunnel", "relay", "--json", "--listen", &listen])
         .args(["--bind-tunnels", "127.0.0.1"])
-        .env("AGORA_BORE_SECRET", "relay-secret");
+        .env("AGORA_BORE_SECRET", RELAY_SECRET);
     if let Some(port) = ports {
         let port = port.to_string();
         command.args(["--min-port", &port, "--max-port", &port]);
@@ -51,7 +54,7 @@ async fn serve(home: &Path, dir: &Path, chain: &Devnet, extra: &[&str]) -> (Chil
     let key = process::account_key_file(dir, "facilitator.key", chain, 0);
     let registry_key = process::account_key_file(dir, "registry.key", chain, 1);
     let mut command = agora(home);
-    command.env("AGORA_BORE_SECRET", "relay-secret");
+    command.env("AGORA_BORE_SECRET", RELAY_SECRET);
     let mut flags = vec!["--registry-key-file", registry_key.to_str().unwrap()];
     flags.extend_from_slice(extra);
     daemon::serve(command, chain.rpc_url(), &key, &flags).await
@@ -542,4 +545,125 @@ async fn tunnel_auto_picks_bore_with_a_relay_and_serves_without_a_tunnel_when_no
         "--public-url wins"
     );
     stop(daemon).await;
+}
+
+#[tokio::test]
+async fn a_relay_off_loopback_without_a_secret_or_with_a_weak_one_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("relay");
+    // Refused before anything is bound, so nothing listens off loopback.
+    let open = process::run(
+        agora(&home),
+        &["tunnel", "relay", "--listen", "0.0.0.0:0"],
+        None,
+    )
+    .await;
+    open.fails_saying(&["AGORA_BORE_SECRET", "openssl rand -hex 16"]);
+    let mut weak = agora(&home);
+    weak.env("AGORA_BORE_SECRET", "hunter2");
+    let weak = process::run(weak, &["tunnel", "relay", "--listen", "127.0.0.1:0"], None).await;
+    weak.fails_saying(&["AGORA_BORE_SECRET", "at least 16"]);
+    // The seller's side refuses a weak secret the same way.
+    let mut seller = agora(&dir.path().join("seller"));
+    seller.env("AGORA_BORE_SECRET", "hunter2");
+    let seller = process::run(
+        seller,
+        &[
+            "serve",
+            "--foreground",
+            "--tunnel",
+            "bore",
+            "--bore-server",
+            "127.0.0.1:9",
+        ],
+        None,
+    )
+    .await;
+    seller.fails_saying(&["at least 16"]);
+}
+
+#[tokio::test]
+async fn a_relay_out_of_file_descriptors_keeps_running_and_serves_a_tunnel_afterwards() {
+    use tokio::io::AsyncBufReadExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    // The relay under a small descriptor limit (its own, set by the shell it runs
+    // from), so a flood of a few dozen connections runs it out.
+    let template = agora(&dir.path().join("relay"));
+    let mut command = Command::new("sh");
+    command
+        .args(["-c", r#"ulimit -n 40 && exec "$0" "$@""#])
+        .arg(env!("CARGO_BIN_EXE_agora"))
+        .args(["tunnel", "relay", "--json", "--listen", "127.0.0.1:0"])
+        .args(["--bind-tunnels", "127.0.0.1"])
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    for (key, value) in template.as_std().get_envs() {
+        match value {
+            Some(v) => command.env(key, v),
+            None => command.env_remove(key),
+        };
+    }
+    command.env("AGORA_BORE_SECRET", RELAY_SECRET);
+    let (mut relay, started, _rest) = process::spawn(command, Duration::from_secs(30)).await;
+    let control: std::net::SocketAddr = started["control"].as_str().unwrap().parse().unwrap();
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let mut lines = tokio::io::BufReader::new(relay.stderr.take().unwrap()).lines();
+    let kept = log.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            let mut log = kept.lock().unwrap();
+            log.push_str(&line);
+            log.push('\n');
+        }
+    });
+
+    // The flood, from another loopback address: more connections than descriptors.
+    let mut flood = Vec::new();
+    for _ in 0..60 {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+        flood.push(socket.connect(control).await.unwrap());
+    }
+    testkit::eventually(
+        "the relay to run out of descriptors",
+        Duration::from_secs(20),
+        || {
+            let said = log.lock().unwrap().contains("Too many open files");
+            async move { said }
+        },
+    )
+    .await;
+    assert!(
+        relay.try_wait().unwrap().is_none(),
+        "the relay exited:\n{}",
+        log.lock().unwrap()
+    );
+    drop(flood);
+
+    // A seller's tunnel through it afterwards serves a buyer.
+    let upstream = loopback::serve(echo()).await;
+    let local: std::net::SocketAddr = format!("127.0.0.1:{}", upstream.port()).parse().unwrap();
+    let connected = testkit::until(
+        Duration::from_secs(20),
+        Duration::from_millis(100),
+        || async {
+            tunnel::bore::connect(tunnel::bore::ClientConfig {
+                server: tunnel::bore::BoreServer {
+                    host: "127.0.0.1".into(),
+                    port: control.port(),
+                },
+                secret: Some(tunnel::bore::Secret::new(RELAY_SECRET)),
+                local,
+                port: 0,
+            })
+            .await
+            .map_err(|e| e.to_string())
+        },
+    )
+    .await;
+    let url = connected.public_url();
+    let _serving = tokio::spawn(connected.serve());
+    assert_eq!(testkit::status_of(&format!("{url}/echo")).await, 200);
+    assert!(relay.try_wait().unwrap().is_none(), "the relay still runs");
 }

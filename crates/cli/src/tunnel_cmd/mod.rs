@@ -12,7 +12,7 @@ use std::process::Command;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::{Value, json};
-use tunnel::bore::{BoreServer, Relay, RelayConfig, Secret};
+use tunnel::bore::{BoreServer, Limits, Relay, RelayConfig, Secret};
 use tunnel::{Provider, TunnelLog, cloudflared};
 
 use crate::admin_client::AdminClient;
@@ -46,8 +46,9 @@ pub struct TunnelFlags {
     /// The bore relay, HOST[:PORT] (port 7835 by default).
     #[arg(long, env = BORE_SERVER_ENV, value_name = "HOST[:PORT]")]
     bore_server: Option<String>,
-    /// The bore relay's shared secret (prefer the environment variable: the command
-    /// line is visible to other users).
+    /// The bore relay's secret, at least 16 random characters. Set it in
+    /// AGORA_BORE_SECRET rather than with this flag: a command line is visible to
+    /// every user of the machine (ps).
     #[arg(long, env = BORE_SECRET_ENV, hide_env_values = true, value_name = "SECRET")]
     bore_secret: Option<String>,
     /// A named cloudflared tunnel's connector token (from the Cloudflare dashboard);
@@ -69,7 +70,12 @@ impl TunnelFlags {
             eprintln!("note: --public-url is set, so no tunnel is started (--tunnel ignored)");
             return Ok(None);
         }
-        let secret = self.bore_secret.as_deref().map(Secret::new);
+        let secret = self
+            .bore_secret
+            .as_deref()
+            .map(|s| Secret::parse(s, BORE_SECRET_ENV))
+            .transpose()
+            .map_err(anyhow::Error::msg)?;
         let bore = |server: &str| -> anyhow::Result<Provider> {
             let server: BoreServer = server.parse().map_err(anyhow::Error::msg)?;
             Ok(Provider::Bore {
@@ -200,8 +206,12 @@ struct RelayArgs {
     /// Highest public port handed out.
     #[arg(long, default_value_t = 65535)]
     max_port: u16,
-    /// Shared secret sellers must prove (prefer the environment variable).
-    #[arg(long, env = BORE_SECRET_ENV, hide_env_values = true, value_name = "SECRET")]
+    /// Secrets sellers must prove, comma-separated, each at least 16 random
+    /// characters; give each seller its own, since a released public port stays
+    /// reserved for the secret that held it. Required unless --listen is a loopback
+    /// address. Set it in AGORA_BORE_SECRET rather than with this flag: a command line
+    /// is visible to every user of the machine (ps).
+    #[arg(long, env = BORE_SECRET_ENV, hide_env_values = true, value_name = "SECRETS")]
     secret: Option<String>,
     /// Print the startup line as JSON.
     #[arg(long)]
@@ -319,6 +329,23 @@ fn logs(lines: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The relay's secrets from `--secret`/`AGORA_BORE_SECRET` (comma-separated), each
+/// strong enough; none is accepted only on a loopback control address, since an open
+/// relay on the internet lets anyone answer at a seller's public URL.
+fn relay_secrets(text: Option<&str>, listen: SocketAddr) -> anyhow::Result<Vec<Secret>> {
+    let Some(text) = text.filter(|t| !t.trim().is_empty()) else {
+        if listen.ip().is_loopback() {
+            return Ok(Vec::new());
+        }
+        bail!(
+            "agora tunnel relay on {listen} needs a secret: without one anyone can open ports on it and take a seller's port. Set {BORE_SECRET_ENV} to at least 16 random characters (e.g. export {BORE_SECRET_ENV}=$(openssl rand -hex 16)), one per seller separated by commas, and give each seller theirs; or listen on loopback only (--listen 127.0.0.1:7835)"
+        );
+    };
+    text.split(',')
+        .map(|one| Secret::parse(one.trim(), BORE_SECRET_ENV).map_err(anyhow::Error::msg))
+        .collect()
+}
+
 async fn relay(args: RelayArgs) -> anyhow::Result<()> {
     if args.min_port > args.max_port || args.min_port == 0 {
         bail!(
@@ -327,12 +354,15 @@ async fn relay(args: RelayArgs) -> anyhow::Result<()> {
             args.max_port
         );
     }
+    let secrets = relay_secrets(args.secret.as_deref(), args.listen)?;
+    let secret_required = !secrets.is_empty();
     let shutdown = crate::signals::shutdown_signal()?;
     let relay = Relay::bind(RelayConfig {
         control: args.listen,
         tunnels: args.bind_tunnels,
         ports: args.min_port..=args.max_port,
-        secret: args.secret.as_deref().map(Secret::new),
+        secrets,
+        limits: Limits::default(),
     })
     .await
     .with_context(|| {
@@ -346,7 +376,7 @@ async fn relay(args: RelayArgs) -> anyhow::Result<()> {
         "control": control.to_string(),
         "tunnels": args.bind_tunnels.to_string(),
         "ports": format!("{}-{}", args.min_port, args.max_port),
-        "secret": args.secret.is_some(),
+        "secret": secret_required,
         "pid": std::process::id(),
     });
     if args.json {
@@ -357,10 +387,10 @@ async fn relay(args: RelayArgs) -> anyhow::Result<()> {
             args.min_port,
             args.max_port,
             args.bind_tunnels,
-            if args.secret.is_some() {
+            if secret_required {
                 ", secret required"
             } else {
-                ", no secret: anyone can open a port"
+                ", no secret: anyone who can reach this loopback address can open a port"
             },
             control.port()
         )?;
