@@ -338,15 +338,15 @@ async fn a_402_after_paying_and_a_malformed_402_move_nothing() {
     bad.exits_saying(2, &["nothing was signed"]);
     assert!(ledger(&home).await.is_empty());
 
-    // Signed once, refused by the server: exit 4 with its reason, the row refused,
-    // no second signature, no USDC moved.
+    // Signed once, refused by the server: exit 4 with its reason. The server holds the
+    // signature, so the row stays open (unknown, counting), never "refused".
     let url = format!("{}/x", server.url());
     let refused = run(&home, &["pay", &url, "--max", "0.01", "--json"]).await;
-    refused.exits_saying(4, &["insufficient_funds"]);
+    refused.exits_saying(4, &["insufficient_funds", "counts against your budget"]);
     assert_eq!(refused.json()["kind"], "rejected");
     let rows = ledger(&home).await;
     assert_eq!(rows.len(), 1, "one signature only: {rows:?}");
-    assert_eq!(rows[0]["status"], "refused", "{rows:?}");
+    assert_eq!(rows[0]["status"], "unknown", "{rows:?}");
     assert!(
         rows[0]["reason"]
             .as_str()
@@ -355,9 +355,50 @@ async fn a_402_after_paying_and_a_malformed_402_move_nothing() {
         "{rows:?}"
     );
     assert_eq!(paid_so_far(&m).await, U256::ZERO);
-    // A refused payment is not resumed.
+    // It can be resent as it is: refused again, still one row, still open.
     let again = run(&home, &["pay", &url, "--resume"]).await;
-    assert_eq!(again.code, Some(1), "{}", again.stderr);
+    assert_eq!(again.code, Some(4), "{}", again.stderr);
+    let rows = ledger(&home).await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["status"], "unknown", "{rows:?}");
+}
+
+/// The spent total `agora wallet spent --json` reports, in atomic units.
+async fn spent_atomic(home: &Path) -> String {
+    ok(home, &["wallet", "spent", "--json"]).await.json()["spentAtomic"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test]
+async fn a_seller_answering_402_to_signed_payments_cannot_bypass_the_daily_budget() {
+    let m = support::market("echo", 1, 600).await;
+    let home = buyer_home(&m).await;
+    // A malicious seller: 402 to every request, paid or not.
+    let server = pay_servers::refusing(testkit::pay::requirement(&m.chain, m.payee, 600)).await;
+    let url = format!("{}/answer", server.url());
+    ok(&home, &["wallet", "budget", "--daily", "0.0025"]).await;
+
+    // The first call: signed, sent, refused. Its row still counts.
+    let first = run(&home, &["pay", &url, "--max", "0.01"]).await;
+    assert_eq!(first.code, Some(4), "{}", first.stderr);
+    assert_eq!(spent_atomic(&home).await, PRICE.to_string());
+
+    // The agent retries: refused before signing, naming what to type.
+    let retry = run(&home, &["pay", &url, "--max", "0.01"]).await;
+    retry.exits_saying(2, &["--resume", "--new", "nothing was signed"]);
+    assert_eq!(ledger(&home).await.len(), 1, "nothing new was signed");
+
+    // --new signs a second one anyway; both count.
+    let second = run(&home, &["pay", &url, "--max", "0.01", "--new"]).await;
+    assert_eq!(second.code, Some(4), "{}", second.stderr);
+    assert_eq!(spent_atomic(&home).await, (2 * PRICE).to_string());
+    // A third would pass 0.0025 a day: the budget trips before signing.
+    let third = run(&home, &["pay", &url, "--max", "0.01", "--new"]).await;
+    third.exits_saying(2, &["daily"]);
+    assert_eq!(ledger(&home).await.len(), 2);
+    assert_eq!(paid_so_far(&m).await, U256::ZERO);
 }
 
 #[tokio::test]

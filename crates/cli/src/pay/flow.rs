@@ -122,6 +122,9 @@ pub async fn run(args: PayArgs) -> anyhow::Result<()> {
         return show::dry_run(&preview, call.sink.json);
     }
     let choice = call.client.choose(&challenge).map_err(refused)?;
+    if !args.new_payment {
+        refuse_while_open(&call)?;
+    }
     let signed = call.client.prepare(&challenge).map_err(stop)?;
     let id = record(&call, &signed)?;
     let price = choice.price.to_string();
@@ -147,6 +150,25 @@ pub async fn run(args: PayArgs) -> anyhow::Result<()> {
     };
     let before = if resent { Before::Sent } else { Before::Fresh };
     finish(&call, id, &price, &signed, outcome, before).await
+}
+
+/// Refuses (exit 2, before signing) a second payment for a URL while an earlier one is
+/// open: a seller that answers 402 to a signed payment still holds it, and signing
+/// again on every retry is how such a seller would collect many.
+fn refuse_while_open(call: &Call) -> anyhow::Result<()> {
+    let url = call.spec.url.as_str();
+    let Some(open) = call.store.open_payment(&call.wallet, url, now())? else {
+        return Ok(());
+    };
+    Err(Exit::refused(format!(
+        "ledger entry {} is a payment of wallet {} for {url} that is still open ({}{}) and may yet be charged until {}; send the same authorization again with: agora pay --resume {url} (same -X/-d/-H flags), or sign a second one anyway (both may be charged) with: agora pay --new {url} --max USDC (MCP pay tool: new: true); nothing was signed",
+        open.id,
+        call.wallet,
+        serde_json::to_value(open.status)?.as_str().unwrap_or("open"),
+        open.reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default(),
+        offers::time::format_rfc3339(open.valid_before),
+    ))
+    .into())
 }
 
 /// The wallet's USDC on each `--rpc` chain, so the choice prefers a chain where it
@@ -374,9 +396,15 @@ async fn finish(
         }
         Err(e @ (ClientError::Rejected { .. } | ClientError::PayToChanged { .. })) => {
             let message = match before {
+                // A refusal is no proof of non-payment: the server holds the signed
+                // authorization and may still submit it before it expires.
                 Before::Fresh => {
-                    call.store.mark_refused(id, &e.to_string(), now())?;
-                    e.to_string()
+                    call.store
+                        .mark_refused_after_sending(id, &e.to_string(), now())?;
+                    format!(
+                        "{e}. The server received the signed authorization, so it counts against your budget until it expires at {} (agora wallet spent --rpc URL asks the chain)",
+                        offers::time::format_rfc3339(signed.valid_before_secs())
+                    )
                 }
                 Before::Sent => {
                     unknown()?;

@@ -73,6 +73,11 @@ pub struct PayArgs {
     /// or cut (from the ledger); never signs a new one.
     #[arg(long, conflicts_with = "dry_run")]
     resume: bool,
+    /// Sign a new payment even though one for this URL is still open (sent, its
+    /// outcome unknown, not yet expired): both may be charged. Without it `agora pay`
+    /// refuses, naming --resume.
+    #[arg(long = "new", conflicts_with = "resume")]
+    new_payment: bool,
     /// One JSON object: status, body (or file), receipt; or the refusal.
     #[arg(long)]
     json: bool,
@@ -99,6 +104,7 @@ impl PayArgs {
             rpcs: Vec::new(),
             dry_run: false,
             resume: false,
+            new_payment: false,
             json: false,
         }
     }

@@ -278,6 +278,35 @@ impl Ledger {
         )
     }
 
+    /// The server refused the payment after receiving it. That proves nothing: it holds
+    /// a signed authorization it may still submit, so the row stays open (`unknown`,
+    /// counting against budgets) until `validBefore` passes or the chain says, with
+    /// `reason` kept for `wallet spent`.
+    pub fn mark_refused_after_sending(
+        &self,
+        id: i64,
+        reason: &str,
+        now: u64,
+    ) -> anyhow::Result<()> {
+        self.transition(
+            id,
+            &[Status::Signed, Status::Sent, Status::Unknown],
+            Status::Unknown,
+            None,
+            Some(reason),
+            now,
+        )
+    }
+
+    /// The newest row of `wallet` for `url` that is open and still usable at `now`:
+    /// while one exists the payee may yet be charged for it, so `agora pay` signs no
+    /// second one for the same URL unless told to (`--new`).
+    pub fn open_payment(&self, wallet: &str, url: &str, now: u64) -> anyhow::Result<Option<Entry>> {
+        Ok(self.entries_since(0)?.into_iter().rev().find(|e| {
+            e.wallet == wallet && e.url == url && e.status.is_open() && e.valid_before > now
+        }))
+    }
+
     /// The answer was lost: the payment may or may not have been charged.
     pub fn mark_unknown(&self, id: i64, now: u64) -> anyhow::Result<()> {
         self.transition(

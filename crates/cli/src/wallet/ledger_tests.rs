@@ -379,3 +379,46 @@ fn concurrent_payers_cannot_share_one_remainder() {
     let ledger = Ledger::open(&path).unwrap();
     assert_eq!(ledger.spent_since(0, NOW).unwrap(), U256::from(900_000));
 }
+
+#[tokio::test]
+async fn a_payment_refused_after_sending_stays_open_counting_until_the_chain_says() {
+    let (_dir, ledger) = ledger();
+    let url = "http://127.0.0.1:8402/services/echo";
+    let refused = sign(&ledger, 1, 1000, NOW + 600, NOW);
+    ledger.mark_sent(refused, NOW).unwrap();
+    ledger
+        .mark_refused_after_sending(refused, "insufficient_funds", NOW)
+        .unwrap();
+    let e = ledger.entry(refused).unwrap().unwrap();
+    assert_eq!(e.status, Status::Unknown);
+    assert_eq!(e.reason.as_deref(), Some("insufficient_funds"));
+    assert_eq!(ledger.spent_since(0, NOW).unwrap(), U256::from(1000));
+    assert_eq!(
+        ledger
+            .open_payment("default", url, NOW)
+            .unwrap()
+            .map(|e| e.id),
+        Some(refused)
+    );
+    assert!(ledger.open_payment("other", url, NOW).unwrap().is_none());
+    assert!(
+        ledger
+            .open_payment("default", url, NOW + 600)
+            .unwrap()
+            .is_none()
+    );
+
+    // The seller submitted it after all: the chain check settles it.
+    let changed = ledger
+        .resolve_open(NOW + 1, |_| async { Ok(ChainState::Used) })
+        .await
+        .unwrap();
+    assert_eq!(changed, 1);
+    assert_eq!(status(&ledger, refused), Status::Settled);
+    assert!(
+        ledger
+            .open_payment("default", url, NOW + 1)
+            .unwrap()
+            .is_none()
+    );
+}
