@@ -9,6 +9,13 @@
 //! command's JSON becomes the tool's structured result; a failure becomes a tool
 //! error carrying the CLI's own message and exit code. What the commands say on
 //! stderr is passed on to this process's stderr, where logs go.
+//!
+//! The model choosing the arguments may be prompt-injected, so what it passes is
+//! checked here as well: positionals follow `--` (never read as flags), URLs must be
+//! http(s), and an upstream to sell is never a link-local or cloud-metadata address
+//! (169.254.0.0/16, fe80::/10, metadata.google.internal), nor a loopback port that
+//! `sell_inference` did not recognise as a model server itself. `sell_http` may sell
+//! a loopback service (that is what it is for); the user confirms the offer.
 
 use std::process::Stdio;
 
@@ -137,6 +144,65 @@ async fn run_fed(
         let _ = stdin.write_all(text.as_bytes()).await;
     }
     child.wait_with_output().await
+}
+
+/// `text` as an http(s) URL with a host, or the refusal naming `field`.
+fn http_url(field: &str, text: &str) -> Result<reqwest::Url, String> {
+    let url = reqwest::Url::parse(text.trim()).map_err(|e| {
+        format!("{field} {text:?} is not a URL ({e}); write e.g. http://127.0.0.1:8080")
+    })?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err(format!(
+            "{field} {text:?} is not an http(s) URL with a host; write e.g. http://127.0.0.1:8080"
+        ));
+    }
+    Ok(url)
+}
+
+/// Whether `ip` is link-local (where cloud metadata services answer) or unspecified.
+fn link_local(ip: std::net::IpAddr) -> bool {
+    match ip {
+        std::net::IpAddr::V4(v4) => v4.is_link_local() || v4.is_unspecified(),
+        std::net::IpAddr::V6(v6) => {
+            (v6.segments()[0] & 0xffc0) == 0xfe80
+                || v6.is_unspecified()
+                || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_link_local())
+                // AWS's IPv6 metadata address.
+                || v6 == std::net::Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254)
+        }
+    }
+}
+
+/// Refuses an upstream the model may not sell: not http(s), or link-local or a cloud
+/// metadata name (checked on every address the name resolves to). Returns whether it
+/// is on loopback, which the caller then checks further.
+async fn upstream_allowed(text: &str) -> Result<bool, String> {
+    let url = http_url("upstream", text)?;
+    let host = url
+        .host_str()
+        .unwrap_or_default()
+        .trim_matches(['[', ']'])
+        .to_ascii_lowercase();
+    let refused = || {
+        format!(
+            "upstream {text:?} is a link-local or cloud-metadata address; agora mcp never sells those (they hand out the machine's credentials). Sell the service at its own address, or run agora sell yourself"
+        )
+    };
+    if ["metadata", "metadata.google.internal", "instance-data"].contains(&host.as_str()) {
+        return Err(refused());
+    }
+    let port = url.port_or_known_default().unwrap_or(80);
+    let addresses: Vec<std::net::IpAddr> = match host.parse::<std::net::IpAddr>() {
+        Ok(ip) => vec![ip],
+        Err(_) => tokio::net::lookup_host((host.as_str(), port))
+            .await
+            .map(|found| found.map(|a| a.ip()).collect())
+            .unwrap_or_default(),
+    };
+    if addresses.iter().copied().any(link_local) {
+        return Err(refused());
+    }
+    Ok(host == "localhost" || addresses.iter().any(std::net::IpAddr::is_loopback))
 }
 
 /// A tool error: the CLI's message, its exit code and any JSON it printed.
@@ -345,6 +411,12 @@ struct Pay {
     rpcs: Option<Vec<String>>,
     /// Show the price and what would be signed; pay nothing.
     dry_run: Option<bool>,
+    /// Send again the open payment for this URL (the same authorization, nothing new
+    /// signed), e.g. after an answer was lost.
+    resume: Option<bool>,
+    /// Sign a new payment although one for this URL is still open (both may be
+    /// charged). Only when the user said so.
+    new: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
@@ -377,16 +449,18 @@ impl Agora {
         description = "Sell an HTTP service behind the x402 gate (agora sell http). Ask the user to confirm the price first."
     )]
     async fn sell_http(&self, Parameters(p): Parameters<SellHttp>) -> ToolResult {
+        if let Err(why) = upstream_allowed(&p.upstream).await {
+            return Ok(failure(why, Some(2), None));
+        }
         let mut args = vec![
             "sell".into(),
             "http".into(),
-            p.name,
             "--upstream".into(),
             p.upstream,
         ];
         opt(&mut args, "--health-path", p.health_path.as_deref());
         p.terms.push(&mut args);
-        args.push("--json".into());
+        args.extend(["--json".into(), "--".into(), p.name]);
         self.agora(args).await
     }
 
@@ -394,12 +468,32 @@ impl Agora {
         description = "Sell a local model server behind the x402 gate (agora sell inference). Ask the user to confirm the price first."
     )]
     async fn sell_inference(&self, Parameters(p): Parameters<SellInference>) -> ToolResult {
+        if let Some(upstream) = &p.upstream {
+            match upstream_allowed(upstream).await {
+                Err(why) => return Ok(failure(why, Some(2), None)),
+                // A loopback port is sold only when it is a model server.
+                Ok(true) => {
+                    if let Err(e) = crate::detect::inspect(upstream).await {
+                        return Ok(failure(
+                            format!(
+                                "upstream {upstream:?} is on this machine but not a model server agora recognises ({e:#}); sell_inference sells only Ollama or OpenAI-compatible servers (leave upstream out to detect one), sell_http sells other services"
+                            ),
+                            Some(2),
+                            None,
+                        ));
+                    }
+                }
+                Ok(false) => {}
+            }
+        }
         let mut args = vec!["sell".into(), "inference".into()];
-        args.extend(p.name);
         opt(&mut args, "--model", p.model.as_deref());
         opt(&mut args, "--upstream", p.upstream.as_deref());
         p.terms.push(&mut args);
         args.push("--json".into());
+        if let Some(name) = p.name {
+            args.extend(["--".into(), name]);
+        }
         self.agora(args).await
     }
 
@@ -416,8 +510,9 @@ impl Agora {
         self.agora(vec![
             "sell".into(),
             "status".into(),
-            p.name,
             "--json".into(),
+            "--".into(),
+            p.name,
         ])
         .await
     }
@@ -426,15 +521,17 @@ impl Agora {
         description = "Check that an offer answers with a correct unpaid x402 challenge (agora sell probe)."
     )]
     async fn sell_probe(&self, Parameters(p): Parameters<Probe>) -> ToolResult {
-        let mut args = vec!["sell".into(), "probe".into(), p.name, "--json".into()];
+        let mut args = vec!["sell".into(), "probe".into(), "--json".into()];
         flag(&mut args, "--local", p.local);
+        args.extend(["--".into(), p.name]);
         self.agora(args).await
     }
 
     #[tool(description = "Stop selling an offer after a grace period (agora sell stop).")]
     async fn sell_stop(&self, Parameters(p): Parameters<Stop>) -> ToolResult {
-        let mut args = vec!["sell".into(), "stop".into(), p.name, "--json".into()];
+        let mut args = vec!["sell".into(), "stop".into(), "--json".into()];
         opt(&mut args, "--grace", p.grace.as_deref());
+        args.extend(["--".into(), p.name]);
         self.agora(args).await
     }
 
@@ -455,9 +552,10 @@ impl Agora {
         self.agora(vec![
             "sell".into(),
             "delete".into(),
-            p.name,
             "--yes".into(),
             "--json".into(),
+            "--".into(),
+            p.name,
         ])
         .await
     }
@@ -516,7 +614,10 @@ impl Agora {
                 None,
             ));
         }
-        let mut args = vec!["pay".into(), p.url, "--max".into(), p.max, "--json".into()];
+        if let Err(why) = http_url("url", &p.url) {
+            return Ok(failure(format!("{why}; nothing was signed"), Some(2), None));
+        }
+        let mut args = vec!["pay".into(), "--max".into(), p.max, "--json".into()];
         opt(&mut args, "--request", p.method.as_deref());
         if p.data.is_some() {
             args.extend(["--data".into(), "@-".into()]);
@@ -534,6 +635,9 @@ impl Agora {
         opt(&mut args, "--wallet", p.wallet.as_deref());
         each(&mut args, "--rpc", p.rpcs.as_deref().unwrap_or_default());
         flag(&mut args, "--dry-run", p.dry_run);
+        flag(&mut args, "--resume", p.resume);
+        flag(&mut args, "--new", p.new);
+        args.extend(["--".into(), p.url]);
         self.agora_fed(args, p.data).await
     }
 
@@ -571,6 +675,30 @@ impl ServerHandler for Agora {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn upstreams_must_be_http_and_never_link_local_or_metadata() {
+        for bad in [
+            "http://169.254.169.254/latest/meta-data/",
+            "http://[fe80::1]:8080",
+            "http://metadata.google.internal/computeMetadata/v1/",
+            "http://0.0.0.0:8080",
+            "http://[fd00:ec2::254]/",
+            "file:///etc/passwd",
+            "127.0.0.1:8080",
+            "ftp://127.0.0.1/",
+        ] {
+            let err = upstream_allowed(bad).await.expect_err(bad);
+            assert!(
+                err.contains("link-local") || err.contains("http(s)") || err.contains("not a URL"),
+                "{bad}: {err}"
+            );
+        }
+        assert_eq!(upstream_allowed("http://127.0.0.1:8080").await, Ok(true));
+        assert_eq!(upstream_allowed("http://[::1]:8080").await, Ok(true));
+        assert_eq!(upstream_allowed("https://10.0.0.5/api").await, Ok(false));
+        assert!(http_url("url", "javascript:alert(1)").is_err());
+    }
 
     #[test]
     fn the_last_json_line_is_the_result() {

@@ -5,8 +5,15 @@
 //! sell_probe), pays it with a max (the chain shows exactly the price moved; the body
 //! arrives byte for byte, an `@` included), and is refused sell_delete without
 //! confirm, pay above max and pay above the wallet's per-call budget, nothing moved.
+//! Then as a prompt-injected agent would call it: a second payment to a seller that
+//! answered 402 to the first is refused until `new: true`; names that look like flags
+//! stay names; link-local upstreams, and loopback ones that are no model server, are
+//! not sold.
 
 #![allow(clippy::unwrap_used)]
+
+#[allow(dead_code)]
+mod pay_servers;
 
 use std::path::{Path, PathBuf};
 
@@ -253,4 +260,72 @@ async fn print_config_names_the_claude_mcp_add_line() {
     assert_eq!(entry["mcpServers"]["agora"]["command"], "agora");
     assert_eq!(entry["mcpServers"]["agora"]["args"], json!(["mcp"]));
     assert_eq!(line, "claude mcp add agora -- agora mcp");
+}
+
+#[tokio::test]
+async fn the_pay_tool_signs_no_second_payment_while_the_first_is_open() {
+    let chain = testkit::chain::devnet(3).await;
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("buyer");
+    let key = process::account_key_file(dir.path(), "buyer.key", &chain, 2);
+    process::default_wallet(agora(&home), &key).await;
+    // A seller that answers 402 to every request, paid or not.
+    let requirement = testkit::pay::requirement(&chain, chain.accounts()[1].address(), 600);
+    let server = pay_servers::refusing(requirement).await;
+    let url = format!("{}/answer", server.url());
+    let plan = json!([
+        {"tool": "pay", "arguments": {"url": url, "max": "0.01"}},
+        {"tool": "pay", "arguments": {"url": url, "max": "0.01"}},
+        {"tool": "pay", "arguments": {"url": url, "max": "0.01", "new": true}},
+    ]);
+    let report = client(&home, &plan).await;
+    let calls = report["calls"].as_array().unwrap();
+    assert_eq!(calls[0]["structured"]["exitCode"], 4, "{}", calls[0]);
+    let again = &calls[1];
+    assert_eq!(again["isError"], true, "{again}");
+    assert_eq!(again["structured"]["exitCode"], 2, "{again}");
+    let why = again["structured"]["error"].as_str().unwrap();
+    assert!(
+        why.contains("--resume") && why.contains("new: true") && why.contains("nothing was signed"),
+        "{why}"
+    );
+    assert_eq!(calls[2]["structured"]["exitCode"], 4, "{}", calls[2]);
+    let out = process::ok(agora(&home), &["wallet", "spent", "--json"]).await;
+    let entries = out.json()["entries"].as_array().unwrap().clone();
+    assert_eq!(
+        entries.len(),
+        2,
+        "one signature per call that was allowed: {entries:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_mcp_server_refuses_flag_names_and_upstreams_it_may_not_sell() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    // Something on loopback that is no model server.
+    let other = testkit::loopback::serve(testkit::upstream::echo()).await;
+    let plan = json!([
+        {"tool": "sell_status", "arguments": {"name": "--help"}},
+        {"tool": "sell_http", "arguments": {
+            "name": "meta", "upstream": "http://169.254.169.254/latest/meta-data/",
+            "per_request": "0.001"}},
+        {"tool": "sell_inference", "arguments": {
+            "upstream": format!("http://127.0.0.1:{}", other.port()), "per_request": "0.001"}},
+        {"tool": "pay", "arguments": {"url": "file:///etc/passwd", "max": "0.01"}},
+    ]);
+    let report = client(&home, &plan).await;
+    let calls = report["calls"].as_array().unwrap();
+    // A name is a name: `--help` is not read as the flag (which would print help and
+    // succeed).
+    assert_eq!(calls[0]["isError"], true, "{}", calls[0]);
+    let metadata = calls[1]["structured"]["error"].as_str().unwrap();
+    assert!(metadata.contains("link-local"), "{metadata}");
+    let loopback = calls[2]["structured"]["error"].as_str().unwrap();
+    assert!(loopback.contains("not a model server"), "{loopback}");
+    let file = calls[3]["structured"]["error"].as_str().unwrap();
+    assert!(file.contains("http(s)"), "{file}");
+    for call in calls {
+        assert_eq!(call["isError"], true, "{call}");
+    }
 }
