@@ -258,3 +258,23 @@ async fn supported(State(f): State<Arc<dyn Facilitator>>) -> Response {
 async fn health() -> Response {
     axum::Json(json!({"status": "ok"})).into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_keys_match_only_themselves_and_short_ones_are_refused() {
+        let key = ApiKey::new("0123456789abcdef0123\n").unwrap();
+        assert!(key.matches("0123456789abcdef0123"));
+        assert!(!key.matches("0123456789abcdef012"));
+        assert!(!key.matches("0123456789abcdef01234"));
+        assert!(!key.matches(""));
+        assert!(!format!("{key:?}").contains("0123"));
+        let err = ApiKey::new("  hunter2  ").unwrap_err().to_string();
+        assert!(
+            err.contains("openssl rand -hex 32") && !err.contains("hunter2"),
+            "{err}"
+        );
+    }
+}

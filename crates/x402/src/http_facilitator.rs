@@ -442,6 +442,19 @@ mod tests {
     }
 
     #[test]
+    fn the_bearer_key_is_never_printed_and_must_fit_a_header() {
+        let f = HttpFacilitator::new("http://127.0.0.1:4020")
+            .unwrap()
+            .with_bearer_key("s3cret-key-0123456789\n")
+            .unwrap();
+        assert!(!format!("{f:?}").contains("s3cret"), "{f:?}");
+        let bad = HttpFacilitator::new("http://127.0.0.1:4020")
+            .unwrap()
+            .with_bearer_key("two\nlines");
+        assert!(bad.unwrap_err().to_string().contains("one line"));
+    }
+
+    #[test]
     fn refuses_unusable_urls_with_what_to_type() {
         let err = HttpFacilitator::new("http://facilitator.example.com/x402/").unwrap_err();
         assert!(matches!(err, FacilitatorUrlError::InsecureHost { .. }));
