@@ -190,6 +190,10 @@ pub enum ChainState {
     Unused,
 }
 
+/// How a row the chain showed unused past its `validBefore` is marked (its reason's
+/// start): such a row is settled for good, never asked about again.
+const EXPIRED_UNUSED: &str = "expired unused";
+
 /// The ledger and wallet settings in one SQLite file.
 pub struct Ledger {
     pub(super) conn: Connection,
@@ -266,7 +270,10 @@ impl Ledger {
         )
     }
 
-    /// The server refused the payment (nothing was charged).
+    /// The row is decided unpaid. Only the chain decides that now (see
+    /// [`Ledger::resolve_open`]); a server's refusal keeps the row open
+    /// ([`Ledger::mark_refused_after_sending`]). Kept for tests that stage old rows.
+    #[cfg(test)]
     pub fn mark_refused(&self, id: i64, reason: &str, now: u64) -> anyhow::Result<()> {
         self.transition(
             id,
@@ -398,19 +405,11 @@ impl Ledger {
         Ok(total)
     }
 
-    /// Rows whose outcome is still open (signed, sent, unknown), oldest first.
-    pub fn open_entries(&self) -> anyhow::Result<Vec<Entry>> {
-        Ok(self
-            .entries_since(0)?
-            .into_iter()
-            .filter(|e| e.status.is_open())
-            .collect())
-    }
-
     /// Asks `check` about every open row that has been sent or lost (a row still
-    /// `signed` belongs to a `pay` in progress): a used nonce makes it `settled`, an
-    /// unused one past its `validBefore` makes it `refused` ("expired unused"). Returns
-    /// how many rows changed. `check` is usually an `authorizationState` call (see
+    /// `signed` belongs to a `pay` in progress), and about `refused` rows a server
+    /// refused (as older agora versions recorded a 402 after sending, which proves
+    /// nothing): a used nonce makes it `settled`, an unused one past its `validBefore`
+    /// makes it `refused` ("expired unused"). Returns how many rows changed. `check` is usually an `authorizationState` call (see
     /// `chain::authorization_state`); a failed check leaves the row as it was.
     pub async fn resolve_open<F, Fut>(&self, now: u64, mut check: F) -> anyhow::Result<usize>
     where
@@ -418,17 +417,25 @@ impl Ledger {
         Fut: Future<Output = anyhow::Result<ChainState>>,
     {
         let mut changed = 0;
-        for entry in self.open_entries()? {
-            if entry.status == Status::Signed {
-                continue;
-            }
+        let refused_by_server = |e: &Entry| {
+            e.status == Status::Refused
+                && !e
+                    .reason
+                    .as_deref()
+                    .is_some_and(|r| r.starts_with(EXPIRED_UNUSED))
+        };
+        let rows = self
+            .entries_since(0)?
+            .into_iter()
+            .filter(|e| (e.status.is_open() && e.status != Status::Signed) || refused_by_server(e));
+        for entry in rows {
             let id = entry.id;
             let expired = entry.valid_before <= now;
             match check(entry).await {
                 Ok(ChainState::Used) => {
                     self.transition(
                         id,
-                        &[Status::Sent, Status::Unknown],
+                        &[Status::Sent, Status::Unknown, Status::Refused],
                         Status::Settled,
                         None,
                         None,
@@ -437,7 +444,14 @@ impl Ledger {
                     changed += 1;
                 }
                 Ok(ChainState::Unused) if expired => {
-                    self.mark_refused(id, "expired unused (authorizationState)", now)?;
+                    self.transition(
+                        id,
+                        &[Status::Sent, Status::Unknown, Status::Refused],
+                        Status::Refused,
+                        None,
+                        Some(&format!("{EXPIRED_UNUSED} (authorizationState)")),
+                        now,
+                    )?;
                     changed += 1;
                 }
                 Ok(ChainState::Unused) => {}

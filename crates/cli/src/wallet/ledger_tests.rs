@@ -422,3 +422,46 @@ async fn a_payment_refused_after_sending_stays_open_counting_until_the_chain_say
             .is_none()
     );
 }
+
+#[tokio::test]
+async fn a_row_an_older_agora_marked_refused_after_sending_is_asked_about_again() {
+    let (_dir, ledger) = ledger();
+    let used = sign(&ledger, 1, 1000, NOW + 600, NOW);
+    ledger.mark_sent(used, NOW).unwrap();
+    ledger
+        .mark_refused(used, "insufficient_funds", NOW)
+        .unwrap();
+    let unused = sign(&ledger, 2, 2000, NOW + 10, NOW);
+    ledger.mark_sent(unused, NOW).unwrap();
+    ledger
+        .mark_refused(unused, "insufficient_funds", NOW)
+        .unwrap();
+    let asked = RefCell::new(Vec::new());
+    let changed = ledger
+        .resolve_open(NOW + 20, |e: Entry| {
+            asked.borrow_mut().push(e.id);
+            let answer = if e.id == used {
+                ChainState::Used
+            } else {
+                ChainState::Unused
+            };
+            async move { Ok(answer) }
+        })
+        .await
+        .unwrap();
+    assert_eq!(changed, 2);
+    assert_eq!(status(&ledger, used), Status::Settled);
+    let expired = ledger.entry(unused).unwrap().unwrap();
+    assert_eq!(expired.status, Status::Refused);
+    assert!(expired.reason.unwrap().starts_with("expired unused"));
+    // Decided rows are not asked about again.
+    asked.borrow_mut().clear();
+    ledger
+        .resolve_open(NOW + 30, |e: Entry| {
+            asked.borrow_mut().push(e.id);
+            async { Ok(ChainState::Unused) }
+        })
+        .await
+        .unwrap();
+    assert!(asked.borrow().is_empty(), "{:?}", asked.borrow());
+}
