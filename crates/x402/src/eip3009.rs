@@ -10,7 +10,12 @@ use alloy::signers::local::PrivateKeySigner;
 use alloy::sol;
 use alloy::sol_types::{Eip712Domain, SolStruct};
 
+mod cancel;
 mod recovered;
+mod spent;
+
+pub use cancel::{cancel_call, sign_cancel};
+pub use spent::{Spent, spent_in};
 
 use crate::reason::{ErrorReason, Invalid};
 use crate::time::UnixTimestamp;
@@ -38,6 +43,7 @@ sol! {
     interface IEip3009Token {
         event Transfer(address indexed from, address indexed to, uint256 value);
         event AuthorizationUsed(address indexed authorizer, bytes32 indexed nonce);
+        event AuthorizationCanceled(address indexed authorizer, bytes32 indexed nonce);
 
         function name() external view returns (string);
         function version() external view returns (string);
@@ -46,6 +52,7 @@ sol! {
         function authorizationState(address authorizer, bytes32 nonce) external view returns (bool);
         function transferWithAuthorization(address from, address to, uint256 value, uint256 validAfter, uint256 validBefore, bytes32 nonce, uint8 v, bytes32 r, bytes32 s) external;
         function transferWithAuthorization(address from, address to, uint256 value, uint256 validAfter, uint256 validBefore, bytes32 nonce, bytes signature) external;
+        function cancelAuthorization(address authorizer, bytes32 nonce, uint8 v, bytes32 r, bytes32 s) external;
     }
 }
 

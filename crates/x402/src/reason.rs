@@ -49,11 +49,15 @@ pub enum ErrorReason {
     ExpiresTooSoon,
     /// The token is not one this facilitator settles.
     AssetNotAllowed,
+    /// The authorization's nonce was spent without paying this seller: its payer
+    /// cancelled it (`cancelAuthorization`) or used it for another transfer. Not
+    /// charged, and not served.
+    AuthorizationSpentElsewhere,
 }
 
 impl ErrorReason {
     /// Every code, for reading peers' strings back.
-    pub const ALL: [ErrorReason; 20] = [
+    pub const ALL: [ErrorReason; 21] = [
         ErrorReason::InvalidScheme,
         ErrorReason::MissingEip712Domain,
         ErrorReason::InvalidNetwork,
@@ -74,6 +78,7 @@ impl ErrorReason {
         ErrorReason::UnexpectedSettleError,
         ErrorReason::ExpiresTooSoon,
         ErrorReason::AssetNotAllowed,
+        ErrorReason::AuthorizationSpentElsewhere,
     ];
 
     /// The code spelled `wire`, if it is one of ours.
@@ -104,6 +109,7 @@ impl ErrorReason {
             ErrorReason::UnexpectedSettleError => "unexpected_settle_error",
             ErrorReason::ExpiresTooSoon => "expires_too_soon",
             ErrorReason::AssetNotAllowed => "asset_not_allowed",
+            ErrorReason::AuthorizationSpentElsewhere => "authorization_spent_elsewhere",
         }
     }
 }
