@@ -14,6 +14,7 @@ pub mod loopback;
 pub mod pay;
 pub mod process;
 pub mod registrar;
+pub mod spend;
 pub mod upstream;
 
 use std::future::Future;
