@@ -2,29 +2,56 @@
 //! settlement ever sent, rebroadcasts, fee bumps, and the token's own record of the
 //! authorization when nothing else answers. Runs in the background resolver, at
 //! start, and when a settle of the same authorization asks again.
+//!
+//! "The token marked the nonce used" is never taken for "the seller was paid": the
+//! payer can cancel its authorization or spend the nonce on another transfer, and
+//! `authorizationState` reads `true` all the same. Paid means a `Transfer(payer ->
+//! payTo, amount)` of the asset in the transaction that used the authorization,
+//! found through its `AuthorizationUsed` log.
 
 use alloy::primitives::Bytes;
 use alloy::sol_types::SolEvent;
+use x402::eip3009::{Spent, spent_in};
 
 use super::*;
 
-/// Whether `receipt` holds the token's `AuthorizationUsed` log for `settlement`.
-fn used_in(receipt: &TransactionReceipt, settlement: &Settlement) -> bool {
-    receipt.inner.logs().iter().any(|log| {
-        log.address() == settlement.asset
-            && IEip3009Token::AuthorizationUsed::decode_log_data(log.data())
-                .is_ok_and(|e| e.authorizer == settlement.payer && e.nonce == settlement.nonce)
-    })
+/// Blocks searched back from the head for the log that used or cancelled an
+/// authorization (RPC providers cap `eth_getLogs` ranges near this).
+const LOG_WINDOW: u64 = 9_999;
+
+/// What `receipt` (one transaction) did with `settlement`'s authorization.
+fn spent_by(receipt: &TransactionReceipt, settlement: &Settlement) -> Spent {
+    spent_in(
+        receipt.inner.logs().iter().map(|log| &log.inner),
+        settlement.asset,
+        settlement.payer,
+        settlement.nonce,
+    )
+}
+
+/// Whether `spent` paid `settlement`'s payee its amount from its payer.
+fn pays(spent: Spent, settlement: &Settlement) -> bool {
+    spent.paid(settlement.payer, settlement.pay_to, settlement.amount)
 }
 
 /// What is known about one journaled settlement.
 pub(super) enum Outcome {
-    /// Mined with success by this transaction.
+    /// The payee was paid, by this transaction.
     Confirmed(B256),
-    /// Can never move the money: reverted, or replaced and the authorization unused.
-    Failed(String),
+    /// Can never pay the payee: reverted, replaced and the authorization unused
+    /// (`TransactionFailed`), or the nonce spent without paying this payee
+    /// (`AuthorizationSpentElsewhere`). Decided: the buyer is not charged.
+    Failed(Invalid),
     /// Not known yet: still in a mempool, or the chain cannot be asked right now.
     Unknown,
+}
+
+/// Who used an authorization the token marks used.
+enum Use {
+    /// A transaction whose transfer paid the settlement's payee its amount.
+    Paid(B256),
+    /// Cancelled, or used for another transfer: why, naming the transaction.
+    Elsewhere(String),
 }
 
 impl Inner {
@@ -45,6 +72,9 @@ impl Inner {
                 let abandoned = startup
                     || now.saturating_sub(settlement.updated_at) > ABANDONED_PENDING_SECONDS;
                 if abandoned {
+                    // `finish` closes the row only while it is still `pending`, as
+                    // this snapshot saw it: a sender that marked it sent (and
+                    // broadcast it) since keeps it open.
                     self.finish(
                         &settlement,
                         SettlementStatus::Failed,
@@ -116,7 +146,7 @@ impl Inner {
         }
         // The node neither knows the transaction nor takes it again. It can still
         // mine only if its signer nonce is unused; once that nonce is taken, the
-        // token's record of the authorization is the whole truth.
+        // token's record of the authorization, and who used it, is the whole truth.
         let Some(tx_nonce) = decode(raw).map(|tx| tx.nonce()) else {
             return Outcome::Unknown;
         };
@@ -131,35 +161,21 @@ impl Inner {
         if mined_nonce <= tx_nonce {
             return Outcome::Unknown;
         }
-        let used = authorization_used(chain, settlement).await;
-        match used {
-            Ok(true) => {
-                self.finish(
-                    settlement,
-                    SettlementStatus::Confirmed,
-                    Some("settled by another transaction"),
-                    None,
-                )
-                .await;
-                Outcome::Confirmed(current)
-            }
-            Ok(false) => {
-                let why = "the transaction was replaced and the authorization is unused";
-                self.finish(settlement, SettlementStatus::Failed, Some(why), None)
-                    .await;
-                Outcome::Failed(why.to_string())
-            }
-            Err(_) => Outcome::Unknown,
-        }
+        self.decide_used(
+            chain,
+            settlement,
+            "the transaction was replaced and the authorization is unused".into(),
+            None,
+        )
+        .await
     }
 
-    /// Records what a mined transaction did for `settlement`. A batch's receipt
-    /// answers for each member by the token's `AuthorizationUsed` log, a single
-    /// settlement by its status. When this transaction did not use the authorization
-    /// (a member that failed, or a revert), another one may have used it first (a
-    /// front-run, or an earlier send of ours), so the token's record decides: used
-    /// means the buyer paid (the signature binds payee and amount), and the receipt
-    /// names the transaction that moved the money; unused means not charged.
+    /// Records what a mined transaction did for `settlement`. A single settlement
+    /// that mined with success moved the money (the token ran our call); a batch
+    /// member did when the batch's logs show its authorization used and, as the
+    /// token's next log, its transfer to the payee. Otherwise another transaction may
+    /// have used the authorization (a front-run, an earlier send of ours, or the payer
+    /// spending its own nonce): [`Inner::decide_used`] looks for it.
     pub(super) async fn record_receipt(
         &self,
         chain: &Chain,
@@ -168,62 +184,138 @@ impl Inner {
         hash: B256,
     ) -> Outcome {
         let batch = receipt.to == Some(MULTICALL3);
-        let moved = receipt.status() && (!batch || used_in(receipt, settlement));
+        let moved = receipt.status() && (!batch || pays(spent_by(receipt, settlement), settlement));
         if moved {
             self.finish(settlement, SettlementStatus::Confirmed, None, Some(hash))
                 .await;
             return Outcome::Confirmed(hash);
         }
-        let used = authorization_used(chain, settlement).await;
-        match used {
-            Ok(true) => {
-                let mover = match receipt.block_number {
-                    Some(block) => self.user_of(chain, settlement, block).await,
-                    None => None,
-                };
-                self.finish(
-                    settlement,
-                    SettlementStatus::Confirmed,
-                    Some("settled by another transaction"),
-                    mover,
-                )
-                .await;
-                Outcome::Confirmed(mover.unwrap_or(hash))
-            }
+        let why = if batch {
+            format!("this payment failed inside batch transaction {hash}")
+        } else {
+            format!("settlement transaction {hash} reverted")
+        };
+        self.decide_used(chain, settlement, why, Some(hash)).await
+    }
+
+    /// Decides a settlement that its own transactions did not pay, from the token:
+    /// an unused authorization failed (`unused` says how; `mined` is our transaction
+    /// that mined without using it); a used one paid the payee only when the
+    /// transaction that used it carries the transfer to the payee. A cancelled one,
+    /// or one used for another transfer, is spent elsewhere: not charged.
+    pub(super) async fn decide_used(
+        &self,
+        chain: &Chain,
+        settlement: &Settlement,
+        unused: String,
+        mined: Option<B256>,
+    ) -> Outcome {
+        match authorization_used(chain, settlement).await {
             Ok(false) => {
-                let why = if batch {
-                    format!("this payment failed inside batch transaction {hash}")
-                } else {
-                    format!("settlement transaction {hash} reverted")
-                };
-                self.finish(settlement, SettlementStatus::Failed, Some(&why), Some(hash))
+                self.finish(settlement, SettlementStatus::Failed, Some(&unused), mined)
                     .await;
-                Outcome::Failed(why)
+                Outcome::Failed(Invalid::new(ErrorReason::TransactionFailed, unused))
             }
+            Ok(true) => match self.use_of(chain, settlement).await {
+                Some(Use::Paid(by)) => {
+                    self.finish(
+                        settlement,
+                        SettlementStatus::Confirmed,
+                        Some("settled by another transaction"),
+                        Some(by),
+                    )
+                    .await;
+                    Outcome::Confirmed(by)
+                }
+                Some(Use::Elsewhere(why)) => {
+                    tracing::warn!(
+                        payer = %settlement.payer,
+                        nonce = %settlement.nonce,
+                        "authorization spent without paying this payee: {why}"
+                    );
+                    self.finish(settlement, SettlementStatus::Failed, Some(&why), mined)
+                        .await;
+                    Outcome::Failed(Invalid::new(
+                        ErrorReason::AuthorizationSpentElsewhere,
+                        format!(
+                            "{why}; this payment did not pay the seller, so you were not charged for it and get no answer: sign a new payment"
+                        ),
+                    ))
+                }
+                None => Outcome::Unknown,
+            },
             Err(_) => Outcome::Unknown,
         }
     }
 
-    /// The transaction whose `AuthorizationUsed` log spent `settlement`'s
-    /// authorization, searched in the blocks up to `to_block` (one `eth_getLogs`, only
-    /// when another transaction got there first).
-    async fn user_of(&self, chain: &Chain, settlement: &Settlement, to_block: u64) -> Option<B256> {
+    /// Who used `settlement`'s authorization, which the token marks used: one
+    /// `eth_getLogs` for its `AuthorizationUsed` or `AuthorizationCanceled` log, then
+    /// the receipt of the transaction that used it. `None` when the chain cannot say
+    /// yet (an RPC error, or no log within [`LOG_WINDOW`] blocks).
+    async fn use_of(&self, chain: &Chain, settlement: &Settlement) -> Option<Use> {
+        let scrubbed = |e: &dyn std::fmt::Display| scrub(&e.to_string(), &chain.rpc_url);
+        let head = match chain.provider.get_block_number().await {
+            Ok(head) => head,
+            Err(e) => {
+                tracing::warn!("cannot read the block number: {}", scrubbed(&e));
+                return None;
+            }
+        };
         let filter = alloy::rpc::types::Filter::new()
             .address(settlement.asset)
-            .event_signature(IEip3009Token::AuthorizationUsed::SIGNATURE_HASH)
+            .event_signature(vec![
+                IEip3009Token::AuthorizationUsed::SIGNATURE_HASH,
+                IEip3009Token::AuthorizationCanceled::SIGNATURE_HASH,
+            ])
             .topic1(settlement.payer.into_word())
             .topic2(settlement.nonce)
-            .from_block(to_block.saturating_sub(10_000))
-            .to_block(to_block);
-        chain
-            .provider
-            .get_logs(&filter)
-            .await
-            .ok()?
-            .last()?
-            .transaction_hash
+            .from_block(head.saturating_sub(LOG_WINDOW))
+            .to_block(head);
+        let logs = match chain.provider.get_logs(&filter).await {
+            Ok(logs) => logs,
+            Err(e) => {
+                tracing::warn!("cannot read the authorization's logs: {}", scrubbed(&e));
+                return None;
+            }
+        };
+        let Some(log) = logs.first() else {
+            tracing::warn!(
+                payer = %settlement.payer,
+                nonce = %settlement.nonce,
+                "the token marks this authorization used but no log within {LOG_WINDOW} blocks says by whom; asking again later"
+            );
+            return None;
+        };
+        let tx = log.transaction_hash?;
+        if log.topic0() == Some(&IEip3009Token::AuthorizationCanceled::SIGNATURE_HASH) {
+            return Some(Use::Elsewhere(format!(
+                "the payer cancelled this authorization (cancelAuthorization in transaction {tx})"
+            )));
+        }
+        let receipt = match chain.provider.get_transaction_receipt(tx).await {
+            Ok(Some(receipt)) => receipt,
+            Ok(None) => return None,
+            Err(e) => {
+                tracing::warn!(%tx, "cannot read a receipt: {}", scrubbed(&e));
+                return None;
+            }
+        };
+        Some(match spent_by(&receipt, settlement) {
+            spent if pays(spent, settlement) => Use::Paid(tx),
+            Spent::Transfer(_, to, value) => Use::Elsewhere(format!(
+                "the payer spent this authorization's nonce in transaction {tx} on a transfer of {value} to {to}, not {} to {}",
+                settlement.amount, settlement.pay_to
+            )),
+            Spent::NoTransfer => Use::Elsewhere(format!(
+                "this authorization was used in transaction {tx} without a transfer to {}",
+                settlement.pay_to
+            )),
+            Spent::NotHere => return None,
+        })
     }
 
+    /// Closes `settlement` as `status`, only while its row still has the status
+    /// `settlement` shows (what its caller saw when it decided).
     pub(super) async fn finish(
         &self,
         settlement: &Settlement,
@@ -235,7 +327,7 @@ impl Inner {
         let error = error.map(str::to_string);
         let id = settlement.id;
         let done = self
-            .db(move |s| s.finish_with_hash(&row, status, error.as_deref(), mined, unix_now()))
+            .db(move |s| s.finish_observed(&row, status, error.as_deref(), mined, unix_now()))
             .await;
         if let Err(e) = done {
             tracing::error!(id, "cannot record settlement outcome: {e}");

@@ -30,11 +30,18 @@ impl Inner {
         let authorization = &request.payment_payload.payload.authorization;
         for _ in 0..2 {
             let valid = eip3009::check_validity(authorization, unix_now());
-            let (verdict, simulated, begun) = match self.claim_settle(&checked, valid.is_ok()).await
-            {
-                Ok(claimed) => claimed,
-                Err(invalid) => return Ok(failed_settle(invalid, Some(payer), None, network)),
-            };
+            // A store that fails here says nothing about the money: an earlier settle of
+            // this authorization may have broadcast, so this is "not known", never
+            // "not charged".
+            let (verdict, simulated, begun) = self
+                .claim_settle(&checked, valid.is_ok())
+                .await
+                .map_err(|invalid| {
+                    FacilitatorError::Internal(format!(
+                        "{}; settle the same authorization again",
+                        invalid.message
+                    ))
+                })?;
             match verdict {
                 Claim::Granted => {
                     return match (valid, begun) {
@@ -88,12 +95,17 @@ impl Inner {
             row.pay_to == requirements.pay_to && row.amount == requirements.amount
         };
         let Some(row) = latest.filter(|row| same_terms(row)) else {
-            return Some(Ok(failed_settle(
-                refusal(verdict),
-                Some(payer),
-                None,
-                network,
-            )));
+            // The guard holds the authorization but the journal has no settlement of
+            // it on these terms (a claim being undone, or a damaged journal): what
+            // became of the money is not known, so neither "not charged" nor "nonce
+            // used" may be answered.
+            return Some(Err(FacilitatorError::Internal(format!(
+                "the journal has no settlement of this authorization though it is {}; settle the same authorization again",
+                match verdict {
+                    Claim::Settled => "settled",
+                    Claim::InFlight | Claim::Granted => "being settled",
+                }
+            ))));
         };
         let outcome = match row.status {
             SettlementStatus::Confirmed => Outcome::Confirmed(row.tx_hash.unwrap_or_default()),
@@ -128,6 +140,11 @@ impl Inner {
         let amount = request.payment_requirements.amount;
         let hash = match self.send(checked, settlement.id, simulated).await {
             Ok(hash) => hash,
+            Err(SendError::Refused(invalid)) if invalid.reason == ErrorReason::NonceAlreadyUsed => {
+                // The token used this nonce before our send: whoever paid the seller
+                // with it (a front-run), or the payer spent it elsewhere.
+                return self.used_before_send(checked, &settlement).await;
+            }
             Err(SendError::Refused(invalid)) => {
                 self.finish(
                     &settlement,
@@ -160,6 +177,7 @@ impl Inner {
         let id = settlement.id;
         let sent = Settlement {
             tx_hash: Some(hash),
+            status: SettlementStatus::Sent,
             ..settlement
         };
         let outcome = match self.await_receipt(checked.chain, hash).await {
@@ -179,14 +197,42 @@ impl Inner {
         };
         Ok(match outcome {
             Outcome::Confirmed(mined) => confirmed(payer, mined, network, amount),
-            Outcome::Failed(why) => failed_settle(
-                Invalid::new(ErrorReason::TransactionFailed, why),
-                Some(payer),
-                Some(hash),
-                network,
-            ),
+            // Decided: no transaction in the answer (its message names it), so the
+            // gateway answers a 402 instead of "pending".
+            Outcome::Failed(invalid) => failed_settle(invalid, Some(payer), None, network),
             Outcome::Unknown => pending(&sent, payer, network, self.receipt_timeout),
         })
+    }
+
+    /// The answer for a settlement whose authorization the token had already used
+    /// when we came to send it (the estimate's diagnosis): charged only when the
+    /// transaction that used it paid this payee; spent elsewhere otherwise. Nothing of
+    /// ours was sent, so when the chain cannot say yet the row is closed and the
+    /// caller told to settle again.
+    async fn used_before_send(
+        &self,
+        checked: &Checked<'_>,
+        settlement: &Settlement,
+    ) -> Result<SettleResponse, FacilitatorError> {
+        let network = checked.request.payment_requirements.network.clone();
+        let payer = checked.key.payer;
+        let unused = "the token reported this authorization used, then unused".to_string();
+        match self
+            .decide_used(checked.chain, settlement, unused, None)
+            .await
+        {
+            Outcome::Confirmed(by) => Ok(confirmed(payer, by, network, settlement.amount)),
+            Outcome::Failed(invalid) => Ok(failed_settle(invalid, Some(payer), None, network)),
+            Outcome::Unknown => {
+                let why =
+                    "the token has used this authorization and the chain cannot say yet by whom";
+                self.finish(settlement, SettlementStatus::Failed, Some(why), None)
+                    .await;
+                Err(FacilitatorError::Internal(format!(
+                    "{why}; settle the same authorization again"
+                )))
+            }
+        }
     }
 
     /// Hands the settlement to the chain's sender and waits until it went out. A

@@ -119,6 +119,42 @@ impl Store {
         mined: Option<B256>,
         now: u64,
     ) -> Result<bool, StoreError> {
+        self.close(settlement, None, status, error, mined, now)
+    }
+
+    /// [`Store::finish_with_hash`], but only while the row still has the status
+    /// `settlement` shows: a decision taken on a snapshot never lands on a row that
+    /// moved on since. The resolver abandons a `pending` row it saw (a send
+    /// interrupted before broadcast); if the sender marked it `sent` and broadcast it
+    /// meanwhile, the row stays open and its transaction decides.
+    pub fn finish_observed(
+        &self,
+        settlement: &Settlement,
+        status: SettlementStatus,
+        error: Option<&str>,
+        mined: Option<B256>,
+        now: u64,
+    ) -> Result<bool, StoreError> {
+        self.close(
+            settlement,
+            Some(settlement.status),
+            status,
+            error,
+            mined,
+            now,
+        )
+    }
+
+    /// Closes an open row, only while its status is `observed` when one is given.
+    fn close(
+        &self,
+        settlement: &Settlement,
+        observed: Option<SettlementStatus>,
+        status: SettlementStatus,
+        error: Option<&str>,
+        mined: Option<B256>,
+        now: u64,
+    ) -> Result<bool, StoreError> {
         let (chain, asset, payer, nonce) = key_params(&settlement.key());
         let now = i64::try_from(now).unwrap_or(i64::MAX);
         self.with(|conn| {
@@ -126,13 +162,14 @@ impl Store {
             let changed = tx.execute(
                 "UPDATE settlements SET status = ?2, error = ?3, updated_at = ?4,
                      tx_hash = COALESCE(?5, tx_hash)
-                 WHERE id = ?1 AND status IN ('pending', 'sent')",
+                 WHERE id = ?1 AND status IN ('pending', 'sent') AND (?6 IS NULL OR status = ?6)",
                 params![
                     settlement.id,
                     status.as_str(),
                     error,
                     now,
-                    mined.map(|h| h.to_string())
+                    mined.map(|h| h.to_string()),
+                    observed.map(SettlementStatus::as_str)
                 ],
             )?;
             if changed == 0 {

@@ -330,6 +330,49 @@ fn claiming_to_settle_opens_the_journal_row_in_the_same_commit_or_not_at_all() {
     );
 }
 
+#[test]
+fn an_abandonment_decided_on_a_pending_snapshot_never_closes_a_row_sent_since() {
+    let (_dir, s) = store();
+    let k = key(5);
+    s.claim(&k, GuardState::Settling, 1, 60).unwrap();
+    // The resolver's snapshot: pending, old enough to look abandoned.
+    let snapshot = s
+        .begin_settlement(&k, Address::ZERO, U256::from(1), 1)
+        .unwrap();
+    // Meanwhile the sender journals its transaction (and broadcasts it).
+    assert!(
+        s.mark_sent(snapshot.id, B256::repeat_byte(7), &[7], 90)
+            .unwrap()
+    );
+    assert!(
+        !s.finish_observed(
+            &snapshot,
+            SettlementStatus::Failed,
+            Some("interrupted before the transaction was broadcast"),
+            None,
+            91
+        )
+        .unwrap(),
+        "a row that was sent after the snapshot stays open"
+    );
+    let row = s.settlement(snapshot.id).unwrap().unwrap();
+    assert_eq!(row.status, SettlementStatus::Sent);
+    assert_eq!(
+        s.claim(&k, GuardState::Settling, 92, 60).unwrap(),
+        Claim::InFlight,
+        "its authorization stays guarded"
+    );
+    // Its transaction decides, on the row as it now stands.
+    assert!(
+        s.finish_observed(&row, SettlementStatus::Confirmed, None, None, 93)
+            .unwrap()
+    );
+    assert_eq!(
+        s.settlement(snapshot.id).unwrap().unwrap().status,
+        SettlementStatus::Confirmed
+    );
+}
+
 /// Rows in the guard table in `state`.
 fn rows_in(s: &Store, state: &str) -> i64 {
     s.with(|conn| {
