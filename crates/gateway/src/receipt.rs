@@ -26,11 +26,12 @@ pub(crate) enum Settled {
     Unknown(Option<B256>, String),
 }
 
-/// Reads the facilitator's settle answer for `request`; `earlier` is the transaction
-/// an earlier settle of the same authorization named, if any.
+/// Reads the facilitator's settle answer for `_request` (kept for callers; the
+/// answer alone decides); `earlier` is the transaction an earlier settle of the same
+/// authorization named, if any.
 pub(crate) fn read(
     receipt: SettleResponse,
-    request: &FacilitatorRequest,
+    _request: &FacilitatorRequest,
     earlier: Option<B256>,
 ) -> Settled {
     if receipt.success {
@@ -47,21 +48,17 @@ pub(crate) fn read(
         );
     }
     if reason == ErrorReason::NonceAlreadyUsed {
-        // The token spent this authorization, and it pays this seller exactly
-        // this price: whoever submitted it (our earlier settle, whose answer was
-        // lost, or someone who front-ran it), the buyer was charged and is
-        // served. A facilitator that keeps no journal can only say "used".
-        let authorization = &request.payment_payload.payload.authorization;
-        return Settled::Charged(SettleResponse {
-            success: true,
-            error_reason: None,
-            error_message: None,
-            payer: Some(authorization.from),
-            transaction: earlier,
-            network: request.payment_requirements.network.clone(),
-            amount: Some(authorization.value),
-            extensions: None,
-        });
+        // "The nonce is used" is not "this seller was paid": the buyer may have
+        // cancelled the authorization or spent its nonce on another transfer. Without
+        // a transaction that paid this payee (agora's facilitators name it, or answer
+        // `authorization_spent_elsewhere`), the outcome is not known: the buyer is not
+        // served, and not told "not charged" either, since an earlier settle of ours
+        // may be the one that used it. The gateway has no chain RPC to look itself.
+        return Settled::Unknown(
+            earlier,
+            "the facilitator says this authorization was already used but names no transaction that paid this seller"
+                .into(),
+        );
     }
     let message = receipt
         .error_message
