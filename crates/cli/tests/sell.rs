@@ -289,8 +289,13 @@ async fn sell_inference_detects_the_model_server_and_reference_manifests_apply()
         "the only model was picked"
     );
     assert_eq!(created["offer"]["spec"]["model"]["runtime"], "ollama");
-    let (code, _) = http_status(&format!("{gateway}/services/qwen/v1/chat/completions")).await;
-    assert_eq!(code, 402);
+    // The inference API is sold with its own method (a GET here would be 404, M5).
+    let chat = testkit::http()
+        .post(format!("{gateway}/services/qwen/v1/chat/completions"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(chat.status(), 402);
 
     let missing = run(
         &home,
