@@ -2,11 +2,14 @@
 //! (`benches/soak.rs`, 10,000): paid requests at a fixed concurrency against `agora
 //! serve --rpc` on a devnet, mixed with the traffic that must never cost a buyer
 //! anything: upstream 500s (10%), replays of an already-served header (5%),
-//! authorizations that expire too soon (5%) and malformed headers (2%). Every answer's
-//! status is checked, then the chain: each successful call charged exactly once,
-//! nothing else charged, and the payee's balance up by exactly price × successes.
+//! authorizations that expire too soon (5%), malformed headers (2%), and buyers who
+//! spend their own nonce while their call is at a slow upstream (5%: they cancel the
+//! authorization or send themselves 1 unit with the same nonce, which leaves the nonce
+//! used and the seller unpaid; none of them may be served). Every answer's status is
+//! checked, then the chain: each successful call charged exactly once, nothing else
+//! charged, and the payee's balance up by exactly price × successes.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -14,7 +17,12 @@ use std::time::{Duration, Instant};
 
 use alloy::primitives::{Address, B256, U256};
 use alloy::signers::local::PrivateKeySigner;
+use axum::Router;
+use axum::extract::Request;
+use axum::routing::get;
 use devnet::Devnet;
+use testkit::spend::{Spend, spend};
+use tokio::sync::Notify;
 use x402::PaymentRequirements;
 use x402::eip3009::unix_now;
 
@@ -72,6 +80,10 @@ pub enum Kind {
     ExpiresTooSoon,
     /// Not a payment header at all: 400.
     Malformed,
+    /// While the call is at the upstream, its buyer cancels the authorization or
+    /// spends the same nonce on itself: 402 `authorization_spent_elsewhere`, never
+    /// served, and the payee gains nothing.
+    SpendsOwnNonce,
 }
 
 impl Kind {
@@ -82,12 +94,14 @@ impl Kind {
             Kind::Replay => "402",
             Kind::ExpiresTooSoon => "402 expires_too_soon",
             Kind::Malformed => "400",
+            Kind::SpendsOwnNonce => "402 authorization_spent_elsewhere",
         }
     }
 }
 
-/// The mix: 10% upstream 500s, 5% replays, 5% expiring too soon, 2% malformed, the
-/// rest fresh payments; shuffled with the seed.
+/// The mix: 10% upstream 500s, 5% replays, 5% expiring too soon, 2% malformed, 5%
+/// buyers spending their own nonce mid-call, the rest fresh payments; shuffled with
+/// the seed.
 pub fn plan(requests: usize, rng: &mut Rng) -> Vec<Kind> {
     let share = |percent: usize| requests * percent / 100;
     let mut kinds = Vec::with_capacity(requests);
@@ -95,6 +109,7 @@ pub fn plan(requests: usize, rng: &mut Rng) -> Vec<Kind> {
     kinds.extend(std::iter::repeat_n(Kind::Replay, share(5)));
     kinds.extend(std::iter::repeat_n(Kind::ExpiresTooSoon, share(5)));
     kinds.extend(std::iter::repeat_n(Kind::Malformed, share(2)));
+    kinds.extend(std::iter::repeat_n(Kind::SpendsOwnNonce, share(5)));
     kinds.resize(requests, Kind::Paid);
     rng.shuffle(&mut kinds);
     kinds
@@ -126,6 +141,7 @@ pub struct SoakReport {
     pub charged_unserved: usize,
     pub charged_failed: usize,
     pub charged_expiring: usize,
+    pub spent_served: usize,
     pub double_charges: usize,
     pub payee_delta: U256,
     pub violations: Vec<String>,
@@ -170,6 +186,11 @@ impl fmt::Display for SoakReport {
         writeln!(f, "| double charges | {} | 0 |", self.double_charges)?;
         writeln!(
             f,
+            "| served with a nonce its buyer spent elsewhere | {} | 0 |",
+            self.spent_served
+        )?;
+        writeln!(
+            f,
             "| charged for an upstream 500 | {} | 0 |",
             self.charged_failed
         )?;
@@ -199,9 +220,56 @@ impl fmt::Display for SoakReport {
     }
 }
 
+/// The slow upstream of the spending buyers' route: each call (by path) waits at the
+/// upstream until its buyer's own transaction mined, so the spend lands mid-call.
+#[derive(Default)]
+struct Holds {
+    calls: std::sync::Mutex<HashMap<String, Arc<Notify>>>,
+}
+
+impl Holds {
+    fn notify(&self, path: &str) -> Arc<Notify> {
+        self.calls
+            .lock()
+            .unwrap()
+            .entry(path.to_string())
+            .or_default()
+            .clone()
+    }
+
+    fn arrived(&self, path: &str) -> bool {
+        self.calls.lock().unwrap().contains_key(path)
+    }
+
+    /// Serves the held upstream on loopback.
+    async fn serve(self: &Arc<Self>) -> testkit::loopback::Server {
+        let holds = self.clone();
+        let app = Router::new()
+            .route("/health", get(|| async { "ok" }))
+            .fallback(move |request: Request| {
+                let holds = holds.clone();
+                async move {
+                    let path = request.uri().path().to_string();
+                    let release = holds.notify(&path);
+                    // Bounded, so a test that lost its buyer cannot hang the run.
+                    let _ = tokio::time::timeout(Duration::from_secs(20), release.notified()).await;
+                    axum::Json(serde_json::json!({"held": path}))
+                }
+            });
+        testkit::loopback::serve(app).await
+    }
+}
+
 struct Shared {
     url: String,
     requirement: PaymentRequirements,
+    /// The route whose upstream holds each call for the spending buyers.
+    held_url: String,
+    held_requirement: PaymentRequirements,
+    holds: Arc<Holds>,
+    chain: Arc<Devnet>,
+    /// One buyer transaction at a time (buyers share accounts, so their nonces).
+    spending: tokio::sync::Mutex<()>,
     buyers: Vec<PrivateKeySigner>,
     plan: Vec<Kind>,
     next: AtomicUsize,
@@ -246,6 +314,7 @@ impl Shared {
                 signed.header
             }
             Kind::Malformed => MALFORMED[index % MALFORMED.len()].to_string(),
+            Kind::SpendsOwnNonce => return self.spends_own_nonce(index, buyer).await,
             Kind::Replay => match self.served_header(&mut rng).await {
                 Some(h) => h,
                 None => {
@@ -306,6 +375,61 @@ impl Shared {
         }
     }
 
+    /// A paid call to the held upstream; while it is held there, its buyer spends the
+    /// nonce itself (cancel or a 1-unit self-transfer, alternately), then the upstream
+    /// answers and the gateway settles.
+    async fn spends_own_nonce(&self, index: usize, buyer: &PrivateKeySigner) -> Outcome {
+        let kind = Kind::SpendsOwnNonce;
+        let signed = testkit::pay::sign(buyer, &self.held_requirement);
+        let authorization = Some((signed.payer, signed.nonce));
+        let path = format!("/spend/{index}");
+        let url = format!("{}{path}", self.held_url);
+        let client = self.client.clone();
+        let header = signed.header.clone();
+        let call = tokio::spawn(async move { super::send(&client, &url, &header).await });
+        let holds = &self.holds;
+        let arrived = testkit::until(Duration::from_secs(30), Duration::from_millis(10), || {
+            let path = path.clone();
+            async move {
+                if holds.arrived(&path) {
+                    Ok(())
+                } else {
+                    Err(format!("request #{index} never reached the upstream"))
+                }
+            }
+        });
+        arrived.await;
+        let how = if index % 2 == 0 {
+            Spend::Cancel
+        } else {
+            Spend::SelfTransfer
+        };
+        {
+            let _one = self.spending.lock().await;
+            let nonce = signed.nonce;
+            spend(
+                &self.chain,
+                buyer.clone(),
+                buyer,
+                &self.held_requirement,
+                nonce,
+                how,
+            )
+            .await;
+        }
+        self.holds.notify(&path).notify_one();
+        let answer = call.await.expect("a spending buyer's call panicked");
+        let as_expected = matches!(&answer, Answer::Refused { reason } if reason == "authorization_spent_elsewhere");
+        Outcome {
+            index,
+            kind,
+            authorization,
+            served: matches!(answer, Answer::Served { .. }),
+            answers: vec![format!("{} after {how:?}", answer.label())],
+            as_expected,
+        }
+    }
+
     async fn served_header(&self, rng: &mut Rng) -> Option<String> {
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
@@ -353,10 +477,24 @@ pub async fn run(config: SoakConfig) -> SoakReport {
         dir: _dir,
     } = super::market("soak", BUYERS, 300).await;
     let buyer_addresses: HashSet<Address> = buyers.iter().map(|b| b.address()).collect();
+    let chain = Arc::new(chain);
+    // The spending buyers' route, on the same seller and payee, before a slow upstream.
+    let holds = Arc::new(Holds::default());
+    let held = holds.serve().await;
+    seller.sell("soak-held", &held.url(), payee, 300).await;
+    let held_url = format!("{}/services/soak-held", seller.url);
+    let held_requirement = super::requirement(&client, &format!("{held_url}/x"))
+        .await
+        .expect("the held route answers an unpaid request with its 402");
 
     let shared = Arc::new(Shared {
         url,
         requirement,
+        held_url,
+        held_requirement,
+        holds,
+        chain: chain.clone(),
+        spending: tokio::sync::Mutex::new(()),
         buyers,
         plan: plan(config.requests, &mut rng),
         next: AtomicUsize::new(0),
@@ -441,6 +579,18 @@ async fn judge(
         let pair = o.authorization.unwrap_or_default();
         let emitted = events.get(&pair).copied().unwrap_or(0);
         let this = || format!("#{} {:?}", o.index, o.answers);
+        if o.kind == Kind::SpendsOwnNonce {
+            // Its buyer used or cancelled the nonce itself (a cancel emits no
+            // AuthorizationUsed): that is no charge; the payee's balance below says
+            // whether anything reached the seller.
+            if o.served {
+                broken
+                    .entry("SERVED with a nonce its buyer spent elsewhere (seller's loss)")
+                    .or_default()
+                    .push(this());
+            }
+            continue;
+        }
         if (emitted == 1) != used || emitted > 1 {
             broken
                 .entry("authorizationState and AuthorizationUsed events disagree")
@@ -470,6 +620,7 @@ async fn judge(
     let charged_unserved = count("CHARGED but NOT SERVED");
     let charged_failed = count("CHARGED for an upstream 500");
     let charged_expiring = count("CHARGED for an authorization that expires too soon");
+    let spent_served = count("SERVED with a nonce its buyer spent elsewhere (seller's loss)");
     for (rule, requests) in &broken {
         violations.push(format!(
             "{} requests {rule}: {}{}",
@@ -522,6 +673,7 @@ async fn judge(
         charged_unserved,
         charged_failed,
         charged_expiring,
+        spent_served,
         double_charges,
         payee_delta,
         violations,
