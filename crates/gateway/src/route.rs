@@ -85,14 +85,17 @@ impl Route {
     }
 
     /// Whether a `method` request for `rest` is forwarded at all: always without an
-    /// allow-list, else when an entry matches or it is a GET of a free path (health).
+    /// allow-list, else when an entry matches or it is a GET of the route's root
+    /// (where discovery, probes and pricing research read its 402) or of a free path
+    /// (health).
     pub fn forwards(&self, method: &str, rest: &str) -> bool {
         let Some(allowed) = &self.allowed else {
             return true;
         };
-        let free_read =
-            matches!(method, "GET" | "HEAD") && self.free_paths.iter().any(|p| p == rest);
-        free_read || allowed.iter().any(|a| a.allows(method, rest))
+        let read = matches!(method, "GET" | "HEAD");
+        let root_or_free =
+            rest.is_empty() || rest == "/" || self.free_paths.iter().any(|p| p == rest);
+        (read && root_or_free) || allowed.iter().any(|a| a.allows(method, rest))
     }
 
     /// Whether a request for `rest` (the path below the prefix) needs no payment.

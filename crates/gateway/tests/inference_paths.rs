@@ -99,9 +99,14 @@ async fn an_allowed_path_opens_exactly_that_request() {
     assert_eq!(status, 404, "only the method named");
     let (status, _, _) = send(&f, "DELETE", "/api/delete", None).await;
     assert_eq!(status, 404);
-    // The health path stays free to read.
+    // The health path stays free to read, and the route's root still shows its 402
+    // to discovery and probes.
     let (status, _, _) = send(&f, "GET", "/health", None).await;
     assert_eq!(status, 200);
+    let (status, challenged, _) = send(&f, "GET", "", None).await;
+    assert_eq!((status, challenged), (402, true));
+    let (status, _, _) = send(&f, "DELETE", "", None).await;
+    assert_eq!(status, 404);
     assert_eq!(f.calls(), 1, "only the health read reached the upstream");
 }
 
