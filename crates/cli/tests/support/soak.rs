@@ -399,7 +399,7 @@ impl Shared {
             }
         });
         arrived.await;
-        let how = if index % 2 == 0 {
+        let how = if index.is_multiple_of(2) {
             Spend::Cancel
         } else {
             Spend::SelfTransfer
