@@ -279,8 +279,7 @@ async fn facilitator_for(
         .map(config::url_text)
         .or(stored)
         .unwrap_or_else(|| DEFAULT_FACILITATOR.to_string());
-    let remote =
-        crate::facilitator_cmd::remote(&url, args.facilitator_api_key_file.as_deref())?;
+    let remote = crate::facilitator_cmd::remote(&url, args.facilitator_api_key_file.as_deref())?;
     Ok((Arc::new(remote), url))
 }
 

@@ -230,7 +230,9 @@ fn gateway_ledgers_live_on_per_replica_volumes_and_replicas_know_each_other() {
         volumes.retain(|v| v["name"] != "facilitator-api-key");
     }
     assert!(
-        !serde_json::to_string(&ledgers).unwrap().contains("emptyDir"),
+        !serde_json::to_string(&ledgers)
+            .unwrap()
+            .contains("emptyDir"),
         "no ledger on an emptyDir"
     );
     let claim = &set["spec"]["volumeClaimTemplates"][0];
