@@ -526,7 +526,7 @@ impl PaidCall {
                 );
             }
         };
-        receipt::read(receipt, &self.request, earlier)
+        receipt::read(receipt, earlier)
     }
 
     fn deliver(self, answer: Answer, hold: Hold, receipt: SettleResponse) -> Response {

@@ -26,14 +26,9 @@ pub(crate) enum Settled {
     Unknown(Option<B256>, String),
 }
 
-/// Reads the facilitator's settle answer for `_request` (kept for callers; the
-/// answer alone decides); `earlier` is the transaction an earlier settle of the same
-/// authorization named, if any.
-pub(crate) fn read(
-    receipt: SettleResponse,
-    _request: &FacilitatorRequest,
-    earlier: Option<B256>,
-) -> Settled {
+/// Reads the facilitator's settle answer; `earlier` is the transaction an earlier
+/// settle of the same authorization named, if any.
+pub(crate) fn read(receipt: SettleResponse, earlier: Option<B256>) -> Settled {
     if receipt.success {
         return Settled::Charged(receipt);
     }

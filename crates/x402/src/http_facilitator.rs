@@ -65,7 +65,7 @@ pub enum FacilitatorUrlError {
     },
     /// Plain http to another machine would expose payments to anyone on the path.
     #[error(
-        "facilitator URL {url:?} uses plain http to {host}, which is not loopback; use {suggested}"
+        "facilitator URL {url:?} uses plain http to {host}, which is neither loopback nor a Kubernetes Service name; use {suggested}"
     )]
     InsecureHost {
         /// What was given.
@@ -131,8 +131,10 @@ impl HttpFacilitator {
     /// A client for the facilitator at `base_url` (the part before `/verify`).
     ///
     /// Only `https://` is accepted, except `http://` to a loopback host (a facilitator
-    /// on the same machine), because payment authorizations are bearer instruments
-    /// until settled. Trailing slashes are ignored.
+    /// on the same machine) or to a Kubernetes Service name (`<svc>.<ns>.svc[.<domain>]`,
+    /// traffic inside the cluster that the facilitator's NetworkPolicy fences), because
+    /// payment authorizations are bearer instruments until settled. Trailing slashes
+    /// are ignored.
     pub fn new(base_url: &str) -> Result<Self, FacilitatorUrlError> {
         let url = Url::parse(base_url.trim()).map_err(|e| FacilitatorUrlError::Invalid {
             url: base_url.to_string(),
@@ -140,7 +142,7 @@ impl HttpFacilitator {
         })?;
         match url.scheme() {
             "https" => {}
-            "http" if is_loopback(&url) => {}
+            "http" if is_loopback(&url) || is_cluster_service(&url) => {}
             "http" => {
                 let mut suggested = url.clone();
                 // Switching http -> https on a parsed http URL cannot fail.
@@ -376,6 +378,21 @@ fn is_loopback(url: &Url) -> bool {
     name == "localhost" || name.ends_with(".localhost")
 }
 
+/// Whether `url` names a Service inside a Kubernetes cluster (`<svc>.<ns>.svc`, then
+/// optionally the cluster domain): the manifests reach the facilitator that way, and
+/// only pods its NetworkPolicy admits can connect.
+fn is_cluster_service(url: &Url) -> bool {
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    if host.starts_with('[') || host.parse::<std::net::IpAddr>().is_ok() {
+        return false;
+    }
+    let name = host.trim_end_matches('.').to_ascii_lowercase();
+    let labels: Vec<&str> = name.split('.').collect();
+    labels.len() >= 3 && labels[2] == "svc" && labels[..2].iter().all(|l| !l.is_empty())
+}
+
 /// A [`FacilitatorError::BadResponse`] quoting the start of the body.
 fn bad_response(
     endpoint: &str,
@@ -433,6 +450,14 @@ mod tests {
             ("http://localhost:4020/f", "http://localhost:4020/f"),
             ("http://[::1]:4020/", "http://[::1]:4020"),
             ("http://127.8.9.10/", "http://127.8.9.10"),
+            (
+                "http://agora-facilitator.agora.svc.cluster.local:4020",
+                "http://agora-facilitator.agora.svc.cluster.local:4020",
+            ),
+            (
+                "http://facilitator.agora.svc:4020/",
+                "http://facilitator.agora.svc:4020",
+            ),
         ];
         for (given, base) in ok {
             let f = HttpFacilitator::new(given).unwrap();
@@ -464,7 +489,14 @@ mod tests {
             "{err}"
         );
         let err = HttpFacilitator::new("http://10.0.0.1:4020").unwrap_err();
-        assert!(err.to_string().contains("not loopback"), "{err}");
+        assert!(err.to_string().contains("neither loopback"), "{err}");
+        for outside in ["http://svc.example.com", "http://a.svc.example.com"] {
+            let err = HttpFacilitator::new(outside).unwrap_err();
+            assert!(
+                matches!(err, FacilitatorUrlError::InsecureHost { .. }),
+                "{outside}"
+            );
+        }
         let err = HttpFacilitator::new("ftp://x402.org").unwrap_err();
         assert!(matches!(err, FacilitatorUrlError::Scheme { .. }), "{err}");
         let err = HttpFacilitator::new("x402.org/facilitator").unwrap_err();
