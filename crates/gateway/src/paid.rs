@@ -368,16 +368,11 @@ impl PaidCall {
             inner.metrics.count(name, Outcome::UpstreamFailed);
             return None;
         }
-        if let Err(e) = hold.settling(None).await {
-            tracing::error!("cannot record a settlement before sending it: {e}");
-            self.give_back().await;
-            return Some(respond::retry_later(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "ledger_unavailable",
-                "ledger_write_failed",
-                "the gateway cannot record payments right now; you were not charged, retry later",
-                5,
-            ));
+        if let Err(refusal) = self
+            .record_settling(&mut hold, "you were not charged")
+            .await
+        {
+            return Some(refusal);
         }
         match self.settle(None).await {
             Settled::Charged(receipt) => {
@@ -387,6 +382,24 @@ impl PaidCall {
             Settled::NotCharged(invalid) => Some(self.not_charged(hold, &invalid)),
             Settled::Unknown(tx, why) => Some(self.pending(&mut hold, tx, why).await),
         }
+    }
+
+    /// Records `settling` durably before a settle is sent; when the ledger cannot
+    /// write, the authorization is given back and the buyer is told `outcome` (what
+    /// did not happen) with a 503 to retry later.
+    async fn record_settling(&self, hold: &mut Hold, outcome: &str) -> Result<(), Response> {
+        if let Err(e) = hold.settling(None).await {
+            tracing::error!("cannot record a settlement before sending it: {e}");
+            self.give_back().await;
+            return Err(respond::retry_later(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ledger_unavailable",
+                "ledger_write_failed",
+                format!("the gateway cannot record payments right now; {outcome}, retry later"),
+                5,
+            ));
+        }
+        Ok(())
     }
 
     /// Settle-first: verified, now settle, and call the upstream only once charged.
@@ -401,16 +414,14 @@ impl PaidCall {
             self.give_back().await;
             return None;
         }
-        if let Err(e) = hold.settling(None).await {
-            tracing::error!("cannot record a settlement before sending it: {e}");
-            self.give_back().await;
-            return Some(respond::retry_later(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "ledger_unavailable",
-                "ledger_write_failed",
-                "the gateway cannot record payments right now; the service was not called and you were not charged, retry later",
-                5,
-            ));
+        if let Err(refusal) = self
+            .record_settling(
+                &mut hold,
+                "the service was not called and you were not charged",
+            )
+            .await
+        {
+            return Some(refusal);
         }
         match self.settle(None).await {
             Settled::Charged(receipt) => {
