@@ -9,10 +9,12 @@ mod devnet_cmd;
 mod discover;
 mod doctor;
 mod facilitator_cmd;
+#[cfg(feature = "kubernetes")]
 mod gateway_cmd;
 mod home;
 mod index_cmd;
 mod mcp;
+#[cfg(feature = "kubernetes")]
 mod operator_cmd;
 mod output;
 mod pay;
@@ -26,6 +28,15 @@ mod tunnel_cmd;
 mod wallet;
 
 use clap::{Parser, Subcommand};
+
+// Without the `kubernetes` feature the commands keep their names and answer how to
+// get them (see without_kubernetes.rs).
+#[cfg(not(feature = "kubernetes"))]
+mod without_kubernetes;
+#[cfg(not(feature = "kubernetes"))]
+use without_kubernetes as gateway_cmd;
+#[cfg(not(feature = "kubernetes"))]
+use without_kubernetes as operator_cmd;
 
 /// agora: sell, buy and discover x402-paid services.
 #[derive(Debug, Parser)]
