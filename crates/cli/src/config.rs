@@ -9,12 +9,12 @@
 //! `PATH`), read by the `tunnel` crate, the test harnesses' `AGORA_CRASH_SEED`, and
 //! `AGORA_TEST_UMASK_CHILD`, which only `daemon.rs`'s own unit test sets.
 
-use std::ffi::OsString;
-
 use reqwest::Url;
 
-/// Where agora keeps its state (offers, journals, the admin socket, logs).
-pub const HOME: &str = "AGORA_HOME";
+/// `HOME` is where agora keeps its state; `var` and `var_os` read the environment with an
+/// empty value as unset. They live in the `wallet` crate, which resolves `$AGORA_HOME`.
+pub use wallet::env::{HOME, var, var_os};
+
 /// The log filter, e.g. `AGORA_LOG=debug`.
 pub const LOG: &str = "AGORA_LOG";
 /// `agora serve --listen`.
@@ -51,16 +51,6 @@ pub const BORE_SECRET: &str = "AGORA_BORE_SECRET";
 /// `agora serve --tunnel-token`: cloudflared's own name for a named tunnel's token,
 /// handed to cloudflared in its environment.
 pub const TUNNEL_TOKEN: &str = "TUNNEL_TOKEN";
-
-/// The value of `name`, or `None` when it is unset, empty or not UTF-8.
-pub fn var(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
-}
-
-/// The value of `name` as the OS gave it (paths), or `None` when unset or empty.
-pub fn var_os(name: &str) -> Option<OsString> {
-    std::env::var_os(name).filter(|v| !v.is_empty())
-}
 
 /// The facilitator URL from the deprecated [`DEPRECATED_FACILITATOR_URL`], with a
 /// warning, for `agora sell pricing` when neither the flag nor [`FACILITATOR_URL`] gave

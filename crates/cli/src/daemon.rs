@@ -89,8 +89,8 @@ impl Daemon {
         config: DaemonConfig,
         operator: Option<tokio::net::TcpListener>,
     ) -> anyhow::Result<Self> {
-        crate::home::create_private_dir(&config.home)?;
-        crate::home::refuse_shared_home(&config.home)?;
+        wallet::home::create_private_dir(&config.home)?;
+        wallet::home::refuse_shared_home(&config.home)?;
         let store = Arc::new(Store::open(&config.home.join("agora.db")).with_context(|| {
             format!(
                 "cannot open the offer database in {}",

@@ -8,8 +8,8 @@ use alloy::primitives::Address;
 use anyhow::Context;
 use clap::Args;
 use serde_json::json;
+use wallet::home;
 
-use crate::home;
 use crate::output::outln;
 
 /// Where `agora discover` looks for an indexer first.

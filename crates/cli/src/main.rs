@@ -11,7 +11,6 @@ mod doctor;
 mod facilitator_cmd;
 #[cfg(feature = "kubernetes")]
 mod gateway_cmd;
-mod home;
 mod index_cmd;
 mod mcp;
 #[cfg(feature = "kubernetes")]
@@ -25,7 +24,7 @@ mod serve_cmd;
 mod signals;
 mod skills;
 mod tunnel_cmd;
-mod wallet;
+mod wallet_cmd;
 
 use clap::{Parser, Subcommand};
 
@@ -68,7 +67,7 @@ enum Command {
     Discover(Box<discover::DiscoverArgs>),
     /// The buyer's wallets: new, import, list, address, balance, use, budget, spent,
     /// export.
-    Wallet(Box<wallet::WalletArgs>),
+    Wallet(Box<wallet_cmd::WalletArgs>),
     /// Call a URL like curl, paying its x402 402 from the wallet within --max and the
     /// budgets (exit 2: refused before signing; 3: outcome unknown, use --resume).
     Pay(Box<pay::PayArgs>),
@@ -116,7 +115,7 @@ async fn main() -> std::process::ExitCode {
         Command::Sell(args) => sell::run(*args).await,
         Command::Index(args) => index_cmd::run(*args).await,
         Command::Discover(args) => discover::run(*args).await,
-        Command::Wallet(args) => wallet::run(*args).await,
+        Command::Wallet(args) => wallet_cmd::run(*args).await,
         Command::Pay(args) => pay::run(*args).await,
         Command::Mcp(args) => mcp::run(args).await,
         Command::Research(args) => research::run(*args).await,

@@ -22,13 +22,14 @@ use clap::Args;
 use facilitator::{EmbeddedConfig, EmbeddedFacilitator};
 use reqwest::Url;
 use serde_json::json;
+use wallet::home;
 use x402::Facilitator;
 
 use crate::admin_client::AdminClient;
+use crate::config;
 use crate::daemon::{Daemon, DaemonConfig, socket_path};
 use crate::facilitator_cmd::{load_signer, served_chains};
 use crate::output::outln;
-use crate::{config, home};
 
 /// The public x402 facilitator used when none is configured.
 pub const DEFAULT_FACILITATOR: &str = "https://x402.org/facilitator";
@@ -290,7 +291,7 @@ async fn registry_for(args: &ServeArgs) -> anyhow::Result<Option<offers::Registr
         return Ok(None);
     }
     let signer =
-        crate::facilitator_cmd::load_key(args.registry_key_file.as_deref(), config::REGISTRY_KEY)?;
+        wallet::keyfile::load_key(args.registry_key_file.as_deref(), config::REGISTRY_KEY)?;
     let rpc = args
         .registry_rpc
         .as_ref()

@@ -8,11 +8,12 @@ use std::net::IpAddr;
 use offers::{STAGES, ServiceOffer, Stage};
 use reqwest::Url;
 use serde_json::{Value, json};
+use wallet::home;
 
 use super::{CHECK_TIMEOUT, Check, DaemonView};
 use crate::admin_client::AdminClient;
 use crate::daemon::socket_path;
-use crate::{detect, home};
+use crate::detect;
 
 /// Whether a daemon answers on the admin socket, with its status and settings.
 pub(super) async fn daemon_check() -> Result<(Check, Option<DaemonView>), Box<Check>> {

@@ -5,13 +5,14 @@
 
 use alloy::primitives::{Address, U256};
 use serde_json::json;
+use wallet::budget::usdc_text;
+use wallet::chain::{self, Chain};
+use wallet::home;
 use x402::{Facilitator, HttpFacilitator, Network};
 
 use super::{CHECK_TIMEOUT, Check, DoctorArgs};
+use crate::config;
 use crate::serve_cmd::DEFAULT_FACILITATOR;
-use crate::wallet::budget::usdc_text;
-use crate::wallet::chain::{self, Chain};
-use crate::{config, home, wallet};
 
 /// The embedded facilitator as the daemon's label names it:
 /// `embedded (eip155:84532, signer 0x…)`.

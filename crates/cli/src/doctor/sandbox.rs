@@ -12,7 +12,7 @@ use super::Check;
 /// when it cannot confine runs here.
 pub(super) fn sandbox_check() -> Check {
     const NAME: &str = "sandbox";
-    let data_dir = match crate::home::agora_home() {
+    let data_dir = match wallet::home::agora_home() {
         Ok(home) => home.join("research"),
         Err(e) => return Check::skip(NAME, format!("no agora home: {e}")),
     };

@@ -7,16 +7,16 @@
 
 use alloy::primitives::{B256, U256};
 use serde_json::{Value, json};
+use wallet::budget::BudgetRefusal;
+use wallet::home;
+use wallet::keys;
+use wallet::ledger::{Ledger, NewEntry};
 use x402::client::{Client, ClientError, Outcome, Probe, SignedPayment};
 use x402::{Money, UnixTimestamp};
 
 use super::request::RequestSpec;
 use super::show::{self, Sink};
 use super::{Exit, PayArgs, no_cap, per_call_cap, policy};
-use crate::home;
-use crate::wallet::budget::BudgetRefusal;
-use crate::wallet::ledger::{Ledger, NewEntry};
-use crate::wallet::{self, keys};
 
 fn now() -> u64 {
     UnixTimestamp::now().as_secs()
@@ -274,7 +274,7 @@ fn units(signed: &SignedPayment) -> (u8, String) {
             (chain.usdc.decimals, chain.usdc.symbol.to_string())
         }
         _ => (
-            crate::wallet::budget::USDC_DECIMALS,
+            wallet::budget::USDC_DECIMALS,
             format!("units of {}", r.asset.to_checksum(None)),
         ),
     }

@@ -20,11 +20,11 @@ mod show;
 use alloy::primitives::{Address, U256};
 use anyhow::bail;
 use clap::Args;
+use wallet::budget::{USDC_DECIMALS, parse_usdc};
 use x402::Network;
 use x402::client::{AllowedAsset, Policy};
 
 use crate::config;
-use crate::wallet::budget::{USDC_DECIMALS, parse_usdc};
 
 /// `agora pay URL [flags]`.
 #[derive(Debug, Args)]

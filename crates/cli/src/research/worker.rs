@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 use serde_json::json;
+use wallet::home;
 
-use crate::home;
 use crate::output::outln;
 
 /// `agora research worker` flags.

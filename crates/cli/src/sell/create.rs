@@ -100,7 +100,7 @@ pub(super) async fn sell_shaped(
     // No --pay-to and no `sell pricing` recipient: the default wallet receives.
     if payment.pay_to.is_none()
         && defaults.pay_to.is_none()
-        && let Some((wallet, address)) = crate::wallet::default_wallet()?
+        && let Some((wallet, address)) = wallet::default_wallet()?
     {
         let note = format!("paying to wallet {wallet} {address}");
         if json_out {

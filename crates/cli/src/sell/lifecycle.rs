@@ -116,7 +116,7 @@ pub(super) async fn pricing(a: PricingArgs, json_out: bool) -> anyhow::Result<()
                 .as_str()
                 .map_or_else(|| format!("(unset, {fallback})"), str::to_string)
         };
-        let pay_to_fallback = match crate::wallet::default_wallet()? {
+        let pay_to_fallback = match wallet::default_wallet()? {
             Some((name, address)) => format!("paying to wallet {name} {address}"),
             None => "pass --pay-to".to_string(),
         };

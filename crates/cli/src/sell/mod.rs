@@ -13,10 +13,11 @@ mod show;
 mod spec;
 
 use serde_json::Value;
+use wallet::home;
 
 use crate::admin_client::AdminClient;
 use crate::daemon::socket_path;
-use crate::{home, serve_cmd};
+use crate::serve_cmd;
 
 pub use args::SellArgs;
 use args::SellCommand;

@@ -34,7 +34,7 @@ pub(super) async fn probe(a: ProbeArgs, json_out: bool) -> anyhow::Result<()> {
     }
     let report = crate::probe::probe(&url, &expected).await?;
     let paid = if a.paid && report.passed {
-        let buyer = crate::facilitator_cmd::load_key(a.key_file.as_deref(), config::BUYER_KEY)?;
+        let buyer = wallet::keyfile::load_key(a.key_file.as_deref(), config::BUYER_KEY)?;
         let buyer = crate::probe::buyer(&expected, buyer)?;
         Some(crate::probe::pay(&buyer, &url).await?.0)
     } else {

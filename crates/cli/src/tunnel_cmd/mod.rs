@@ -14,10 +14,10 @@ use clap::{Args, Subcommand, ValueEnum};
 use serde_json::{Value, json};
 use tunnel::bore::{BoreServer, Limits, Relay, RelayConfig, Secret};
 use tunnel::{Provider, TunnelLog, cloudflared};
+use wallet::home;
 
 use crate::admin_client::AdminClient;
 use crate::daemon::socket_path;
-use crate::home;
 use crate::output::outln;
 
 use crate::config::{BORE_SECRET as BORE_SECRET_ENV, BORE_SERVER as BORE_SERVER_ENV};

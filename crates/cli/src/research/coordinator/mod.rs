@@ -20,10 +20,10 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use research::coordinator::store::Store;
 use research::coordinator::workers::{Candidate, WORKER_SKILL};
+use wallet::home;
 use x402::UnixTimestamp;
 
 use crate::config;
-use crate::home;
 
 /// `agora research coordinator ...`.
 #[derive(Debug, Args)]
@@ -172,6 +172,6 @@ fn now() -> u64 {
 
 fn open_store() -> anyhow::Result<Store> {
     let home = home::agora_home()?;
-    crate::home::create_private_dir(&home)?;
+    home::create_private_dir(&home)?;
     Ok(Store::open(&home.join("research.db"))?)
 }

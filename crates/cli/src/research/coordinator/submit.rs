@@ -9,11 +9,11 @@ use anyhow::{Context, bail};
 use research::coordinator::store::Experiment;
 use research::coordinator::workers::{self, Quote};
 use serde_json::{Value, json};
+use wallet::home;
 
 use super::{Coordinator, LoopFlags, RunFlags, Worker, now, open_store};
 use crate::output::outln;
 use crate::pay::{self, Exit, PayArgs};
-use crate::{home, wallet};
 
 impl Coordinator {
     /// One paid run: `/status` (busy: stop, nothing signed), then `agora pay`'s flow,
@@ -67,7 +67,7 @@ impl Coordinator {
         // sends the same authorization with this same body.
         let home = home::agora_home()?;
         let dir = home.join("research-requests");
-        crate::home::create_private_dir(&dir)?;
+        home::create_private_dir(&dir)?;
         let body_file = dir.join(format!("{experiment_id}.json"));
         std::fs::write(&body_file, serde_json::to_vec(&body)?)
             .with_context(|| format!("cannot write the request body to {}", body_file.display()))?;

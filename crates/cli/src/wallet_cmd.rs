@@ -1,6 +1,6 @@
 //! `agora wallet`: the buyer's keys, its default wallet, its budgets and what it spent.
 //!
-//! Keys are files under `$AGORA_HOME/keys` (see `keys`); everything else the wallet
+//! Keys are files under `$AGORA_HOME/keys` (see `wallet::keys`); everything else the wallet
 //! keeps (the default wallet's name, the budgets, the spending ledger) is one SQLite
 //! file, `$AGORA_HOME/wallet.db`, separate from the daemon's `agora.db` so buying never
 //! waits on, or is locked by, a running seller. The default wallet is the first one
@@ -9,29 +9,19 @@
 //!
 //! Only `agora wallet export --yes` ever prints a private key.
 
-pub mod budget;
-pub mod chain;
-pub mod keys;
-pub mod ledger;
-pub mod signed;
-
 use std::path::{Path, PathBuf};
 
 use alloy::primitives::Address;
 use alloy::signers::local::PrivateKeySigner;
-use anyhow::{Context, bail};
+use anyhow::bail;
 use clap::{Args, Subcommand};
 use reqwest::Url;
 use serde_json::json;
+use wallet::budget::{self, Budget, parse_usdc, usdc_text};
+use wallet::{DEFAULT, chain, home, keys, open_store, resolve_name};
 use x402::Money;
 
-use self::budget::{Budget, parse_usdc, usdc_text};
-use self::ledger::Ledger;
-use crate::home;
 use crate::output::outln;
-
-/// The setting naming the default wallet.
-const DEFAULT: &str = "default";
 
 /// `agora wallet` and its subcommands.
 #[derive(Debug, Args)]
@@ -161,51 +151,6 @@ pub async fn run(args: WalletArgs) -> anyhow::Result<()> {
         WalletCommand::Spent(a) => spent(&home, &a, json).await,
         WalletCommand::Export(a) => export(&home, a, json),
     }
-}
-
-/// Opens `$AGORA_HOME/wallet.db`, creating the home (0700) when needed.
-pub fn open_store(agora_home: &Path) -> anyhow::Result<Ledger> {
-    home::create_private_dir(agora_home)?;
-    Ledger::open(&agora_home.join("wallet.db"))
-}
-
-/// The default wallet's name and address, if there is one; reads nothing it would
-/// have to create. Used by `agora sell` for a missing `payTo`.
-pub fn default_wallet() -> anyhow::Result<Option<(String, Address)>> {
-    let home = home::agora_home()?;
-    if !home.join("wallet.db").exists() {
-        return Ok(None);
-    }
-    let store = Ledger::open(&home.join("wallet.db"))?;
-    let Some(name) = store.setting(DEFAULT)? else {
-        return Ok(None);
-    };
-    let address = keys::address(&home, &name)
-        .with_context(|| format!("the default wallet {name} cannot be read"))?;
-    Ok(Some((name, address)))
-}
-
-/// The wallet `name`, else the default one; the error says what to type.
-pub fn resolve_name(
-    agora_home: &Path,
-    store: &Ledger,
-    name: Option<&str>,
-) -> anyhow::Result<String> {
-    if let Some(name) = name {
-        keys::check_name(name)?;
-        return Ok(name.to_string());
-    }
-    if let Some(name) = store.setting(DEFAULT)? {
-        return Ok(name);
-    }
-    if keys::names(agora_home)?.is_empty() {
-        bail!(
-            "no wallet yet; create one with: agora wallet new (or agora wallet import --name NAME --key-file FILE)"
-        );
-    }
-    bail!(
-        "no default wallet; pass --name NAME or choose one with: agora wallet use NAME (see agora wallet list)"
-    )
 }
 
 fn chosen(agora_home: &Path, name: Option<&str>) -> anyhow::Result<(String, Address)> {

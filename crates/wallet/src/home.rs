@@ -10,11 +10,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 
-use crate::config;
+use crate::env;
 
 /// The agora state directory (not created here).
 pub fn agora_home() -> anyhow::Result<PathBuf> {
-    if let Some(home) = config::var_os(config::HOME) {
+    if let Some(home) = env::var_os(env::HOME) {
         return Ok(PathBuf::from(home));
     }
     Ok(platform_data_dir()?.join("agora"))
@@ -22,12 +22,12 @@ pub fn agora_home() -> anyhow::Result<PathBuf> {
 
 fn platform_data_dir() -> anyhow::Result<PathBuf> {
     if !cfg!(target_os = "macos")
-        && let Some(xdg) = config::var_os("XDG_DATA_HOME").map(PathBuf::from)
+        && let Some(xdg) = env::var_os("XDG_DATA_HOME").map(PathBuf::from)
         && xdg.is_absolute()
     {
         return Ok(xdg);
     }
-    let Some(home) = config::var_os("HOME").map(PathBuf::from) else {
+    let Some(home) = env::var_os("HOME").map(PathBuf::from) else {
         bail!("cannot find a data directory: HOME is not set; set AGORA_HOME=/some/dir");
     };
     Ok(if cfg!(target_os = "macos") {

@@ -9,7 +9,7 @@ use std::cell::RefCell;
 use alloy::primitives::{Address, B256, U256, address};
 
 use super::*;
-use crate::wallet::budget::{Budget, DAY_SECS, parse_usdc};
+use crate::budget::{Budget, DAY_SECS, parse_usdc};
 
 const NOW: u64 = 1_800_000_000;
 const PAYER: Address = address!("0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266");

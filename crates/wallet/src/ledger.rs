@@ -462,7 +462,7 @@ impl Ledger {
     }
 
     /// A wallet setting (default wallet, budgets).
-    pub(super) fn setting(&self, key: &str) -> anyhow::Result<Option<String>> {
+    pub fn setting(&self, key: &str) -> anyhow::Result<Option<String>> {
         self.conn
             .query_row("SELECT value FROM settings WHERE key = ?1", [key], |row| {
                 row.get(0)
@@ -472,7 +472,7 @@ impl Ledger {
     }
 
     /// Sets (`Some`) or clears (`None`) a wallet setting.
-    pub(super) fn set_setting(&self, key: &str, value: Option<&str>) -> anyhow::Result<()> {
+    pub fn set_setting(&self, key: &str, value: Option<&str>) -> anyhow::Result<()> {
         match value {
             Some(v) => self.conn.execute(
                 "INSERT INTO settings (key, value) VALUES (?1, ?2)

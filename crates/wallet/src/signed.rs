@@ -76,7 +76,7 @@ mod tests {
     use alloy::primitives::{Address, B256, U256};
 
     use super::*;
-    use crate::wallet::budget::Budget;
+    use crate::budget::Budget;
 
     const NOW: u64 = 1_800_000_000;
     const URL: &str = "http://127.0.0.1:8402/services/echo/x";

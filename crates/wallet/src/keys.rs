@@ -4,7 +4,7 @@
 //! created with mode 0600 in the same `open` that creates it (never chmod-ed after
 //! writing, which would leave a moment when others could read it), refusing to follow
 //! or replace anything already there. Key files are read back through the same checks
-//! as every other key agora reads (`facilitator_cmd::read_private_file`: no symlinks,
+//! as every other key agora reads (`keyfile::read_private_file`: no symlinks,
 //! ours, nobody else can read). Names are restricted to `^[a-z0-9][a-z0-9-]{0,62}$`
 //! so a name is always a plain file name.
 
@@ -15,8 +15,8 @@ use alloy::primitives::Address;
 use alloy::signers::local::PrivateKeySigner;
 use anyhow::{Context, bail};
 
-use crate::facilitator_cmd::{parse_key, read_private_file};
 use crate::home;
+use crate::keyfile::{parse_key, read_private_file};
 
 /// Checks a wallet name: lowercase letters, digits and dashes, starting with a letter
 /// or digit, at most 63 characters.
