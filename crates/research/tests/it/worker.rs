@@ -13,9 +13,9 @@ use research::worker::{Sandbox, Worker};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-mod support;
+use crate::support;
 
-const TRAIN_PY: &str = include_str!("../../../examples/autoresearch/train.py");
+const TRAIN_PY: &str = include_str!("../../../../examples/autoresearch/train.py");
 
 struct Fixture {
     dir: tempfile::TempDir,

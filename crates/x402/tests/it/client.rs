@@ -2,7 +2,7 @@
 //! payment it gets with agora's own offline verifier: a v1 seller (body 402,
 //! `X-PAYMENT`, `X-PAYMENT-RESPONSE`), a seller whose settlement is pending until the
 //! same header comes back, one that answers 402 again, and malformed 402s. The paid
-//! path against agora's gateway on a devnet is in `crates/gateway/tests/client.rs`.
+//! path against agora's gateway on a devnet is in `crates/gateway/tests/it/client.rs`.
 
 #![allow(clippy::unwrap_used)]
 

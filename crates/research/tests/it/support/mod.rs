@@ -1,6 +1,6 @@
 //! What the research crate's integration tests share: a worker that runs
 //! `python3 train.py` as the shipped examples do, and a client for its
-//! `POST /experiment`, so each test binary builds them the same way.
+//! `POST /experiment`, so each test module builds them the same way.
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -9,7 +9,7 @@ use std::path::Path;
 use research::publish;
 use serde_json::json;
 
-mod support;
+use crate::support;
 
 /// Bytes whose stripped form differs: leading blank line, CRLF, trailing spaces.
 const TRAIN_PY: &str = "\n# experiment: lr 0.04\r\nprint('val_bpb: 0.993200')  \r\n\n";

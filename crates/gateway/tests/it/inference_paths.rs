@@ -8,7 +8,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod support;
+use crate::support;
 
 use alloy::primitives::U256;
 use gateway::allowed::{AllowedPath, inference_api};

@@ -107,7 +107,7 @@ fn generated_schema_has_every_reference_field_with_its_type() {
     let kept = std::fs::read_to_string(&file).unwrap_or_default();
     assert_eq!(
         kept, additions,
-        "the generated CRD's additions changed; review them and run AGORA_UPDATE_FIXTURES=1 cargo test -p operator --test crd"
+        "the generated CRD's additions changed; review them and run AGORA_UPDATE_FIXTURES=1 cargo test -p operator --test it crd::"
     );
 }
 

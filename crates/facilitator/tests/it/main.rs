@@ -1,0 +1,11 @@
+//! facilitator's integration tests, one module per former `tests/*.rs` file, in one test
+//! binary: `cargo test` links the crate and its dependency graph once, not per file.
+
+#![allow(clippy::unwrap_used)]
+
+mod batch;
+mod batch_gas;
+mod embedded;
+mod reservations;
+mod router;
+mod spent_elsewhere;

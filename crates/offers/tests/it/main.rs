@@ -1,0 +1,7 @@
+//! offers' integration tests, one module per former `tests/*.rs` file, in one test
+//! binary: `cargo test` links the crate and its dependency graph once, not per file.
+
+#![allow(clippy::unwrap_used)]
+
+mod no_leak;
+mod reconcile;

@@ -1,0 +1,8 @@
+//! x402's integration tests, one module per former `tests/*.rs` file, in one test
+//! binary: `cargo test` links the crate and its dependency graph once, not per file.
+
+#![allow(clippy::unwrap_used)]
+
+mod client;
+mod http_facilitator;
+mod properties;
