@@ -1,5 +1,5 @@
 """Drives `agora mcp` with the official MCP Python SDK's stdio client, a client no one
-on agora wrote, so the Rust test (crates/cli/tests/mcp.rs) checks the server against
+on agora wrote, so the Rust test (crates/cli/tests/it/mcp.rs) checks the server against
 the protocol as others implement it rather than against our own reading of it.
 
 Usage: mcp_client.py AGORA_BIN PLAN_JSON

@@ -6,11 +6,11 @@
 //! `cargo bench -p agora --bench soak [-- --requests N --concurrency C]` (or
 //! `AGORA_SOAK_REQUESTS`, `AGORA_SOAK_CONCURRENCY`, `AGORA_SOAK_SEED`). Without
 //! `--bench` (as under `cargo test --all-targets`) it runs a 64-request smoke pass so
-//! it keeps working; `tests/soak.rs` is the 1,000-request CI version.
+//! it keeps working; `tests/it/soak.rs` is the 1,000-request CI version.
 
 #![allow(clippy::unwrap_used)]
 
-#[path = "../tests/support/mod.rs"]
+#[path = "../tests/it/support/mod.rs"]
 mod support;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 4)]

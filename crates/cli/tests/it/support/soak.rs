@@ -1,4 +1,4 @@
-//! The soak run shared by the CI test (`tests/soak.rs`, 1,000 requests) and the bench
+//! The soak run shared by the CI test (`tests/it/soak.rs`, 1,000 requests) and the bench
 //! (`benches/soak.rs`, 10,000): paid requests at a fixed concurrency against `agora
 //! serve --rpc` on a devnet, mixed with the traffic that must never cost a buyer
 //! anything: upstream 500s (10%), replays of an already-served header (5%),

@@ -6,8 +6,8 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod pay_servers;
-mod support;
+use crate::pay_servers;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

@@ -13,7 +13,7 @@
 #![allow(clippy::unwrap_used)]
 
 #[allow(dead_code)]
-mod pay_servers;
+use crate::pay_servers;
 
 use std::path::{Path, PathBuf};
 

@@ -6,11 +6,11 @@
 //! must show each success charged once, nothing else charged, and the payee's balance
 //! up by exactly price × served. The 10,000-request
 //! run is `cargo bench -p agora --bench soak`, over the same harness
-//! (`tests/support/soak.rs`).
+//! (`tests/it/support/soak.rs`).
 
 #![allow(clippy::unwrap_used)]
 
-mod support;
+use crate::support;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn soak_of_paid_and_hostile_requests_charges_exactly_the_successes() {

@@ -4,8 +4,6 @@
 //! that knows no ServiceOffers (no kube-apiserver installs here); the operator's
 //! reconcile loop itself is tested in crates/operator.
 
-// The commands exist only in a build with the `kubernetes` feature (scripts/test has it).
-#![cfg(feature = "kubernetes")]
 #![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
