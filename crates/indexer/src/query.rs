@@ -115,7 +115,7 @@ impl Store {
             conn.prepare_cached(&format!(
                 "SELECT {AGENT_COLUMNS} FROM agents a WHERE a.chain_id = ?1 AND a.agent_id = ?2"
             ))?
-            .query_row(params![int(chain_id), int(agent_id)], RawAgent::from_row)
+            .query_row(params![int(chain_id)?, int(agent_id)?], RawAgent::from_row)
             .optional()?
             .map(RawAgent::into_record)
             .transpose()
@@ -189,8 +189,8 @@ fn page(
         Sort::UpdatedDesc => "a.updated_block DESC, a.chain_id DESC, a.agent_id DESC",
     };
     let (clause, mut args) = where_clause(query, join);
-    args.push(Value::Integer(int(query.limit)));
-    args.push(Value::Integer(int(query.offset)));
+    args.push(Value::Integer(localdb::codec::saturating_int(query.limit)));
+    args.push(Value::Integer(localdb::codec::saturating_int(query.offset)));
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {AGENT_COLUMNS} FROM agents a WHERE {clause} ORDER BY {order} LIMIT ? OFFSET ?"
     ))?;
@@ -207,7 +207,7 @@ fn where_clause(query: &AgentQuery, join: TagJoin) -> (String, Vec<Value>) {
     let mut args = Vec::new();
     if let Some(chain_id) = query.chain_id {
         clauses.push("a.chain_id = ?".into());
-        args.push(Value::Integer(int(chain_id)));
+        args.push(Value::Integer(localdb::codec::saturating_int(chain_id)));
     }
     if let Some(owner) = &query.owner {
         clauses.push("a.owner = ?".into());

@@ -80,10 +80,6 @@ fn now() -> u64 {
     x402::eip3009::unix_now()
 }
 
-fn to_i64(n: u64) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
-}
-
 fn offer_path(offer: &ServiceOffer) -> String {
     offer
         .spec
@@ -105,7 +101,7 @@ fn write_offer(offer: &ServiceOffer) -> Result<String, StoreError> {
 fn log(tx: &Connection, offer: &str, kind: &str, message: &str) -> Result<(), StoreError> {
     tx.execute(
         "INSERT INTO events (offer, at, kind, message) VALUES (?1, ?2, ?3, ?4)",
-        params![offer, to_i64(now()), kind, message],
+        params![offer, localdb::codec::saturating_int(now()), kind, message],
     )?;
     Ok(())
 }
@@ -200,7 +196,7 @@ impl Store {
                 tx.execute(
                     "INSERT INTO offers (name, manifest, created_at, updated_at) VALUES (?1, ?2, ?3, ?3)
                      ON CONFLICT (name) DO UPDATE SET manifest = excluded.manifest, updated_at = excluded.updated_at",
-                    params![name.as_str(), write_offer(&stored)?, to_i64(t)],
+                    params![name.as_str(), write_offer(&stored)?, localdb::codec::saturating_int(t)],
                 )?;
                 let kind = if change == Change::Created { "created" } else { "updated" };
                 log(&tx, name.as_str(), kind, &format!("spec generation {}", stored.metadata.generation))?;
@@ -265,13 +261,16 @@ impl Store {
             let mut stmt = conn.prepare(
                 "SELECT at, kind, message FROM events WHERE offer = ?1 ORDER BY id DESC LIMIT ?2",
             )?;
-            let rows = stmt.query_map(params![name, to_i64(limit as u64)], |row| {
-                Ok(Event {
-                    at: format_rfc3339(u64::try_from(row.get::<_, i64>(0)?).unwrap_or(0)),
-                    kind: row.get(1)?,
-                    message: row.get(2)?,
-                })
-            })?;
+            let rows = stmt.query_map(
+                params![name, localdb::codec::saturating_int(limit as u64)],
+                |row| {
+                    Ok(Event {
+                        at: format_rfc3339(u64::try_from(row.get::<_, i64>(0)?).unwrap_or(0)),
+                        kind: row.get(1)?,
+                        message: row.get(2)?,
+                    })
+                },
+            )?;
             let mut events = rows.collect::<Result<Vec<_>, _>>()?;
             events.reverse();
             Ok(events)

@@ -489,7 +489,7 @@ impl Ledger {
 }
 
 fn to_sql(secs: u64) -> anyhow::Result<i64> {
-    i64::try_from(secs).context("a time beyond the year 292 billion cannot be stored")
+    localdb::codec::int(secs).context("a time beyond the year 292 billion cannot be stored")
 }
 
 /// A row as SQLite holds it, parsed outside rusqlite's callback so parse errors carry

@@ -149,14 +149,20 @@ fn lock(db: &Path) -> Result<std::fs::File, StoreError> {
     }
 }
 
-fn key_params(key: &AuthorizationKey) -> (i64, String, String, String) {
-    (
-        i64::try_from(key.chain_id).unwrap_or(i64::MAX),
-        key.asset.to_string(),
-        key.payer.to_string(),
-        key.nonce.to_string(),
-    )
+fn key_params(key: &AuthorizationKey) -> rusqlite::Result<(i64, String, String, String)> {
+    localdb::codec::authorization_key(key.chain_id, &key.asset, &key.payer, &key.nonce)
 }
+
+/// Schema versions after the first release: a journal written before
+/// `prior_hashes` gains it on open (old settlements had no replaced transactions).
+const MIGRATIONS: [localdb::Migration; 1] = [|conn| {
+    localdb::add_column_if_missing(
+        conn,
+        "settlements",
+        "prior_hashes",
+        "TEXT NOT NULL DEFAULT ''",
+    )
+}];
 
 impl Store {
     /// Opens (creating if needed) the database at `path`, taking its lock, and sweeps
@@ -165,14 +171,7 @@ impl Store {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let lock = lock(path)?;
         let conn = localdb::open(path, SCHEMA)?;
-        let has_prior: bool = conn
-            .prepare("SELECT 1 FROM pragma_table_info('settlements') WHERE name = 'prior_hashes'")?
-            .exists([])?;
-        if !has_prior {
-            conn.execute_batch(
-                "ALTER TABLE settlements ADD COLUMN prior_hashes TEXT NOT NULL DEFAULT ''",
-            )?;
-        }
+        localdb::migrate(&conn, &MIGRATIONS)?;
         let store = Self::new(conn, false, Some(lock));
         store.sweep_orphans()?;
         Ok(store)
@@ -340,7 +339,7 @@ impl Store {
     /// Frees a verified-but-unsettled `key` so the same authorization can be used
     /// again; a settlement in flight or done is never freed this way.
     pub fn release(&self, key: &AuthorizationKey) -> Result<(), StoreError> {
-        let (chain, asset, payer, nonce) = key_params(key);
+        let (chain, asset, payer, nonce) = key_params(key)?;
         self.with(|conn| {
             conn.execute(
                 "DELETE FROM authorizations
@@ -354,7 +353,7 @@ impl Store {
     /// Frees a claim that never reached the journal (a settle refused before it
     /// began); a settled authorization stays settled.
     pub fn unclaim(&self, key: &AuthorizationKey) -> Result<(), StoreError> {
-        let (chain, asset, payer, nonce) = key_params(key);
+        let (chain, asset, payer, nonce) = key_params(key)?;
         self.with(|conn| {
             conn.execute(
                 "DELETE FROM authorizations
@@ -374,8 +373,8 @@ fn claim_on(
     now: u64,
     lease_seconds: u64,
 ) -> Result<(Claim, Option<GuardState>), StoreError> {
-    let (chain, asset, payer, nonce) = key_params(key);
-    let now_i = i64::try_from(now).unwrap_or(i64::MAX);
+    let (chain, asset, payer, nonce) = key_params(key)?;
+    let now_i = localdb::codec::saturating_int(now);
     if want == GuardState::Reserved {
         // Reservations whose lease ended are garbage: without this sweep, verifies
         // of fresh nonces would pile rows up until the next restart.
@@ -411,7 +410,7 @@ fn claim_on(
         },
     };
     if verdict == Claim::Granted {
-        let lease = i64::try_from(now.saturating_add(lease_seconds)).unwrap_or(i64::MAX);
+        let lease = localdb::codec::saturating_int(now.saturating_add(lease_seconds));
         conn.execute(
             "INSERT INTO authorizations (chain_id, asset, payer, nonce, state, lease_until)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)

@@ -47,7 +47,7 @@ impl Store {
         raw: &[u8],
         now: u64,
     ) -> Result<Vec<i64>, StoreError> {
-        let now = i64::try_from(now).unwrap_or(i64::MAX);
+        let now = localdb::codec::saturating_int(now);
         let hash = tx_hash.to_string();
         self.with(|conn| {
             let tx = conn.savepoint()?;
@@ -79,7 +79,7 @@ impl Store {
         raw: &[u8],
         now: u64,
     ) -> Result<bool, StoreError> {
-        let now = i64::try_from(now).unwrap_or(i64::MAX);
+        let now = localdb::codec::saturating_int(now);
         self.with(|conn| {
             let changed = conn.execute(
                 "UPDATE settlements
@@ -155,8 +155,8 @@ impl Store {
         mined: Option<B256>,
         now: u64,
     ) -> Result<bool, StoreError> {
-        let (chain, asset, payer, nonce) = key_params(&settlement.key());
-        let now = i64::try_from(now).unwrap_or(i64::MAX);
+        let (chain, asset, payer, nonce) = key_params(&settlement.key())?;
+        let now = localdb::codec::saturating_int(now);
         self.with(|conn| {
             let tx = conn.savepoint()?;
             let changed = tx.execute(
@@ -212,7 +212,7 @@ impl Store {
     /// The newest settlement of `key`: what a repeated settle of the same
     /// authorization answers from instead of sending a second transaction.
     pub fn latest_for(&self, key: &AuthorizationKey) -> Result<Option<Settlement>, StoreError> {
-        let (chain, asset, payer, nonce) = key_params(key);
+        let (chain, asset, payer, nonce) = key_params(key)?;
         self.query(
             "WHERE chain_id = ?1 AND asset = ?2 AND payer = ?3 AND nonce = ?4",
             params![chain, asset, payer, nonce],
@@ -242,8 +242,8 @@ pub(super) fn begin_on(
     (pay_to, amount): (Address, U256),
     now: u64,
 ) -> Result<Settlement, StoreError> {
-    let (chain, asset, payer, nonce) = key_params(key);
-    let now = i64::try_from(now).unwrap_or(i64::MAX);
+    let (chain, asset, payer, nonce) = key_params(key)?;
+    let now = localdb::codec::saturating_int(now);
     conn.execute(
         "INSERT INTO settlements (chain_id, asset, payer, nonce, pay_to, amount, status, created_at, updated_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?7)",

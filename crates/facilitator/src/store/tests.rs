@@ -402,3 +402,46 @@ fn expired_reservations_are_swept_by_the_next_verify_not_only_at_restart() {
     assert_eq!(rows_in(&s, "reserved"), 2, "only 201 (live to 106) and 202");
     assert_eq!(rows_in(&s, "settling"), 1);
 }
+
+/// A journal written before `prior_hashes` (and before schema versions) opens, its
+/// settlement reads back with no replaced transactions, and it is stamped version 1.
+#[test]
+fn a_journal_from_before_prior_hashes_opens_and_keeps_its_settlements() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("f.db");
+    let old = rusqlite::Connection::open(&path).unwrap();
+    old.execute_batch(
+        "CREATE TABLE authorizations (
+            chain_id INTEGER NOT NULL, asset TEXT NOT NULL, payer TEXT NOT NULL,
+            nonce TEXT NOT NULL,
+            state TEXT NOT NULL CHECK (state IN ('reserved', 'settling', 'settled')),
+            lease_until INTEGER NOT NULL,
+            PRIMARY KEY (chain_id, asset, payer, nonce));
+        CREATE TABLE settlements (
+            id INTEGER PRIMARY KEY AUTOINCREMENT, chain_id INTEGER NOT NULL,
+            asset TEXT NOT NULL, payer TEXT NOT NULL, nonce TEXT NOT NULL,
+            pay_to TEXT NOT NULL, amount TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('pending', 'sent', 'confirmed', 'failed')),
+            tx_hash TEXT, raw_tx BLOB, error TEXT,
+            created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL);",
+    )
+    .unwrap();
+    let k = key(9);
+    let (chain, asset, payer, nonce) = key_params(&k).unwrap();
+    old.execute(
+        "INSERT INTO settlements (chain_id, asset, payer, nonce, pay_to, amount, status, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, '7', 'failed', 1, 1)",
+        params![chain, asset, payer, nonce, Address::ZERO.to_string()],
+    )
+    .unwrap();
+    drop(old);
+
+    let s = Store::open(&path).unwrap();
+    let row = s.latest_for(&k).unwrap().unwrap();
+    assert_eq!(row.amount, U256::from(7));
+    assert!(row.prior_hashes.is_empty());
+    let version: i64 = s
+        .with(|conn| Ok(conn.query_row("PRAGMA user_version", [], |r| r.get(0))?))
+        .unwrap();
+    assert_eq!(version, 1);
+}

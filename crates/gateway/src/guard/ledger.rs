@@ -72,11 +72,18 @@ CREATE TABLE IF NOT EXISTS payments (
 );
 ";
 
-/// Columns added after the first release, with their definitions: a ledger written
-/// before them gains them on open (old rows read as unbound, never redeemed).
-const ADDED_COLUMNS: [(&str, &str); 2] = [
-    ("request_digest", "TEXT"),
-    ("redemptions", "INTEGER NOT NULL DEFAULT 0"),
+/// Schema versions after the first release: a ledger written before them gains the
+/// columns on open (old rows read as unbound, never redeemed).
+const MIGRATIONS: [localdb::Migration; 2] = [
+    |conn| localdb::add_column_if_missing(conn, "payments", "request_digest", "TEXT"),
+    |conn| {
+        localdb::add_column_if_missing(
+            conn,
+            "payments",
+            "redemptions",
+            "INTEGER NOT NULL DEFAULT 0",
+        )
+    },
 ];
 
 /// What is remembered of one authorization.
@@ -104,10 +111,10 @@ impl Ledger {
             message: e.to_string(),
         };
         let conn = localdb::open(path, SCHEMA).map_err(sqlite)?;
-        add_missing_columns(&conn).map_err(sqlite)?;
+        localdb::migrate(&conn, &MIGRATIONS).map_err(sqlite)?;
         conn.execute(
             "DELETE FROM payments WHERE expires <= ?1",
-            params![to_i64(now)],
+            params![localdb::codec::saturating_int(now)],
         )
         .map_err(sqlite)?;
         let rows = load(&conn).map_err(sqlite)?;
@@ -163,33 +170,8 @@ impl Ledger {
     }
 }
 
-/// Adds the columns a ledger from an earlier release lacks.
-fn add_missing_columns(conn: &Connection) -> Result<(), rusqlite::Error> {
-    let mut stmt = conn.prepare("SELECT name FROM pragma_table_info('payments')")?;
-    let present = stmt
-        .query_map([], |row| row.get::<_, String>(0))?
-        .collect::<Result<Vec<_>, _>>()?;
-    for (name, definition) in ADDED_COLUMNS {
-        if !present.iter().any(|p| p == name) {
-            conn.execute_batch(&format!(
-                "ALTER TABLE payments ADD COLUMN {name} {definition};"
-            ))?;
-        }
-    }
-    Ok(())
-}
-
-fn to_i64(n: u64) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
-}
-
-fn key_params(key: &AuthorizationKey) -> (i64, String, String, String) {
-    (
-        to_i64(key.chain_id),
-        key.asset.to_string(),
-        key.payer.to_string(),
-        key.nonce.to_string(),
-    )
+fn key_params(key: &AuthorizationKey) -> rusqlite::Result<(i64, String, String, String)> {
+    localdb::codec::authorization_key(key.chain_id, &key.asset, &key.payer, &key.nonce)
 }
 
 fn load(conn: &Connection) -> Result<Vec<Row>, rusqlite::Error> {
@@ -334,7 +316,7 @@ fn write_forever(mut conn: Connection, ops: std::sync::mpsc::Receiver<Op>, path:
         }
         if pruned.elapsed() >= PRUNE_EVERY {
             pruned = Instant::now();
-            let now = to_i64(x402::eip3009::unix_now());
+            let now = localdb::codec::saturating_int(x402::eip3009::unix_now());
             if let Err(e) = conn.execute("DELETE FROM payments WHERE expires <= ?1", params![now]) {
                 tracing::warn!("payment ledger {path}: cannot prune expired rows: {e}");
             }
@@ -366,7 +348,7 @@ fn write_batch(conn: &mut Connection, batch: &[Op]) -> Result<(), rusqlite::Erro
         match op {
             Op::Put { key, record } => {
                 let stage = &record.stage;
-                let (chain, asset, payer, nonce) = key_params(key);
+                let (chain, asset, payer, nonce) = key_params(key)?;
                 let (hash, receipt) = match stage {
                     Stage::Settling { transaction } => (transaction.map(|h| h.to_string()), None),
                     Stage::Paid { receipt } => (
@@ -394,14 +376,14 @@ fn write_batch(conn: &mut Connection, batch: &[Op]) -> Result<(), rusqlite::Erro
                         stage_name(stage),
                         hash,
                         receipt,
-                        to_i64(record.expires),
+                        localdb::codec::saturating_int(record.expires),
                         digest,
                         i64::from(record.redemptions)
                     ],
                 )?;
             }
             Op::Delete { key } => {
-                let (chain, asset, payer, nonce) = key_params(key);
+                let (chain, asset, payer, nonce) = key_params(key)?;
                 tx.execute(
                     "DELETE FROM payments WHERE chain_id = ?1 AND asset = ?2 AND payer = ?3 AND nonce = ?4",
                     params![chain, asset, payer, nonce],
@@ -437,5 +419,66 @@ mod tests {
             .query_row("PRAGMA synchronous", [], |row| row.get(0))
             .unwrap();
         assert_eq!(level, 2, "2 is FULL");
+    }
+
+    /// A ledger written before request binding (no `request_digest`, no
+    /// `redemptions`, no schema version) opens, keeps its rows as unbound and never
+    /// redeemed, and is stamped with the current version.
+    #[tokio::test]
+    async fn a_ledger_from_before_request_binding_opens_and_keeps_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("payments.db");
+        let old = rusqlite::Connection::open(&path).unwrap();
+        old.execute_batch(
+            "CREATE TABLE payments (
+                chain_id INTEGER NOT NULL, asset TEXT NOT NULL, payer TEXT NOT NULL,
+                nonce TEXT NOT NULL,
+                stage TEXT NOT NULL CHECK (stage IN ('settling', 'paid', 'served')),
+                transaction_hash TEXT, receipt TEXT, expires INTEGER NOT NULL,
+                PRIMARY KEY (chain_id, asset, payer, nonce));",
+        )
+        .unwrap();
+        let key = AuthorizationKey {
+            chain_id: 84532,
+            asset: alloy::primitives::Address::repeat_byte(1),
+            payer: alloy::primitives::Address::repeat_byte(2),
+            nonce: B256::repeat_byte(3),
+        };
+        let (chain, asset, payer, nonce) = key_params(&key).unwrap();
+        old.execute(
+            "INSERT INTO payments VALUES (?1, ?2, ?3, ?4, 'served', NULL, NULL, 2000)",
+            params![chain, asset, payer, nonce],
+        )
+        .unwrap();
+        drop(old);
+
+        let (ledger, rows) = Ledger::open(&path, 1000).unwrap();
+        let expected = Record {
+            stage: Stage::Served,
+            expires: 2000,
+            digest: None,
+            redemptions: 0,
+        };
+        assert_eq!(rows, vec![(key, expected.clone())]);
+        ledger.put(
+            key,
+            Record {
+                stage: Stage::Settling { transaction: None },
+                redemptions: 1,
+                ..expected
+            },
+        );
+        ledger.flush_all().await.unwrap();
+        drop(ledger);
+
+        let reader = localdb::connect(&path).unwrap();
+        let (version, redemptions): (i64, i64) = reader
+            .query_row(
+                "SELECT (SELECT user_version FROM pragma_user_version), redemptions FROM payments",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!((version, redemptions), (2, 1));
     }
 }

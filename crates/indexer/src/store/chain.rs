@@ -19,11 +19,11 @@ impl Store {
         self.write(|tx| {
             tx.execute(
                 "INSERT OR IGNORE INTO chains (chain_id, registry) VALUES (?1, ?2)",
-                params![int(chain_id), address_text(&registry)],
+                params![int(chain_id)?, address_text(&registry)],
             )?;
             let stored: String = tx.query_row(
                 "SELECT registry FROM chains WHERE chain_id = ?1",
-                params![int(chain_id)],
+                params![int(chain_id)?],
                 |row| row.get(0),
             )?;
             let stored: Address = parse(&stored, "registry")?;
@@ -44,7 +44,7 @@ impl Store {
             let row: Option<(Option<i64>, Option<String>)> = conn
                 .query_row(
                     "SELECT cursor_block, cursor_hash FROM chains WHERE chain_id = ?1",
-                    params![int(chain_id)],
+                    params![int(chain_id)?],
                     |row| Ok((row.get(0)?, row.get(1)?)),
                 )
                 .optional()?;
@@ -64,7 +64,7 @@ impl Store {
             let mut stmt = conn.prepare(
                 "SELECT number, hash FROM blocks WHERE chain_id = ?1 ORDER BY number DESC",
             )?;
-            let rows = stmt.query_map(params![int(chain_id)], |row| {
+            let rows = stmt.query_map(params![int(chain_id)?], |row| {
                 Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
             })?;
             rows.map(|row| {
@@ -82,7 +82,7 @@ impl Store {
     /// cursor, atomically. Returns whether any document fetch was queued.
     pub(crate) fn apply(&self, chain_id: u64, batch: &Batch) -> Result<bool, StoreError> {
         self.write(|tx| {
-            let chain = int(chain_id);
+            let chain = int(chain_id)?;
             let registry = registry_of(tx, chain_id)?;
             let mut by_agent: BTreeMap<u64, Vec<&ChainEvent>> = BTreeMap::new();
             {
@@ -95,11 +95,11 @@ impl Store {
                     let (address, from, uri, key, value) = event_columns(&event.change);
                     insert.execute(params![
                         chain,
-                        int(event.block),
-                        int(event.log_index),
+                        int(event.block)?,
+                        int(event.log_index)?,
                         event.block_hash.to_string(),
                         event.tx_hash.to_string(),
-                        int(event.agent_id),
+                        int(event.agent_id)?,
                         event.change.kind(),
                         address,
                         from,
@@ -123,18 +123,22 @@ impl Store {
                     "INSERT OR REPLACE INTO blocks (chain_id, number, hash) VALUES (?1, ?2, ?3)",
                 )?;
                 for cursor in batch.hashes.iter().chain([&batch.cursor]) {
-                    remember.execute(params![chain, int(cursor.block), cursor.hash.to_string()])?;
+                    remember.execute(params![
+                        chain,
+                        int(cursor.block)?,
+                        cursor.hash.to_string()
+                    ])?;
                 }
             }
             tx.execute(
                 "DELETE FROM blocks WHERE chain_id = ?1 AND number < ?2",
-                params![chain, int(batch.keep_from)],
+                params![chain, int(batch.keep_from)?],
             )?;
             tx.execute(
                 "UPDATE chains SET cursor_block = ?2, cursor_hash = ?3 WHERE chain_id = ?1",
                 params![
                     chain,
-                    int(batch.cursor.block),
+                    int(batch.cursor.block)?,
                     batch.cursor.hash.to_string()
                 ],
             )?;
@@ -151,8 +155,8 @@ impl Store {
         fork: Option<Cursor>,
     ) -> Result<usize, StoreError> {
         self.write(|tx| {
-            let chain = int(chain_id);
-            let above = fork.map_or(-1, |f| int(f.block));
+            let chain = int(chain_id)?;
+            let above = fork.map_or(Ok(-1), |f| int(f.block))?;
             let registry = registry_of(tx, chain_id)?;
             let affected: Vec<i64> = {
                 let mut stmt = tx.prepare(
@@ -178,7 +182,7 @@ impl Store {
                 "UPDATE chains SET cursor_block = ?2, cursor_hash = ?3 WHERE chain_id = ?1",
                 params![
                     chain,
-                    fork.map(|f| int(f.block)),
+                    fork.map(|f| int(f.block)).transpose()?,
                     fork.map(|f| f.hash.to_string())
                 ],
             )?;
@@ -190,7 +194,7 @@ impl Store {
 pub(super) fn registry_of(tx: &Transaction<'_>, chain_id: u64) -> Result<String, StoreError> {
     tx.query_row(
         "SELECT registry FROM chains WHERE chain_id = ?1",
-        params![int(chain_id)],
+        params![int(chain_id)?],
         |row| row.get(0),
     )
     .optional()?

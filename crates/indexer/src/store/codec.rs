@@ -7,10 +7,9 @@ use alloy::primitives::Address;
 use super::StoreError;
 use crate::events::Change;
 
-/// SQLite integers are i64; block numbers, chain ids and stored agent ids fit.
-pub(crate) fn int(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
-}
+/// A block number, chain id or agent id as an SQLite integer; one that does not fit is
+/// an error, never a clamped value that could collide with another.
+pub(crate) use localdb::codec::int;
 
 /// An SQLite integer back as u64; a negative one means the row is corrupt.
 pub(crate) fn uint(v: i64, what: &str) -> Result<u64, StoreError> {

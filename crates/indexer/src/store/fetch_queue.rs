@@ -22,9 +22,10 @@ impl Store {
                  WHERE fetch_status = 'pending' AND chain_id = ?1
                  ORDER BY agent_id LIMIT ?2",
             )?;
-            let rows = stmt.query_map(params![int(chain_id), int(limit as u64)], |row| {
-                Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
-            })?;
+            let rows = stmt.query_map(
+                params![int(chain_id)?, localdb::codec::saturating_int(limit as u64)],
+                |row| Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?)),
+            )?;
             rows.map(|row| {
                 let (agent_id, uri) = row?;
                 Ok(PendingFetch {
@@ -60,7 +61,7 @@ impl Store {
                 let fetch = FetchState {
                     status,
                     error,
-                    fetched_at: Some(int(now)),
+                    fetched_at: Some(localdb::codec::saturating_int(now)),
                 };
                 put_agent(
                     tx,

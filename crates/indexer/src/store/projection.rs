@@ -23,7 +23,7 @@ pub(super) fn replay(
                 meta_key, meta_value
          FROM events WHERE chain_id = ?1 AND agent_id = ?2 ORDER BY block, log_index",
     )?;
-    let rows = stmt.query_map(params![int(chain_id), int(agent_id)], |row| {
+    let rows = stmt.query_map(params![int(chain_id)?, int(agent_id)?], |row| {
         Ok((
             row.get::<_, i64>(0)?,
             row.get::<_, i64>(1)?,
@@ -86,7 +86,7 @@ pub(super) fn load_onchain(
             "SELECT owner, uri, metadata, registered_block, registered_tx, updated_block
              FROM agents WHERE chain_id = ?1 AND agent_id = ?2",
         )?
-        .query_row(params![int(chain_id), int(agent_id)], |row| {
+        .query_row(params![int(chain_id)?, int(agent_id)?], |row| {
             Ok((
                 row.get::<_, String>(0)?,
                 row.get::<_, String>(1)?,
@@ -120,7 +120,7 @@ pub(super) fn write_agent(
     registry: &str,
     state: Option<&OnChain>,
 ) -> Result<bool, StoreError> {
-    let key = params![int(chain_id), int(agent_id)];
+    let key = params![int(chain_id)?, int(agent_id)?];
     let Some(state) = state else {
         tx.execute(
             "DELETE FROM agents WHERE chain_id = ?1 AND agent_id = ?2",
@@ -224,15 +224,15 @@ pub(super) fn put_agent(
              fetch_error = excluded.fetch_error, fetched_at = excluded.fetched_at",
     )?
     .execute(params![
-        int(chain_id),
-        int(agent_id),
+        int(chain_id)?,
+        int(agent_id)?,
         registry,
         address_text(&state.owner),
         state.uri,
         to_json(&state.metadata)?,
-        int(state.registered_block),
+        int(state.registered_block)?,
         state.registered_tx.to_string(),
-        int(state.updated_block),
+        int(state.updated_block)?,
         registration,
         profile.name,
         profile.description,
@@ -250,7 +250,7 @@ pub(super) fn put_agent(
         fetch.error.as_ref().map(|e| e.message.clone()),
         fetch.fetched_at,
     ])?;
-    let key = params![int(chain_id), int(agent_id)];
+    let key = params![int(chain_id)?, int(agent_id)?];
     tx.prepare_cached("DELETE FROM tags WHERE chain_id = ?1 AND agent_id = ?2")?
         .execute(key)?;
     let mut insert = tx.prepare_cached(
@@ -268,7 +268,12 @@ pub(super) fn put_agent(
                 .map(|p| (TagKind::Protocol, p.to_lowercase())),
         );
     for (kind, value) in tags {
-        insert.execute(params![int(chain_id), int(agent_id), kind.as_str(), value])?;
+        insert.execute(params![
+            int(chain_id)?,
+            int(agent_id)?,
+            kind.as_str(),
+            value
+        ])?;
     }
     Ok(())
 }
