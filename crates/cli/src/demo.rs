@@ -25,6 +25,7 @@ use serde::Serialize;
 use serde_json::json;
 use x402::Money;
 use x402::eip3009::IEip3009Token;
+use x402::network::USDC_DECIMALS;
 
 use crate::admin_client::AdminClient;
 use crate::config;
@@ -81,7 +82,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         }
         Ok(())
     };
-    let price = Money::parse(&args.price, 6)
+    let price = Money::parse(&args.price, USDC_DECIMALS)
         .with_context(|| format!("--price {:?} is not a USDC amount", args.price))?;
     ensure!(
         !price.is_zero(),

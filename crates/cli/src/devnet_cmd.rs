@@ -6,6 +6,7 @@ use anyhow::Context;
 use clap::Args;
 use devnet::{Devnet, DevnetConfig, DevnetSummary};
 use x402::Money;
+use x402::network::USDC_DECIMALS;
 
 use crate::config;
 use crate::output::outln;
@@ -33,7 +34,7 @@ pub struct DevnetArgs {
 impl DevnetArgs {
     /// The devnet configuration these flags describe.
     pub fn config(&self) -> anyhow::Result<DevnetConfig> {
-        let usdc = Money::parse(&self.usdc, 6)
+        let usdc = Money::parse(&self.usdc, USDC_DECIMALS)
             .with_context(|| format!("--usdc {:?} is not a USDC amount", self.usdc))?;
         Ok(DevnetConfig {
             accounts: self.accounts,

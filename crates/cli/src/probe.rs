@@ -6,7 +6,9 @@
 use alloy::signers::local::PrivateKeySigner;
 use anyhow::{Context, bail};
 use serde::Serialize;
-use x402::client::{AllowedAsset, Answer, Client, Delivered, Policy, SignedPayment};
+use x402::client::{
+    AllowedAsset, Answer, Client, Delivered, Policy, SignedPayment, UNLISTED_ASSET_DECIMALS,
+};
 use x402::wire::{PaymentRequired, PaymentRequirements, SettleResponse};
 
 /// One thing the probe checked.
@@ -253,7 +255,7 @@ pub fn buyer(
         .allow_asset(AllowedAsset {
             network: requirement.network.clone(),
             address: requirement.asset,
-            decimals: 6,
+            decimals: UNLISTED_ASSET_DECIMALS,
             symbol: format!("units of {}", requirement.asset.to_checksum(None)),
             max_per_call: requirement.amount,
         });

@@ -17,7 +17,7 @@ use anyhow::bail;
 use clap::{Args, Subcommand};
 use reqwest::Url;
 use serde_json::json;
-use wallet::budget::{self, Budget, parse_usdc, usdc_text};
+use wallet::budget::{Budget, parse_usdc, usdc_text};
 use wallet::{DEFAULT, chain, home, keys, open_store, resolve_name};
 use x402::Money;
 
@@ -258,7 +258,7 @@ async fn balance(agora_home: &Path, a: BalanceArgs, json: bool) -> anyhow::Resul
     let (name, address) = chosen(agora_home, a.name.as_deref())?;
     let chain = chain::connect(a.network.as_deref(), a.rpc.as_ref()).await?;
     let balances = chain.balances(address).await?;
-    let usdc = Money::from_atomic(balances.usdc, budget::USDC_DECIMALS).to_string();
+    let usdc = Money::from_atomic(balances.usdc, x402::network::USDC_DECIMALS).to_string();
     let gas = Money::from_atomic(balances.gas, 18).to_string();
     let symbol = chain::gas_symbol(&chain.network);
     if json {

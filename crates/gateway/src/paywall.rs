@@ -13,7 +13,9 @@ use std::sync::LazyLock;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use sha2::{Digest, Sha256};
+use x402::client::UNLISTED_ASSET_DECIMALS;
 use x402::money::Money;
+use x402::network::USDC_DECIMALS;
 use x402::wire::PaymentRequirements;
 
 use crate::challenge::{Challenge, describe_price, escape_html};
@@ -75,12 +77,13 @@ pub fn agora_pay_command(accepts: &[PaymentRequirements], resource_url: &str) ->
     let Some(r) = cheapest else {
         return format!("agora pay {}", shell_quote(resource_url));
     };
-    let max = Money::from_atomic(r.amount, 6);
-    let allow = if usdc(&r) {
-        String::new()
+    let (decimals, allow) = if usdc(&r) {
+        (USDC_DECIMALS, String::new())
     } else {
-        format!(" --allow-asset {}:{}", r.network.caip2(), r.asset)
+        let allow = format!(" --allow-asset {}:{}", r.network.caip2(), r.asset);
+        (UNLISTED_ASSET_DECIMALS, allow)
     };
+    let max = Money::from_atomic(r.amount, decimals);
     format!("agora pay --max {max}{allow} {}", shell_quote(resource_url))
 }
 

@@ -9,11 +9,9 @@ use alloy::primitives::U256;
 use anyhow::Context;
 use serde::Serialize;
 use x402::Money;
+use x402::network::USDC_DECIMALS;
 
 use super::ledger::{Ledger, NewEntry};
-
-/// USDC's decimals: budgets are in USDC on every network.
-pub const USDC_DECIMALS: u8 = 6;
 
 /// The daily budget window, in seconds.
 pub const DAY_SECS: u64 = 24 * 60 * 60;
@@ -138,35 +136,36 @@ impl Ledger {
     }
 
     /// The transaction behind the `record_*_within_budget` methods: check, insert
-    /// the row, run `also` with its id (a side table), commit; anything failing rolls
-    /// all of it back, and a refusal comes before anything is written.
+    /// the row, run `also` with its id (a side table), commit; anything failing or a
+    /// refusal rolls all of it back.
     pub(super) fn record_within_budget(
         &self,
         entry: &NewEntry<'_>,
         now: u64,
         also: impl FnOnce(i64) -> anyhow::Result<()>,
     ) -> anyhow::Result<Result<i64, BudgetRefusal>> {
-        localdb::with_immediate(&self.conn, |_| {
-            match self.check_budget(entry.amount, now)? {
+        self.conn
+            .execute_batch("BEGIN IMMEDIATE")
+            .context("cannot lock the wallet ledger")?;
+        let done = self
+            .check_budget(entry.amount, now)
+            .and_then(|fits| match fits {
                 Ok(()) => {
                     let id = self.record_signed(entry, now)?;
                     also(id)?;
                     Ok(Ok(id))
                 }
                 Err(refusal) => Ok(Err(refusal)),
-            }
-        })
-        .map_err(
-            |e: anyhow::Error| match e.downcast::<localdb::TransactionError>() {
-                Ok(localdb::TransactionError::Begin(e)) => {
-                    anyhow::Error::new(e).context("cannot lock the wallet ledger")
-                }
-                Ok(localdb::TransactionError::Commit(e)) => {
-                    anyhow::Error::new(e).context("cannot commit the wallet ledger")
-                }
-                Err(e) => e,
-            },
-        )
+            });
+        let end = match &done {
+            Ok(Ok(_)) => "COMMIT",
+            _ => "ROLLBACK",
+        };
+        if let Err(e) = self.conn.execute_batch(end) {
+            let _ = self.conn.execute_batch("ROLLBACK");
+            return Err(e).context("cannot commit the wallet ledger");
+        }
+        done
     }
 }
 

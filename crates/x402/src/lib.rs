@@ -20,7 +20,7 @@ pub mod wire;
 
 pub use facilitator::{Facilitator, FacilitatorError};
 pub use http_facilitator::HttpFacilitator;
-pub use money::{Money, MoneyError, Price};
+pub use money::{Money, MoneyError, Price, Rounding};
 pub use network::{Asset, Network, NetworkError};
 pub use reason::{ErrorReason, Invalid};
 pub use time::UnixTimestamp;

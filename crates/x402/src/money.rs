@@ -163,6 +163,23 @@ impl fmt::Display for Money {
 pub const APPROX_TOKENS_PER_REQUEST: u64 = 1000;
 /// Minutes assumed per request when the price is per hour.
 pub const APPROX_MINUTES_PER_REQUEST: u64 = 5;
+/// Seconds in an hour, the unit of a per-hour price.
+pub const SECONDS_PER_HOUR: u64 = 3600;
+
+/// What to do when a derived charge falls between two atomic units.
+///
+/// Per-hour pricing has one formula (`per hour × seconds / 3600`) and two honest
+/// answers to a fraction, chosen by who can still change the price.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rounding {
+    /// Refuse it, naming the nearest prices that divide evenly: a seller typing a
+    /// per-hour price for requests can pick one of those instead.
+    Exact,
+    /// Round up to the next atomic unit: a research worker's hourly rate over its
+    /// budget rarely divides evenly, and rounding up keeps the seller from selling
+    /// below the rate they set while the buyer pays at most one atomic unit more.
+    Up,
+}
 
 /// How a seller prices a service; x402's exact scheme needs one per-request amount.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -178,10 +195,25 @@ pub enum Price {
 impl Price {
     /// The per-request charge: perRequest, else perMTok/1000, else perHour*5/60, exactly.
     pub fn per_request(&self) -> Result<Money, MoneyError> {
+        // Five minutes of an hour: `per_run(300 s)` in its smallest terms, so a huge
+        // amount overflows no sooner than it always has.
+        self.charge(APPROX_MINUTES_PER_REQUEST, 60, Rounding::Exact)
+    }
+
+    /// The charge for one call lasting `seconds`: a per-hour price is
+    /// `per hour × seconds / 3600` settled by `rounding`; a per-request or per-MTok
+    /// price does not depend on time (per MTok is `APPROX_TOKENS_PER_REQUEST` tokens).
+    pub fn per_run(&self, seconds: u64, rounding: Rounding) -> Result<Money, MoneyError> {
+        self.charge(seconds, SECONDS_PER_HOUR, rounding)
+    }
+
+    /// The one formula: the amount times the share of it one call uses (`part / whole`
+    /// of an hour for a per-hour price), settled by `rounding`.
+    fn charge(&self, part: u64, whole: u64, rounding: Rounding) -> Result<Money, MoneyError> {
         let (amount, numerator, denominator) = match self {
             Price::PerRequest(m) => return Ok(*m),
-            Price::PerMTok(m) => (m, 1, APPROX_TOKENS_PER_REQUEST),
-            Price::PerHour(m) => (m, APPROX_MINUTES_PER_REQUEST, 60),
+            Price::PerMTok(m) => (m, 1, 1_000_000 / APPROX_TOKENS_PER_REQUEST),
+            Price::PerHour(m) => (m, part, whole),
         };
         let scaled = amount
             .atomic
@@ -191,6 +223,13 @@ impl Price {
         let (quotient, remainder) = scaled.div_rem(denominator);
         if remainder.is_zero() {
             return Ok(Money::from_atomic(quotient, amount.decimals));
+        }
+        if rounding == Rounding::Up {
+            // A remainder means the denominator is at least 2, so this cannot wrap.
+            return Ok(Money::from_atomic(
+                quotient + U256::from(1),
+                amount.decimals,
+            ));
         }
         let step = denominator / gcd(U256::from(numerator), denominator);
         let below = amount.atomic - amount.atomic % step;
@@ -206,6 +245,31 @@ impl Price {
             below: money(below),
             above: money(above),
         })
+    }
+
+    /// The per-MTok price that charges `per_request` per call: the exact inverse of
+    /// [`Price::per_request`] for `PerMTok`. `None` when it does not fit in 256 bits.
+    pub fn per_mtok_from_per_request(per_request: Money) -> Option<Money> {
+        let tokens_per_mtok = U256::from(1_000_000 / APPROX_TOKENS_PER_REQUEST);
+        let atomic = per_request.atomic.checked_mul(tokens_per_mtok)?;
+        Some(Money::from_atomic(atomic, per_request.decimals))
+    }
+
+    /// The hourly rate that charges `per_run` for a call of `seconds`: the inverse of
+    /// [`Price::per_run`] for `PerHour`, rounded down to a whole atomic unit (after
+    /// [`Rounding::Up`] it can exceed the seller's rate by less than `3600 / seconds`
+    /// atomic units). `None` for zero seconds or when it does not fit in 256 bits.
+    pub fn per_hour_from_per_run(per_run: Money, seconds: u64) -> Option<Money> {
+        if seconds == 0 {
+            return None;
+        }
+        let (hour, seconds) = (U256::from(SECONDS_PER_HOUR), U256::from(seconds));
+        let common = gcd(hour, seconds);
+        let scaled = per_run.atomic.checked_mul(hour / common)?;
+        Some(Money::from_atomic(
+            scaled / (seconds / common),
+            per_run.decimals,
+        ))
     }
 
     /// The unit people read after the amount.
@@ -327,6 +391,61 @@ mod tests {
             Price::PerMTok(top).per_request(),
             Err(MoneyError::Overflow(top.to_string()))
         );
+    }
+
+    #[test]
+    fn a_per_hour_run_rounds_up_only_when_asked() {
+        let half = Price::PerHour(usdc("0.50"));
+        // 0.50/h for 300 s is 41 666.67 atomic units: charged 41 667 when rounding up…
+        assert_eq!(half.per_run(300, Rounding::Up).unwrap(), usdc("0.041667"));
+        // …and refused, with the nearest prices that divide evenly, when exact.
+        let err = half.per_run(300, Rounding::Exact).unwrap_err();
+        assert!(err.to_string().contains("multiple of 0.000012"), "{err}");
+        // An exact share is the same either way, and the same as per_request.
+        let six = Price::PerHour(usdc("6.00"));
+        for rounding in [Rounding::Exact, Rounding::Up] {
+            assert_eq!(six.per_run(300, rounding).unwrap(), usdc("0.5"));
+        }
+        assert_eq!(six.per_request().unwrap(), usdc("0.5"));
+        assert_eq!(
+            Price::PerHour(usdc("0.36"))
+                .per_run(60, Rounding::Up)
+                .unwrap(),
+            usdc("0.006")
+        );
+        // Time does not change a per-request or per-MTok charge.
+        let request = Price::PerRequest(usdc("0.001"));
+        assert_eq!(request.per_run(7, Rounding::Up).unwrap(), usdc("0.001"));
+        let mtok = Price::PerMTok(usdc("0.5"));
+        assert_eq!(mtok.per_run(7, Rounding::Up).unwrap(), usdc("0.0005"));
+    }
+
+    #[test]
+    fn the_inverses_give_back_the_rate_rounded_down() {
+        // The per-request rule's inverse is exact: ×12 per hour, ×1000 per MTok.
+        let per_request = usdc("0.5");
+        assert_eq!(
+            Price::per_hour_from_per_run(per_request, 300),
+            Some(usdc("6"))
+        );
+        assert_eq!(
+            Price::per_mtok_from_per_request(usdc("0.0005")),
+            Some(usdc("0.5"))
+        );
+        // After rounding up, the rate shown is the seller's within rounding, never below.
+        assert_eq!(
+            Price::per_hour_from_per_run(usdc("0.041667"), 300),
+            Some(usdc("0.500004"))
+        );
+        // A 120 s run is 30 a hour, not the 12 of a 5-minute request.
+        assert_eq!(
+            Price::per_hour_from_per_run(usdc("0.02"), 120),
+            Some(usdc("0.6"))
+        );
+        assert_eq!(Price::per_hour_from_per_run(per_request, 0), None);
+        let top = Money::from_atomic(U256::MAX, 6);
+        assert_eq!(Price::per_mtok_from_per_request(top), None);
+        assert_eq!(Price::per_hour_from_per_run(top, 300), None);
     }
 
     #[test]

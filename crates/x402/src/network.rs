@@ -68,10 +68,14 @@ pub struct KnownAsset {
     pub eip712_version: &'static str,
 }
 
+/// USDC's decimals on every chain in [`KNOWN_CHAINS`]: the one place agora writes them,
+/// so budgets, flags and prices typed in USDC read the table's truth.
+pub const USDC_DECIMALS: u8 = 6;
+
 const fn usdc(address: Address, eip712_name: &'static str) -> KnownAsset {
     KnownAsset {
         address,
-        decimals: 6,
+        decimals: USDC_DECIMALS,
         symbol: "USDC",
         eip712_name,
         eip712_version: "2",

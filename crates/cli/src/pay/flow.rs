@@ -274,7 +274,7 @@ fn units(signed: &SignedPayment) -> (u8, String) {
             (chain.usdc.decimals, chain.usdc.symbol.to_string())
         }
         _ => (
-            wallet::budget::USDC_DECIMALS,
+            x402::client::UNLISTED_ASSET_DECIMALS,
             format!("units of {}", r.asset.to_checksum(None)),
         ),
     }

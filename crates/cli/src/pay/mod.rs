@@ -20,9 +20,9 @@ mod show;
 use alloy::primitives::{Address, U256};
 use anyhow::bail;
 use clap::Args;
-use wallet::budget::{USDC_DECIMALS, parse_usdc};
+use wallet::budget::parse_usdc;
 use x402::Network;
-use x402::client::{AllowedAsset, Policy};
+use x402::client::{AllowedAsset, Policy, UNLISTED_ASSET_DECIMALS};
 
 use crate::config;
 
@@ -243,7 +243,7 @@ fn allowed_asset(text: &str, cap: U256) -> anyhow::Result<AllowedAsset> {
     Ok(AllowedAsset {
         network,
         address,
-        decimals: USDC_DECIMALS,
+        decimals: UNLISTED_ASSET_DECIMALS,
         symbol: format!("units of {}", address.to_checksum(None)),
         max_per_call: cap,
     })

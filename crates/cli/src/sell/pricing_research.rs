@@ -20,7 +20,8 @@ use reqwest::Url;
 use serde::Serialize;
 use serde_json::Value;
 use x402::client::{Challenge, MAX_CHALLENGE_BODY_BYTES};
-use x402::money::{APPROX_MINUTES_PER_REQUEST, APPROX_TOKENS_PER_REQUEST, Money};
+use x402::money::{APPROX_MINUTES_PER_REQUEST, Money, Price};
+use x402::network::USDC_DECIMALS;
 
 use crate::config;
 use crate::discover::{self, DiscoverArgs};
@@ -123,9 +124,6 @@ pub(crate) struct Report {
     skipped: Vec<Skipped>,
     applied: bool,
 }
-
-/// USDC's decimals: every comparable is priced in a known chain's USDC.
-const DECIMALS: u8 = 6;
 
 /// Runs `agora sell pricing --research`.
 pub(crate) async fn run(args: ResearchArgs, json_out: bool) -> anyhow::Result<()> {
@@ -268,17 +266,21 @@ async fn compare(
     })
 }
 
-/// The per-request amount in agora's three units: per MTok is 1000 requests' worth
-/// (`APPROX_TOKENS_PER_REQUEST` tokens each), per hour is 12 (5 minutes each), the
-/// exact inverses of what `agora sell --per-mtok` / `--per-hour` charge.
+/// The per-request amount (every comparable is in a known chain's USDC) in agora's
+/// three units, by x402's exact inverses of what `agora sell --per-mtok` /
+/// `--per-hour` charge: per MTok is 1000 requests' worth, per hour is 12 (5 minutes
+/// each). An amount too large to convert shows as the largest there is.
 fn normalize(per_request: U256) -> Normalized {
-    let text = |atomic: U256| Money::from_atomic(atomic, DECIMALS).to_string();
-    let per_mtok = per_request.saturating_mul(U256::from(1_000_000 / APPROX_TOKENS_PER_REQUEST));
-    let per_hour = per_request.saturating_mul(U256::from(60 / APPROX_MINUTES_PER_REQUEST));
+    let money = Money::from_atomic(per_request, USDC_DECIMALS);
+    let text = |m: Option<Money>| {
+        m.unwrap_or(Money::from_atomic(U256::MAX, USDC_DECIMALS))
+            .to_string()
+    };
+    let per_hour = Price::per_hour_from_per_run(money, APPROX_MINUTES_PER_REQUEST * 60);
     Normalized {
-        per_request: text(per_request),
+        per_request: money.to_string(),
         per_request_atomic: per_request.to_string(),
-        per_mtok: text(per_mtok),
+        per_mtok: text(Price::per_mtok_from_per_request(money)),
         per_hour: text(per_hour),
     }
 }
@@ -309,8 +311,8 @@ fn summarize(bucket: String, mut prices: Vec<U256>, model: Option<&str>) -> Buck
     };
     let spread = format!(
         "{} to {} USDC/request",
-        Money::from_atomic(min, DECIMALS),
-        Money::from_atomic(max, DECIMALS)
+        Money::from_atomic(min, USDC_DECIMALS),
+        Money::from_atomic(max, USDC_DECIMALS)
     );
     let why = if count == 1 {
         format!(
@@ -481,6 +483,12 @@ mod tests {
             .per_request()
             .expect("per request");
         assert_eq!(charged.atomic, U256::from(2_000));
+        // A 402 may ask anything: what is too large to convert shows as the largest.
+        let top = normalize(U256::MAX);
+        assert_eq!(
+            (top.per_mtok, top.per_hour),
+            (top.per_request.clone(), top.per_request)
+        );
     }
 
     #[test]

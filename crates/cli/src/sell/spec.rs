@@ -14,6 +14,7 @@ use offers::spec::{
 };
 use offers::validate::{format_duration, parse_duration, parse_price, parse_wallet};
 use offers::{OfferName, OfferType, ServiceOffer};
+use x402::network::USDC_DECIMALS;
 
 use super::args::{
     HttpArgs, InferenceArgs, LimitArgs, PaymentArgs, PriceArgs, RegisterArgs, StopArgs, UpdateArgs,
@@ -26,9 +27,6 @@ use crate::detect::Detected;
 const INFERENCE_SKILL: &str =
     "natural_language_processing/natural_language_generation/text_completion";
 const INFERENCE_DOMAIN: &str = "technology/data_science";
-
-/// Decimals of USDC, the default asset, for checking price flags before the offer exists.
-const USDC_DECIMALS: u8 = 6;
 
 /// An offer whose own flags are checked, waiting for the payment terms, which need the
 /// daemon's selling defaults.
@@ -267,7 +265,7 @@ fn name_or(name: Option<&str>, usage: &str) -> anyhow::Result<OfferName> {
 }
 
 fn price_spec(p: &PriceArgs, per_hour_allowed: bool) -> anyhow::Result<PriceSpec> {
-    // Checked as USDC (6 decimals) here for a flag-named message; the daemon checks
+    // Checked as USDC, the default asset, here for a flag-named message; the daemon checks
     // again against the offer's actual asset.
     let check = |flag: &str, v: &str| -> anyhow::Result<String> {
         parse_price(flag, v, USDC_DECIMALS)?;

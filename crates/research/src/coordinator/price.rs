@@ -11,11 +11,8 @@
 //! atomic unit (0.000001 USDC) more than the exact share. The buyer sees the per-run
 //! amount in the 402 before signing anything, so nothing is hidden.
 
-use alloy::primitives::U256;
 use x402::Money;
-
-/// Seconds in an hour, the unit of `--per-hour`.
-const SECONDS_PER_HOUR: u64 = 3600;
+use x402::money::{Price, Rounding};
 
 /// Why a per-run price cannot be derived.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -29,41 +26,22 @@ pub enum PriceError {
 }
 
 /// The per-run price of `per_hour` for a `budget_seconds` experiment, rounded up to
-/// the next whole atomic unit (see the module docs for why up).
+/// the next whole atomic unit (see the module docs for why up): x402's one per-hour
+/// rule, [`Price::per_run`] with [`Rounding::Up`].
 pub fn per_run(per_hour: Money, budget_seconds: u64) -> Result<Money, PriceError> {
     if budget_seconds == 0 {
         return Err(PriceError::ZeroBudget);
     }
-    let scaled = per_hour
-        .atomic
-        .checked_mul(U256::from(budget_seconds))
-        .ok_or_else(|| PriceError::Overflow(per_hour.to_string()))?;
-    let (quotient, remainder) = scaled.div_rem(U256::from(SECONDS_PER_HOUR));
-    let atomic = if remainder.is_zero() {
-        quotient
-    } else {
-        quotient + U256::from(1)
-    };
-    Ok(Money::from_atomic(atomic, per_hour.decimals))
-}
-
-/// The hourly rate a per-run price amounts to for a `budget_seconds` experiment,
-/// rounded down to a whole atomic unit: what `probe` shows beside the per-run price.
-/// Because [`per_run`] rounds up, this can exceed the seller's `--per-hour` by less
-/// than `3600 / budget_seconds` atomic units.
-pub fn per_hour(per_run: Money, budget_seconds: u64) -> Option<Money> {
-    if budget_seconds == 0 {
-        return None;
-    }
-    let scaled = per_run.atomic.checked_mul(U256::from(SECONDS_PER_HOUR))?;
-    Some(Money::from_atomic(
-        scaled / U256::from(budget_seconds),
-        per_run.decimals,
-    ))
+    Price::PerHour(per_hour)
+        .per_run(budget_seconds, Rounding::Up)
+        // Rounding up never refuses a fraction, so an overflow is the only error.
+        .map_err(|_| PriceError::Overflow(per_hour.to_string()))
 }
 
 #[cfg(test)]
 mod tests {
+    use alloy::primitives::U256;
+
     use super::*;
 
     fn usdc(s: &str) -> Money {
@@ -98,16 +76,6 @@ mod tests {
                 "at most one unit above"
             );
         }
-    }
-
-    #[test]
-    fn the_hourly_rate_shown_for_a_run_is_the_sellers_within_rounding() {
-        assert_eq!(
-            per_hour(Money::from_atomic(U256::from(41_667), 6), 300),
-            Some(usdc("0.500004"))
-        );
-        assert_eq!(per_hour(usdc("0.5"), 300), Some(usdc("6")));
-        assert_eq!(per_hour(usdc("0.5"), 0), None);
     }
 
     #[test]

@@ -12,8 +12,6 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use x402::client::{Challenge, Policy, choose};
 
-use super::price;
-
 /// The OASF skill autoresearch workers register (v0.8.0).
 pub const WORKER_SKILL: &str = "devops_mlops/model_versioning";
 /// The OASF domain autoresearch workers register (v0.8.0).
@@ -260,7 +258,7 @@ pub fn quote(endpoint: &str, challenge: &Challenge, budget_seconds: Option<u64>)
     let choice = choose(challenge, &Policy::new(U256::MAX), None).ok()?;
     let r = &choice.offer.requirement;
     let per_hour = budget_seconds
-        .and_then(|b| price::per_hour(choice.price.money, b))
+        .and_then(|b| x402::Price::per_hour_from_per_run(choice.price.money, b))
         .map(|m| format!("{m} {}/hour", choice.price.symbol));
     Some(Quote {
         endpoint: endpoint.to_string(),

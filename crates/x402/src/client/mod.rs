@@ -26,7 +26,9 @@ use reqwest::{Request, Response};
 
 pub use answer::{Delivered, Outcome, Pending, receipt};
 pub use challenge::{AmountProblem, Challenge, ChallengeError, MAX_CHALLENGE_BODY_BYTES, Offer};
-pub use policy::{AllowedAsset, Balances, Choice, Policy, Price, Refusal, choose};
+pub use policy::{
+    AllowedAsset, Balances, Choice, Policy, Price, Refusal, UNLISTED_ASSET_DECIMALS, choose,
+};
 pub use sign::{MAX_VALIDITY_SECONDS, SignedPayment, header_name, preview, sign, validity_seconds};
 
 use crate::eip3009::SignError;

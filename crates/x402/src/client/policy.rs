@@ -14,6 +14,12 @@ use crate::money::Money;
 use crate::network::Network;
 use crate::wire::SCHEME_EXACT;
 
+/// The decimals of a token allowed by address alone (`--allow-asset`), whose real
+/// decimals agora does not know: taken as USDC's, so caps and budgets given in USDC
+/// compare with its atomic units one for one. One named rule for the buyer, its probe
+/// and the paywall's suggested command.
+pub const UNLISTED_ASSET_DECIMALS: u8 = crate::network::USDC_DECIMALS;
+
 /// A token the user allowed besides the known USDC table (`--allow-asset`), with its
 /// own cap because its units are not USDC's.
 #[derive(Debug, Clone, PartialEq, Eq)]

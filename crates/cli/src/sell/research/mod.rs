@@ -29,6 +29,7 @@ use clap::Args;
 use research::coordinator::price;
 use research::coordinator::workers::{WORKER_DOMAIN, WORKER_SKILL};
 use x402::Money;
+use x402::network::USDC_DECIMALS;
 
 use super::args::{HttpArgs, LimitArgs, PaymentArgs, PriceArgs, RegisterArgs};
 use super::{create, spec};
@@ -87,9 +88,6 @@ pub(crate) struct ResearchArgs {
     #[arg(long, value_name = "SECONDS", num_args = 0..=1, default_missing_value = "60")]
     wait: Option<u64>,
 }
-
-/// Decimals of USDC, what `--per-hour` is read in.
-const USDC_DECIMALS: u8 = 6;
 
 /// Seconds a killed run gets to have its result written, beyond budget + grace.
 const RESULT_SLACK: u64 = 30;
