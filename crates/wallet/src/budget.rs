@@ -136,36 +136,35 @@ impl Ledger {
     }
 
     /// The transaction behind the `record_*_within_budget` methods: check, insert
-    /// the row, run `also` with its id (a side table), commit; anything failing or a
-    /// refusal rolls all of it back.
+    /// the row, run `also` with its id (a side table), commit; anything failing rolls
+    /// all of it back, and a refusal comes before anything is written.
     pub(super) fn record_within_budget(
         &self,
         entry: &NewEntry<'_>,
         now: u64,
         also: impl FnOnce(i64) -> anyhow::Result<()>,
     ) -> anyhow::Result<Result<i64, BudgetRefusal>> {
-        self.conn
-            .execute_batch("BEGIN IMMEDIATE")
-            .context("cannot lock the wallet ledger")?;
-        let done = self
-            .check_budget(entry.amount, now)
-            .and_then(|fits| match fits {
+        localdb::with_immediate(&self.conn, |_| {
+            match self.check_budget(entry.amount, now)? {
                 Ok(()) => {
                     let id = self.record_signed(entry, now)?;
                     also(id)?;
                     Ok(Ok(id))
                 }
                 Err(refusal) => Ok(Err(refusal)),
-            });
-        let end = match &done {
-            Ok(Ok(_)) => "COMMIT",
-            _ => "ROLLBACK",
-        };
-        if let Err(e) = self.conn.execute_batch(end) {
-            let _ = self.conn.execute_batch("ROLLBACK");
-            return Err(e).context("cannot commit the wallet ledger");
-        }
-        done
+            }
+        })
+        .map_err(
+            |e: anyhow::Error| match e.downcast::<localdb::TransactionError>() {
+                Ok(localdb::TransactionError::Begin(e)) => {
+                    anyhow::Error::new(e).context("cannot lock the wallet ledger")
+                }
+                Ok(localdb::TransactionError::Commit(e)) => {
+                    anyhow::Error::new(e).context("cannot commit the wallet ledger")
+                }
+                Err(e) => e,
+            },
+        )
     }
 }
 
