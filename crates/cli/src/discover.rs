@@ -57,35 +57,76 @@ pub struct DiscoverArgs {
     json: bool,
 }
 
-/// The [`DiscoverArgs`] of `agora discover --x402 --limit <limit> [--indexer]
-/// [--rpc] <more>`, for the commands that search the registry as `discover` does
-/// (`research`, `sell pricing research`): parsed like the command line, so every
-/// flag keeps its one meaning and its environment default.
-pub(crate) fn x402_search(
-    limit: u32,
-    indexer: Option<&reqwest::Url>,
-    rpc: Option<&reqwest::Url>,
-    more: Vec<String>,
-) -> Result<DiscoverArgs, clap::Error> {
-    #[derive(clap::Parser)]
-    struct Wrapper {
-        #[command(flatten)]
-        discover: DiscoverArgs,
+impl DiscoverArgs {
+    /// The registry search these flags ask for.
+    fn query(&self) -> DiscoverQuery {
+        DiscoverQuery {
+            indexer: self.indexer.clone(),
+            rpc: self.rpc.clone(),
+            registry: self.registry,
+            skills: self.skills.clone(),
+            domains: self.domains.clone(),
+            x402: self.x402,
+            search: self.search.clone(),
+            owner: self.owner,
+            limit: self.limit,
+            max: self.max.clone(),
+            quiet: self.json,
+        }
     }
-    let mut argv = vec![
-        "agora".to_string(),
-        "--x402".into(),
-        "--limit".into(),
-        limit.to_string(),
-    ];
-    if let Some(indexer) = indexer {
-        argv.extend(["--indexer".into(), indexer.to_string()]);
+}
+
+/// A registry search as `agora discover` makes it, built directly by the commands that
+/// search as it does (`research coordinator`, `sell pricing --research`) rather than
+/// parsed from a command line, so each field keeps one meaning everywhere.
+#[derive(Debug, Clone)]
+pub(crate) struct DiscoverQuery {
+    /// Indexer to ask [default: a local `agora index`].
+    pub(crate) indexer: Option<reqwest::Url>,
+    /// Scan the registry over this RPC when no indexer answers.
+    pub(crate) rpc: Option<reqwest::Url>,
+    /// Identity Registry address for the scan [default: the chain's deployment].
+    pub(crate) registry: Option<Address>,
+    /// OASF skills, exact or `prefix/*`; all must match.
+    pub(crate) skills: Vec<String>,
+    /// OASF domains, exact or `prefix/*`; all must match.
+    pub(crate) domains: Vec<String>,
+    /// Only agents that accept x402 payments.
+    pub(crate) x402: bool,
+    /// Text in the name or description.
+    pub(crate) search: Option<String>,
+    /// Only agents owned by this address.
+    pub(crate) owner: Option<Address>,
+    /// Most agents to list (the indexer answers 1 to 100).
+    pub(crate) limit: u32,
+    /// Most USDC to pay an indexer that answers 402.
+    pub(crate) max: Option<String>,
+    /// No progress note on stderr, for machine-readable output.
+    pub(crate) quiet: bool,
+}
+
+impl DiscoverQuery {
+    /// At most `limit` agents that accept x402, from `indexer` or a scan over `rpc`:
+    /// the search of `research` and `sell pricing --research`, which add their skills.
+    pub(crate) fn x402(
+        limit: u32,
+        indexer: Option<reqwest::Url>,
+        rpc: Option<reqwest::Url>,
+    ) -> Self {
+        Self {
+            indexer,
+            rpc,
+            registry: None,
+            skills: Vec::new(),
+            domains: Vec::new(),
+            x402: true,
+            search: None,
+            owner: None,
+            limit,
+            max: None,
+            quiet: false,
+        }
     }
-    if let Some(rpc) = rpc {
-        argv.extend(["--rpc".into(), rpc.to_string()]);
-    }
-    argv.extend(more);
-    clap::Parser::try_parse_from(argv).map(|w: Wrapper| w.discover)
 }
 
 /// One agent as `discover` shows it.
@@ -128,8 +169,9 @@ pub(crate) fn http() -> anyhow::Result<reqwest::Client> {
 /// Runs one discovery.
 pub async fn run(args: DiscoverArgs) -> anyhow::Result<()> {
     let client = http()?;
-    let items = agents(&args).await?;
-    let mut found: Vec<Found> = items.iter().filter_map(|a| to_found(a, &args)).collect();
+    let query = args.query();
+    let items = agents(&query).await?;
+    let mut found: Vec<Found> = items.iter().filter_map(|a| to_found(a, &query)).collect();
     if args.probe {
         for agent in &mut found {
             for endpoint in agent.endpoints.clone() {
@@ -143,7 +185,7 @@ pub async fn run(args: DiscoverArgs) -> anyhow::Result<()> {
 /// The indexer's records of the agents `args` asks for (the indexer applies the
 /// first skill and domain filter): from the indexer, or from a scan over `--rpc` when
 /// none answers. `agora sell pricing --research` reads its comparables here too.
-pub(crate) async fn agents(args: &DiscoverArgs) -> anyhow::Result<Vec<Value>> {
+pub(crate) async fn agents(args: &DiscoverQuery) -> anyhow::Result<Vec<Value>> {
     for skill in &args.skills {
         Taxonomy::filter(Kind::Skill, skill).map_err(|e| anyhow::anyhow!("--skill: {e}"))?;
     }
@@ -166,7 +208,7 @@ pub(crate) async fn agents(args: &DiscoverArgs) -> anyhow::Result<Vec<Value>> {
                 "no indexer answers at {base}; start one with `agora index --rpc URL`, pass --indexer URL, or pass --rpc URL to scan the registry directly"
             );
         };
-        if !args.json {
+        if !args.quiet {
             eprintln!("no indexer at {base}; scanning the registry over {rpc} ...");
         }
         scan(&rpc, args.registry, args).await?
@@ -176,7 +218,7 @@ pub(crate) async fn agents(args: &DiscoverArgs) -> anyhow::Result<Vec<Value>> {
 async fn query(
     client: &reqwest::Client,
     base: &str,
-    args: &DiscoverArgs,
+    args: &DiscoverQuery,
 ) -> anyhow::Result<Vec<Value>> {
     let mut params: Vec<(&str, String)> = vec![("limit", args.limit.clamp(1, 100).to_string())];
     if let Some(skill) = args.skills.first() {
@@ -263,7 +305,7 @@ async fn paid_query(url: &reqwest::Url, max: Option<String>) -> anyhow::Result<V
 async fn scan(
     rpc: &str,
     registry: Option<Address>,
-    args: &DiscoverArgs,
+    args: &DiscoverQuery,
 ) -> anyhow::Result<Vec<Value>> {
     let dir = tempfile::tempdir().context("cannot create a temporary database")?;
     let config = index_cmd::config(rpc, registry, dir.path().join("scan.db"), false);
@@ -302,7 +344,7 @@ fn strings(value: &Value) -> Vec<String> {
 }
 
 /// The agent, if it passes every filter (the indexer applies the first of each).
-fn to_found(agent: &Value, args: &DiscoverArgs) -> Option<Found> {
+fn to_found(agent: &Value, args: &DiscoverQuery) -> Option<Found> {
     let skills = strings(&agent["oasf_skills"]);
     let domains = strings(&agent["oasf_domains"]);
     let all_match = |filters: &[String], names: &[String]| {

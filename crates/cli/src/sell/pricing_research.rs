@@ -14,7 +14,6 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use alloy::primitives::U256;
-use anyhow::Context;
 use clap::Args;
 use reqwest::Url;
 use serde::Serialize;
@@ -24,7 +23,7 @@ use x402::money::{APPROX_MINUTES_PER_REQUEST, Money, Price};
 use x402::network::USDC_DECIMALS;
 
 use crate::config;
-use crate::discover::{self, DiscoverArgs};
+use crate::discover::{self, DiscoverQuery};
 use crate::output::outln;
 
 /// The research flags of `agora sell pricing`.
@@ -138,7 +137,7 @@ pub(crate) async fn run(args: ResearchArgs, json_out: bool) -> anyhow::Result<()
 
 /// Finds, probes, normalizes and summarizes the comparable offers.
 pub(crate) async fn research(args: &ResearchArgs) -> anyhow::Result<Report> {
-    let agents = discover::agents(&discover_args(args)?).await?;
+    let agents = discover::agents(&discover_query(args)).await?;
     let client = discover::http()?;
     let mut offers = Vec::new();
     let mut skipped = Vec::new();
@@ -188,14 +187,11 @@ pub(crate) async fn research(args: &ResearchArgs) -> anyhow::Result<Report> {
     })
 }
 
-/// `agora discover`'s flags for the research: x402 agents, the skill, the source.
-fn discover_args(args: &ResearchArgs) -> anyhow::Result<DiscoverArgs> {
-    let mut more = Vec::new();
-    if let Some(skill) = &args.skill {
-        more.extend(["--skill".into(), skill.clone()]);
-    }
-    discover::x402_search(args.limit, args.indexer.as_ref(), args.rpc.as_ref(), more)
-        .context("the research flags do not make a discovery; check --indexer, --rpc and --skill")
+/// `agora discover`'s search for the research: x402 agents, the skill, the source.
+fn discover_query(args: &ResearchArgs) -> DiscoverQuery {
+    let mut query = DiscoverQuery::x402(args.limit, args.indexer.clone(), args.rpc.clone());
+    query.skills.extend(args.skill.clone());
+    query
 }
 
 /// Probes one endpoint's 402 and normalizes its USDC price.

@@ -3,7 +3,6 @@
 //! `discover` and `probe` subcommands that show them. Apart from paying, which
 //! lives in `submit.rs`, because nothing here signs anything.
 
-use anyhow::Context;
 use erc8004::oasf::{Kind, Taxonomy};
 use indexer::AgentRecord;
 use research::coordinator::board;
@@ -34,24 +33,30 @@ struct Found {
 impl Coordinator {
     /// The registered agents matching `skills` that accept x402, as indexer records.
     pub(super) async fn agents(&self, skills: &[String]) -> anyhow::Result<Vec<AgentRecord>> {
-        let mut more = Vec::new();
-        if self.json {
-            more.push("--json".into());
-        }
+        let mut query = discover::DiscoverQuery::x402(100, self.indexer.clone(), self.rpc.clone());
+        query.quiet = self.json;
         // A filter is an OASF skill or a domain (workers list one of each); an unknown
-        // name goes to --skill, whose error suggests the nearest ones.
+        // name goes to the skills, whose error suggests the nearest ones.
         for name in skills {
             let domain = Taxonomy::filter(Kind::Skill, name).is_err()
                 && Taxonomy::filter(Kind::Domain, name).is_ok();
-            let flag = if domain { "--domain" } else { "--skill" };
-            more.extend([flag.into(), name.clone()]);
+            if domain {
+                query.domains.push(name.clone());
+            } else {
+                query.skills.push(name.clone());
+            }
         }
-        let args = discover::x402_search(100, self.indexer.as_ref(), self.rpc.as_ref(), more)
-            .context("--indexer, --rpc and --skill do not make a discovery")?;
-        let values = discover::agents(&args).await?;
+        let values = discover::agents(&query).await?;
         Ok(values
             .into_iter()
-            .filter_map(|v| serde_json::from_value::<AgentRecord>(v).ok())
+            .filter_map(|v| {
+                let id = format!("{}:{}", v["chain_id"], v["agent_id"]);
+                serde_json::from_value::<AgentRecord>(v)
+                    .map_err(|e| {
+                        eprintln!("warning: skipped the indexer's record of agent {id}: {e}")
+                    })
+                    .ok()
+            })
             .collect())
     }
 
