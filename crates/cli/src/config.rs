@@ -1,6 +1,7 @@
 //! Every environment variable the `agora` binary reads, under one name per setting,
 //! so a reader (and `--help`) finds them all here. A variable that stands for a flag is
-//! read by clap (`#[arg(env = ...)]`, named by these constants); the others are read
+//! read by clap (`#[arg(env = ...)]`, named by these constants), or as clap would by
+//! [`flag_var`] where options are built without a command line; the others are read
 //! through [`var`] and [`var_os`], which treat an empty value as unset.
 //!
 //! Not read here: `HOME` and `XDG_DATA_HOME` (the platform's own, for the default
@@ -51,6 +52,33 @@ pub const BORE_SECRET: &str = "AGORA_BORE_SECRET";
 /// `agora serve --tunnel-token`: cloudflared's own name for a named tunnel's token,
 /// handed to cloudflared in its environment.
 pub const TUNNEL_TOKEN: &str = "TUNNEL_TOKEN";
+
+/// The value of the variable that stands for a flag, read as clap reads it when the
+/// flag is not given (an empty value is a value), for options built without parsing a
+/// command line; a value that does not parse is an error naming the variable.
+pub fn flag_var<T>(name: &str) -> anyhow::Result<Option<T>>
+where
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    flag_var_with(name, str::parse)
+}
+
+/// [`flag_var`] for a flag with its own parser (`value_parser = ...`).
+pub fn flag_var_with<T, E: std::fmt::Display>(
+    name: &str,
+    parse: impl FnOnce(&str) -> Result<T, E>,
+) -> anyhow::Result<Option<T>> {
+    let Some(value) = std::env::var_os(name) else {
+        return Ok(None);
+    };
+    let Some(text) = value.to_str() else {
+        anyhow::bail!("{name} is not UTF-8");
+    };
+    parse(text)
+        .map(Some)
+        .map_err(|e| anyhow::anyhow!("{name}={text:?} is not valid: {e}"))
+}
 
 /// The facilitator URL from the deprecated [`DEPRECATED_FACILITATOR_URL`], with a
 /// warning, for `agora sell pricing` when neither the flag nor [`FACILITATOR_URL`] gave

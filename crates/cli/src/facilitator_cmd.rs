@@ -79,11 +79,26 @@ pub struct BatchArgs {
     /// alone). An idle facilitator still sends at once, and a chain without Multicall3
     /// at its canonical address does each alone. Clamped at start, with a warning, to
     /// what one transaction may carry (2^24 gas and the block's gas limit).
-    #[arg(long, value_name = "N", default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=256))]
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_BATCH_MAX, value_parser = clap::value_parser!(u16).range(1..=256))]
     batch_max: u16,
     /// Longest a queued settlement waits for the transaction in flight, in ms.
-    #[arg(long, value_name = "MS", default_value_t = 50)]
+    #[arg(long, value_name = "MS", default_value_t = DEFAULT_BATCH_WAIT_MS)]
     batch_wait_ms: u64,
+}
+
+/// `--batch-max` when not given.
+const DEFAULT_BATCH_MAX: u16 = 64;
+/// `--batch-wait-ms` when not given.
+const DEFAULT_BATCH_WAIT_MS: u64 = 50;
+
+/// The flags' defaults, for a daemon started without a command line (`agora sell`).
+impl Default for BatchArgs {
+    fn default() -> Self {
+        Self {
+            batch_max: DEFAULT_BATCH_MAX,
+            batch_wait_ms: DEFAULT_BATCH_WAIT_MS,
+        }
+    }
 }
 
 impl BatchArgs {

@@ -34,6 +34,12 @@ use crate::output::outln;
 /// The public x402 facilitator used when none is configured.
 pub const DEFAULT_FACILITATOR: &str = "https://x402.org/facilitator";
 
+/// Where the gateway listens when neither `--listen` nor its variable says.
+const DEFAULT_LISTEN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 8402);
+/// The storefront's seller name when `--title` is not given.
+const DEFAULT_TITLE: &str = "agora seller";
+
 /// Options of `agora serve`.
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
@@ -48,7 +54,7 @@ pub struct ServeArgs {
         long,
         env = config::LISTEN,
         value_name = "ADDR",
-        default_value = "127.0.0.1:8402"
+        default_value_t = DEFAULT_LISTEN
     )]
     listen: SocketAddr,
     /// Serve /metrics (per-route requests, revenue, latency) on this operator-only
@@ -98,13 +104,41 @@ pub struct ServeArgs {
     #[arg(long)]
     pull_models: bool,
     /// Seller name shown on the storefront.
-    #[arg(long, default_value = "agora seller")]
+    #[arg(long, default_value = DEFAULT_TITLE)]
     title: String,
     /// Print the startup line as JSON.
     #[arg(long)]
     json: bool,
     #[command(flatten)]
     tunnel: crate::tunnel_cmd::TunnelFlags,
+}
+
+impl ServeArgs {
+    /// `agora serve` given no flags: each option at its default, or at the value of the
+    /// variable that stands for its flag, as clap sets them. `agora sell` starts the
+    /// daemon with these when none runs.
+    pub fn from_env() -> anyhow::Result<Self> {
+        Ok(Self {
+            foreground: false,
+            stop: false,
+            listen: config::flag_var(config::LISTEN)?.unwrap_or(DEFAULT_LISTEN),
+            metrics_listen: config::flag_var(config::METRICS_LISTEN)?,
+            public_url: None,
+            facilitator: config::flag_var(config::FACILITATOR_URL)?,
+            facilitator_api_key_file: None,
+            rpcs: Vec::new(),
+            key_file: None,
+            batch: crate::facilitator_cmd::BatchArgs::default(),
+            registry_key_file: None,
+            registry_rpc: None,
+            registry: None,
+            registry_inline: false,
+            pull_models: false,
+            title: DEFAULT_TITLE.to_string(),
+            json: false,
+            tunnel: crate::tunnel_cmd::TunnelFlags::from_env()?,
+        })
+    }
 }
 
 /// Starts the daemon in the foreground or the background.
@@ -430,5 +464,26 @@ pub async fn start_background(
             );
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::ServeArgs;
+
+    /// `agora sell` starts the daemon with what `agora serve` given no flags runs with,
+    /// in this environment too.
+    #[test]
+    fn from_env_is_what_clap_parses_from_no_flags() {
+        #[derive(Parser)]
+        struct Wrapper {
+            #[command(flatten)]
+            serve: ServeArgs,
+        }
+        let parsed = Wrapper::try_parse_from(["agora"]).unwrap().serve;
+        let built = ServeArgs::from_env().unwrap();
+        assert_eq!(format!("{built:?}"), format!("{parsed:?}"));
     }
 }

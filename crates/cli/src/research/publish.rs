@@ -5,7 +5,8 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
-use clap::{Args, Parser};
+use clap::Args;
+use offers::validate::parse_wallet;
 use research::publish;
 use serde_json::json;
 
@@ -52,13 +53,6 @@ pub struct PublishArgs {
     /// Machine-readable output.
     #[arg(long)]
     pub json: bool,
-}
-
-/// Parses `agora sell ...` words, to run `sell inference` in this process.
-#[derive(Debug, Parser)]
-struct Sell {
-    #[command(flatten)]
-    args: crate::sell::SellArgs,
 }
 
 /// Runs `agora research publish`.
@@ -161,29 +155,24 @@ pub async fn run(a: PublishArgs) -> anyhow::Result<()> {
             );
         }
     }
-    let mut words = vec![
-        "sell".to_owned(),
-        "inference".to_owned(),
-        name.clone(),
-        "--model".to_owned(),
+    let invalid = |flag: &str, value: &str, e: &dyn std::fmt::Display| {
+        anyhow::anyhow!("invalid value '{value}' for '{flag}': {e}")
+    };
+    let upstream = a
+        .upstream
+        .map(|u| u.parse().map_err(|e| invalid("--upstream <URL>", &u, &e)))
+        .transpose()?;
+    let pay_to = a
+        .pay_to
+        .map(|p| parse_wallet(&p).map_err(|e| invalid("--pay-to <ADDR>", &p, &e)))
+        .transpose()?;
+    let model = crate::sell::PublishedModel {
         name,
-        "--price".to_owned(),
         price,
-        "--provenance-file".to_owned(),
-        output.display().to_string(),
-    ];
-    if let Some(upstream) = a.upstream {
-        words.extend(["--upstream".to_owned(), upstream]);
-    }
-    if let Some(pay_to) = a.pay_to {
-        words.extend(["--pay-to".to_owned(), pay_to]);
-    }
-    if let Some(wait) = a.wait {
-        words.extend(["--wait".to_owned(), wait.to_string()]);
-    }
-    if a.json {
-        words.push("--json".to_owned());
-    }
-    let sell = Sell::try_parse_from(&words).map_err(|e| anyhow::anyhow!("{e}"))?;
-    crate::sell::run(sell.args).await
+        provenance_file: output,
+        upstream,
+        pay_to,
+        wait: a.wait,
+    };
+    crate::sell::sell_published(model, a.json).await
 }

@@ -59,7 +59,7 @@ pub(super) struct NameArg {
     pub(super) name: String,
 }
 
-#[derive(Debug, Clone, Args)]
+#[derive(Debug, Clone, Default, Args)]
 pub(super) struct PriceArgs {
     /// Price per request in USDC (same as --per-request).
     #[arg(long, value_name = "USDC")]
@@ -91,11 +91,14 @@ pub(super) struct PaymentArgs {
     #[arg(long, visible_alias = "chain", value_name = "NAME")]
     pub(super) network: Option<String>,
     /// Longest validity of a buyer's authorization, seconds.
-    #[arg(long, default_value_t = 300)]
+    #[arg(long, default_value_t = DEFAULT_MAX_TIMEOUT)]
     pub(super) max_timeout: u64,
 }
 
-#[derive(Debug, Clone, Args)]
+/// `--max-timeout` when not given.
+const DEFAULT_MAX_TIMEOUT: u64 = 300;
+
+#[derive(Debug, Clone, Default, Args)]
 pub(super) struct RegisterArgs {
     /// Do not list the offer on the ERC-8004 registry.
     #[arg(long)]
@@ -120,7 +123,7 @@ pub(super) struct RegisterArgs {
     pub(super) metadata: Vec<String>,
 }
 
-#[derive(Debug, Clone, Args)]
+#[derive(Debug, Clone, Default, Args)]
 pub(super) struct LimitArgs {
     /// Requests per second admitted.
     #[arg(long)]
@@ -278,4 +281,106 @@ pub(super) struct ProbeArgs {
     /// Buyer key file (mode 0600) for --paid [default: AGORA_BUYER_KEY].
     #[arg(long, value_name = "PATH")]
     pub(super) key_file: Option<PathBuf>,
+}
+
+/// What `agora research publish --sell` sells: `agora sell inference NAME --model NAME
+/// --price PRICE --provenance-file FILE` and the flags below, built without parsing a
+/// command line.
+#[derive(Debug)]
+pub(crate) struct PublishedModel {
+    /// Offer and model name.
+    pub(crate) name: String,
+    /// Price per request in USDC.
+    pub(crate) price: String,
+    /// The provenance published in the registration.
+    pub(crate) provenance_file: PathBuf,
+    /// The model server's base URL [default: detected].
+    pub(crate) upstream: Option<Url>,
+    /// Who receives the payments [default: `--pay-to`'s variable, else as `sell inference`].
+    pub(crate) pay_to: Option<Address>,
+    /// Wait until the offer is Ready (seconds).
+    pub(crate) wait: Option<u64>,
+}
+
+impl InferenceArgs {
+    /// The flags of a [`PublishedModel`], every other one at its default and the
+    /// recipient at its variable's value when not given, as clap would set them.
+    pub(super) fn published(model: PublishedModel) -> anyhow::Result<Self> {
+        let pay_to = match model.pay_to {
+            Some(address) => Some(address),
+            None => config::flag_var_with(config::WALLET, parse_wallet)?,
+        };
+        Ok(Self {
+            name: Some(model.name.clone()),
+            model: Some(model.name),
+            upstream: model.upstream,
+            price: PriceArgs {
+                price: Some(model.price),
+                ..PriceArgs::default()
+            },
+            payment: PaymentArgs {
+                pay_to,
+                network: None,
+                max_timeout: DEFAULT_MAX_TIMEOUT,
+            },
+            register: RegisterArgs::default(),
+            limits: LimitArgs::default(),
+            settle_first: false,
+            wait: model.wait,
+            provenance_file: Some(model.provenance_file),
+            allow_paths: Vec::new(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    /// A published model's flags are what clap makes of the same command line.
+    #[test]
+    fn published_is_what_clap_parses() {
+        #[derive(Parser)]
+        struct Wrapper {
+            #[command(flatten)]
+            sell: SellArgs,
+        }
+        let argv = [
+            "agora",
+            "inference",
+            "autoresearch-1234abcd",
+            "--model",
+            "autoresearch-1234abcd",
+            "--price",
+            "0.001",
+            "--provenance-file",
+            "provenance.json",
+            "--upstream",
+            "http://127.0.0.1:11434",
+            "--pay-to",
+            "0x1111111111111111111111111111111111111111",
+            "--wait",
+            "30",
+        ];
+        let SellCommand::Inference(parsed) = Wrapper::try_parse_from(argv).unwrap().sell.command
+        else {
+            panic!("not sell inference");
+        };
+        let built = InferenceArgs::published(PublishedModel {
+            name: "autoresearch-1234abcd".into(),
+            price: "0.001".into(),
+            provenance_file: "provenance.json".into(),
+            upstream: Some("http://127.0.0.1:11434".parse().unwrap()),
+            pay_to: Some(
+                "0x1111111111111111111111111111111111111111"
+                    .parse()
+                    .unwrap(),
+            ),
+            wait: Some(30),
+        })
+        .unwrap();
+        assert_eq!(format!("{built:?}"), format!("{parsed:?}"));
+    }
 }

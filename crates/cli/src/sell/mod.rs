@@ -19,6 +19,7 @@ use crate::admin_client::AdminClient;
 use crate::daemon::socket_path;
 use crate::serve_cmd;
 
+pub(crate) use args::PublishedModel;
 pub use args::SellArgs;
 use args::SellCommand;
 pub use create::wait_ready;
@@ -46,6 +47,11 @@ pub async fn run(args: SellArgs) -> anyhow::Result<()> {
     }
 }
 
+/// Sells a model `agora research publish` made, as `agora sell inference` does.
+pub(crate) async fn sell_published(model: PublishedModel, json_out: bool) -> anyhow::Result<()> {
+    create::inference(args::InferenceArgs::published(model)?, json_out).await
+}
+
 /// Connects to the daemon, starting one in the background when none answers.
 async fn daemon(json_out: bool) -> anyhow::Result<AdminClient> {
     let home = home::agora_home()?;
@@ -53,7 +59,7 @@ async fn daemon(json_out: bool) -> anyhow::Result<AdminClient> {
     if client.is_up().await {
         return Ok(client);
     }
-    let args = serve_defaults();
+    let args = serve_cmd::ServeArgs::from_env()?;
     let started = serve_cmd::start_background(&home, &args).await?;
     if !json_out {
         eprintln!(
@@ -64,17 +70,6 @@ async fn daemon(json_out: bool) -> anyhow::Result<AdminClient> {
         );
     }
     Ok(client)
-}
-
-/// `agora serve`'s options as its flags' defaults and environment variables set them.
-fn serve_defaults() -> serve_cmd::ServeArgs {
-    use clap::Parser;
-    #[derive(Parser)]
-    struct Wrapper {
-        #[command(flatten)]
-        serve: serve_cmd::ServeArgs,
-    }
-    Wrapper::parse_from(["agora"]).serve
 }
 
 /// An offer and its recent events, as the daemon stores them.

@@ -61,6 +61,20 @@ pub struct TunnelFlags {
 }
 
 impl TunnelFlags {
+    /// The flags given none: no tunnel, or what the variables that stand for them say,
+    /// as clap reads them (`agora sell` starts the daemon with these).
+    pub fn from_env() -> anyhow::Result<Self> {
+        let tunnel =
+            crate::config::flag_var_with(TUNNEL_ENV, |t| TunnelChoice::from_str(t, false))?;
+        Ok(Self {
+            tunnel: tunnel.unwrap_or(TunnelChoice::None),
+            bore_server: crate::config::flag_var(BORE_SERVER_ENV)?,
+            bore_secret: crate::config::flag_var(BORE_SECRET_ENV)?,
+            tunnel_token: crate::config::flag_var(TUNNEL_TOKEN_ENV)?,
+            tunnel_hostname: None,
+        })
+    }
+
     /// The provider to supervise, or none; `--public-url` wins over any tunnel.
     pub fn provider(&self, public_url_given: bool) -> anyhow::Result<Option<Provider>> {
         if self.tunnel == TunnelChoice::None {
