@@ -309,9 +309,21 @@ impl Ledger {
     /// while one exists the payee may yet be charged for it, so `agora pay` signs no
     /// second one for the same URL unless told to (`--new`).
     pub fn open_payment(&self, wallet: &str, url: &str, now: u64) -> anyhow::Result<Option<Entry>> {
-        Ok(self.entries_since(0)?.into_iter().rev().find(|e| {
-            e.wallet == wallet && e.url == url && e.status.is_open() && e.valid_before > now
-        }))
+        self.conn
+            .query_row(
+                &format!(
+                    "SELECT {COLUMNS} FROM spend
+                     WHERE wallet = ?1 AND url = ?2 AND valid_before > ?3
+                       AND status IN ('signed', 'sent', 'unknown')
+                     ORDER BY id DESC LIMIT 1"
+                ),
+                params![wallet, url, to_sql(now)?],
+                raw_row,
+            )
+            .optional()
+            .context("cannot read the wallet ledger")?
+            .map(RawRow::parse)
+            .transpose()
     }
 
     /// The answer was lost: the payment may or may not have been charged.
