@@ -190,23 +190,27 @@ pub fn path_refusal(target: &ServiceOffer, all: &[Arc<ServiceOffer>]) -> Option<
     let path = path_of(target)?;
     let mine = age_key(target);
     let (own_namespace, own_name) = (namespace_of(target), target.name_any());
-    let mut older: Vec<&ServiceOffer> = all
+    // The holder is the oldest of the older offers whose path conflicts.
+    let (_, holder, holder_path) = all
         .iter()
         .map(AsRef::as_ref)
         .filter(|o| o.metadata.deletion_timestamp.is_none())
         .filter(|o| !(namespace_of(o) == own_namespace && o.name_any() == own_name))
-        .filter(|o| age_key(o) < mine)
-        .collect();
-    older.sort_by_key(|o| age_key(o));
-    older.into_iter().find_map(|holder| {
-        let holder_path = path_of(holder)?;
-        let same_namespace = namespace_of(holder) == own_namespace;
-        let conflict = holder_path == path || (!same_namespace && nested(&path, &holder_path));
-        conflict.then(|| Refusal::PathTaken {
-            path: path.clone(),
-            holder: format!("{}/{}", namespace_of(holder), holder.name_any()),
-            holder_path,
+        .filter_map(|o| {
+            let age = age_key(o);
+            if age >= mine {
+                return None;
+            }
+            let holder_path = path_of(o)?;
+            let same_namespace = namespace_of(o) == own_namespace;
+            let conflict = holder_path == path || (!same_namespace && nested(&path, &holder_path));
+            conflict.then_some((age, o, holder_path))
         })
+        .min_by(|a, b| a.0.cmp(&b.0))?;
+    Some(Refusal::PathTaken {
+        path,
+        holder: format!("{}/{}", namespace_of(holder), holder.name_any()),
+        holder_path,
     })
 }
 
