@@ -70,7 +70,7 @@ pub struct SandboxArgs {
     #[serde(default = "default_pids")]
     pub pids: u64,
     /// The largest file, the /tmp size and the work directory's total of a run.
-    #[arg(long, value_name = "SIZE", default_value = "20G")]
+    #[arg(long, value_name = "SIZE", default_value = research::worker::sandbox::DEFAULT_DISK_TEXT)]
     #[serde(default = "default_disk")]
     pub disk: String,
     /// A directory runs see read-only, e.g. a dataset or a virtualenv (repeatable).
@@ -99,7 +99,7 @@ fn default_pids() -> u64 {
 }
 
 fn default_disk() -> String {
-    "20G".into()
+    research::worker::sandbox::DEFAULT_DISK_TEXT.into()
 }
 
 impl SandboxArgs {

@@ -27,6 +27,8 @@ use std::path::{Path, PathBuf};
 pub const DEFAULT_PIDS: u64 = 256;
 /// The default disk limit (bytes): the largest file and the work directory's total.
 pub const DEFAULT_DISK: u64 = 20 << 30;
+/// [`DEFAULT_DISK`] as the `--disk` flag writes it.
+pub const DEFAULT_DISK_TEXT: &str = "20G";
 
 /// Each line of the header the worker writes atop `run.log` starts with this, so the
 /// buyer reads what the run could not reach, and the worker can tell it from output.
@@ -147,9 +149,9 @@ impl Sandbox {
     pub fn prepare(&self, data_dir: &Path) -> Result<Prepared, String> {
         let root = rustix::process::getuid().is_root();
         if self.pids == 0 || self.disk == 0 {
-            return Err(
-                "--pids and --disk must be above 0 (defaults: --pids 256 --disk 20G)".into(),
-            );
+            return Err(format!(
+                "--pids and --disk must be above 0 (defaults: --pids {DEFAULT_PIDS} --disk {DEFAULT_DISK_TEXT})"
+            ));
         }
         if self.run_as.is_some() && !root {
             return Err(
@@ -649,6 +651,7 @@ mod tests {
     #[test]
     fn sizes_read_binary_suffixes() {
         assert_eq!(parse_size("8G"), Ok(8 << 30));
+        assert_eq!(parse_size(DEFAULT_DISK_TEXT), Ok(DEFAULT_DISK));
         assert_eq!(parse_size("512m"), Ok(512 << 20));
         assert_eq!(parse_size("4096"), Ok(4096));
         assert!(parse_size("0").is_err());
