@@ -92,10 +92,7 @@ impl Store {
         })
     }
 
-    /// Closes an open settlement: confirmed marks the authorization settled for good;
-    /// failed releases it. Only a row still open changes (the caller and the background
-    /// resolver may race to close it); returns whether this call closed it. The store
-    /// tests' shorthand for [`Store::finish_with_hash`] without a mined hash.
+    /// The store tests' shorthand for [`Store::finish_observed`] without a mined hash.
     #[cfg(test)]
     pub(crate) fn finish_settlement(
         &self,
@@ -104,52 +101,20 @@ impl Store {
         error: Option<&str>,
         now: u64,
     ) -> Result<bool, StoreError> {
-        self.finish_with_hash(settlement, status, error, None, now)
+        self.finish_observed(settlement, status, error, None, now)
     }
 
     /// Closes an open settlement: confirmed marks the authorization settled for good;
-    /// failed releases it. Only a row still open changes (the caller and the background
-    /// resolver may race to close it); returns whether this call closed it. `mined`
-    /// names the transaction that mined, when it is not the latest one sent.
-    pub fn finish_with_hash(
-        &self,
-        settlement: &Settlement,
-        status: SettlementStatus,
-        error: Option<&str>,
-        mined: Option<B256>,
-        now: u64,
-    ) -> Result<bool, StoreError> {
-        self.close(settlement, None, status, error, mined, now)
-    }
-
-    /// [`Store::finish_with_hash`], but only while the row still has the status
-    /// `settlement` shows: a decision taken on a snapshot never lands on a row that
-    /// moved on since. The resolver abandons a `pending` row it saw (a send
-    /// interrupted before broadcast); if the sender marked it `sent` and broadcast it
-    /// meanwhile, the row stays open and its transaction decides.
+    /// failed releases it. Only a row still open, and still with the status
+    /// `settlement` shows, changes: the caller and the background resolver may race to
+    /// close it, and a decision taken on a snapshot never lands on a row that moved on
+    /// since (the resolver abandons a `pending` row it saw, a send interrupted before
+    /// broadcast; if the sender marked it `sent` and broadcast it meanwhile, the row
+    /// stays open and its transaction decides). Returns whether this call closed it.
+    /// `mined` names the transaction that mined, when it is not the latest one sent.
     pub fn finish_observed(
         &self,
         settlement: &Settlement,
-        status: SettlementStatus,
-        error: Option<&str>,
-        mined: Option<B256>,
-        now: u64,
-    ) -> Result<bool, StoreError> {
-        self.close(
-            settlement,
-            Some(settlement.status),
-            status,
-            error,
-            mined,
-            now,
-        )
-    }
-
-    /// Closes an open row, only while its status is `observed` when one is given.
-    fn close(
-        &self,
-        settlement: &Settlement,
-        observed: Option<SettlementStatus>,
         status: SettlementStatus,
         error: Option<&str>,
         mined: Option<B256>,
@@ -162,14 +127,14 @@ impl Store {
             let changed = tx.execute(
                 "UPDATE settlements SET status = ?2, error = ?3, updated_at = ?4,
                      tx_hash = COALESCE(?5, tx_hash)
-                 WHERE id = ?1 AND status IN ('pending', 'sent') AND (?6 IS NULL OR status = ?6)",
+                 WHERE id = ?1 AND status IN ('pending', 'sent') AND status = ?6",
                 params![
                     settlement.id,
                     status.as_str(),
                     error,
                     now,
                     mined.map(|h| h.to_string()),
-                    observed.map(SettlementStatus::as_str)
+                    settlement.status.as_str()
                 ],
             )?;
             if changed == 0 {

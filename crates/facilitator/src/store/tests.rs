@@ -211,7 +211,7 @@ fn only_an_open_settlement_is_closed_and_replacements_keep_their_history() {
     assert_eq!(row.prior_hashes, vec![B256::repeat_byte(1)]);
     assert_eq!(row.tx_hash, Some(B256::repeat_byte(2)));
     assert!(
-        s.finish_with_hash(
+        s.finish_observed(
             &row,
             SettlementStatus::Confirmed,
             None,
