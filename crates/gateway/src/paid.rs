@@ -299,13 +299,13 @@ impl PaidCall {
                 match settled {
                     Settled::Charged(receipt) => {
                         hold.paid(receipt.clone());
-                        Some(self.redeem(hold, receipt).await)
+                        Some(self.answer_paid(hold, receipt, true).await)
                     }
                     Settled::NotCharged(invalid) => Some(self.not_charged(hold, &invalid)),
                     Settled::Unknown(tx, why) => Some(self.pending(&mut hold, tx, why).await),
                 }
             }
-            Stage::Paid { receipt } => Some(self.redeem(hold, receipt).await),
+            Stage::Paid { receipt } => Some(self.answer_paid(hold, receipt, true).await),
             Stage::Served => Some(self.refused(&Invalid::new(
                 ErrorReason::NonceAlreadyUsed,
                 "this authorization already paid for an answer; sign a new one",
@@ -426,33 +426,31 @@ impl PaidCall {
         match self.settle(None).await {
             Settled::Charged(receipt) => {
                 hold.paid(receipt.clone());
-                let payer = receipt
-                    .payer
-                    .unwrap_or(self.request.payment_payload.payload.authorization.from);
-                match self.call_upstream(payer).await {
-                    Ok(answer) => Some(self.deliver(answer, hold, receipt)),
-                    Err(failed) => Some(receipt::not_served(
-                        &receipt,
-                        self.request.x402_version,
-                        failed.status(),
-                    )),
-                }
+                Some(self.answer_paid(hold, receipt, false).await)
             }
             Settled::NotCharged(invalid) => Some(self.not_charged(hold, &invalid)),
             Settled::Unknown(tx, why) => Some(self.pending(&mut hold, tx, why).await),
         }
     }
 
-    /// The buyer paid before but has no answer: call the upstream again with the
-    /// request the payment is bound to and answer with the original receipt; if the
-    /// upstream fails now, the payment stays redeemable.
-    async fn redeem(self, mut hold: Hold, receipt: SettleResponse) -> Response {
+    /// Calls the upstream for a payment already charged (settle-first, or a buyer who
+    /// paid before but has no answer: a `redemption`, which counts against the
+    /// payment's redemptions once answered) and answers with the original `receipt`;
+    /// if the upstream fails, the payment stays paid, for the same request later.
+    async fn answer_paid(
+        self,
+        mut hold: Hold,
+        receipt: SettleResponse,
+        redemption: bool,
+    ) -> Response {
         let payer = receipt
             .payer
             .unwrap_or(self.request.payment_payload.payload.authorization.from);
         match self.call_upstream(payer).await {
             Ok(answer) => {
-                hold.redeemed();
+                if redemption {
+                    hold.redeemed();
+                }
                 self.deliver(answer, hold, receipt)
             }
             Err(failed) => {
