@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use indexer::AgentRecord;
+use erc8004::AgentRecord;
 use serde::Serialize;
 
 use super::store::Experiment;
@@ -176,7 +176,7 @@ fn add_runs(entry: &mut Entry, runs: &[&Experiment]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use indexer::MetadataValue;
+    use erc8004::MetadataValue;
 
     fn agent(id: u64, doc_best: Option<&str>, chain_best: Option<&str>) -> AgentRecord {
         let mut metadata = BTreeMap::new();

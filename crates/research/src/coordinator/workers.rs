@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use alloy::primitives::U256;
-use indexer::AgentRecord;
+use erc8004::AgentRecord;
 use serde::Serialize;
 use serde_json::{Value, json};
 use x402::client::{Challenge, Policy, choose};
