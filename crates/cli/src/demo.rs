@@ -296,7 +296,7 @@ impl Story<'_> {
             ready.status.agent_id.as_deref().unwrap_or("?"),
             daemon.gateway_url
         ))?;
-        let report = crate::probe::probe(&url, &requirement).await?;
+        let report = buyer::probe::probe(&url, &requirement).await?;
         ensure!(
             report.passed,
             "the probe failed: {:?}",
@@ -309,8 +309,8 @@ impl Story<'_> {
 
         let payer_before = chain.usdc_balance(buyer.address()).await?;
         let seller_before = chain.usdc_balance(seller.address()).await?;
-        let client = crate::probe::buyer(&requirement, buyer.signer())?;
-        let (paid, signed) = crate::probe::pay(&client, &url)
+        let client = buyer::probe::buyer(&requirement, buyer.signer())?;
+        let (paid, signed) = buyer::probe::pay(&client, &url)
             .await
             .context("the paid request failed")?;
         ensure!(

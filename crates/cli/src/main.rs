@@ -17,7 +17,6 @@ mod mcp;
 mod operator_cmd;
 mod output;
 mod pay;
-mod probe;
 mod research;
 mod sell;
 mod serve_cmd;

@@ -1,5 +1,7 @@
-//! `agora pay URL`: the buyer's one command, curl's habits on top of `x402::client`
-//! and the wallet's spending ledger.
+//! `agora pay URL`: the buyer's one command, curl's habits on top of the `buyer`
+//! library (`x402::client` and the wallet's spending ledger). Here are the flags, their
+//! conversion into a `buyer::RequestSpec` and `buyer::Limits`, the rendering
+//! (show.rs) and the exit codes (exit.rs).
 //!
 //! The order is the money-safety argument (docs/security.md): the 402 is read and
 //! judged against `--max`, the networks, the assets and what the ledger leaves of the
@@ -13,18 +15,22 @@
 //! paid answer arrived cut (run `agora pay --resume URL`), 4 the server refused the
 //! signed payment.
 
-mod flow;
+mod exit;
 mod request;
 mod show;
 
-use alloy::primitives::{Address, U256};
+use alloy::primitives::Address;
 use anyhow::bail;
+use buyer::{Buyer, Limits, Quote};
 use clap::Args;
 use wallet::budget::parse_usdc;
+use wallet::home;
 use x402::Network;
-use x402::client::{AllowedAsset, Policy, UNLISTED_ASSET_DECIMALS};
 
 use crate::config;
+
+pub use exit::{Exit, exit_code, failure};
+pub use show::note;
 
 /// `agora pay URL [flags]`.
 #[derive(Debug, Args)]
@@ -108,61 +114,6 @@ impl PayArgs {
             json: false,
         }
     }
-
-    /// A POST of the JSON in `body` (a file, sent byte for byte) to `url`, paid like
-    /// [`PayArgs::get_to_file`]: how the research coordinator buys one experiment
-    /// (`POST /experiment`), with `agora pay`'s refusals, ledger and `--resume`.
-    pub fn post_json_to_file(
-        url: &str,
-        body: &std::path::Path,
-        max: Option<String>,
-        output: std::path::PathBuf,
-    ) -> Self {
-        Self {
-            method: Some("POST".into()),
-            data: Some(format!("@{}", body.display())),
-            headers: vec!["Content-Type: application/json".into()],
-            ..Self::get_to_file(url, max, output)
-        }
-    }
-}
-
-/// Why `agora pay` stopped, with the exit code that tells scripts which way.
-#[derive(Debug)]
-pub struct Exit {
-    /// The process exit code (2, 3 or 4; see the module comment).
-    pub code: u8,
-    /// `refused`, `pending`, `unknown`, `incomplete` or `rejected`, for `--json`.
-    pub kind: &'static str,
-    /// What happened and what to type.
-    pub message: String,
-}
-
-impl std::fmt::Display for Exit {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for Exit {}
-
-impl Exit {
-    /// Refused before signing: exit 2.
-    pub fn refused(message: impl Into<String>) -> Self {
-        Self {
-            code: 2,
-            kind: "refused",
-            message: message.into(),
-        }
-    }
-}
-
-/// The exit code for an error `main` is about to print: [`Exit`]'s own, else 1.
-pub fn exit_code(error: &anyhow::Error) -> u8 {
-    error
-        .chain()
-        .find_map(|cause| cause.downcast_ref::<Exit>())
-        .map_or(1, |exit| exit.code)
 }
 
 /// Runs `agora pay`. With `--json` a stop also prints `{"error", "kind",
@@ -170,7 +121,7 @@ pub fn exit_code(error: &anyhow::Error) -> u8 {
 /// payment outcome), so scripts read one object either way.
 pub async fn run(args: PayArgs) -> anyhow::Result<()> {
     let json = args.json;
-    let result = flow::run(args).await;
+    let result = call(args).await;
     if json
         && let Err(e) = &result
         && !crate::output::is_stdout_closed(e)
@@ -179,7 +130,7 @@ pub async fn run(args: PayArgs) -> anyhow::Result<()> {
         crate::output::outln!(
             "{}",
             serde_json::json!({
-                "error": format!("{e:#}"),
+                "error": crate::hint::describe(e),
                 "kind": exit.map_or("error", |x| x.kind),
                 "exitCode": exit_code(e),
             })
@@ -188,45 +139,72 @@ pub async fn run(args: PayArgs) -> anyhow::Result<()> {
     result
 }
 
-/// The per-call cap: the lower of `--max` and the wallet's per-call budget, or
-/// `None` when neither is set (a free answer or a dry run needs none; a 402 is then
-/// refused naming its price). The bool says whether the wallet's budget is the
-/// binding one, so a refusal names the right flag.
-fn per_call_cap(max: Option<&str>, per_call: Option<U256>) -> anyhow::Result<Option<(U256, bool)>> {
-    let max = max.map(|m| parse_usdc("--max", m)).transpose()?;
-    Ok(match (max, per_call) {
-        (Some(m), Some(p)) if p < m => Some((p, true)),
-        (Some(m), _) => Some((m, false)),
-        (None, Some(p)) => Some((p, true)),
-        (None, None) => None,
-    })
+/// `agora pay` without `--json`'s error object (see [`run`]): the free answer, the
+/// dry run, the paid call or `--resume`.
+async fn call(args: PayArgs) -> anyhow::Result<()> {
+    let home = home::agora_home()?;
+    let buyer = Buyer::open(&home, args.wallet.as_deref())
+        .map_err(|e| failure(e, &args.url))?
+        .on_note(note);
+    let spec = request::spec(
+        &args.url,
+        args.method.as_deref(),
+        args.data.as_deref(),
+        &args.headers,
+    )?;
+    let url = spec.url.to_string();
+    let mut sink = show::Sink {
+        file: args.output.clone(),
+        head: args.include,
+        json: args.json,
+    };
+    if args.resume {
+        buyer
+            .resume_to(&spec, &mut sink)
+            .await
+            .map_err(|e| failure(e, &url))?;
+        return Ok(());
+    }
+    let limits = limits(&args)?;
+    if args.dry_run {
+        return match buyer.quote(&spec, &limits).await {
+            Ok(Quote::Free(response)) => show::answer(response, &sink, None).await,
+            Ok(Quote::Priced(preview)) => show::dry_run(&preview, args.json),
+            Err(e) => Err(failure(e, &url)),
+        };
+    }
+    buyer
+        .pay_to(&spec, &limits, &mut sink)
+        .await
+        .map_err(|e| failure(e, &url))?;
+    Ok(())
 }
 
-/// The refusal when a 402 meets no cap at all, naming the price it asks.
-fn no_cap(price: &str) -> Exit {
-    Exit::refused(format!(
-        "the price is {price} and no spending cap is set: pass --max USDC (e.g. --max 0.01), or set one for every call with: agora wallet budget --per-call 0.01; nothing was signed"
-    ))
-}
-
-/// The policy from the flags: cap, networks, extra assets.
-fn policy(args: &PayArgs, cap: U256) -> anyhow::Result<Policy> {
-    let mut policy = Policy::new(cap);
+/// The limits from the flags: `--max`, `--network`, `--allow-asset`, `--rpc`, `--new`.
+fn limits(args: &PayArgs) -> anyhow::Result<Limits> {
+    let mut limits = Limits::new().new_while_open(args.new_payment);
+    if let Some(max) = &args.max {
+        limits = limits.max(parse_usdc("--max", max)?);
+    }
     for text in &args.networks {
         let network = Network::parse(text).map_err(|e| {
             anyhow::anyhow!("--network {text:?}: {e}; write e.g. --network base-sepolia or --network eip155:84532")
         })?;
-        policy = policy.allow_network(network);
+        limits = limits.network(network);
     }
     for text in &args.allow_assets {
-        policy = policy.allow_asset(allowed_asset(text, cap)?);
+        let (network, address) = allowed_asset(text)?;
+        limits = limits.asset(network, address);
     }
-    Ok(policy)
+    for rpc in &args.rpcs {
+        limits = limits.balances_from(rpc.clone());
+    }
+    Ok(limits)
 }
 
 /// `--allow-asset NETWORK:ADDRESS`: the network may hold a colon itself (CAIP-2), so
 /// the address is what follows the last one.
-fn allowed_asset(text: &str, cap: U256) -> anyhow::Result<AllowedAsset> {
+fn allowed_asset(text: &str) -> anyhow::Result<(Network, Address)> {
     let Some((network, address)) = text.trim().rsplit_once(':') else {
         bail!(
             "--allow-asset {text:?}: write NETWORK:ADDRESS, e.g. --allow-asset base-sepolia:0x036CbD53842c5426634e7929541eC2318f3dCF7e"
@@ -240,54 +218,55 @@ fn allowed_asset(text: &str, cap: U256) -> anyhow::Result<AllowedAsset> {
             "--allow-asset {text:?}: {address:?} is not a token address (0x and 40 hex digits)"
         )
     })?;
-    Ok(AllowedAsset {
-        network,
-        address,
-        decimals: UNLISTED_ASSET_DECIMALS,
-        symbol: format!("units of {}", address.to_checksum(None)),
-        max_per_call: cap,
-    })
+    Ok((network, address))
 }
 
 #[cfg(test)]
 mod tests {
+    use clap::Parser;
+
     use super::*;
 
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        pay: PayArgs,
+    }
+
+    fn args(argv: &[&str]) -> PayArgs {
+        Cli::try_parse_from([&["agora", "http://h/x"], argv].concat())
+            .expect("flags")
+            .pay
+    }
+
     #[test]
-    fn the_lower_cap_applies_and_none_is_refused_with_what_to_type() {
-        let p = Some(U256::from(5_000));
-        assert_eq!(
-            per_call_cap(Some("0.01"), p).expect("cap"),
-            Some((U256::from(5_000), true))
-        );
-        assert_eq!(
-            per_call_cap(Some("0.001"), p).expect("cap"),
-            Some((U256::from(1_000), false))
-        );
-        assert_eq!(per_call_cap(None, None).expect("cap"), None);
-        let e: anyhow::Error = no_cap("0.001 USDC on base-sepolia").into();
-        assert_eq!(exit_code(&e), 2);
+    fn the_flags_make_the_limits_and_bad_ones_name_the_flag() {
+        let made = limits(&args(&[
+            "--max",
+            "0.01",
+            "--network",
+            "base-sepolia",
+            "--new",
+        ]))
+        .expect("limits");
+        assert_eq!(made.max, Some(alloy::primitives::U256::from(10_000)));
+        assert_eq!(made.networks[0].chain_id(), Some(84532));
+        assert!(made.new_while_open);
+        let e = limits(&args(&["--max", "0.0000001"])).expect_err("too fine");
         assert!(e.to_string().contains("--max"), "{e}");
-        let e = per_call_cap(Some("0.0000001"), None).expect_err("too fine");
-        assert!(e.to_string().contains("--max"), "{e}");
+        let e = limits(&args(&["--network", "nowhere"])).expect_err("unknown network");
+        assert!(e.to_string().contains("--network"), "{e}");
     }
 
     #[test]
     fn allow_asset_takes_caip2_and_v1_names() {
-        let a = allowed_asset(
-            "eip155:84532:0x036CbD53842c5426634e7929541eC2318f3dCF7e",
-            U256::from(1),
-        )
-        .expect("asset");
-        assert_eq!(a.network.chain_id(), Some(84532));
-        assert_eq!(a.decimals, 6);
-        let b = allowed_asset(
-            "base-sepolia:0x036CbD53842c5426634e7929541eC2318f3dCF7e",
-            U256::from(1),
-        )
-        .expect("asset");
-        assert_eq!(a.network, b.network);
-        let e = allowed_asset("base-sepolia", U256::from(1)).expect_err("no address");
+        let (a, _) = allowed_asset("eip155:84532:0x036CbD53842c5426634e7929541eC2318f3dCF7e")
+            .expect("asset");
+        assert_eq!(a.chain_id(), Some(84532));
+        let (b, _) = allowed_asset("base-sepolia:0x036CbD53842c5426634e7929541eC2318f3dCF7e")
+            .expect("asset");
+        assert_eq!(a, b);
+        let e = allowed_asset("base-sepolia").expect_err("no address");
         assert!(e.to_string().contains("NETWORK:ADDRESS"), "{e}");
     }
 }

@@ -1,80 +1,49 @@
-//! curl's request flags (`-X`, `-d`, `-H`) turned into one request that can be built
-//! again and again: the same request goes out unpaid (to read the 402), then with the
-//! payment, and once more on an automatic retry or `--resume`, so a body from a file
-//! or stdin is read whole up front (`@-` can be read only once).
+//! curl's request flags (`-X`, `-d`, `-H`) turned into a `buyer::RequestSpec`, a
+//! request that can be built again and again: the same request goes out unpaid (to
+//! read the 402), then with the payment, and once more on an automatic retry or
+//! `--resume`, so a body from a file or stdin is read whole up front (`@-` can be read
+//! only once).
 
 use std::io::Read;
 
 use anyhow::{Context, bail};
-use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
-use reqwest::{Method, Request, Url};
+use buyer::RequestSpec;
+use reqwest::header::{CONTENT_TYPE, HeaderName, HeaderValue};
+use reqwest::{Method, Url};
 
-/// What to send, in a form that builds the same request every time.
-#[derive(Debug, Clone)]
-pub struct RequestSpec {
-    /// `-X`, else POST with a body and GET without (curl's habit).
-    pub method: Method,
-    /// The resource paid for.
-    pub url: Url,
-    /// `-H`, plus a Content-Type for `-d` when none was given.
-    pub headers: HeaderMap,
-    /// `-d`, as bytes.
-    pub body: Option<Vec<u8>>,
-}
-
-impl RequestSpec {
-    /// Reads the flags; `-d @-` reads stdin to its end here.
-    pub fn new(
-        url: &str,
-        method: Option<&str>,
-        data: Option<&str>,
-        headers: &[String],
-    ) -> anyhow::Result<Self> {
-        let url = parse_url(url)?;
-        let body = data.map(read_data).transpose()?;
-        let method = match method {
-            Some(m) => {
-                Method::from_bytes(m.trim().to_ascii_uppercase().as_bytes()).map_err(|_| {
-                    anyhow::anyhow!("-X {m:?} is not an HTTP method; write e.g. -X POST")
-                })?
-            }
-            None if body.is_some() => Method::POST,
-            None => Method::GET,
-        };
-        let mut map = HeaderMap::new();
-        for h in headers {
-            let (name, value) = parse_header(h)?;
-            map.append(name, value);
-        }
-        if let Some(body) = &body
-            && !map.contains_key(CONTENT_TYPE)
-        {
-            map.insert(CONTENT_TYPE, HeaderValue::from_static(content_type(body)));
-        }
-        Ok(Self {
-            method,
-            url,
-            headers: map,
-            body,
-        })
+/// Reads the flags; `-d @-` reads stdin to its end here. `-X`, else POST with a body
+/// and GET without (curl's habit); `-H`, plus a Content-Type for `-d` when none was
+/// given.
+pub fn spec(
+    url: &str,
+    method: Option<&str>,
+    data: Option<&str>,
+    headers: &[String],
+) -> anyhow::Result<RequestSpec> {
+    let url = parse_url(url)?;
+    let body = data.map(read_data).transpose()?;
+    let method = match method {
+        Some(m) => Method::from_bytes(m.trim().to_ascii_uppercase().as_bytes())
+            .map_err(|_| anyhow::anyhow!("-X {m:?} is not an HTTP method; write e.g. -X POST"))?,
+        None if body.is_some() => Method::POST,
+        None => Method::GET,
+    };
+    let mut spec = RequestSpec::new(method, url);
+    for h in headers {
+        let (name, value) = parse_header(h)?;
+        spec = spec.header(name, value);
     }
-
-    /// A fresh request for `http`.
-    pub fn build(&self, http: &reqwest::Client) -> anyhow::Result<Request> {
-        let mut builder = http
-            .request(self.method.clone(), self.url.clone())
-            .headers(self.headers.clone());
-        if let Some(body) = &self.body {
-            builder = builder.body(body.clone());
+    if let Some(body) = body {
+        if !spec.headers.contains_key(CONTENT_TYPE) {
+            spec = spec.header(CONTENT_TYPE, HeaderValue::from_static(content_type(&body)));
         }
-        builder
-            .build()
-            .with_context(|| format!("cannot build the request to {}", self.url))
+        spec = spec.body(body);
     }
+    Ok(spec)
 }
 
 /// An http(s) URL; anything else says what to type.
-pub fn parse_url(text: &str) -> anyhow::Result<Url> {
+fn parse_url(text: &str) -> anyhow::Result<Url> {
     let url: Url = text.trim().parse().map_err(|e| {
         anyhow::anyhow!("{text:?} is not a URL ({e}); write e.g. https://host/services/name/path")
     })?;
@@ -136,19 +105,19 @@ mod tests {
 
     #[test]
     fn curl_habits_pick_the_method_and_content_type() {
-        let get = RequestSpec::new("http://h/x", None, None, &[]).expect("spec");
+        let get = spec("http://h/x", None, None, &[]).expect("spec");
         assert_eq!(get.method, Method::GET);
         assert!(get.body.is_none());
-        let post = RequestSpec::new("http://h/x", None, Some(r#"{"a":1}"#), &[]).expect("spec");
+        let post = spec("http://h/x", None, Some(r#"{"a":1}"#), &[]).expect("spec");
         assert_eq!(post.method, Method::POST);
         assert_eq!(post.headers[CONTENT_TYPE], "application/json");
-        let form = RequestSpec::new("http://h/x", Some("put"), Some("a=1"), &[]).expect("spec");
+        let form = spec("http://h/x", Some("put"), Some("a=1"), &[]).expect("spec");
         assert_eq!(form.method, Method::PUT);
         assert_eq!(
             form.headers[CONTENT_TYPE],
             "application/x-www-form-urlencoded"
         );
-        let typed = RequestSpec::new(
+        let typed = spec(
             "http://h/x",
             None,
             Some("a"),
@@ -165,13 +134,11 @@ mod tests {
 
     #[test]
     fn bad_flags_say_what_to_type() {
-        let e = RequestSpec::new("ftp://h/x", None, None, &[]).expect_err("refused");
+        let e = spec("ftp://h/x", None, None, &[]).expect_err("refused");
         assert!(e.to_string().contains("http(s)"), "{e}");
-        let e =
-            RequestSpec::new("http://h/x", None, None, &["NoColon".into()]).expect_err("refused");
+        let e = spec("http://h/x", None, None, &["NoColon".into()]).expect_err("refused");
         assert!(e.to_string().contains("-H 'Name: value'"), "{e}");
-        let e =
-            RequestSpec::new("http://h/x", None, Some("@/no/such/file"), &[]).expect_err("refused");
+        let e = spec("http://h/x", None, Some("@/no/such/file"), &[]).expect_err("refused");
         assert!(e.to_string().contains("@-"), "{e}");
     }
 }

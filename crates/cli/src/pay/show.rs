@@ -1,14 +1,17 @@
 //! What `agora pay` prints: the answer's body streamed to stdout or `-o FILE` chunk
 //! by chunk as the server sends it (so SSE tokens show up while they are generated),
-//! curl's `-i` status and headers, the dry run, and the one `--json` object. Nothing
-//! here decides about money; the receipt arrives as a ready value.
+//! curl's `-i` status and headers, the dry run, the one `--json` object, and the
+//! buyer's notes on stderr. Nothing here decides about money; the payment arrives as
+//! a ready value.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use buyer::{BoxError, Note, Payment};
 use reqwest::Response;
 use serde_json::{Value, json};
+use x402::Money;
 use x402::client::Preview;
 
 use crate::output::{self, outln};
@@ -22,6 +25,58 @@ pub struct Sink {
     pub head: bool,
     /// `--json`: one object at the end instead of the raw body.
     pub json: bool,
+}
+
+impl buyer::Sink for Sink {
+    type Output = ();
+
+    async fn receive(
+        &mut self,
+        response: Response,
+        payment: Option<&Payment>,
+    ) -> Result<(), BoxError> {
+        answer(response, self, payment.map(receipt_json))
+            .await
+            .map_err(anyhow::Error::reallocate_into_boxed_dyn_error_without_backtrace)
+    }
+}
+
+/// What the buyer tells on the way, on stderr.
+pub fn note(note: &Note<'_>) {
+    match note {
+        Note::Retrying { error } => eprintln!(
+            "warning: the connection broke after the payment was sent ({error}); sending the same authorization once more"
+        ),
+        Note::Charged { price, tx } => eprintln!("paid {price}, tx {tx}"),
+        Note::NoReceipt {
+            status,
+            receipt_error,
+        } => eprintln!(
+            "warning: the server answered {status} without a receipt naming a transaction{}; the ledger keeps this payment as unknown until it expires (check with: agora wallet spent --rpc URL)",
+            receipt_error.map(|e| format!(" ({e})")).unwrap_or_default()
+        ),
+        Note::Resending { ledger_id, nonce } => eprintln!(
+            "resending ledger entry {ledger_id} (nonce {nonce}), the same authorization; nothing new is signed"
+        ),
+    }
+}
+
+/// The receipt for `--json`: tx, amount, network, payer.
+fn receipt_json(payment: &Payment) -> Value {
+    let receipt = payment.receipt.as_ref();
+    let price = &payment.price;
+    let amount = receipt.and_then(|r| r.amount).unwrap_or(price.money.atomic);
+    json!({
+        "tx": payment.tx.map(|t| t.to_string()),
+        "amountAtomic": amount.to_string(),
+        "amount": Money::from_atomic(amount, price.money.decimals).to_string(),
+        "symbol": price.symbol,
+        "network": price.network.v1_name(),
+        "payer": receipt.and_then(|r| r.payer).unwrap_or(payment.payer).to_checksum(None),
+        "payTo": payment.pay_to.to_checksum(None),
+        "nonce": payment.nonce.to_string(),
+        "success": receipt.map(|r| r.success),
+    })
 }
 
 /// curl's `-i` block: `HTTP/1.1 200 OK`, the headers, a blank line.

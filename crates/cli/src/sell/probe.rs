@@ -32,11 +32,11 @@ pub(super) async fn probe(a: ProbeArgs, json_out: bool) -> anyhow::Result<()> {
     if !json_out {
         outln!("Probing {url} ...")?;
     }
-    let report = crate::probe::probe(&url, &expected).await?;
+    let report = buyer::probe::probe(&url, &expected).await?;
     let paid = if a.paid && report.passed {
         let buyer = wallet::keyfile::load_key(a.key_file.as_deref(), config::BUYER_KEY)?;
-        let buyer = crate::probe::buyer(&expected, buyer)?;
-        Some(crate::probe::pay(&buyer, &url).await?.0)
+        let buyer = buyer::probe::buyer(&expected, buyer)?;
+        Some(buyer::probe::pay(&buyer, &url).await?.0)
     } else {
         None
     };

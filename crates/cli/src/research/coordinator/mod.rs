@@ -1,8 +1,8 @@
 //! `agora research coordinator`: the buyer of experiments. Workers are found through
 //! `agora discover`'s own lookup (an indexer, or a registry scan over `--rpc`),
-//! filtered by OASF skill and x402 support; a run is paid through `agora pay`'s own
-//! flow (the default wallet, `--max`, the budgets, the ledger row written before the
-//! payment is sent), never with a second payment path. What comes back goes into
+//! filtered by OASF skill and x402 support; a run is paid through the `buyer` library
+//! that `agora pay` runs on (the default wallet, `--max`, the budgets, the ledger row
+//! written before the payment is sent), never with a second payment path. What comes back goes into
 //! `$AGORA_HOME/research.db` with the settling transaction, and the leaderboard puts
 //! the workers' published claims beside the runs verified here.
 //!

@@ -1,22 +1,26 @@
-//! The coordinator's paid path: one run through `agora pay`'s own flow (`submit`),
-//! and `loop`, which picks the cheapest idle worker each round and submits to it.
-//! Kept together because both end in the same paid, recorded experiment.
+//! The coordinator's paid path: one run bought through the `buyer` library, as
+//! `agora pay` buys (`submit`), and `loop`, which picks the cheapest idle worker each
+//! round and submits to it. Kept together because both end in the same paid, recorded
+//! experiment.
 
 use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use buyer::{Buyer, Limits, Paid, RequestSpec};
 use research::coordinator::store::Experiment;
 use research::coordinator::workers::{self, Quote};
 use serde_json::{Value, json};
+use wallet::budget::parse_usdc;
 use wallet::home;
 
 use super::{Coordinator, LoopFlags, RunFlags, Worker, now, open_store};
+use crate::config;
 use crate::output::outln;
-use crate::pay::{self, Exit, PayArgs};
+use crate::pay::{self, Exit};
 
 impl Coordinator {
-    /// One paid run: `/status` (busy: stop, nothing signed), then `agora pay`'s flow,
+    /// One paid run: `/status` (busy: stop, nothing signed), then the purchase,
     /// then the record. The result is stored even when the run failed: it was paid.
     pub(super) async fn submit(
         &self,
@@ -73,36 +77,35 @@ impl Coordinator {
             .with_context(|| format!("cannot write the request body to {}", body_file.display()))?;
         let answer_file = dir.join(format!("{experiment_id}.answer.json"));
         let url = format!("{}/experiment", worker.endpoint);
-        let started = now();
         if !self.json {
             eprintln!(
                 "submitting {experiment_id} ({train_hash}) to {}",
                 worker.endpoint
             );
         }
-        let paying = pay::run(PayArgs::post_json_to_file(
-            &url,
-            &body_file,
-            flags.max.clone(),
-            answer_file.clone(),
-        ))
-        .await;
-        if let Err(e) = paying {
-            let what = format!("experiment {experiment_id} at {}", worker.endpoint);
-            if pay::exit_code(&e) == 3 {
-                return Err(e.context(format!(
-                    "{what}; to get its answer: agora pay --resume {url} -X POST -d @{} -H 'Content-Type: application/json' -o {}",
-                    body_file.display(),
-                    answer_file.display()
-                )));
+        let paid = match buy(&url, &body, flags.max.as_deref()).await {
+            Ok(paid) => paid,
+            Err(e) => {
+                let what = format!("experiment {experiment_id} at {}", worker.endpoint);
+                if pay::exit_code(&e) == 3 {
+                    return Err(e.context(format!(
+                        "{what}; to get its answer: agora pay --resume {url} -X POST -d @{} -H 'Content-Type: application/json' -o {}",
+                        body_file.display(),
+                        answer_file.display()
+                    )));
+                }
+                let _ = std::fs::remove_file(&body_file);
+                return Err(e.context(what));
             }
-            let _ = std::fs::remove_file(&body_file);
-            return Err(e.context(what));
-        }
-        let (amount, tx) = paid(&url, started)?;
-        let raw = std::fs::read(&answer_file).unwrap_or_default();
-        let result: Value = serde_json::from_slice(&raw)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&raw).into_owned()));
+        };
+        let (amount, tx) = paid.payment.as_ref().map_or(("0".to_string(), None), |p| {
+            (
+                p.price.money.atomic.to_string(),
+                p.tx.map(|tx| tx.to_string()),
+            )
+        });
+        let result: Value = serde_json::from_slice(&paid.body)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&paid.body).into_owned()));
         if result.get("experiment_id").is_none() {
             bail!(
                 "the worker at {} answered without a result: {}{}",
@@ -239,18 +242,26 @@ impl Coordinator {
     }
 }
 
-/// The amount and transaction of the newest payment `agora pay` recorded for `url`
-/// since `since`, from the wallet's ledger.
-fn paid(url: &str, since: u64) -> anyhow::Result<(String, Option<String>)> {
+/// One experiment bought as `agora pay` would buy it: the wallet of `AGORA_WALLET`
+/// (else the default one), at most `max` and the wallet's budgets, the ledger row
+/// written before the payment is sent; a failure reads as `agora pay`'s (exit codes
+/// and hints included).
+async fn buy(url: &str, body: &Value, max: Option<&str>) -> anyhow::Result<Paid> {
     let home = home::agora_home()?;
-    let ledger = wallet::open_store(&home)?;
-    let entry = ledger
-        .entries_since(since)?
-        .into_iter()
-        .rev()
-        .find(|e| e.url == url);
-    Ok(match entry {
-        Some(e) => (e.amount.to_string(), e.tx),
-        None => ("0".to_string(), None),
-    })
+    let wallet = std::env::var(config::PAY_WALLET).ok();
+    let buyer = Buyer::open(&home, wallet.as_deref())
+        .map_err(|e| pay::failure(e, url))?
+        .on_note(pay::note);
+    let target = url
+        .parse()
+        .with_context(|| format!("{url:?} is not a URL; give the worker's offer URL"))?;
+    let spec = RequestSpec::post(target).json(body)?;
+    let mut limits = Limits::new();
+    if let Some(max) = max {
+        limits = limits.max(parse_usdc("--max", max)?);
+    }
+    buyer
+        .pay(&spec, &limits)
+        .await
+        .map_err(|e| pay::failure(e, spec.url.as_str()))
 }
