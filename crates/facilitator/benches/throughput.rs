@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 use alloy::primitives::{Signature, U256};
 use alloy::signers::local::PrivateKeySigner;
 use testkit::pay::{PRICE, request};
-use x402::eip3009::{self, unix_now};
+use x402::eip3009;
+use x402::time::unix_now;
 use x402::{Facilitator, FacilitatorRequest};
 
 fn rate(count: usize, elapsed: Duration) -> f64 {

@@ -174,7 +174,7 @@ impl Gateway {
             limiters: HashMap::new(),
         };
         let guard = match &config.ledger {
-            Some(path) => ReplayGuard::open(path, x402::eip3009::unix_now())?,
+            Some(path) => ReplayGuard::open(path, x402::time::unix_now())?,
             None => ReplayGuard::in_memory(),
         };
         Ok(Self {

@@ -35,9 +35,10 @@ use axum::http::header::HeaderMap;
 use axum::http::request::Parts;
 use axum::response::Response;
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
-use x402::eip3009::{VALID_AFTER_SKEW_SECONDS, unix_now};
+use x402::eip3009::VALID_AFTER_SKEW_SECONDS;
 use x402::header::{PAYMENT_SIGNATURE, X_PAYMENT};
 use x402::reason::{ErrorReason, Invalid};
+use x402::time::unix_now;
 use x402::wire::{
     FacilitatorRequest, PaymentPayload, PaymentRequirements, SettleResponse, X402Version,
 };

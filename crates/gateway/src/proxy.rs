@@ -187,9 +187,8 @@ pub async fn forwarded_for(mut request: Request, next: Next) -> Response {
 
 /// The HTTP client used for upstreams: no redirects followed, no system proxy.
 pub fn client() -> Result<reqwest::Client, reqwest::Error> {
-    reqwest::Client::builder()
+    x402::http::direct()
         .redirect(reqwest::redirect::Policy::none())
-        .no_proxy()
         .pool_idle_timeout(Duration::from_secs(30))
         .build()
 }

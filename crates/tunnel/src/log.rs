@@ -5,6 +5,8 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use x402::time::now_rfc3339;
+
 /// Appends timestamped lines to one file; failures to write are ignored (a full disk
 /// must not stop the tunnel), but reported once through tracing.
 #[derive(Debug, Clone)]
@@ -39,7 +41,7 @@ impl TunnelLog {
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
         let written = options
             .open(&self.path)
-            .and_then(|mut f| writeln!(f, "{} {line}", utc(crate::state::unix_now())));
+            .and_then(|mut f| writeln!(f, "{} {line}", now_rfc3339()));
         if let Err(e) = written {
             tracing::warn!("cannot write the tunnel log {}: {e}", self.path.display());
         }
@@ -58,46 +60,11 @@ impl TunnelLog {
     }
 }
 
-/// `secs` since the epoch as `YYYY-MM-DDTHH:MM:SSZ` (proleptic Gregorian calendar).
-fn utc(secs: u64) -> String {
-    let days = i64::try_from(secs / 86_400).unwrap_or(0);
-    let rest = secs % 86_400;
-    // Shift to eras of 400 years starting on 0000-03-01, where leap days fall last.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let day_of_era = z.rem_euclid(146_097);
-    let year_of_era =
-        (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let shifted_month = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * shifted_month + 2) / 5 + 1;
-    let month = if shifted_month < 10 {
-        shifted_month + 3
-    } else {
-        shifted_month - 9
-    };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rest / 3_600,
-        rest % 3_600 / 60,
-        rest % 60
-    )
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-
-    #[test]
-    fn times_are_written_as_utc_dates() {
-        assert_eq!(utc(0), "1970-01-01T00:00:00Z");
-        assert_eq!(utc(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(utc(1_795_668_773), "2026-11-26T04:52:53Z");
-        assert_eq!(utc(4_107_542_399), "2100-02-28T23:59:59Z");
-    }
 
     #[test]
     fn the_tail_is_the_last_lines() {

@@ -52,16 +52,9 @@ impl Status {
             pid: None,
             restarts: 0,
             last_error: None,
-            since: unix_now(),
+            since: x402::time::unix_now(),
         }
     }
-}
-
-/// Seconds since the Unix epoch.
-pub fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 /// Writes `status` to `path` atomically, mode 0600 from creation.

@@ -162,7 +162,7 @@ impl Keeper {
         let before = next.state;
         change(&mut next);
         if next.state != before {
-            next.since = state::unix_now();
+            next.since = x402::time::unix_now();
         }
         self.publish(next);
     }

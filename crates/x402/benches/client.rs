@@ -17,8 +17,9 @@ use axum::response::{IntoResponse, Response};
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::{Value, json};
 use x402::client::{self, Answer, Challenge, Client, Policy};
-use x402::eip3009::{unix_now, verify_offline};
+use x402::eip3009::verify_offline;
 use x402::header;
+use x402::time::unix_now;
 use x402::wire::{PaymentPayload, PaymentRequirements, SettleResponse};
 
 fn required() -> Value {

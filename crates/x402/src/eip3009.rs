@@ -117,11 +117,9 @@ pub enum SignError {
     Signer(String),
 }
 
-/// The current unix time in seconds, for callers that keep seconds as `u64`; see
-/// [`UnixTimestamp::now`].
-pub fn unix_now() -> u64 {
-    UnixTimestamp::now().as_secs()
-}
+/// The clock an authorization's validity window is checked against: the workspace's
+/// one clock, [`crate::time::unix_now`], named here beside the window it checks.
+pub use crate::time::unix_now;
 
 /// The EIP-712 domain of `token` on `chain_id`.
 pub fn domain(name: &str, version: &str, chain_id: u64, token: Address) -> Eip712Domain {

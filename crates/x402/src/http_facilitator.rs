@@ -166,7 +166,7 @@ impl HttpFacilitator {
             });
         }
         let base = url.as_str().trim_end_matches('/').to_string();
-        let client = reqwest::Client::builder()
+        let client = crate::http::public()
             .user_agent(concat!("agora-x402/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| FacilitatorUrlError::Client {

@@ -1,6 +1,7 @@
 //! The x402 payment protocol as agora speaks it: wire types for v1 and v2, the header
 //! codec, networks and assets, exact money, EIP-3009 signing and verification, and the
-//! buyer's [`client`] (402 → choose → sign → send → receipt).
+//! buyer's [`client`] (402 → choose → sign → send → receipt), plus the workspace's
+//! one clock ([`time`]) and HTTP proxy rule ([`http`]).
 //!
 //! Everything that crosses a wire is parsed here once into typed values, so the rest of
 //! agora never handles raw amounts, network strings or signatures.
@@ -10,6 +11,7 @@ pub mod eip3009;
 pub mod error_chain;
 pub mod facilitator;
 pub mod header;
+pub mod http;
 pub mod http_facilitator;
 pub mod money;
 pub mod network;

@@ -316,7 +316,7 @@ fn write_forever(mut conn: Connection, ops: std::sync::mpsc::Receiver<Op>, path:
         }
         if pruned.elapsed() >= PRUNE_EVERY {
             pruned = Instant::now();
-            let now = localdb::codec::saturating_int(x402::eip3009::unix_now());
+            let now = localdb::codec::saturating_int(x402::time::unix_now());
             if let Err(e) = conn.execute("DELETE FROM payments WHERE expires <= ?1", params![now]) {
                 tracing::warn!("payment ledger {path}: cannot prune expired rows: {e}");
             }

@@ -21,7 +21,8 @@ use testkit::http as client;
 use testkit::loopback::dead_url;
 use testkit::pay;
 use testkit::pay::PRICE;
-use x402::eip3009::{self, IEip3009Token, unix_now};
+use x402::eip3009::{self, IEip3009Token};
+use x402::time::unix_now;
 use x402::wire::{PaymentRequired, SettleResponse, X402Version};
 use x402::{Facilitator, HttpFacilitator, Network};
 

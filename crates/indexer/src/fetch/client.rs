@@ -21,10 +21,9 @@ impl Fetcher {
     pub(crate) fn new(config: FetchConfig, ipfs_gateway: Url) -> Result<Self, reqwest::Error> {
         let user_agent = concat!("agora-indexer/", env!("CARGO_PKG_VERSION"));
         let builder = || {
-            reqwest::Client::builder()
+            x402::http::direct()
                 .user_agent(user_agent)
                 .connect_timeout(config.timeout)
-                .no_proxy()
         };
         let (documents, gateway) = if config.allow_private_addresses {
             let policy = || reqwest::redirect::Policy::limited(MAX_REDIRECTS);

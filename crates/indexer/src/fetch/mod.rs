@@ -19,7 +19,7 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use erc8004::Registration;
 use reqwest::Url;
@@ -191,10 +191,7 @@ fn flush(
     if done.is_empty() {
         return Ok(0);
     }
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    store.record_fetches(done, now)?;
+    store.record_fetches(done, x402::time::unix_now())?;
     for (pending, outcome) in done.iter() {
         if let FetchOutcome::Failed(e) = outcome {
             tracing::debug!(

@@ -114,8 +114,7 @@ impl Reconciler {
         facilitator: Arc<dyn Facilitator>,
         config: ReconcilerConfig,
     ) -> Result<Self, BuildError> {
-        let http = reqwest::Client::builder()
-            .no_proxy()
+        let http = x402::http::direct()
             .redirect(reqwest::redirect::Policy::none())
             .build()?;
         Ok(Self {

@@ -6,11 +6,11 @@
 //! offer waits as [`Staged`] between the two halves of a pass.
 
 use gateway::Route;
+use x402::time::format_rfc3339;
 
 use crate::condition::{Condition, ConditionStatus, STAGES, Stage};
 use crate::registry::Listing;
 use crate::spec::{OfferStatus, ServiceOffer};
-use crate::time::format_rfc3339;
 use crate::validate::ResolvedOffer;
 
 /// One stage's outcome before it becomes a [`Condition`].
@@ -163,7 +163,7 @@ fn status(
     endpoint: Option<String>,
     agent: Option<&Listing>,
 ) -> OfferStatus {
-    let now = format_rfc3339(x402::eip3009::unix_now());
+    let now = format_rfc3339(x402::time::unix_now());
     let conditions = verdicts
         .into_iter()
         .map(|(stage, v)| {

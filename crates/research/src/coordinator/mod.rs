@@ -18,7 +18,7 @@ use alloy::primitives::B256;
 /// A fresh experiment id, `exp-YYYYMMDD-<6 hex>` (the reference coordinator's shape,
 /// within the worker's `^[A-Za-z0-9_-]+$`).
 pub fn experiment_id(unix: u64) -> String {
-    let date: String = offers::time::format_rfc3339(unix)
+    let date: String = x402::time::format_rfc3339(unix)
         .chars()
         .take(10)
         .filter(char::is_ascii_digit)
