@@ -1,18 +1,19 @@
 //! `agora discover`: find sellers on the ERC-8004 registry by skill, domain and x402
 //! support, through an indexer, or by scanning the registry over RPC when no indexer
-//! answers; `--probe` asks each endpoint for its live 402 price.
+//! answers; `--probe` asks each endpoint for its live 402 price. The lookup is
+//! `market`'s; this module holds the flags, the order of the sources, the paid query
+//! and the printing.
 
 use std::time::Duration;
 
 use alloy::primitives::Address;
 use anyhow::{Context, bail};
 use clap::Args;
-use erc8004::oasf::{Kind, Taxonomy};
+use market::{Agent, AgentRecord, Answer, IndexerClient, MarketError, Page, Search};
 use serde::Serialize;
-use serde_json::Value;
 
 use crate::config;
-use crate::index_cmd::{self, DEFAULT_INDEXER};
+use crate::index_cmd::DEFAULT_INDEXER;
 use crate::output::outln;
 
 /// Options of `agora discover`.
@@ -64,12 +65,14 @@ impl DiscoverArgs {
             indexer: self.indexer.clone(),
             rpc: self.rpc.clone(),
             registry: self.registry,
-            skills: self.skills.clone(),
-            domains: self.domains.clone(),
-            x402: self.x402,
-            search: self.search.clone(),
-            owner: self.owner,
-            limit: self.limit,
+            search: Search {
+                skills: self.skills.clone(),
+                domains: self.domains.clone(),
+                x402: self.x402,
+                text: self.search.clone(),
+                owner: self.owner,
+                limit: self.limit,
+            },
             max: self.max.clone(),
             quiet: self.json,
         }
@@ -87,18 +90,8 @@ pub(crate) struct DiscoverQuery {
     pub(crate) rpc: Option<reqwest::Url>,
     /// Identity Registry address for the scan [default: the chain's deployment].
     pub(crate) registry: Option<Address>,
-    /// OASF skills, exact or `prefix/*`; all must match.
-    pub(crate) skills: Vec<String>,
-    /// OASF domains, exact or `prefix/*`; all must match.
-    pub(crate) domains: Vec<String>,
-    /// Only agents that accept x402 payments.
-    pub(crate) x402: bool,
-    /// Text in the name or description.
-    pub(crate) search: Option<String>,
-    /// Only agents owned by this address.
-    pub(crate) owner: Option<Address>,
-    /// Most agents to list (the indexer answers 1 to 100).
-    pub(crate) limit: u32,
+    /// What to look for.
+    pub(crate) search: Search,
     /// Most USDC to pay an indexer that answers 402.
     pub(crate) max: Option<String>,
     /// No progress note on stderr, for machine-readable output.
@@ -117,12 +110,7 @@ impl DiscoverQuery {
             indexer,
             rpc,
             registry: None,
-            skills: Vec::new(),
-            domains: Vec::new(),
-            x402: true,
-            search: None,
-            owner: None,
-            limit,
+            search: Search::x402(limit),
             max: None,
             quiet: false,
         }
@@ -133,14 +121,8 @@ impl DiscoverQuery {
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 struct Found {
-    chain_id: u64,
-    agent_id: u64,
-    name: String,
-    owner: String,
-    x402: bool,
-    skills: Vec<String>,
-    domains: Vec<String>,
-    endpoints: Vec<String>,
+    #[serde(flatten)]
+    agent: Agent,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     prices: Vec<Price>,
 }
@@ -170,117 +152,84 @@ pub(crate) fn http() -> anyhow::Result<reqwest::Client> {
 pub async fn run(args: DiscoverArgs) -> anyhow::Result<()> {
     let client = http()?;
     let query = args.query();
-    let items = agents(&query).await?;
-    let mut found: Vec<Found> = items.iter().filter_map(|a| to_found(a, &query)).collect();
+    let records = agents(&query).await?;
+    let mut found: Vec<Found> = market::agents(&records, &query.search)
+        .into_iter()
+        .map(|agent| Found {
+            agent,
+            prices: Vec::new(),
+        })
+        .collect();
     if args.probe {
-        for agent in &mut found {
-            for endpoint in agent.endpoints.clone() {
-                agent.prices.push(probe(&client, &endpoint).await);
+        for found in &mut found {
+            for endpoint in &found.agent.endpoints {
+                found.prices.push(probe(&client, endpoint).await);
             }
         }
     }
     print(&found, &args)
 }
 
-/// The indexer's records of the agents `args` asks for (the indexer applies the
-/// first skill and domain filter): from the indexer, or from a scan over `--rpc` when
-/// none answers. `agora sell pricing --research` reads its comparables here too.
-pub(crate) async fn agents(args: &DiscoverQuery) -> anyhow::Result<Vec<Value>> {
-    for skill in &args.skills {
-        Taxonomy::filter(Kind::Skill, skill).map_err(|e| anyhow::anyhow!("--skill: {e}"))?;
-    }
-    for domain in &args.domains {
-        Taxonomy::filter(Kind::Domain, domain).map_err(|e| anyhow::anyhow!("--domain: {e}"))?;
-    }
-    let base = args
-        .indexer
-        .as_ref()
-        .map_or_else(|| DEFAULT_INDEXER.to_string(), config::url_text)
-        .trim_end_matches('/')
-        .to_string();
-    let client = http()?;
-    let reachable = client.get(format!("{base}/health")).send().await.is_ok();
-    Ok(if reachable {
-        query(&client, &base, args).await?
-    } else {
-        let Some(rpc) = args.rpc.as_ref().map(config::url_text) else {
+/// The indexer's records of the agents `query` asks for (the indexer applies the
+/// first skill and domain filter, [`Search::matches`] the rest): from the indexer,
+/// bought through `agora pay` when it sells its answers, or from a scan over `--rpc`
+/// when none answers. Records the indexer sends that do not read are warned about.
+pub(crate) async fn agents(query: &DiscoverQuery) -> anyhow::Result<Vec<AgentRecord>> {
+    query.search.check().map_err(explain)?;
+    let base = match &query.indexer {
+        Some(url) => url.clone(),
+        None => DEFAULT_INDEXER.parse().context("the default indexer URL")?,
+    };
+    let indexer = IndexerClient::new(&base, http()?);
+    if !indexer.answers().await {
+        let Some(rpc) = query.rpc.as_ref().map(config::url_text) else {
             bail!(
-                "no indexer answers at {base}; start one with `agora index --rpc URL`, pass --indexer URL, or pass --rpc URL to scan the registry directly"
+                "no indexer answers at {}; start one with `agora index --rpc URL`, pass --indexer URL, or pass --rpc URL to scan the registry directly",
+                indexer.base()
             );
         };
-        if !args.quiet {
-            eprintln!("no indexer at {base}; scanning the registry over {rpc} ...");
+        if !query.quiet {
+            eprintln!(
+                "no indexer at {}; scanning the registry over {rpc} ...",
+                indexer.base()
+            );
         }
-        scan(&rpc, args.registry, args).await?
-    })
-}
-
-async fn query(
-    client: &reqwest::Client,
-    base: &str,
-    args: &DiscoverQuery,
-) -> anyhow::Result<Vec<Value>> {
-    let mut params: Vec<(&str, String)> = vec![("limit", args.limit.clamp(1, 100).to_string())];
-    if let Some(skill) = args.skills.first() {
-        params.push(("skill", skill.clone()));
+        return market::scan(&rpc, query.registry, &query.search)
+            .await
+            .map_err(explain);
     }
-    if let Some(domain) = args.domains.first() {
-        params.push(("domain", domain.clone()));
-    }
-    if args.x402 {
-        params.push(("x402", "true".into()));
-    }
-    if let Some(search) = &args.search {
-        params.push(("search", search.clone()));
-    }
-    if let Some(owner) = &args.owner {
-        params.push(("ownerAddress", owner.to_string()));
-    }
-    let mut url = reqwest::Url::parse(&format!("{base}/api/v1/public/agents"))
-        .with_context(|| format!("--indexer {base} is not a URL"))?;
-    url.query_pairs_mut().extend_pairs(params);
-    let response = client
-        .get(url.clone())
-        .send()
-        .await
-        .with_context(|| format!("cannot reach the indexer at {url}"))?;
-    let status = response.status();
-    if status == reqwest::StatusCode::PAYMENT_REQUIRED {
-        return paid_query(&url, args.max.clone()).await;
-    }
-    let body: Value = response
-        .json()
-        .await
-        .with_context(|| format!("{url} did not answer JSON"))?;
-    items(&url, status, &body)
-}
-
-/// The agents of an indexer's answer, or its error with its hint.
-fn items(
-    url: &reqwest::Url,
-    status: reqwest::StatusCode,
-    body: &Value,
-) -> anyhow::Result<Vec<Value>> {
-    if !status.is_success() {
-        bail!(
-            "the indexer refused the query: {} ({})",
-            body["error"].as_str().unwrap_or("unknown error"),
-            body["hint"].as_str().unwrap_or("")
-        );
-    }
-    let Some(items) = body["items"].as_array() else {
-        bail!(
-            "{url} answered without an `items` list; is --indexer an agora index (or a gateway route selling one)?"
-        );
+    let page = match indexer.agents(&query.search).await.map_err(explain)? {
+        Answer::Page(page) => page,
+        Answer::PaymentRequired(url) => paid_query(&url, query.max.clone()).await?,
     };
-    Ok(items.clone())
+    for skipped in &page.unreadable {
+        eprintln!(
+            "warning: skipped the indexer's record of agent {}: {}",
+            skipped.agent, skipped.error
+        );
+    }
+    Ok(page.agents)
+}
+
+/// A lookup error with the flag that changes it, where there is one.
+fn explain(error: MarketError) -> anyhow::Error {
+    match error {
+        MarketError::Filter { kind, source } => anyhow::anyhow!("--{kind}: {source}"),
+        MarketError::Url { base, message } => {
+            anyhow::anyhow!("--indexer {base} is not a URL: {message}")
+        }
+        MarketError::NoItems { url } => anyhow::anyhow!(
+            "{url} answered without an `items` list; is --indexer an agora index (or a gateway route selling one)?"
+        ),
+        other => other.into(),
+    }
 }
 
 /// An indexer sold through x402 (selling indexing): the query is bought through
 /// `agora pay`'s own flow rather than a copy of it, so `--max`, the wallet's budgets,
 /// the ledger and the refusals (exit 2, nothing signed) are exactly `agora pay`'s.
 /// The answer goes to a temporary file because `agora pay` streams to a sink.
-async fn paid_query(url: &reqwest::Url, max: Option<String>) -> anyhow::Result<Vec<Value>> {
+async fn paid_query(url: &reqwest::Url, max: Option<String>) -> anyhow::Result<Page> {
     let dir = tempfile::tempdir().context("cannot create a temporary file for the answer")?;
     let file = dir.path().join("answer.json");
     crate::pay::run(crate::pay::PayArgs::get_to_file(
@@ -290,104 +239,9 @@ async fn paid_query(url: &reqwest::Url, max: Option<String>) -> anyhow::Result<V
     ))
     .await
     .with_context(|| format!("the indexer at {url} asks payment"))?;
-    let text = std::fs::read(&file)
+    let body = std::fs::read(&file)
         .with_context(|| format!("cannot read the paid answer in {}", file.display()))?;
-    let body: Value = serde_json::from_slice(&text)
-        .with_context(|| format!("{url} did not answer JSON after payment"))?;
-    let status = match body.get("items") {
-        Some(_) => reqwest::StatusCode::OK,
-        None => reqwest::StatusCode::BAD_GATEWAY,
-    };
-    items(url, status, &body)
-}
-
-/// Indexes the registry into a temporary database and asks it, as `agora index` would.
-async fn scan(
-    rpc: &str,
-    registry: Option<Address>,
-    args: &DiscoverQuery,
-) -> anyhow::Result<Vec<Value>> {
-    let dir = tempfile::tempdir().context("cannot create a temporary database")?;
-    let config = index_cmd::config(rpc, registry, dir.path().join("scan.db"), false);
-    let indexer = indexer::Indexer::open(config).await?;
-    loop {
-        let report = indexer.sync().await?;
-        if report
-            .indexed_block
-            .is_some_and(|b| b >= report.target_block)
-        {
-            break;
-        }
-    }
-    indexer.fetch_pending().await?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let base = format!("http://{}", listener.local_addr()?);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let served = tokio::spawn(indexer.serve(listener, async {
-        let _ = stopped.await;
-    }));
-    let items = query(&http()?, &base, args).await;
-    let _ = stop.send(());
-    let _ = served.await;
-    items
-}
-
-fn strings(value: &Value) -> Vec<String> {
-    value
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// The agent, if it passes every filter (the indexer applies the first of each).
-fn to_found(agent: &Value, args: &DiscoverQuery) -> Option<Found> {
-    let skills = strings(&agent["oasf_skills"]);
-    let domains = strings(&agent["oasf_domains"]);
-    let all_match = |filters: &[String], names: &[String]| {
-        filters
-            .iter()
-            .all(|f| names.iter().any(|n| erc8004::matches_filter(f, n)))
-    };
-    if !all_match(&args.skills, &skills) || !all_match(&args.domains, &domains) {
-        return None;
-    }
-    let endpoints = web_endpoints(agent);
-    Some(Found {
-        chain_id: agent["chain_id"].as_u64()?,
-        agent_id: agent["agent_id"].as_u64()?,
-        name: agent["name"].as_str().unwrap_or_default().to_string(),
-        owner: agent["owner_address"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string(),
-        x402: agent["x402_supported"].as_bool().unwrap_or(false),
-        skills,
-        domains,
-        endpoints,
-        prices: Vec::new(),
-    })
-}
-
-/// The endpoints of an indexer record's `web` services, where its offers are sold.
-pub(crate) fn web_endpoints(agent: &Value) -> Vec<String> {
-    agent["services"]
-        .as_array()
-        .map(|services| {
-            services
-                .iter()
-                .filter(|s| {
-                    s["name"]
-                        .as_str()
-                        .is_some_and(|n| n.eq_ignore_ascii_case("web"))
-                })
-                .filter_map(|s| s["endpoint"].as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
+    IndexerClient::read_paid(url, &body).map_err(explain)
 }
 
 /// The endpoint's live 402 terms.
@@ -401,7 +255,7 @@ async fn probe(client: &reqwest::Client, endpoint: &str) -> Price {
         pay_to: None,
         error: None,
     };
-    let answer = match buyer::probe::Unpaid::fetch(client, endpoint).await {
+    let answer = match crate::probe::Unpaid::fetch(client, endpoint).await {
         Ok(a) => a,
         Err(e) => {
             price.error = Some(format!("unreachable: {e}"));
@@ -441,8 +295,8 @@ fn print(found: &[Found], args: &DiscoverArgs) -> anyhow::Result<()> {
         "X402",
         "SKILLS"
     )?;
-    for a in found {
-        let owner: String = a.owner.chars().take(10).collect();
+    for Found { agent: a, prices } in found {
+        let owner: String = format!("{:#x}", a.owner).chars().take(10).collect();
         let skills = a.skills.join(",");
         let skills: String = skills.chars().take(44).collect();
         let name: String = a.name.chars().take(24).collect();
@@ -455,7 +309,7 @@ fn print(found: &[Found], args: &DiscoverArgs) -> anyhow::Result<()> {
             skills,
             a.endpoints.first().map_or("-", String::as_str)
         )?;
-        for p in &a.prices {
+        for p in prices {
             match (&p.price, &p.error) {
                 (Some(price), _) => outln!(
                     "    {} -> {price} (pay to {})",

@@ -48,17 +48,8 @@ pub struct IndexArgs {
     json: bool,
 }
 
-/// Whether `rpc` points at this machine (a devnet), where sellers serve their
-/// registration files on loopback too.
-pub fn is_local_rpc(rpc: &str) -> bool {
-    reqwest::Url::parse(rpc)
-        .ok()
-        .and_then(|u| u.host_str().map(str::to_string))
-        .is_some_and(|h| h == "localhost" || h.starts_with("127.") || h == "[::1]")
-}
-
 /// The indexer configuration from the flags.
-pub fn config(
+fn config(
     rpc: &str,
     registry: Option<Address>,
     db: PathBuf,
@@ -66,7 +57,7 @@ pub fn config(
 ) -> indexer::IndexerConfig {
     let mut config = indexer::IndexerConfig::new(rpc, db);
     config.registry = registry;
-    config.fetch.allow_private_addresses = allow_private || is_local_rpc(rpc);
+    config.fetch.allow_private_addresses = allow_private || indexer::is_local_rpc(rpc);
     config
 }
 

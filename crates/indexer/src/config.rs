@@ -69,6 +69,16 @@ impl IndexerConfig {
     }
 }
 
+/// Whether `rpc` points at this machine (a devnet), where sellers serve their
+/// registration files on loopback too, so fetching from private addresses is safe to
+/// allow ([`FetchConfig::allow_private_addresses`]).
+pub fn is_local_rpc(rpc: &str) -> bool {
+    Url::parse(rpc)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_string))
+        .is_some_and(|h| h == "localhost" || h.starts_with("127.") || h == "[::1]")
+}
+
 /// The public ipfs.io gateway.
 fn default_gateway() -> Url {
     Url::parse("https://ipfs.io/").expect("a valid literal URL")

@@ -11,7 +11,9 @@
 //!   with size and time limits, `ipfs://` through a gateway), and a document that is
 //!   malformed, too large, slow or unreachable is recorded on its agent without holding
 //!   anything else up;
-//! - [`Indexer::run`] does all of that and serves the API until shutdown.
+//! - [`Indexer::run`] does all of that and serves the API until shutdown;
+//! - [`Indexer::agents`] answers the API's list query in process, for embedders that
+//!   index into their own database (a one-off registry scan) and need no server.
 
 mod agent;
 mod api;
@@ -35,7 +37,8 @@ use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use x402::Network;
 
-pub use config::{DEFAULT_BLOCK_RANGE, DEFAULT_PORT, FetchConfig, IndexerConfig};
+pub use config::{DEFAULT_BLOCK_RANGE, DEFAULT_PORT, FetchConfig, IndexerConfig, is_local_rpc};
+pub use query::{AgentQuery, Sort, TagFilter, TagKind};
 pub use record::{
     AgentPage, AgentRecord, ChainStats, FetchError, FetchStatus, MetadataValue, Stats,
 };
@@ -114,6 +117,9 @@ pub enum IndexerError {
         /// Why.
         source: std::io::Error,
     },
+    /// A list query stopped before answering (its task panicked or was cancelled).
+    #[error("the agent query did not finish: {0}; retry it")]
+    Query(String),
     /// The API server stopped with an error.
     #[error("the indexer's HTTP server failed: {0}")]
     Serve(std::io::Error),
@@ -256,6 +262,16 @@ impl Indexer {
                 None,
             )
             .await?)
+    }
+
+    /// One page of the agents matching `query` and how many match in all: what
+    /// `GET /api/v1/public/agents` answers, without going through HTTP.
+    pub async fn agents(&self, query: AgentQuery) -> Result<(Vec<AgentRecord>, u64), IndexerError> {
+        let store = Arc::clone(&self.store);
+        tokio::task::spawn_blocking(move || store.list(&query))
+            .await
+            .map_err(|e| IndexerError::Query(e.to_string()))?
+            .map_err(IndexerError::Store)
     }
 
     /// Binds the configured address, then [`Indexer::serve`]s.

@@ -1,5 +1,6 @@
-//! Reading the index for the API: filtered, sorted pages of agents, single agents and
-//! totals. Skill, domain and protocol filters run on the tag table's index.
+//! Reading the index: filtered, sorted pages of agents, single agents and totals, for
+//! the API and for embedders ([`crate::Indexer::agents`]). Skill, domain and protocol
+//! filters run on the tag table's index.
 
 use std::collections::BTreeMap;
 
@@ -12,16 +13,33 @@ use crate::store::{Store, StoreError, address_text, int, json, parse, uint};
 
 /// A skill, domain or protocol filter: one name, or a name and everything under it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum TagFilter {
+pub enum TagFilter {
+    /// Exactly this name.
     Exact(String),
+    /// This name and every name under it (`prefix/*`).
     Under(String),
+}
+
+impl TagFilter {
+    /// Reads a filter as `erc8004::matches_filter` does: `prefix/*` is the prefix and
+    /// everything under it, anything else one exact name. Checking the name against
+    /// the taxonomy is the caller's (`erc8004::Taxonomy::filter`).
+    pub fn new(filter: &str) -> Self {
+        match filter.strip_suffix("/*") {
+            Some(prefix) => TagFilter::Under(prefix.to_string()),
+            None => TagFilter::Exact(filter.to_string()),
+        }
+    }
 }
 
 /// Which tag table rows a [`TagFilter`] applies to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum TagKind {
+pub enum TagKind {
+    /// OASF skills.
     Skill,
+    /// OASF domains.
     Domain,
+    /// Service names, lowercased (`web`, `mcp`, `a2a`, ...).
     Protocol,
 }
 
@@ -37,26 +55,38 @@ impl TagKind {
 
 /// List order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub(crate) enum Sort {
+pub enum Sort {
+    /// Newest registrations first.
     #[default]
     RegisteredDesc,
+    /// Oldest registrations first.
     RegisteredAsc,
+    /// By name, case-insensitively; agents without one last.
     Name,
+    /// Most recently changed on chain first.
     UpdatedDesc,
 }
 
-/// A list query, already validated by the API.
+/// A list query: every filter set must hold. The API builds one from its parameters;
+/// embedders build one directly.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct AgentQuery {
-    pub(crate) chain_id: Option<u64>,
-    pub(crate) owner: Option<Address>,
-    pub(crate) x402: Option<bool>,
-    /// Lowercased substring of name or description.
-    pub(crate) search: Option<String>,
-    pub(crate) tags: Vec<(TagKind, TagFilter)>,
-    pub(crate) sort: Sort,
-    pub(crate) offset: u64,
-    pub(crate) limit: u64,
+pub struct AgentQuery {
+    /// Only this chain.
+    pub chain_id: Option<u64>,
+    /// Only agents owned by this address.
+    pub owner: Option<Address>,
+    /// Only agents that do (or do not) accept x402.
+    pub x402: Option<bool>,
+    /// A substring of the name or description, lowercased (the index is).
+    pub search: Option<String>,
+    /// Tag filters; all must match.
+    pub tags: Vec<(TagKind, TagFilter)>,
+    /// The order of the list.
+    pub sort: Sort,
+    /// Agents to skip before the page.
+    pub offset: u64,
+    /// Page size.
+    pub limit: u64,
 }
 
 /// How a tag filter is joined to the agents; see [`Store::list`].
@@ -510,11 +540,7 @@ mod tests {
             "technology/*",
         ];
         for filter in filters {
-            let parsed = match filter.strip_suffix("/*") {
-                Some(prefix) => TagFilter::Under(prefix.into()),
-                None => TagFilter::Exact(filter.into()),
-            };
-            let (condition, args) = tag_condition(&parsed);
+            let (condition, args) = tag_condition(&TagFilter::new(filter));
             let mut stmt = conn
                 .prepare(&format!(
                     "SELECT t.value FROM tags t WHERE {condition} ORDER BY 1"

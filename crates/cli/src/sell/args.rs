@@ -249,7 +249,7 @@ pub(super) struct PricingArgs {
     #[arg(long, env = config::FACILITATOR_URL, value_name = "URL")]
     pub(super) facilitator_url: Option<Url>,
     #[command(flatten)]
-    pub(super) research: super::pricing_research::ResearchArgs,
+    pub(super) research: super::pricing_survey::SurveyArgs,
 }
 
 #[derive(Debug, Args)]

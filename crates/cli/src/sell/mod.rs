@@ -5,7 +5,7 @@
 mod args;
 mod create;
 mod lifecycle;
-mod pricing_research;
+mod pricing_survey;
 mod probe;
 mod register;
 pub(crate) mod research;
@@ -37,7 +37,7 @@ pub async fn run(args: SellArgs) -> anyhow::Result<()> {
         SellCommand::Stop(a) => lifecycle::stop(a, json_out).await,
         SellCommand::Delete(a) => lifecycle::delete(a, json_out).await,
         SellCommand::Pricing(a) if a.research.research => {
-            pricing_research::run(a.research, json_out).await
+            pricing_survey::run(a.research, json_out).await
         }
         SellCommand::Pricing(a) => lifecycle::pricing(a, json_out).await,
         SellCommand::Get(a) => show::get(a).await,

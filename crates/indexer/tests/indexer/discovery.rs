@@ -8,7 +8,7 @@ use axum::Router;
 use axum::routing::get;
 use erc8004::registrar::{AgentMetadata, ServiceType};
 use erc8004::registration::Service;
-use indexer::Indexer;
+use indexer::{AgentQuery, Indexer, TagFilter, TagKind};
 
 use crate::common::{self, document, serve};
 
@@ -80,6 +80,26 @@ async fn sellers_are_found_by_skill_domain_search_owner_and_protocol() {
         "detected with eth_chainId"
     );
     assert_eq!(indexer.registry(), devnet::IDENTITY_REGISTRY_ADDRESS);
+
+    // In process, without the API: what a one-off registry scan asks.
+    loop {
+        let report = indexer.sync().await.unwrap();
+        if report.indexed_block >= Some(report.target_block) {
+            break;
+        }
+    }
+    indexer.fetch_pending().await.unwrap();
+    let query = |filter: &str| AgentQuery {
+        tags: vec![(TagKind::Skill, TagFilter::new(filter))],
+        x402: Some(true),
+        limit: 10,
+        ..AgentQuery::default()
+    };
+    let (found, total) = indexer.agents(query("devops_mlops/*")).await.unwrap();
+    let names: Vec<&str> = found.iter().map(|a| a.name.as_str()).collect();
+    assert_eq!((names, total), (vec!["beta"], 1));
+    let (found, total) = indexer.agents(query(TEXT_COMPLETION)).await.unwrap();
+    assert_eq!((found[0].name.as_str(), total), ("alpha", 1));
     let api = serve(indexer).await;
 
     let gamma = document(

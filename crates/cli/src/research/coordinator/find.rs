@@ -1,10 +1,10 @@
-//! How the coordinator finds and sizes up workers: the registry lookup (through
-//! `agora discover`), each worker's free `/status` and probed price, and the
-//! `discover` and `probe` subcommands that show them. Apart from paying, which
-//! lives in `submit.rs`, because nothing here signs anything.
+//! How the coordinator finds and sizes up workers: the registry lookup (`agora
+//! discover`'s, typed records from `market`), each worker's free `/status` and probed
+//! price, and the `discover` and `probe` subcommands that show them. Apart from
+//! paying, which lives in `submit.rs`, because nothing here signs anything.
 
 use erc8004::oasf::{Kind, Taxonomy};
-use indexer::AgentRecord;
+use market::AgentRecord;
 use research::coordinator::board;
 use research::coordinator::workers::{self, Candidate, Quote, WorkerStatus};
 use serde::Serialize;
@@ -41,23 +41,12 @@ impl Coordinator {
             let domain = Taxonomy::filter(Kind::Skill, name).is_err()
                 && Taxonomy::filter(Kind::Domain, name).is_ok();
             if domain {
-                query.domains.push(name.clone());
+                query.search.domains.push(name.clone());
             } else {
-                query.skills.push(name.clone());
+                query.search.skills.push(name.clone());
             }
         }
-        let values = discover::agents(&query).await?;
-        Ok(values
-            .into_iter()
-            .filter_map(|v| {
-                let id = format!("{}:{}", v["chain_id"], v["agent_id"]);
-                serde_json::from_value::<AgentRecord>(v)
-                    .map_err(|e| {
-                        eprintln!("warning: skipped the indexer's record of agent {id}: {e}")
-                    })
-                    .ok()
-            })
-            .collect())
+        discover::agents(&query).await
     }
 
     /// The candidates, or none (with a warning) when no registry can be asked: a

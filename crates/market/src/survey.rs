@@ -1,171 +1,172 @@
-//! `agora sell pricing --research`: what comparable sellers on the ERC-8004 registry
-//! charge, so a seller (or the agent acting for one) can pick a price with evidence.
+//! The pricing survey: what comparable sellers on the ERC-8004 registry charge, so a
+//! seller (or the agent acting for one) can pick a price with evidence.
 //!
-//! The agents come from `agora discover`'s own lookup (an indexer, or a scan over
-//! RPC); each `web` endpoint is asked for its live 402 and read with
+//! Each `web` endpoint of the agents found is asked for its live 402 and read with
 //! `x402::client::Challenge`, so a price here is what a buyer would really be asked.
 //! Prices are normalized with the rules agora applies when selling (`x402::money`: a
-//! per-MTok price is charged as 1000 tokens per request, a per-hour price as 5
-//! minutes per request), bucketed by model size for inference, and summarized as min,
-//! median and max with a recommendation and its reasoning. Nothing is ever applied:
-//! the seller confirms and types the printed command.
+//! per-MTok price is charged as 1000 tokens per request, a per-hour price as 5 minutes
+//! per request), bucketed by model size for inference, and summarized as min, median
+//! and max with a recommendation and its reasoning, phrased as the `agora sell`
+//! command that would apply it. Nothing is ever applied: the seller confirms and types
+//! that command.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use alloy::primitives::U256;
-use clap::Args;
-use reqwest::Url;
+use erc8004::AgentRecord;
 use serde::Serialize;
-use serde_json::Value;
 use x402::client::{Challenge, MAX_CHALLENGE_BODY_BYTES};
 use x402::money::{APPROX_MINUTES_PER_REQUEST, Money, Price};
 use x402::network::USDC_DECIMALS;
 
-use crate::config;
-use crate::discover::{self, DiscoverQuery};
-use crate::output::outln;
+use crate::agent::web_endpoints;
 
-/// The research flags of `agora sell pricing`.
-#[derive(Debug, Clone, Args)]
-pub(crate) struct ResearchArgs {
-    /// Research what comparable offers on the ERC-8004 registry charge and recommend
-    /// a price; nothing is applied.
-    #[arg(long, conflicts_with_all = ["pay_to", "network"])]
-    pub(crate) research: bool,
-    /// With --research: only agents with this OASF skill (exact or `prefix/*`).
-    #[arg(long, value_name = "SKILL", requires = "research")]
-    pub(crate) skill: Option<String>,
-    /// With --research: the model you would sell (e.g. llama3.1:8b); offers of its
-    /// size are compared.
-    #[arg(long, value_name = "MODEL", requires = "research")]
-    pub(crate) model: Option<String>,
-    /// With --research: the indexer to ask [default: a local `agora index`].
-    #[arg(long, env = config::INDEXER, value_name = "URL")]
-    pub(crate) indexer: Option<Url>,
-    /// With --research: scan the registry over this RPC when no indexer answers.
-    #[arg(long, value_name = "URL")]
-    pub(crate) rpc: Option<Url>,
-    /// With --research: most agents to compare.
-    #[arg(long, default_value_t = 50)]
-    pub(crate) limit: u32,
+/// What to compare against.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Scope {
+    /// The OASF skill the agents were looked up by, echoed in the report.
+    pub skill: Option<String>,
+    /// The model the seller would sell (e.g. `llama3.1:8b`): only offers of its size
+    /// are summarized.
+    pub model: Option<String>,
 }
 
 /// One comparable offer and its price in the three units agora sells in.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub(crate) struct Comparable {
-    agent: String,
-    name: String,
-    endpoint: String,
-    kind: String,
-    model: Option<String>,
+pub struct Comparable {
+    /// `<chainId>:<agentId>`.
+    pub agent: String,
+    /// The agent's name.
+    pub name: String,
+    /// The endpoint probed.
+    pub endpoint: String,
+    /// `inference`, `http`, or the agent's own service type.
+    pub kind: String,
+    /// The sized model its texts name, if any.
+    pub model: Option<String>,
     /// Billions of parameters, when the name or description says.
-    params_b: Option<f64>,
-    bucket: String,
-    network: String,
+    pub params_b: Option<f64>,
+    /// The bucket it is compared in.
+    pub bucket: String,
+    /// The network of the price, v1 name.
+    pub network: String,
+    /// The price.
     #[serde(flatten)]
-    price: Normalized,
+    pub price: Normalized,
+    /// The per-request price in USDC's atomic units, for the summary.
+    #[serde(skip)]
+    atomic: U256,
 }
 
 /// A per-request amount with its per-MTok and per-hour equivalents.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
-struct Normalized {
-    per_request: String,
-    per_request_atomic: String,
-    per_mtok: String,
-    per_hour: String,
+pub struct Normalized {
+    /// USDC per request.
+    pub per_request: String,
+    /// The same in atomic units.
+    pub per_request_atomic: String,
+    /// USDC per million tokens, at 1000 tokens per request.
+    pub per_mtok: String,
+    /// USDC per hour, at 5 minutes per request.
+    pub per_hour: String,
 }
 
 /// An endpoint that could not be compared, and why.
 #[derive(Debug, Clone, Serialize)]
-pub(crate) struct Skipped {
-    endpoint: String,
-    reason: String,
+pub struct Skipped {
+    /// The endpoint.
+    pub endpoint: String,
+    /// Why it was left out.
+    pub reason: String,
 }
 
 /// The summary of one bucket.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub(crate) struct Bucket {
-    bucket: String,
-    count: usize,
-    min: Normalized,
-    median: Normalized,
-    max: Normalized,
-    recommendation: Recommendation,
+pub struct Bucket {
+    /// Its name (`inference 4B-10B`, `http`, ...).
+    pub bucket: String,
+    /// Offers in it.
+    pub count: usize,
+    /// The cheapest.
+    pub min: Normalized,
+    /// The median.
+    pub median: Normalized,
+    /// The dearest.
+    pub max: Normalized,
+    /// What to charge.
+    pub recommendation: Recommendation,
 }
 
 /// The price suggested for a bucket, the flag that would set it, and why.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
-struct Recommendation {
+pub struct Recommendation {
+    /// The price.
     #[serde(flatten)]
-    price: Normalized,
-    flag: String,
-    reasoning: String,
+    pub price: Normalized,
+    /// The `agora sell` price flag that sets it.
+    pub flag: String,
+    /// Why, and the command that would apply it.
+    pub reasoning: String,
 }
 
-/// What `--research` found; `applied` is always false.
+/// What the survey found; `applied` is always false.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub(crate) struct Report {
-    skill: Option<String>,
-    model: Option<String>,
-    /// The bucket `--model` falls in, when given.
-    target_bucket: Option<String>,
-    asset: &'static str,
-    buckets: Vec<Bucket>,
+pub struct Report {
+    /// The skill surveyed.
+    pub skill: Option<String>,
+    /// The model compared.
+    pub model: Option<String>,
+    /// The bucket the model falls in, when given.
+    pub target_bucket: Option<String>,
+    /// The asset of every price.
+    pub asset: &'static str,
+    /// One summary per bucket.
+    pub buckets: Vec<Bucket>,
     /// Why there is no recommendation, when no bucket has a comparable offer.
-    note: Option<String>,
-    offers: Vec<Comparable>,
-    skipped: Vec<Skipped>,
-    applied: bool,
+    pub note: Option<String>,
+    /// Every offer compared.
+    pub offers: Vec<Comparable>,
+    /// Every endpoint left out.
+    pub skipped: Vec<Skipped>,
+    /// Always false: the survey changes nothing.
+    pub applied: bool,
 }
 
-/// Runs `agora sell pricing --research`.
-pub(crate) async fn run(args: ResearchArgs, json_out: bool) -> anyhow::Result<()> {
-    let report = research(&args).await?;
-    if json_out {
-        outln!("{}", serde_json::to_string(&report)?)?;
-    } else {
-        print(&report)?;
-    }
-    Ok(())
-}
-
-/// Finds, probes, normalizes and summarizes the comparable offers.
-pub(crate) async fn research(args: &ResearchArgs) -> anyhow::Result<Report> {
-    let agents = discover::agents(&discover_query(args)).await?;
-    let client = discover::http()?;
+/// Probes every `web` endpoint of `agents` through `http`, normalizes the prices
+/// found and summarizes them per bucket.
+pub async fn survey(http: &reqwest::Client, agents: &[AgentRecord], scope: &Scope) -> Report {
     let mut offers = Vec::new();
     let mut skipped = Vec::new();
-    for agent in &agents {
-        for endpoint in discover::web_endpoints(agent) {
-            match compare(&client, agent, &endpoint).await {
+    for agent in agents {
+        for endpoint in web_endpoints(agent) {
+            match compare(http, agent, &endpoint).await {
                 Ok(c) => offers.push(c),
                 Err(reason) => skipped.push(Skipped { endpoint, reason }),
             }
         }
     }
-    let target_bucket = args
+    let target_bucket = scope
         .model
         .as_deref()
         .map(|m| bucket_of("inference", params_b(m)));
     let mut by_bucket: BTreeMap<String, Vec<U256>> = BTreeMap::new();
     for offer in &offers {
         if target_bucket.as_ref().is_none_or(|t| *t == offer.bucket) {
-            let atomic = U256::from_str_radix(&offer.price.per_request_atomic, 10)?;
             by_bucket
                 .entry(offer.bucket.clone())
                 .or_default()
-                .push(atomic);
+                .push(offer.atomic);
         }
     }
     let buckets: Vec<Bucket> = by_bucket
         .into_iter()
-        .map(|(bucket, prices)| summarize(bucket, prices, args.model.as_deref()))
+        .map(|(bucket, prices)| summarize(bucket, prices, scope.model.as_deref()))
         .collect();
     let note = buckets.is_empty().then(|| match &target_bucket {
         Some(t) => format!(
@@ -174,9 +175,9 @@ pub(crate) async fn research(args: &ResearchArgs) -> anyhow::Result<Report> {
         ),
         None => "no comparable offer answered with a 402 in USDC; choose a price yourself (agora sell http --per-request USDC), or point --indexer/--rpc at a registry with sellers".to_string(),
     });
-    Ok(Report {
-        skill: args.skill.clone(),
-        model: args.model.clone(),
+    Report {
+        skill: scope.skill.clone(),
+        model: scope.model.clone(),
         target_bucket,
         asset: "USDC",
         buckets,
@@ -184,20 +185,13 @@ pub(crate) async fn research(args: &ResearchArgs) -> anyhow::Result<Report> {
         offers,
         skipped,
         applied: false,
-    })
-}
-
-/// `agora discover`'s search for the research: x402 agents, the skill, the source.
-fn discover_query(args: &ResearchArgs) -> DiscoverQuery {
-    let mut query = DiscoverQuery::x402(args.limit, args.indexer.clone(), args.rpc.clone());
-    query.skills.extend(args.skill.clone());
-    query
+    }
 }
 
 /// Probes one endpoint's 402 and normalizes its USDC price.
 async fn compare(
     client: &reqwest::Client,
-    agent: &Value,
+    agent: &AgentRecord,
     endpoint: &str,
 ) -> Result<Comparable, String> {
     let response = client
@@ -230,35 +224,28 @@ async fn compare(
         .and_then(|r| r["description"].as_str())
         .or(offer.requirement.description.as_deref())
         .unwrap_or_default();
-    let name = agent["name"].as_str().unwrap_or_default();
-    let texts = [
-        description,
-        name,
-        agent["description"].as_str().unwrap_or_default(),
-    ];
+    let texts = [description, &agent.name, &agent.description];
     let (model, params) = texts
         .iter()
         .find_map(|t| model_in(t))
         .map_or((None, None), |(m, p)| (Some(m), Some(p)));
-    let kind = match agent["service_type"].as_str() {
-        Some(kind) => kind.to_string(),
+    let kind = match &agent.service_type {
+        Some(kind) => kind.clone(),
         None if params.is_some() => "inference".to_string(),
         None => "http".to_string(),
     };
+    let atomic = offer.requirement.amount;
     Ok(Comparable {
-        agent: format!(
-            "{}:{}",
-            agent["chain_id"].as_u64().unwrap_or_default(),
-            agent["agent_id"].as_u64().unwrap_or_default()
-        ),
-        name: name.to_string(),
+        agent: format!("{}:{}", agent.chain_id, agent.agent_id),
+        name: agent.name.clone(),
         endpoint: endpoint.to_string(),
         bucket: bucket_of(&kind, params),
         kind,
         model,
         params_b: params,
         network: offer.requirement.network.v1_name(),
-        price: normalize(offer.requirement.amount),
+        price: normalize(atomic),
+        atomic,
     })
 }
 
@@ -388,66 +375,6 @@ fn model_in(text: &str) -> Option<(String, f64)> {
         let word = word.trim_matches(|c: char| "()[],;\"'".contains(c));
         params_b(word).map(|p| (word.to_string(), p))
     })
-}
-
-fn print(report: &Report) -> anyhow::Result<()> {
-    outln!(
-        "{} comparable offers probed, {} skipped{}",
-        report.offers.len(),
-        report.skipped.len(),
-        report
-            .target_bucket
-            .as_ref()
-            .map(|t| format!("; comparing the {t} bucket"))
-            .unwrap_or_default()
-    )?;
-    if !report.offers.is_empty() {
-        outln!(
-            "{:<10} {:<20} {:<24} {:<24} {:>12} {:>12} {:>12}",
-            "AGENT",
-            "NAME",
-            "MODEL",
-            "BUCKET",
-            "USDC/REQ",
-            "USDC/MTOK",
-            "USDC/HOUR"
-        )?;
-    }
-    for o in &report.offers {
-        outln!(
-            "{:<10} {:<20} {:<24} {:<24} {:>12} {:>12} {:>12}",
-            o.agent,
-            o.name.chars().take(20).collect::<String>(),
-            o.model.as_deref().unwrap_or("-"),
-            o.bucket,
-            o.price.per_request,
-            o.price.per_mtok,
-            o.price.per_hour
-        )?;
-    }
-    for s in &report.skipped {
-        outln!("  skipped {}: {}", s.endpoint, s.reason)?;
-    }
-    for b in &report.buckets {
-        outln!("{} ({} offers):", b.bucket, b.count)?;
-        for (label, p) in [("min", &b.min), ("median", &b.median), ("max", &b.max)] {
-            outln!(
-                "  {label:<7} {} USDC/request = {} USDC/MTok = {} USDC/hour",
-                p.per_request,
-                p.per_mtok,
-                p.per_hour
-            )?;
-        }
-        outln!(
-            "  recommend {}: {}",
-            b.recommendation.flag,
-            b.recommendation.reasoning
-        )?;
-    }
-    if let Some(note) = &report.note {
-        outln!("{note}")?;
-    }
-    outln!("No price was applied.")
 }
 
 #[cfg(test)]
