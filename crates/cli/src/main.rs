@@ -11,6 +11,7 @@ mod doctor;
 mod facilitator_cmd;
 #[cfg(feature = "kubernetes")]
 mod gateway_cmd;
+mod hint;
 mod index_cmd;
 mod mcp;
 #[cfg(feature = "kubernetes")]
@@ -130,7 +131,7 @@ async fn main() -> std::process::ExitCode {
         // `agora sell list | head -1`: the reader has what it wanted.
         Err(e) if output::is_stdout_closed(&e) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", hint::describe(&e));
             // `agora pay` tells refusals (2) and unknown outcomes (3) apart.
             std::process::ExitCode::from(pay::exit_code(&e))
         }

@@ -47,10 +47,7 @@ pub struct Replicas {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ReplicasError {
     /// This replica's index is not in the set.
-    #[error(
-        "replica index {me} is outside the {count} replicas; pass --replica-index between 0 and {last} (a StatefulSet pod's ordinal)",
-        last = count.saturating_sub(1)
-    )]
+    #[error("replica index {me} is outside the {count} replicas")]
     IndexOutside {
         /// The index given.
         me: usize,
@@ -58,9 +55,7 @@ pub enum ReplicasError {
         count: usize,
     },
     /// A peer URL that does not parse.
-    #[error(
-        "replica URL {0:?} is not an http(s) URL; pass --replica-url like http://agora-gateway-{{}}.agora-gateway-replicas:8402"
-    )]
+    #[error("replica URL {0:?} is not an http(s) URL")]
     BadUrl(String),
 }
 

@@ -143,7 +143,7 @@ pub(crate) async fn list(
             verdict: Verdict::yes(
                 "Skipped",
                 format!(
-                    "the registration file is published at {WELL_KNOWN_PATH}; start agora serve with --registry-key-file to also list it on the ERC-8004 registry"
+                    "the registration file is published at {WELL_KNOWN_PATH}; give the daemon a registry key to also list it on the ERC-8004 registry"
                 ),
             ),
             agent_id: agent.as_ref().map(|k| k.agent_id.to_string()),

@@ -7,10 +7,10 @@ use std::sync::Mutex;
 
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
+use x402::time::{format_rfc3339, unix_now};
 
 use crate::offer_store::{AgentRecord, OfferStore};
 use crate::spec::{OfferStatus, ServiceOffer};
-use crate::time::format_rfc3339;
 use crate::validate::{OfferName, ValidationError, check_path};
 
 /// Why the store could not do what was asked.
@@ -76,10 +76,6 @@ CREATE TABLE IF NOT EXISTS settings (
 );
 ";
 
-fn now() -> u64 {
-    x402::eip3009::unix_now()
-}
-
 fn offer_path(offer: &ServiceOffer) -> String {
     offer
         .spec
@@ -101,7 +97,12 @@ fn write_offer(offer: &ServiceOffer) -> Result<String, StoreError> {
 fn log(tx: &Connection, offer: &str, kind: &str, message: &str) -> Result<(), StoreError> {
     tx.execute(
         "INSERT INTO events (offer, at, kind, message) VALUES (?1, ?2, ?3, ?4)",
-        params![offer, localdb::codec::saturating_int(now()), kind, message],
+        params![
+            offer,
+            localdb::codec::saturating_int(unix_now()),
+            kind,
+            message
+        ],
     )?;
     Ok(())
 }
@@ -174,7 +175,7 @@ impl Store {
                 .optional()?
                 .map(|m| read_offer(&m))
                 .transpose()?;
-            let t = now();
+            let t = unix_now();
             let (stored, change) = match existing {
                 Some(current) if current.spec == offer.spec => (current, Change::Unchanged),
                 Some(current) => {
@@ -444,7 +445,7 @@ mod tests {
         b.spec.path = Some("/services/a".into());
         assert_eq!(
             store.put(&b).unwrap_err().to_string(),
-            "path /services/a is already used by offer a — pass --path to choose another"
+            "path /services/a is already used by offer a"
         );
         store
             .set_setting("payTo", "0x70997970C51812dc3A010C7d01b50e0d17dc79C8")

@@ -37,24 +37,34 @@ pub enum Mode {
     },
 }
 
+/// Why cloudflared cannot be run.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LocateError {
+    /// `AGORA_CLOUDFLARED` names something that cannot be run.
+    #[error("{BINARY_ENV}={} is not an executable file; point it at cloudflared or unset it", .0.display())]
+    NotExecutable(PathBuf),
+    /// Neither `AGORA_CLOUDFLARED` nor `PATH` has it.
+    #[error(
+        "cloudflared is not installed: get it from https://github.com/cloudflare/cloudflared/releases (or your package manager, e.g. `brew install cloudflared`), or set {BINARY_ENV}=/path/to/cloudflared; without it use a bore relay or a public URL of your own"
+    )]
+    NotInstalled,
+}
+
 /// Finds cloudflared: `AGORA_CLOUDFLARED`, else `cloudflared` on `PATH`.
-pub fn locate() -> Result<PathBuf, String> {
+pub fn locate() -> Result<PathBuf, LocateError> {
     locate_in(std::env::var_os(BINARY_ENV), std::env::var_os("PATH"))
 }
 
 fn locate_in(
     configured: Option<std::ffi::OsString>,
     search: Option<std::ffi::OsString>,
-) -> Result<PathBuf, String> {
+) -> Result<PathBuf, LocateError> {
     if let Some(path) = configured.filter(|p| !p.is_empty()) {
         let path = PathBuf::from(path);
         return if is_executable(&path) {
             Ok(path)
         } else {
-            Err(format!(
-                "{BINARY_ENV}={} is not an executable file; point it at cloudflared or unset it",
-                path.display()
-            ))
+            Err(LocateError::NotExecutable(path))
         };
     }
     search
@@ -62,11 +72,7 @@ fn locate_in(
         .flat_map(std::env::split_paths)
         .map(|dir| dir.join("cloudflared"))
         .find(|p| is_executable(p))
-        .ok_or_else(|| {
-            format!(
-                "cloudflared is not installed: get it from https://github.com/cloudflare/cloudflared/releases (or your package manager, e.g. `brew install cloudflared`), or set {BINARY_ENV}=/path/to/cloudflared; without it use --tunnel bore --bore-server HOST or --public-url URL"
-            )
-        })
+        .ok_or(LocateError::NotInstalled)
 }
 
 fn is_executable(path: &Path) -> bool {
@@ -175,7 +181,9 @@ pub async fn start(
             }
         });
     }
-    let url = wait_ready(&mut child, mode, &metrics, &banner).await?;
+    let url = wait_ready(&mut child, mode, &metrics, &banner)
+        .await
+        .map_err(|e| format!("{e}; see the tunnel log {}", log.path().display()))?;
     log.line(&format!("cloudflared ready at {url}"));
     Ok(Running { child, url, pid })
 }
@@ -187,8 +195,7 @@ async fn wait_ready(
     metrics: &str,
     banner: &watch::Receiver<Option<String>>,
 ) -> Result<String, String> {
-    let http = reqwest::Client::builder()
-        .no_proxy()
+    let http = x402::http::direct()
         .timeout(Duration::from_secs(2))
         .build()
         .map_err(|e| format!("cannot build an HTTP client: {e}"))?;
@@ -199,9 +206,7 @@ async fn wait_ready(
     };
     loop {
         if let Ok(Some(status)) = child.try_wait() {
-            return Err(format!(
-                "cloudflared exited at startup ({status}); see agora tunnel logs"
-            ));
+            return Err(format!("cloudflared exited at startup ({status})"));
         }
         if url.is_none() {
             url = quick_hostname(&http, metrics)
@@ -219,7 +224,7 @@ async fn wait_ready(
         }
         if tokio::time::Instant::now() > deadline {
             return Err(format!(
-                "cloudflared was not ready within {READY_WITHIN:?}{}; see agora tunnel logs",
+                "cloudflared was not ready within {READY_WITHIN:?}{}",
                 if url.is_none() {
                     " and reported no *.trycloudflare.com URL"
                 } else {
@@ -269,10 +274,12 @@ mod tests {
     fn a_missing_cloudflared_names_the_install_and_the_alternatives() {
         let dir = std::env::temp_dir();
         let err = locate_in(None, Some(dir.clone().into_os_string())).unwrap_err();
-        assert!(err.contains("not installed"), "{err}");
-        assert!(err.contains("AGORA_CLOUDFLARED"), "{err}");
-        assert!(err.contains("--tunnel bore"), "{err}");
+        assert_eq!(err, LocateError::NotInstalled);
+        let text = err.to_string();
+        assert!(text.contains("not installed"), "{text}");
+        assert!(text.contains("AGORA_CLOUDFLARED"), "{text}");
+        assert!(text.contains("bore relay"), "{text}");
         let err = locate_in(Some(dir.join("no-such-cloudflared").into()), None).unwrap_err();
-        assert!(err.contains("not an executable"), "{err}");
+        assert!(err.to_string().contains("not an executable"), "{err}");
     }
 }

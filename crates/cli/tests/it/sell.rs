@@ -614,7 +614,7 @@ async fn every_validation_error_says_what_to_type() {
     .await;
     assert!(
         clash.stderr.contains(
-            "path /services/taken is already used by offer taken — pass --path to choose another"
+            "path /services/taken is already used by offer taken; pass --path to choose another"
         ),
         "{}",
         clash.stderr

@@ -73,7 +73,7 @@ fn max_batch_members(per_member_gas: u64, block_gas_limit: Option<u64>) -> usize
 
 /// `config` for a chain, with its batches clamped to what one transaction can carry
 /// there (read the latest block's gas limit; without it, the EIP-7825 cap alone),
-/// warning with the clamped value when `--batch-max` asked for more.
+/// warning with the clamped value when the configured batch size asked for more.
 pub(super) async fn fitting(
     provider: &DynProvider,
     network: &Network,
@@ -96,7 +96,7 @@ pub(super) async fn fitting(
     }
     tracing::warn!(
         network = %network.caip2(),
-        "--batch-max {} is clamped to {fits}: a batch's gas limit is {BATCH_OVERHEAD_GAS} + {per_member_gas} per settlement, and one transaction may use at most {} gas (the per-transaction cap of 2^24{}); larger queues leave in several transactions",
+        "the batch size {} is clamped to {fits}: a batch's gas limit is {BATCH_OVERHEAD_GAS} + {per_member_gas} per settlement, and one transaction may use at most {} gas (the per-transaction cap of 2^24{}); larger queues leave in several transactions",
         config.max_size,
         block_gas_limit.map_or(MAX_TRANSACTION_GAS, |b| b.min(MAX_TRANSACTION_GAS)),
         block_gas_limit.map_or_else(String::new, |b| format!(" and the block gas limit of {b}")),
@@ -233,7 +233,7 @@ pub(super) async fn multicall_deployed(
         Ok(_) => {
             tracing::warn!(
                 network = %network.caip2(),
-                "no Multicall3 at {MULTICALL3} on this chain: settling each payment alone (deploy it there, or run with --batch-max 1 to silence this)"
+                "no Multicall3 at {MULTICALL3} on this chain: settling each payment alone (deploy it there, or set the batch size to 1 to silence this)"
             );
             false
         }

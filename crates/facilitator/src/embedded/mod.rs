@@ -30,9 +30,10 @@ use alloy::rpc::types::{TransactionReceipt, TransactionRequest};
 use alloy::signers::local::PrivateKeySigner;
 use alloy::sol_types::SolCall;
 use alloy::transports::RpcError;
-use x402::eip3009::{self, IEip3009Token, unix_now};
+use x402::eip3009::{self, IEip3009Token};
 use x402::facilitator::BoxFuture;
 use x402::redact;
+use x402::time::unix_now;
 use x402::{
     ErrorReason, Facilitator, FacilitatorError, FacilitatorRequest, Invalid, Network,
     SettleResponse, Supported, SupportedKind, VerifyResponse, X402Version,
@@ -123,7 +124,7 @@ impl EmbeddedConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
     /// No chains.
-    #[error("no chain to serve: pass at least one --rpc")]
+    #[error("no chain to serve: the configuration names no RPC endpoint")]
     NoChains,
     /// The RPC is down.
     #[error("cannot reach the RPC {url}: {message}")]

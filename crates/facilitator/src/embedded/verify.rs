@@ -44,8 +44,8 @@ impl Inner {
             return Err(Invalid::new(
                 ErrorReason::AssetNotAllowed,
                 format!(
-                    "this facilitator does not settle token {} on {}; its operator can allow it with --asset {}",
-                    requirements.asset, chain.network, requirements.asset
+                    "this facilitator does not settle token {} on {}; its operator can add it to the chain's allowed assets",
+                    requirements.asset, chain.network
                 ),
             ));
         }

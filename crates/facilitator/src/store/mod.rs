@@ -30,9 +30,7 @@ pub enum StoreError {
     #[error("facilitator database holds an unreadable value: {0}")]
     Corrupt(String),
     /// Another process holds the database.
-    #[error(
-        "another agora process (serve --rpc, facilitator or demo) is using {path}; stop it first, or give this one its own AGORA_HOME or --db"
-    )]
+    #[error("another process is using the facilitator database {path}")]
     Locked {
         /// The database file.
         path: String,

@@ -6,11 +6,11 @@
 //! read names only the stage that failed (see [`buyer_reason`]).
 
 use gateway::Route;
+use x402::time::format_rfc3339;
 
 use super::{Reconciler, Verdict};
 use crate::condition::Stage;
 use crate::spec::OfferType;
-use crate::time::format_rfc3339;
 use crate::validate::ResolvedOffer;
 
 impl Reconciler {
@@ -23,10 +23,7 @@ impl Reconciler {
     ) -> (Verdict, Option<Route>) {
         let drain = drain_state(offer);
         if let Drain::Stopped = drain {
-            let stopped = Verdict::no(
-                "Paused",
-                "stopped with agora sell stop; the route is removed",
-            );
+            let stopped = Verdict::no("Paused", "stopped (its drain ended); the route is removed");
             return (stopped, None);
         }
         let mut route = self.route_for(offer);
@@ -114,7 +111,7 @@ enum Drain {
 fn drain_state(offer: &ResolvedOffer) -> Drain {
     match offer.drain_until {
         None => Drain::Serving,
-        Some(until) if x402::eip3009::unix_now() >= until => Drain::Stopped,
+        Some(until) if x402::time::unix_now() >= until => Drain::Stopped,
         Some(until) => Drain::Draining { until },
     }
 }

@@ -47,7 +47,7 @@ impl Reconciler {
         Verdict::no(
             "ModelNotFound",
             format!(
-                "model {model} is not served by {}; it serves {served} (load or pull the model, or pass --model with one of those)",
+                "model {model} is not served by {}; it serves {served} (load or pull the model, or set the offer's model to one of those)",
                 offer.upstream
             ),
         )
@@ -166,7 +166,7 @@ impl Reconciler {
                 Verdict::no(
                     "NetworkNotSupported",
                     format!(
-                        "the facilitator does not settle {}; it supports {} (change --network or the facilitator)",
+                        "the facilitator does not settle {}; it supports {} (change the offer's network or the facilitator)",
                         offer.network.caip2(),
                         if networks.is_empty() {
                             "nothing".to_string()

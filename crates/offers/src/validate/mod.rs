@@ -48,10 +48,10 @@ pub enum ValidationError {
     #[error("invalid wallet address {0:?}: must be 0x-prefixed 40-char hex")]
     InvalidWallet(String),
     /// No recipient.
-    #[error("recipient required: use --pay-to <addr> or set X402_WALLET")]
+    #[error("recipient required: the offer names no payTo address")]
     RecipientRequired,
     /// No price key.
-    #[error("price required: use --price, --per-request, --per-mtok, or --per-hour")]
+    #[error("price required: set one of perRequest, perMTok or perHour")]
     PriceRequired,
     /// Several price keys.
     #[error("set exactly one price (perRequest, perMTok or perHour); got {0}")]
@@ -69,7 +69,7 @@ pub enum ValidationError {
     /// A price of nothing: the exact scheme would have buyers sign and settle a
     /// transfer of zero, paying gas for no money. Free access is a free path instead.
     #[error(
-        "{field} {value} is a zero price; x402 cannot charge nothing. To serve without payment, use a free route instead: the offer's upstream.healthPath (--health-path) is served free, and a service that should be free in full needs no offer; to charge, set at least {smallest} (one atomic unit)"
+        "{field} {value} is a zero price; x402 cannot charge nothing. To serve without payment, use a free route instead: the offer's upstream.healthPath is served free, and a service that should be free in full needs no offer; to charge, set at least {smallest} (one atomic unit)"
     )]
     ZeroPrice {
         /// The price key (`perRequest`, `perMTok`, `perHour`).
@@ -100,7 +100,7 @@ pub enum ValidationError {
     #[error("limits.timeoutSeconds {0} is out of range; use 1 to 86400")]
     UpstreamTimeout(u64),
     /// No upstream.
-    #[error("upstream required: use --upstream <url> (e.g. http://127.0.0.1:8080)")]
+    #[error("upstream required: the offer names no upstream URL (e.g. http://127.0.0.1:8080)")]
     UpstreamRequired,
     /// Upstream that is not an http(s) URL.
     #[error("invalid upstream {0:?}: {1}")]
@@ -112,9 +112,7 @@ pub enum ValidationError {
     #[error("invalid path {0:?}: path traversal not allowed")]
     PathTraversal(String),
     /// Path on a gateway path.
-    #[error(
-        "path {path} collides with the reserved platform path {reserved}; pass --path /services/<name>"
-    )]
+    #[error("path {path} collides with the reserved platform path {reserved}")]
     ReservedPath {
         /// The offer's path.
         path: String,
@@ -122,7 +120,7 @@ pub enum ValidationError {
         reserved: String,
     },
     /// Path taken by another offer.
-    #[error("path {path} is already used by offer {other} — pass --path to choose another")]
+    #[error("path {path} is already used by offer {other}")]
     PathInUse {
         /// The path.
         path: String,
@@ -130,7 +128,7 @@ pub enum ValidationError {
         other: String,
     },
     /// Inference without a model.
-    #[error("--model is required for inference offers (or run interactively to auto-detect)")]
+    #[error("a model is required for inference offers")]
     ModelRequired,
     /// An OASF name that is not in the taxonomy.
     #[error("{0}")]
@@ -144,12 +142,12 @@ pub enum ValidationError {
         annotation = crate::spec::SETTLE_FIRST_ANNOTATION
     )]
     SettleFirst(String),
-    /// An `allowedPaths` entry (`--allow-path`) that cannot be used.
+    /// An `allowedPaths` entry that cannot be used.
     #[error("{0}")]
     AllowedPath(#[from] gateway::allowed::AllowedPathError),
     /// `allowedPaths` on an offer that forwards every path anyway.
     #[error(
-        "allowedPaths ({0:?}, ...) applies to type inference offers only; an offer of another type forwards every path, so remove allowedPaths (--allow-path)"
+        "allowedPaths ({0:?}, ...) applies to type inference offers only; an offer of another type forwards every path, so remove allowedPaths"
     )]
     AllowedPathsNotInference(String),
 }
@@ -344,7 +342,7 @@ pub fn resolve(offer: &ServiceOffer) -> Result<ResolvedOffer, ValidationError> {
     };
     let drain_until = match &spec.drain_at {
         Some(at) => {
-            let at = crate::time::parse_rfc3339(at).map_err(ValidationError::Drain)?;
+            let at = x402::time::parse_rfc3339(at).map_err(ValidationError::Drain)?;
             Some(at.saturating_add(grace.as_secs()))
         }
         None => None,
@@ -491,7 +489,7 @@ mod tests {
 
     #[test]
     fn a_zero_price_is_refused_pointing_at_free_routes() {
-        let free = "a zero price; x402 cannot charge nothing. To serve without payment, use a free route instead: the offer's upstream.healthPath (--health-path) is served free, and a service that should be free in full needs no offer; to charge, set at least 0.000001 (one atomic unit)";
+        let free = "a zero price; x402 cannot charge nothing. To serve without payment, use a free route instead: the offer's upstream.healthPath is served free, and a service that should be free in full needs no offer; to charge, set at least 0.000001 (one atomic unit)";
         for (spec, shown) in [
             (per_request("0"), "perRequest 0"),
             (per_request("0.000"), "perRequest 0"),

@@ -84,7 +84,7 @@ mod tests {
         );
         assert_eq!(
             check_path("/api/x").unwrap_err().to_string(),
-            "path /api/x collides with the reserved platform path /api; pass --path /services/<name>"
+            "path /api/x collides with the reserved platform path /api"
         );
     }
 }

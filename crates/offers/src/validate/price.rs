@@ -137,7 +137,7 @@ mod tests {
         }
         assert_eq!(
             parse_wallet("").unwrap_err().to_string(),
-            "recipient required: use --pay-to <addr> or set X402_WALLET"
+            "recipient required: the offer names no payTo address"
         );
     }
 }

@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Map, Value, json};
+use x402::time::now_rfc3339;
 
 pub use run::Limits;
 pub use sandbox::Sandbox;
@@ -76,27 +77,41 @@ pub enum RunError {
     Internal(String),
 }
 
+/// Why a worker does not open.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// [`Config::repo`] is not a directory.
+    #[error("the repository {} is not a directory", .0.display())]
+    RepoNotADirectory(PathBuf),
+    /// The sandbox cannot give its protections on this host.
+    #[error("the worker does not start: {0}")]
+    Sandbox(String),
+    /// The results directory cannot be created under [`Config::data_dir`].
+    #[error("cannot create {}: {error}", path.display())]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// What the file system said.
+        error: std::io::Error,
+    },
+}
+
 impl Worker {
     /// Opens the worker's data directory, reading `best.json` and `results.jsonl` so
     /// a restarted worker keeps its best and its counts.
-    pub fn open(config: Config) -> anyhow::Result<Arc<Worker>> {
+    pub fn open(config: Config) -> Result<Arc<Worker>, OpenError> {
         if !config.repo.is_dir() {
-            anyhow::bail!(
-                "--repo {} is not a directory: point it at the checkout holding train.py",
-                config.repo.display()
-            );
+            return Err(OpenError::RepoNotADirectory(config.repo));
         }
         let sandbox = config
             .sandbox
             .prepare(&config.data_dir)
-            .map_err(|e| anyhow::anyhow!("the worker does not start: {e}"))?;
+            .map_err(OpenError::Sandbox)?;
         let base_dir = config.data_dir.join("autoresearch-worker");
         let results_dir = base_dir.join("results");
-        std::fs::create_dir_all(&results_dir).map_err(|e| {
-            anyhow::anyhow!(
-                "cannot create {}: {e}; pass a writable --data-dir",
-                results_dir.display()
-            )
+        std::fs::create_dir_all(&results_dir).map_err(|error| OpenError::DataDir {
+            path: results_dir.clone(),
+            error,
         })?;
         let mut stats = Stats {
             best: std::fs::read(base_dir.join("best.json"))
@@ -347,7 +362,7 @@ impl Worker {
                 "failed",
                 -1,
                 Some(format!(
-                    "failed to execute command: {e}; check --train-command {:?}",
+                    "failed to execute command: {e}; check the worker's training command {:?}",
                     self.config.command.join(" ")
                 )),
             ),
@@ -482,17 +497,10 @@ fn generate_id() -> String {
         COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     );
     let hash = crate::train_hash(seed.as_bytes());
-    let date: String = offers::time::format_rfc3339(now.as_secs())
+    let date: String = x402::time::format_rfc3339(now.as_secs())
         .chars()
         .take(10)
         .filter(|c| *c != '-')
         .collect();
     format!("exp-{date}-{}", &hash["sha256:".len()..][..8])
-}
-
-fn now_rfc3339() -> String {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    offers::time::format_rfc3339(now.as_secs())
 }

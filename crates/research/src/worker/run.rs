@@ -452,9 +452,7 @@ pub fn split_command(line: &str) -> Result<Vec<String>, String> {
     }
     words.extend(word);
     if words.is_empty() {
-        return Err(
-            "the training command is empty: give e.g. --train-command \"python3 train.py\"".into(),
-        );
+        return Err("the training command is empty: give e.g. \"python3 train.py\"".into());
     }
     Ok(words)
 }

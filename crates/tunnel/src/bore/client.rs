@@ -39,7 +39,7 @@ impl FromStr for BoreServer {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let hint = "pass --bore-server HOST[:PORT], e.g. relay.example.org or 203.0.113.7:7835";
+        let hint = "write HOST[:PORT], e.g. relay.example.org or 203.0.113.7:7835";
         let s = s.trim();
         if s.is_empty() || s.contains('/') {
             return Err(format!("{s:?} is not a relay address; {hint}"));
@@ -82,9 +82,20 @@ pub enum BoreError {
         /// What the socket said.
         reason: String,
     },
-    /// The relay asks for a secret this client does not have, or the reverse.
-    #[error("{0}")]
-    Secret(String),
+    /// This client has a secret and the relay asked for none.
+    #[error("the bore relay {0} asked for no secret")]
+    SecretNotAsked(String),
+    /// The relay refused this client's secret.
+    #[error("the bore relay {server} refused the secret ({reason})")]
+    SecretRefused {
+        /// The relay.
+        server: String,
+        /// What it said.
+        reason: String,
+    },
+    /// The relay asks for a secret this client does not have.
+    #[error("the bore relay {0} needs a secret")]
+    SecretNeeded(String),
     /// The relay answered with an error.
     #[error("the bore relay refused: {0}")]
     Refused(String),
@@ -153,10 +164,7 @@ async fn open(config: &ClientConfig) -> Result<Framed, BoreError> {
             }
             Ok(Some(ServerMessage::Error(e))) => return Err(BoreError::Refused(e)),
             Ok(_) | Err(WireError::Timeout) => {
-                return Err(BoreError::Secret(format!(
-                    "the bore relay {} asked for no secret; drop --bore-secret (AGORA_BORE_SECRET)",
-                    config.server
-                )));
+                return Err(BoreError::SecretNotAsked(config.server.to_string()));
             }
             Err(e) => return Err(e.into()),
         }
@@ -171,17 +179,14 @@ pub async fn connect(config: ClientConfig) -> Result<Connected, BoreError> {
     let remote_port = match control.recv_handshake::<ServerMessage>().await? {
         Some(ServerMessage::Hello(port)) => port,
         Some(ServerMessage::Error(e)) if e.contains("secret") => {
-            return Err(BoreError::Secret(format!(
-                "the bore relay {} refused the secret ({e}); pass the relay's secret with --bore-secret or AGORA_BORE_SECRET",
-                config.server
-            )));
+            return Err(BoreError::SecretRefused {
+                server: config.server.to_string(),
+                reason: e,
+            });
         }
         Some(ServerMessage::Error(e)) => return Err(BoreError::Refused(e)),
         Some(ServerMessage::Challenge(_)) => {
-            return Err(BoreError::Secret(format!(
-                "the bore relay {} needs a secret; pass it with --bore-secret or AGORA_BORE_SECRET",
-                config.server
-            )));
+            return Err(BoreError::SecretNeeded(config.server.to_string()));
         }
         Some(other) => {
             return Err(WireError::Protocol(format!("expected Hello, got {other:?}")).into());
@@ -288,7 +293,7 @@ mod tests {
         assert_eq!((v6.host.as_str(), v6.port), ("[::1]", 9000));
         for bad in ["", "http://relay", "relay:0", "relay:x", ":7835"] {
             let err = bad.parse::<BoreServer>().unwrap_err();
-            assert!(err.contains("--bore-server"), "{bad}: {err}");
+            assert!(err.contains("write HOST[:PORT]"), "{bad}: {err}");
         }
     }
 }

@@ -100,20 +100,26 @@ async fn http_reaches_the_local_server_through_the_relay_and_stops_with_the_clie
 }
 
 #[tokio::test]
-async fn a_wrong_or_missing_secret_is_refused_with_the_flag_to_fix_it() {
+async fn a_wrong_or_missing_secret_is_refused_naming_which() {
     let local: SocketAddr = "127.0.0.1:9".parse().unwrap();
     let (control, _relay) = relay(Some("right"), "127.0.0.1:0".parse().unwrap()).await;
     let wrong = bore::connect(client(control, Some("wrong"), local)).await;
-    let err = wrong.err().unwrap().to_string();
-    assert!(err.contains("--bore-secret"), "{err}");
+    let err = wrong.err().unwrap();
+    assert!(
+        matches!(err, bore::BoreError::SecretRefused { .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("refused the secret"), "{err}");
     let missing = bore::connect(client(control, None, local)).await;
-    let err = missing.err().unwrap().to_string();
-    assert!(err.contains("needs a secret"), "{err}");
+    let err = missing.err().unwrap();
+    assert!(matches!(err, bore::BoreError::SecretNeeded(_)), "{err}");
+    assert!(err.to_string().contains("needs a secret"), "{err}");
 
     let (open, _relay) = relay(None, "127.0.0.1:0".parse().unwrap()).await;
     let unexpected = bore::connect(client(open, Some("extra"), local)).await;
-    let err = unexpected.err().unwrap().to_string();
-    assert!(err.contains("drop --bore-secret"), "{err}");
+    let err = unexpected.err().unwrap();
+    assert!(matches!(err, bore::BoreError::SecretNotAsked(_)), "{err}");
+    assert!(err.to_string().contains("asked for no secret"), "{err}");
 }
 
 #[tokio::test]

@@ -7,7 +7,7 @@
 //! sending, and on a lost answer or a [`Pending`] it sends that same payment again
 //! ([`Client::resume`]) instead of signing a new one. [`Client::pay_recorded`] runs
 //! the whole call with that hook. Every refusal before signing is a typed
-//! [`Refusal`] whose message names the price and the flag to change.
+//! [`Refusal`] whose message names the price and the limit it met.
 //!
 //! The 402 is read once per call and the payment is signed for that 402's `payTo`
 //! only. A server whose 402 to the paid request offers the same token to another
@@ -152,7 +152,7 @@ pub enum Answer {
 /// would carry the signed payment header to whatever host the server names, where
 /// anyone could settle it without serving the buyer.
 pub fn http_client() -> Result<reqwest::Client, ClientError> {
-    reqwest::Client::builder()
+    crate::http::public()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .map_err(ClientError::http)

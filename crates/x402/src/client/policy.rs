@@ -2,7 +2,9 @@
 //! the wallet's balances pick one offer of a 402, or refuse before anything is signed.
 //!
 //! Every refusal is typed and its message names the price in decimal units and the
-//! flag that would change the answer, so `agora pay` can print it and exit 2.
+//! limit it met, in the terms of this API ([`Policy`]'s cap, networks, assets and
+//! budget); a front end adds what its user types to change the answer (the `agora`
+//! CLI names its flags).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -132,14 +134,14 @@ impl fmt::Display for Price {
 }
 
 /// Why an offer (or the whole 402) was refused before signing. Each message names the
-/// price and the flag to change.
+/// price and the limit it met; the fields carry what a front end needs to say how to
+/// change that limit.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
     /// Above the per-call cap.
     #[error(
-        "the price {price} is above --max {}; raise --max to at least {} to pay it",
-        Money::from_atomic(*max, price.money.decimals),
-        price.money
+        "the price {price} is above the per-call cap of {}",
+        Money::from_atomic(*max, price.money.decimals)
     )]
     AboveMax {
         /// What the server asks.
@@ -149,7 +151,7 @@ pub enum Refusal {
     },
     /// Above what is left of the budget.
     #[error(
-        "the price {price} is above the {} {} left of your budget; raise it with `agora wallet budget --daily`, or wait for the window to pass",
+        "the price {price} is above the {} {} left of your budget",
         Money::from_atomic(*remaining, price.money.decimals),
         price.symbol
     )]
@@ -160,18 +162,16 @@ pub enum Refusal {
         remaining: U256,
     },
     /// A network the user did not allow.
-    #[error(
-        "the offer of {price} is on {network}, which is not allowed; add --network {network} to pay there"
-    )]
+    #[error("the offer of {price} is on {network}, which is not allowed")]
     NetworkNotAllowed {
         /// What the server asks.
         price: Price,
         /// Its network (v1 name where one exists).
         network: String,
     },
-    /// A token outside the USDC table and the `--allow-asset` list.
+    /// A token outside the USDC table and the policy's allowed assets.
     #[error(
-        "the offer of {atomic} atomic units of token {asset} on {network} is not in the known USDC table; pass --allow-asset {network}:{asset} if you trust this token"
+        "the offer of {atomic} atomic units of token {asset} on {network} is not in the known USDC table"
     )]
     AssetNotAllowed {
         /// The token.
@@ -199,7 +199,7 @@ pub enum Refusal {
     },
     /// Every allowed offer costs more than the wallet holds there.
     #[error(
-        "the wallet holds {} {} on {}, less than the price {price}; fund the wallet (see `agora wallet balance`) or choose another --network",
+        "the wallet holds {} {} on {}, less than the price {price}",
         Money::from_atomic(*balance, price.money.decimals),
         price.symbol,
         price.network.v1_name()

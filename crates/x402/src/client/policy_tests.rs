@@ -82,14 +82,17 @@ fn a_network_where_the_wallet_holds_enough_is_preferred() {
 }
 
 #[test]
-fn above_max_names_the_price_and_the_flag() {
+fn above_max_names_the_price_and_the_cap() {
     let c = challenge(vec![offer("eip155:84532", BASE_SEPOLIA_USDC, 2500)]);
     let e = choose(&c, &Policy::new(usdc(1000)), None).unwrap_err();
     assert!(matches!(e, Refusal::AboveMax { .. }), "{e}");
     let text = e.to_string();
     assert!(text.contains("0.0025 USDC on base-sepolia"), "{text}");
-    assert!(text.contains("--max 0.001"), "{text}");
-    assert!(text.contains("raise --max to at least 0.0025"), "{text}");
+    assert!(text.contains("above the per-call cap of 0.001"), "{text}");
+    assert!(
+        !text.contains("--"),
+        "no CLI flag in a library error: {text}"
+    );
 
     let two = challenge(vec![
         offer("eip155:8453", BASE_USDC, 9000),
@@ -117,13 +120,16 @@ fn networks_and_assets_must_be_allowed() {
     let policy = Policy::new(usdc(5000)).allow_network(Network::BASE_SEPOLIA);
     let e = choose(&c, &policy, None).unwrap_err();
     assert!(matches!(e, Refusal::NetworkNotAllowed { .. }), "{e}");
-    assert!(e.to_string().contains("--network base"), "{e}");
+    assert!(
+        e.to_string().contains("is on base, which is not allowed"),
+        "{e}"
+    );
     assert!(e.to_string().contains("0.001 USDC"), "{e}");
 
     let token = challenge(vec![offer("eip155:84532", &OTHER_TOKEN.to_string(), 7)]);
     let e = choose(&token, &Policy::new(usdc(5000)), None).unwrap_err();
     assert!(matches!(e, Refusal::AssetNotAllowed { .. }), "{e}");
-    assert!(e.to_string().contains("--allow-asset"), "{e}");
+    assert!(e.to_string().contains("not in the known USDC table"), "{e}");
 
     let allowed = Policy::new(usdc(0)).allow_asset(AllowedAsset {
         network: Network::BASE_SEPOLIA,
@@ -153,7 +159,7 @@ fn nothing_acceptable_lists_each_offer() {
     assert_eq!(skipped.len(), 1);
     let text = e.to_string();
     assert!(
-        text.contains("--network") && text.contains("--allow-asset"),
+        text.contains("not allowed") && text.contains("not in the known USDC table"),
         "{text}"
     );
     assert!(text.contains("solana"), "{text}");

@@ -15,7 +15,9 @@ fn errors_say_whether_anything_was_signed() {
     assert!(refused.refusal().is_some());
     assert!(refused.signed_nothing());
     assert!(
-        refused.to_string().contains("--allow-asset base:"),
+        refused
+            .to_string()
+            .contains("on base is not in the known USDC table"),
         "{refused}"
     );
     assert!(ClientError::Challenge(ChallengeError::NoAccepts).signed_nothing());
