@@ -21,7 +21,7 @@ mod show;
 
 use alloy::primitives::Address;
 use anyhow::bail;
-use buyer::{Buyer, Limits, Quote};
+use buyer::{Buyer, Limits, Paid, Quote, RequestSpec};
 use clap::Args;
 use wallet::budget::parse_usdc;
 use wallet::home;
@@ -29,8 +29,9 @@ use x402::Network;
 
 use crate::config;
 
-pub use exit::{Exit, exit_code, failure};
-pub use show::note;
+pub use exit::{Exit, exit_code};
+use exit::failure;
+use show::note;
 
 /// `agora pay URL [flags]`.
 #[derive(Debug, Args)]
@@ -137,6 +138,25 @@ pub async fn run(args: PayArgs) -> anyhow::Result<()> {
         )?;
     }
     result
+}
+
+/// Buys `spec` as `agora pay` would, for the commands that buy (the research
+/// coordinator, `agora discover` paying an indexer): the wallet of `AGORA_WALLET` (else
+/// the default one), at most `max` USDC and the wallet's budgets, the ledger row
+/// written before the payment is sent, the notes on stderr; a failure reads as
+/// `agora pay`'s, exit code and hints included. The answer comes back whole.
+pub async fn buy(spec: &RequestSpec, max: Option<&str>) -> anyhow::Result<Paid> {
+    let url = spec.url.as_str();
+    let home = home::agora_home()?;
+    let wallet = std::env::var(config::PAY_WALLET).ok();
+    let buyer = Buyer::open(&home, wallet.as_deref())
+        .map_err(|e| failure(e, url))?
+        .on_note(note);
+    let mut limits = Limits::new();
+    if let Some(max) = max {
+        limits = limits.max(parse_usdc("--max", max)?);
+    }
+    buyer.pay(spec, &limits).await.map_err(|e| failure(e, url))
 }
 
 /// `agora pay` without `--json`'s error object (see [`run`]): the free answer, the

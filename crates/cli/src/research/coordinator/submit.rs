@@ -7,15 +7,13 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use buyer::{Buyer, Limits, Paid, RequestSpec};
+use buyer::{Paid, RequestSpec};
 use research::coordinator::store::Experiment;
 use research::coordinator::workers::{self, Quote};
 use serde_json::{Value, json};
-use wallet::budget::parse_usdc;
 use wallet::home;
 
 use super::{Coordinator, LoopFlags, RunFlags, Worker, now, open_store};
-use crate::config;
 use crate::output::outln;
 use crate::pay::{self, Exit};
 
@@ -242,26 +240,10 @@ impl Coordinator {
     }
 }
 
-/// One experiment bought as `agora pay` would buy it: the wallet of `AGORA_WALLET`
-/// (else the default one), at most `max` and the wallet's budgets, the ledger row
-/// written before the payment is sent; a failure reads as `agora pay`'s (exit codes
-/// and hints included).
+/// `POST url` with the JSON `body`, bought as `agora pay` buys (see [`pay::buy`]).
 async fn buy(url: &str, body: &Value, max: Option<&str>) -> anyhow::Result<Paid> {
-    let home = home::agora_home()?;
-    let wallet = std::env::var(config::PAY_WALLET).ok();
-    let buyer = Buyer::open(&home, wallet.as_deref())
-        .map_err(|e| pay::failure(e, url))?
-        .on_note(pay::note);
     let target = url
         .parse()
         .with_context(|| format!("{url:?} is not a URL; give the worker's offer URL"))?;
-    let spec = RequestSpec::post(target).json(body)?;
-    let mut limits = Limits::new();
-    if let Some(max) = max {
-        limits = limits.max(parse_usdc("--max", max)?);
-    }
-    buyer
-        .pay(&spec, &limits)
-        .await
-        .map_err(|e| pay::failure(e, spec.url.as_str()))
+    pay::buy(&RequestSpec::post(target).json(body)?, max).await
 }
