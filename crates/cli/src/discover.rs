@@ -255,7 +255,7 @@ async fn probe(client: &reqwest::Client, endpoint: &str) -> Price {
         pay_to: None,
         error: None,
     };
-    let answer = match crate::probe::Unpaid::fetch(client, endpoint).await {
+    let answer = match buyer::probe::Unpaid::fetch(client, endpoint).await {
         Ok(a) => a,
         Err(e) => {
             price.error = Some(format!("unreachable: {e}"));
