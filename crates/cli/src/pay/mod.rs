@@ -29,8 +29,8 @@ use x402::Network;
 
 use crate::config;
 
-pub use exit::{Exit, exit_code};
 use exit::failure;
+pub use exit::{Exit, exit_code};
 use show::note;
 
 /// `agora pay URL [flags]`.
@@ -88,33 +88,6 @@ pub struct PayArgs {
     /// One JSON object: status, body (or file), receipt; or the refusal.
     #[arg(long)]
     json: bool,
-}
-
-impl PayArgs {
-    /// A plain GET of `url` paid with the default wallet (or `AGORA_PAY_WALLET`'s),
-    /// capped at `max` and the wallet's budgets, its body written to `output`. This
-    /// is how other commands buy (`agora discover` paying an indexer): through the
-    /// same flow as `agora pay`, so they get the same refusals before signing, the
-    /// same ledger row written before sending, and the same `--resume`.
-    pub fn get_to_file(url: &str, max: Option<String>, output: std::path::PathBuf) -> Self {
-        Self {
-            url: url.to_string(),
-            method: None,
-            data: None,
-            headers: Vec::new(),
-            output: Some(output),
-            include: false,
-            max,
-            networks: Vec::new(),
-            wallet: std::env::var(config::PAY_WALLET).ok(),
-            allow_assets: Vec::new(),
-            rpcs: Vec::new(),
-            dry_run: false,
-            resume: false,
-            new_payment: false,
-            json: false,
-        }
-    }
 }
 
 /// Runs `agora pay`. With `--json` a stop also prints `{"error", "kind",
