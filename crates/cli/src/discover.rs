@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use alloy::primitives::Address;
 use anyhow::{Context, bail};
+use buyer::RequestSpec;
 use clap::Args;
 use market::{Agent, AgentRecord, Answer, IndexerClient, MarketError, Page, Search};
 use serde::Serialize;
@@ -200,7 +201,7 @@ pub(crate) async fn agents(query: &DiscoverQuery) -> anyhow::Result<Vec<AgentRec
     }
     let page = match indexer.agents(&query.search).await.map_err(explain)? {
         Answer::Page(page) => page,
-        Answer::PaymentRequired(url) => paid_query(&url, query.max.clone()).await?,
+        Answer::PaymentRequired(url) => paid_query(&url, query.max.as_deref()).await?,
     };
     for skipped in &page.unreadable {
         eprintln!(
@@ -225,23 +226,14 @@ fn explain(error: MarketError) -> anyhow::Error {
     }
 }
 
-/// An indexer sold through x402 (selling indexing): the query is bought through
-/// `agora pay`'s own flow rather than a copy of it, so `--max`, the wallet's budgets,
-/// the ledger and the refusals (exit 2, nothing signed) are exactly `agora pay`'s.
-/// The answer goes to a temporary file because `agora pay` streams to a sink.
-async fn paid_query(url: &reqwest::Url, max: Option<String>) -> anyhow::Result<Page> {
-    let dir = tempfile::tempdir().context("cannot create a temporary file for the answer")?;
-    let file = dir.path().join("answer.json");
-    crate::pay::run(crate::pay::PayArgs::get_to_file(
-        url.as_str(),
-        max,
-        file.clone(),
-    ))
-    .await
-    .with_context(|| format!("the indexer at {url} asks payment"))?;
-    let body = std::fs::read(&file)
-        .with_context(|| format!("cannot read the paid answer in {}", file.display()))?;
-    IndexerClient::read_paid(url, &body).map_err(explain)
+/// An indexer sold through x402 (selling indexing): the query is bought as `agora pay`
+/// buys ([`crate::pay::buy`]), so `--max`, the wallet's budgets, the ledger and the
+/// refusals (exit 2, nothing signed) are exactly `agora pay`'s.
+async fn paid_query(url: &reqwest::Url, max: Option<&str>) -> anyhow::Result<Page> {
+    let paid = crate::pay::buy(&RequestSpec::get(url.clone()), max)
+        .await
+        .with_context(|| format!("the indexer at {url} asks payment"))?;
+    IndexerClient::read_paid(url, &paid.body).map_err(explain)
 }
 
 /// The endpoint's live 402 terms.
