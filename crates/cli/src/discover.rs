@@ -10,7 +10,7 @@ use alloy::primitives::Address;
 use anyhow::{Context, bail};
 use buyer::RequestSpec;
 use clap::Args;
-use market::{Agent, AgentRecord, Answer, IndexerClient, MarketError, Page, Search};
+use market::{Agent, AgentRecord, Answer, Asked, IndexerClient, MarketError, Page, Search};
 use serde::Serialize;
 
 use crate::config;
@@ -236,36 +236,28 @@ async fn paid_query(url: &reqwest::Url, max: Option<&str>) -> anyhow::Result<Pag
     IndexerClient::read_paid(url, &paid.body).map_err(explain)
 }
 
-/// The endpoint's live 402 terms.
+/// The endpoint's live 402 terms, as `--probe` shows them.
 async fn probe(client: &reqwest::Client, endpoint: &str) -> Price {
+    let asked = market::asked(client, endpoint).await;
     let mut price = Price {
         endpoint: endpoint.to_string(),
-        status: 0,
+        status: asked.status(),
         price: None,
         amount: None,
         network: None,
         pay_to: None,
         error: None,
     };
-    let answer = match buyer::probe::Unpaid::fetch(client, endpoint).await {
-        Ok(a) => a,
-        Err(e) => {
-            price.error = Some(format!("unreachable: {e}"));
-            return price;
-        }
-    };
-    price.status = answer.status;
-    match answer.required().and_then(|r| r.accepts.into_iter().next()) {
-        Some(first) if price.status == 402 => {
+    match asked {
+        Asked::Terms(first) => {
             price.price = Some(gateway::challenge::describe_price(&first));
             price.amount = Some(first.amount.to_string());
             price.network = Some(first.network.caip2());
             price.pay_to = Some(first.pay_to.to_string());
         }
-        _ if price.status == 402 => {
-            price.error = Some("402 without readable x402 requirements".into())
-        }
-        _ => price.error = Some(format!("HTTP {}: not payment-gated", price.status)),
+        Asked::Unreadable => price.error = Some("402 without readable x402 requirements".into()),
+        Asked::NotGated(status) => price.error = Some(format!("HTTP {status}: not payment-gated")),
+        Asked::Unreachable(e) => price.error = Some(format!("unreachable: {e}")),
     }
     price
 }

@@ -9,7 +9,12 @@
 //! - [`Search`] is the query and the one filter rule (every skill and domain; an
 //!   indexer applies only the first of each), [`Agent`] an agent as a buyer sees it,
 //!   [`web_endpoints`] where it sells;
+//! - [`asked`] reads what an endpoint asks for right now (its live 402);
 //! - [`survey`] probes the sellers' live 402s and summarizes their prices.
+//!
+//! An indexer that sells its answers is paid for with agora's `buyer` (a wallet, its
+//! budgets and its ledger): `Buyer::pay` the URL of [`Answer::PaymentRequired`] and hand
+//! the body to [`IndexerClient::read_paid`].
 //!
 //! Finding the x402 sellers of a skill through an indexer:
 //!
@@ -36,6 +41,7 @@
 pub mod agent;
 pub mod client;
 mod error;
+pub mod price;
 #[cfg(feature = "scan")]
 mod scan;
 pub mod survey;
@@ -44,5 +50,6 @@ pub use agent::{Agent, Search, agents, web_endpoints};
 pub use client::{Answer, IndexerClient, Page, Unreadable};
 pub use erc8004::{AgentRecord, MetadataValue};
 pub use error::MarketError;
+pub use price::{Asked, asked};
 #[cfg(feature = "scan")]
 pub use scan::scan;
