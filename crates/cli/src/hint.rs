@@ -241,6 +241,14 @@ mod tests {
             "{}",
             describe(&outside)
         );
+        let missing = anyhow::Error::new(tunnel::cloudflared::LocateError::NotInstalled);
+        assert!(
+            describe(&missing).ends_with(
+                "AGORA_CLOUDFLARED=/path/to/cloudflared; without it use --tunnel bore --bore-server HOST or --public-url URL"
+            ),
+            "{}",
+            describe(&missing)
+        );
         let free = anyhow::Error::new(research::coordinator::price::PriceError::ZeroBudget);
         assert!(describe(&free).ends_with("; pass --budget SECONDS (e.g. --budget 300)"));
         let chains = anyhow::Error::new(facilitator::OpenError::NoChains);

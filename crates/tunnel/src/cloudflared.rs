@@ -45,7 +45,7 @@ pub enum LocateError {
     NotExecutable(PathBuf),
     /// Neither `AGORA_CLOUDFLARED` nor `PATH` has it.
     #[error(
-        "cloudflared is not installed: get it from https://github.com/cloudflare/cloudflared/releases (or your package manager, e.g. `brew install cloudflared`), or set {BINARY_ENV}=/path/to/cloudflared; without it use a bore relay or a public URL of your own"
+        "cloudflared is not installed: get it from https://github.com/cloudflare/cloudflared/releases (or your package manager, e.g. `brew install cloudflared`), or set {BINARY_ENV}=/path/to/cloudflared"
     )]
     NotInstalled,
 }
@@ -278,7 +278,7 @@ mod tests {
         let text = err.to_string();
         assert!(text.contains("not installed"), "{text}");
         assert!(text.contains("AGORA_CLOUDFLARED"), "{text}");
-        assert!(text.contains("bore relay"), "{text}");
+        assert!(!text.contains("--"), "no CLI flag in a library error: {text}");
         let err = locate_in(Some(dir.join("no-such-cloudflared").into()), None).unwrap_err();
         assert!(err.to_string().contains("not an executable"), "{err}");
     }
