@@ -7,15 +7,14 @@
 //! printing it, opens the settlement journal under `$AGORA_HOME`, and serves until
 //! Ctrl-C or SIGTERM, letting requests in flight finish.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use alloy::signers::local::PrivateKeySigner;
-use anyhow::{Context, bail};
+use anyhow::{Context, anyhow, bail};
 use clap::Args;
-use facilitator::{ChainConfig, EmbeddedConfig, EmbeddedFacilitator};
+use facilitator::{ChainConfig, ChainsError, EmbeddedConfig, EmbeddedFacilitator};
 use serde::Serialize;
 use wallet::home;
 use wallet::keyfile::{load_key, read_private_file};
@@ -248,75 +247,49 @@ pub(crate) fn load_signer(key_file: Option<&Path>) -> anyhow::Result<PrivateKeyS
     load_key(key_file, config::FACILITATOR_KEY)
 }
 
-/// Reads each RPC's chain and applies the `--network` restriction.
+/// Reads each RPC's chain and applies the `--network` restriction
+/// ([`ChainConfig::from_rpcs`]), naming the flags in its errors.
 pub(crate) async fn served_chains(
     rpcs: &[reqwest::Url],
-    networks: &[String],
+    names: &[String],
 ) -> anyhow::Result<Vec<ChainConfig>> {
-    let mut by_chain: BTreeMap<u64, ChainConfig> = BTreeMap::new();
-    for rpc in rpcs.iter().map(config::url_text) {
-        let rpc = &rpc;
-        let network = facilitator::network_of_rpc(rpc).await.with_context(|| {
-            format!("cannot read the chain id of --rpc {rpc} (is the node running?)")
-        })?;
-        let Some(chain_id) = network.chain_id() else {
-            bail!("--rpc {rpc} does not serve an EVM chain");
-        };
-        if let Some(other) = by_chain.get(&chain_id) {
-            bail!(
-                "--rpc {rpc} and --rpc {} both serve {}; give one --rpc per chain",
-                other.rpc_url,
-                network.caip2()
-            );
-        }
-        by_chain.insert(
-            chain_id,
-            ChainConfig {
+    let mut networks = Vec::new();
+    for name in names {
+        networks.push(Network::parse(name).with_context(|| format!("--network {name:?}"))?);
+    }
+    let rpcs: Vec<String> = rpcs.iter().map(config::url_text).collect();
+    // The name the user typed for a network, as the flag had it.
+    let typed = |network: &Network| {
+        names
+            .iter()
+            .zip(&networks)
+            .find(|(_, parsed)| *parsed == network)
+            .map_or_else(|| network.caip2(), |(name, _)| name.clone())
+    };
+    ChainConfig::from_rpcs(&rpcs, &networks)
+        .await
+        .map_err(|e| match e {
+            ChainsError::Unreachable { rpc, source } => anyhow::Error::new(source).context(
+                format!("cannot read the chain id of --rpc {rpc} (is the node running?)"),
+            ),
+            ChainsError::NotEvm { rpc } => anyhow!("--rpc {rpc} does not serve an EVM chain"),
+            ChainsError::SameChain {
+                rpc,
+                other,
                 network,
-                rpc_url: rpc.clone(),
-            },
-        );
-    }
-    if networks.is_empty() {
-        return Ok(by_chain.into_values().collect());
-    }
-    let mut wanted = Vec::new();
-    for name in networks {
-        let network = Network::parse(name).with_context(|| format!("--network {name:?}"))?;
-        let Some(chain_id) = network.chain_id() else {
-            bail!(
-                "--network {name} is not an EVM network; agora's facilitator settles eip155 chains"
-            );
-        };
-        if !wanted.contains(&chain_id) {
-            wanted.push(chain_id);
-        }
-        if !by_chain.contains_key(&chain_id) {
-            let served: Vec<String> = by_chain
-                .values()
-                .map(|c| format!("{} ({})", c.network.caip2(), c.rpc_url))
-                .collect();
-            bail!(
-                "--network {name} ({}) has no matching --rpc; the RPCs given serve {}. Add --rpc URL with the JSON-RPC endpoint of a {} node",
+            } => anyhow!(
+                "--rpc {rpc} and --rpc {other} both serve {network}; give one --rpc per chain"
+            ),
+            ChainsError::NetworkNotEvm { network } => anyhow!(
+                "--network {} is not an EVM network; agora's facilitator settles eip155 chains",
+                typed(&network)
+            ),
+            ChainsError::Unserved { network, served } => anyhow!(
+                "--network {} ({}) has no matching --rpc; the RPCs given serve {}. Add --rpc URL with the JSON-RPC endpoint of a {} node",
+                typed(&network),
                 network.caip2(),
                 served.join(", "),
-                network
-                    .known()
-                    .map_or_else(|| network.caip2(), |k| k.display_name.to_string())
-            );
-        }
-    }
-    let mut chains = Vec::new();
-    for (chain_id, chain) in by_chain {
-        if wanted.contains(&chain_id) {
-            chains.push(chain);
-        } else {
-            tracing::warn!(
-                rpc = %chain.rpc_url,
-                "not serving {}: it is not among the --network values",
-                chain.network.caip2()
-            );
-        }
-    }
-    Ok(chains)
+                facilitator::node_name(&network)
+            ),
+        })
 }

@@ -3,10 +3,12 @@
 //! USDC payments from its own key with a persisted replay guard and a crash-safe
 //! settlement journal.
 
+mod chains;
 mod embedded;
 mod router;
 pub mod store;
 
+pub use chains::{ChainsError, node_name};
 pub use embedded::{
     BatchConfig, ChainConfig, DEFAULT_GAS_LIMIT_CAP, EmbeddedConfig, EmbeddedFacilitator,
     MULTICALL3, OpenError, RpcCounts, network_of_rpc,
