@@ -8,7 +8,7 @@
 //! `AGORA_HOME`), `AGORA_ANVIL` as the `devnet` crate's own fallback when no `--anvil`
 //! flag or variable reached it, `AGORA_CLOUDFLARED` (where cloudflared is, before
 //! `PATH`), read by the `tunnel` crate, the test harnesses' `AGORA_CRASH_SEED`, and
-//! `AGORA_TEST_UMASK_CHILD`, which only `daemon.rs`'s own unit test sets.
+//! `AGORA_TEST_UMASK_CHILD`, which only `seller`'s daemon unit test sets.
 
 use reqwest::Url;
 

@@ -21,15 +21,14 @@ use devnet::{Devnet, DevnetConfig};
 use facilitator::{ChainConfig, EmbeddedConfig, EmbeddedFacilitator};
 use offers::ServiceOffer;
 use offers::spec::{OfferSpec, PaymentSpec, PriceSpec, RegistrationSpec, UpstreamSpec};
+use seller::{Daemon, DaemonConfig, FacilitatorInfo};
 use serde::Serialize;
 use serde_json::json;
 use x402::Money;
 use x402::eip3009::IEip3009Token;
 use x402::network::USDC_DECIMALS;
 
-use crate::admin_client::AdminClient;
 use crate::config;
-use crate::daemon::{Daemon, DaemonConfig};
 use crate::output::outln;
 
 /// Options of `agora demo`.
@@ -173,12 +172,16 @@ async fn sell_and_buy(
     ))
     .await
     .context("cannot start the embedded facilitator")?;
+    let facilitator_info = FacilitatorInfo::Embedded {
+        networks: vec![chain.network()],
+        signer: facilitator.signer_address(),
+    };
     let daemon = Daemon::start(DaemonConfig {
         home: home.to_path_buf(),
         listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
         public_url: None,
         facilitator: Arc::new(facilitator),
-        facilitator_label: format!("embedded (settles as {})", relayer.address()),
+        facilitator_info,
         title: "agora demo seller".into(),
         pull_models: false,
         registry: Some(
@@ -186,6 +189,7 @@ async fn sell_and_buy(
                 .await?,
         ),
         tunnel: None,
+        workers: None,
     })
     .await?;
     say(format!(
@@ -267,7 +271,7 @@ impl Story<'_> {
                 ..OfferSpec::default()
             },
         );
-        let client = AdminClient::new(&daemon.socket);
+        let client = daemon.admin();
         client.put_offer(&offer).await?;
         say(format!(
             "3. selling the sample service {service_url} as `{name}` for {price} USDC per request to {}",

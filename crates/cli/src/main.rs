@@ -1,8 +1,6 @@
 //! `agora`: monetize a machine with x402 payments and the ERC-8004 registry.
 
-mod admin_client;
 mod config;
-mod daemon;
 mod demo;
 mod detect;
 mod devnet_cmd;

@@ -16,20 +16,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use alloy::primitives::Address;
-use alloy::providers::Provider;
-use anyhow::{Context, bail};
+use anyhow::{Context, anyhow, bail};
 use clap::Args;
-use facilitator::{EmbeddedConfig, EmbeddedFacilitator};
 use reqwest::Url;
+use seller::{
+    AdminClient, BuildError, Daemon, DaemonConfig, FacilitatorInfo, Info, StartError, socket_path,
+};
+use serde::Serialize;
 use serde_json::json;
 use wallet::home;
 use x402::Facilitator;
 
-use crate::admin_client::AdminClient;
 use crate::config;
-use crate::daemon::{Daemon, DaemonConfig, socket_path};
 use crate::facilitator_cmd::{load_signer, served_chains};
 use crate::output::outln;
+use crate::sell::AgoraWorker;
 
 /// The public x402 facilitator used when none is configured.
 pub const DEFAULT_FACILITATOR: &str = "https://x402.org/facilitator";
@@ -151,16 +152,18 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         let home = home::agora_home()?;
         let started = start_background(&home, &args).await?;
         if args.json {
-            outln!("{started}")?;
+            outln!("{}", serde_json::to_value(&started)?)?;
         } else {
             outln!(
                 "agora daemon started in the background: gateway {}{}, log {}",
-                started["gatewayUrl"].as_str().unwrap_or("?"),
-                started["metricsUrl"]
-                    .as_str()
+                started.info.gateway_url,
+                started
+                    .info
+                    .metrics_url
+                    .as_deref()
                     .map(|m| format!(", metrics {m}"))
                     .unwrap_or_default(),
-                started["log"].as_str().unwrap_or("?")
+                started.log.display()
             )?;
         }
         Ok(())
@@ -172,17 +175,20 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 async fn stop(home: &std::path::Path, json: bool) -> anyhow::Result<()> {
     let socket = socket_path(home);
     let client = AdminClient::new(&socket);
-    let Ok(answer) = client.request("GET", "/v1/status", None).await else {
-        if json {
-            outln!("{}", json!({ "stopped": false, "running": false }))?;
-        } else {
-            outln!("no agora daemon is running (socket {})", socket.display())?;
+    let info = match client.status().await {
+        Ok(info) => info,
+        Err(e) if e.status().is_some() => return Err(e.into()),
+        Err(_) => {
+            if json {
+                outln!("{}", json!({ "stopped": false, "running": false }))?;
+            } else {
+                outln!("no agora daemon is running (socket {})", socket.display())?;
+            }
+            return Ok(());
         }
-        return Ok(());
     };
-    let info = answer.ok()?;
-    let pid = info["pid"]
-        .as_u64()
+    let pid = info
+        .pid
         .and_then(|p| i32::try_from(p).ok())
         .and_then(rustix::process::Pid::from_raw)
         .context(
@@ -222,20 +228,24 @@ async fn foreground(args: ServeArgs) -> anyhow::Result<()> {
         Some(addr) => Some(bind_metrics(*addr).await?),
         None => None,
     };
-    let (facilitator, label) = facilitator_for(&home, &args).await?;
+    let (facilitator, facilitator_info) = facilitator_for(&home, &args).await?;
+    let label = facilitator_info.label();
     let shutdown = crate::signals::shutdown_signal()?;
     let config = DaemonConfig {
         home: home.clone(),
         listen: args.listen,
         public_url: args.public_url.as_ref().map(config::url_text),
         facilitator,
-        facilitator_label: label.clone(),
+        facilitator_info,
         title: args.title.clone(),
         pull_models: args.pull_models,
         registry: registry_for(&args).await?,
         tunnel: args.tunnel.provider(args.public_url.is_some())?,
+        workers: Some(Arc::new(AgoraWorker)),
     };
-    let daemon = Daemon::start_with(config, operator).await?;
+    let daemon = Daemon::start_with(config, operator)
+        .await
+        .map_err(start_error)?;
     let line = json!({
         "gatewayUrl": daemon.gateway_url,
         "publicUrl": daemon.public_url,
@@ -284,30 +294,27 @@ async fn bind_metrics(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListene
     Ok(listener)
 }
 
+/// The daemon's start failure, with the flag that frees a taken port.
+fn start_error(e: StartError) -> anyhow::Error {
+    match e {
+        StartError::Listen { addr, source } => anyhow::Error::new(source).context(format!(
+            "cannot listen on {addr} (in use? pass --listen 127.0.0.1:0 for a free port)"
+        )),
+        other => other.into(),
+    }
+}
+
 /// The facilitator the daemon uses: embedded with `--rpc`, else remote.
 async fn facilitator_for(
     home: &std::path::Path,
     args: &ServeArgs,
-) -> anyhow::Result<(Arc<dyn Facilitator>, String)> {
+) -> anyhow::Result<(Arc<dyn Facilitator>, FacilitatorInfo)> {
     if !args.rpcs.is_empty() {
         let signer = load_signer(args.key_file.as_deref())?;
         let chains = served_chains(&args.rpcs, &[]).await?;
-        let networks: Vec<String> = chains.iter().map(|c| c.network.caip2()).collect();
-        let mut config = EmbeddedConfig::new(chains, signer, home.join("facilitator.db"));
-        config.batch = args.batch.config();
-        let embedded = EmbeddedFacilitator::open(config)
-            .await
-            .context("cannot start the embedded facilitator")?;
-        let label = format!(
-            "embedded ({}, signer {})",
-            networks.join(", "),
-            embedded.signer_address()
-        );
-        return Ok((Arc::new(embedded), label));
+        return Ok(seller::embedded_facilitator(home, chains, signer, args.batch.config()).await?);
     }
-    let stored = offers::Store::open(&home.join("agora.db"))
-        .ok()
-        .and_then(|s| s.setting("facilitator").ok().flatten());
+    let stored = seller::stored_settings(home).and_then(|s| s.facilitator);
     let url = args
         .facilitator
         .as_ref()
@@ -315,7 +322,7 @@ async fn facilitator_for(
         .or(stored)
         .unwrap_or_else(|| DEFAULT_FACILITATOR.to_string());
     let remote = crate::facilitator_cmd::remote(&url, args.facilitator_api_key_file.as_deref())?;
-    Ok((Arc::new(remote), url))
+    Ok((Arc::new(remote), FacilitatorInfo::Remote { url }))
 }
 
 /// The on-chain registrar, when a registry key is configured.
@@ -342,42 +349,38 @@ async fn registry_for(args: &ServeArgs) -> anyhow::Result<Option<offers::Registr
     ))
 }
 
-/// Connects a registrar for `signer` to the Identity Registry on `rpc`'s chain.
+/// Connects a registrar for `signer` to the Identity Registry on `rpc`'s chain
+/// ([`seller::registry_config`]), naming the flag that gives a registry address.
 pub async fn registry_config(
     rpc: &str,
     signer: alloy::signers::local::PrivateKeySigner,
-    registry: Option<alloy::primitives::Address>,
+    registry: Option<Address>,
     inline: bool,
 ) -> anyhow::Result<offers::RegistryConfig> {
-    let network = facilitator::network_of_rpc(rpc)
+    seller::registry_config(rpc, signer, registry, inline)
         .await
-        .with_context(|| format!("cannot read the chain id of the registry RPC {rpc}"))?;
-    let registry = match registry {
-        Some(address) => address,
-        None => erc8004::identity_registry(&network).with_context(|| {
-            format!(
-                "no known ERC-8004 Identity Registry on {}; pass --registry ADDR",
-                network.caip2()
-            )
-        })?,
-    };
-    let url = rpc
-        .parse()
-        .with_context(|| format!("the registry RPC {rpc} is not a URL"))?;
-    let sender = signer.address();
-    let provider = alloy::providers::ProviderBuilder::new()
-        .wallet(alloy::network::EthereumWallet::from(signer))
-        .connect_http(url)
-        .erased();
-    let registrar = erc8004::registrar::Registrar::connect(provider, registry, sender).await?;
-    Ok(offers::RegistryConfig { registrar, inline })
+        .map_err(|e| match e {
+            BuildError::UnknownRegistry { .. } => anyhow!("{e}; pass --registry ADDR"),
+            other => other.into(),
+        })
+}
+
+/// What `agora serve` prints when the daemon it started in the background answers:
+/// the daemon's status, its log, and the pid of the process started.
+#[derive(Debug, Serialize)]
+pub struct Background {
+    /// The daemon's `/v1/status`.
+    #[serde(flatten)]
+    pub info: Info,
+    /// Its log file.
+    pub log: PathBuf,
 }
 
 /// Spawns `agora serve --foreground` detached and waits until it answers.
 pub async fn start_background(
     home: &std::path::Path,
     args: &ServeArgs,
-) -> anyhow::Result<serde_json::Value> {
+) -> anyhow::Result<Background> {
     home::create_private_dir(home)?;
     let socket = socket_path(home);
     let client = AdminClient::new(&socket);
@@ -445,11 +448,16 @@ pub async fn start_background(
     let mut child = command.spawn().context("cannot start the agora daemon")?;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
-        if let Ok(answer) = client.request("GET", "/v1/status", None).await {
-            let mut info = answer.ok()?;
-            info["log"] = json!(log_path);
-            info["pid"] = json!(child.id());
-            return Ok(info);
+        match client.status().await {
+            Ok(mut info) => {
+                info.pid = Some(child.id());
+                return Ok(Background {
+                    info,
+                    log: log_path,
+                });
+            }
+            Err(e) if e.status().is_some() => return Err(e.into()),
+            Err(_) => {}
         }
         if let Ok(Some(status)) = child.try_wait() {
             bail!(

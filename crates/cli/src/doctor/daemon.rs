@@ -7,12 +7,12 @@ use std::net::IpAddr;
 
 use offers::{STAGES, ServiceOffer, Stage};
 use reqwest::Url;
+use seller::admin::{TunnelStatus, state_name};
+use seller::{AdminClient, socket_path};
 use serde_json::{Value, json};
 use wallet::home;
 
 use super::{CHECK_TIMEOUT, Check, DaemonView};
-use crate::admin_client::AdminClient;
-use crate::daemon::socket_path;
 use crate::detect;
 
 /// Whether a daemon answers on the admin socket, with its status and settings.
@@ -26,25 +26,19 @@ pub(super) async fn daemon_check() -> Result<(Check, Option<DaemonView>), Box<Ch
     })?;
     let socket = socket_path(&home);
     let client = AdminClient::new(&socket);
-    let info = match client.request("GET", "/v1/status", None).await {
-        Ok(answer) => answer.ok(),
-        Err(e) => Err(e),
-    };
-    let info = match info {
+    let info = match client.status().await {
         Ok(info) => info,
         Err(e) => {
+            let e = anyhow::Error::new(e);
             return Ok((Check::fail("daemon", format!("{e:#}"), "agora serve"), None));
         }
     };
-    let settings = match client.request("GET", "/v1/settings", None).await {
-        Ok(answer) => answer.ok().unwrap_or(Value::Null),
-        Err(_) => Value::Null,
-    };
+    let settings = client.settings().await.unwrap_or_default();
     let check = Check::ok(
         "daemon",
         format!(
             "running (version {}, admin socket {})",
-            info["version"].as_str().unwrap_or("?"),
+            info.version,
             socket.display()
         ),
     );
@@ -67,8 +61,8 @@ pub(super) async fn gateway_checks(daemon: Option<&DaemonView>) -> Vec<Check> {
     let Some(daemon) = daemon else {
         return vec![needs_daemon("gateway"), needs_daemon("public_url")];
     };
-    let gateway = daemon.info["gatewayUrl"].as_str().unwrap_or_default();
-    let public = daemon.info["publicUrl"].as_str().unwrap_or_default();
+    let gateway = daemon.info.gateway_url.as_str();
+    let public = daemon.info.public_url.as_str();
     let log = home::agora_home()
         .map(|h| h.join("logs/serve.log").display().to_string())
         .unwrap_or_else(|_| "the daemon's log".into());
@@ -80,16 +74,18 @@ pub(super) async fn gateway_checks(daemon: Option<&DaemonView>) -> Vec<Check> {
             format!("read {log}, then restart the daemon: agora serve --stop && agora serve"),
         ),
     };
-    let public_check = public_url_check(public, gateway, &daemon.info["tunnel"]).await;
+    let public_check = public_url_check(public, gateway, daemon.info.tunnel.as_ref()).await;
     vec![gateway_check, public_check]
 }
 
 /// The URL buyers are given: a tunnel's while one is up, else `--public-url`, else the
 /// gateway's own address (reachable from this machine only).
-async fn public_url_check(public: &str, gateway: &str, tunnel: &Value) -> Check {
-    let provider = tunnel["provider"].as_str().unwrap_or("tunnel");
-    let last_error = tunnel["lastError"].as_str().unwrap_or("no error recorded");
-    match tunnel["state"].as_str() {
+async fn public_url_check(public: &str, gateway: &str, tunnel: Option<&TunnelStatus>) -> Check {
+    let provider = tunnel.map_or("tunnel", |t| t.status.provider.as_str());
+    let last_error = tunnel
+        .and_then(|t| t.status.last_error.as_deref())
+        .unwrap_or("no error recorded");
+    match tunnel.map(|t| state_name(t.status.state)) {
         Some("down") => {
             return Check::fail(
                 "public_url",
@@ -174,34 +170,34 @@ pub(super) async fn registry_check(daemon: Option<&DaemonView>) -> Check {
         return needs_daemon("registry");
     };
     let fix = "restart the daemon with a funded key: agora serve --stop && agora serve --registry-key-file PATH --registry-rpc URL";
-    if !daemon.info["registry"].as_bool().unwrap_or(false) {
+    if !daemon.info.registry {
         return Check::warn(
             "registry",
             "no registry key: the registration is only served at /.well-known/agent-registration.json, not listed on ERC-8004",
             fix,
         );
     }
-    let record = match daemon.client.request("GET", "/v1/registration", None).await {
-        Ok(answer) => answer.ok(),
-        Err(e) => Err(e),
-    };
-    match record {
-        Ok(record) => match record["agentId"].as_str() {
+    match daemon.client.registration().await {
+        Ok(record) => match &record.agent_id {
             Some(id) => Check::ok(
                 "registry",
                 format!(
                     "agent #{id} on chain {}",
-                    record["agentChainId"].as_str().unwrap_or("?")
+                    record.agent_chain_id.as_deref().unwrap_or("?")
                 ),
             )
-            .details(record),
+            .details(serde_json::to_value(&record).unwrap_or_default()),
             None => Check::warn(
                 "registry",
                 "registry key set, but the agent is not registered yet (the registry key needs gas)",
                 "agora sell register",
             ),
         },
-        Err(e) => Check::fail("registry", format!("{e:#}"), "agora sell register"),
+        Err(e) => Check::fail(
+            "registry",
+            format!("{:#}", anyhow::Error::new(e)),
+            "agora sell register",
+        ),
     }
 }
 
@@ -241,16 +237,16 @@ pub(super) async fn offers_check(daemon: Option<&DaemonView>) -> Check {
         return needs_daemon("offers");
     };
     // A fresh pass, so a condition fixed a moment ago is not reported.
-    let listed = match daemon.client.request("POST", "/v1/reconcile", None).await {
-        Ok(_) => daemon.client.request("GET", "/v1/offers", None).await,
+    let listed = match daemon.client.reconcile().await {
+        Ok(_) => daemon.client.offers().await,
         Err(e) => Err(e),
     };
-    let offers: Vec<ServiceOffer> = match listed
-        .and_then(|a| a.ok())
-        .and_then(|v| Ok(serde_json::from_value(v)?))
-    {
+    let offers: Vec<ServiceOffer> = match listed {
         Ok(offers) => offers,
-        Err(e) => return Check::fail("offers", format!("{e:#}"), "agora sell list"),
+        Err(e) => {
+            let e = anyhow::Error::new(e);
+            return Check::fail("offers", format!("{e:#}"), "agora sell list");
+        }
     };
     if offers.is_empty() {
         return Check::ok(

@@ -14,10 +14,10 @@ use std::time::Duration;
 use anyhow::bail;
 use clap::Args;
 use reqwest::Url;
+use seller::{AdminClient, Info, Settings};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::admin_client::AdminClient;
 use crate::output::outln;
 use daemon::{daemon_check, gateway_checks, models_check, offers_check, registry_check};
 use money::{Embedded, connect_chain, facilitator_check, gas_check, recipient_check, wallet_check};
@@ -172,8 +172,9 @@ fn print(report: &Report) -> anyhow::Result<()> {
 /// What the running daemon said about itself and its selling defaults.
 struct DaemonView {
     client: AdminClient,
-    info: Value,
-    settings: Value,
+    info: Info,
+    /// Empty when the daemon did not answer them.
+    settings: Settings,
 }
 
 /// Runs every check; never fails as a whole, since a broken setup is what it reports.
@@ -189,22 +190,20 @@ pub async fn diagnose(args: &DoctorArgs) -> Report {
             None
         }
     };
-    let settings = daemon.as_ref().map(|d| d.settings.clone());
-    let setting = |key: &str| {
-        settings
-            .as_ref()
-            .and_then(|s| s[key].as_str().map(str::to_string))
-    };
-    let facilitator_label = match &daemon {
-        Some(d) => d.info["facilitator"].as_str().map(str::to_string),
-        None => None,
-    };
-    let embedded = facilitator_label.as_deref().and_then(Embedded::parse);
+    let settings = daemon
+        .as_ref()
+        .map(|d| d.settings.clone())
+        .unwrap_or_default();
+    let facilitator_label = daemon.as_ref().map(|d| d.info.facilitator.clone());
+    let embedded = daemon
+        .as_ref()
+        .and_then(|d| d.info.facilitator_detail.as_ref())
+        .and_then(Embedded::of);
 
-    let (chain, network) = connect_chain(args, setting("network"), embedded.as_ref()).await;
+    let (chain, network) = connect_chain(args, settings.network, embedded.as_ref()).await;
     checks.extend(gateway_checks(daemon.as_ref()).await);
     checks.push(facilitator_check(&network, facilitator_label.as_deref(), embedded.as_ref()).await);
-    checks.push(recipient_check(setting("payTo")));
+    checks.push(recipient_check(settings.pay_to));
     checks.push(wallet_check(&network, &chain).await);
     checks.push(gas_check(&network, &chain, embedded.as_ref()).await);
     checks.push(registry_check(daemon.as_ref()).await);

@@ -4,6 +4,7 @@
 //! file reads as one question.
 
 use alloy::primitives::{Address, U256};
+use seller::FacilitatorInfo;
 use serde_json::json;
 use wallet::budget::usdc_text;
 use wallet::chain::{self, Chain};
@@ -14,26 +15,22 @@ use super::{CHECK_TIMEOUT, Check, DoctorArgs};
 use crate::config;
 use crate::serve_cmd::DEFAULT_FACILITATOR;
 
-/// The embedded facilitator as the daemon's label names it:
-/// `embedded (eip155:84532, signer 0x…)`.
+/// The daemon's embedded facilitator, as its status describes it.
 pub(super) struct Embedded {
     networks: Vec<Network>,
-    signer: Option<Address>,
+    signer: Address,
 }
 
 impl Embedded {
-    pub(super) fn parse(label: &str) -> Option<Self> {
-        let inner = label.strip_prefix("embedded (")?.strip_suffix(')')?;
-        let mut networks = Vec::new();
-        let mut signer = None;
-        for part in inner.split(", ") {
-            if let Some(address) = part.strip_prefix("signer ") {
-                signer = address.parse().ok();
-            } else if let Ok(network) = Network::parse(part) {
-                networks.push(network);
-            }
+    /// The embedded facilitator of `info`, when the daemon settles itself.
+    pub(super) fn of(info: &FacilitatorInfo) -> Option<Self> {
+        match info {
+            FacilitatorInfo::Embedded { networks, signer } => Some(Self {
+                networks: networks.clone(),
+                signer: *signer,
+            }),
+            FacilitatorInfo::Remote { .. } => None,
         }
-        Some(Self { networks, signer })
     }
 }
 
@@ -150,13 +147,10 @@ fn facilitator_to_be_used() -> String {
     if let Some(url) = config::var(config::FACILITATOR_URL) {
         return url;
     }
-    let stored = home::agora_home().ok().and_then(|home| {
-        let db = home.join("agora.db");
-        // Reading must not create the database in a home that has none.
-        db.exists()
-            .then(|| offers::Store::open(&db).ok()?.setting("facilitator").ok()?)
-            .flatten()
-    });
+    // Reading does not create the database in a home that has none.
+    let stored = home::agora_home()
+        .ok()
+        .and_then(|home| seller::stored_settings(&home)?.facilitator);
     stored.unwrap_or_else(|| DEFAULT_FACILITATOR.to_string())
 }
 
@@ -234,7 +228,7 @@ pub(super) async fn gas_check(
     chain: &Result<Chain, String>,
     embedded: Option<&Embedded>,
 ) -> Check {
-    let Some(signer) = embedded.and_then(|e| e.signer) else {
+    let Some(signer) = embedded.map(|e| e.signer) else {
         return Check::skip(
             "settlement_gas",
             "not settling itself: the facilitator pays the gas",

@@ -7,14 +7,13 @@ use std::time::Duration;
 use anyhow::bail;
 use offers::ServiceOffer;
 use offers::validate::resolve;
+use seller::{AdminClient, Settings};
 use serde_json::json;
 
 use super::args::{HttpArgs, InferenceArgs, PaymentArgs};
 use super::show::icon;
 use super::spec::{self, Draft};
-use super::{daemon, fetch};
-use crate::admin_client::AdminClient;
-use crate::daemon::Settings;
+use super::{change_text, daemon, fetch};
 use crate::output::{Progress, outln};
 
 /// `agora sell http`.
@@ -95,8 +94,7 @@ pub(super) async fn sell_shaped(
     shape: impl FnOnce(&mut ServiceOffer),
 ) -> anyhow::Result<()> {
     let client = daemon(json_out).await?;
-    let mut defaults: Settings =
-        serde_json::from_value(client.request("GET", "/v1/settings", None).await?.ok()?)?;
+    let mut defaults: Settings = client.settings().await?;
     // No --pay-to and no `sell pricing` recipient: the default wallet receives.
     if payment.pay_to.is_none()
         && defaults.pay_to.is_none()
@@ -123,8 +121,8 @@ async fn create(
 ) -> anyhow::Result<()> {
     let name = offer.metadata.name.clone();
     let answer = client.put_offer(&offer).await?;
-    let stored: ServiceOffer = serde_json::from_value(answer["offer"].clone())?;
-    let change = answer["change"].as_str().unwrap_or("updated").to_string();
+    let stored = answer.offer;
+    let change = change_text(answer.change);
     let resolved = resolve(&stored)?;
     if !json_out {
         outln!(
@@ -176,7 +174,7 @@ pub async fn wait_ready(
     let progress = Progress::new(quiet);
     let mut shown = Vec::new();
     loop {
-        client.request("POST", "/v1/reconcile", None).await?.ok()?;
+        client.reconcile().await?;
         let (offer, _) = fetch(client, name).await?;
         for c in &offer.status.conditions {
             if c.status.as_str() == "True" && !shown.contains(&c.kind) {

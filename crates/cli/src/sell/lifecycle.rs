@@ -4,12 +4,11 @@
 use std::io::IsTerminal;
 
 use anyhow::{Context, bail};
-use offers::ServiceOffer;
 use offers::validate::{format_duration, resolve};
-use serde_json::{Value, json};
+use seller::Settings;
 
 use super::args::{ApplyArgs, DeleteArgs, PricingArgs, StopArgs, UpdateArgs};
-use super::{daemon, fetch, spec};
+use super::{change_text, daemon, fetch, json_line, spec, unknown_offer};
 use crate::output::outln;
 use crate::{config, serve_cmd};
 
@@ -20,17 +19,17 @@ pub(super) async fn update(a: UpdateArgs, json_out: bool) -> anyhow::Result<()> 
     let (mut offer, _) = fetch(&client, &a.name).await?;
     changes.apply(&mut offer);
     let answer = client.put_offer(&offer).await?;
-    client.request("POST", "/v1/reconcile", None).await?.ok()?;
-    let stored: ServiceOffer = serde_json::from_value(answer["offer"].clone())?;
+    client.reconcile().await?;
     if json_out {
-        outln!("{answer}")?;
+        outln!("{}", json_line(&answer)?)?;
     } else {
+        let stored = &answer.offer;
         outln!(
             "ServiceOffer {} {} (generation {}): {}",
             stored.metadata.name,
-            answer["change"].as_str().unwrap_or("updated"),
+            change_text(answer.change),
             stored.metadata.generation,
-            resolve(&stored).map(|r| r.price_text()).unwrap_or_default()
+            resolve(stored).map(|r| r.price_text()).unwrap_or_default()
         )?;
     }
     Ok(())
@@ -43,9 +42,9 @@ pub(super) async fn stop(a: StopArgs, json_out: bool) -> anyhow::Result<()> {
     let (mut offer, _) = fetch(&client, &a.name).await?;
     spec::drain(&mut offer, x402::eip3009::unix_now(), grace);
     let answer = client.put_offer(&offer).await?;
-    client.request("POST", "/v1/reconcile", None).await?.ok()?;
+    client.reconcile().await?;
     if json_out {
-        outln!("{answer}")?;
+        outln!("{}", json_line(&answer)?)?;
     } else if grace.is_zero() {
         outln!("ServiceOffer {} stopped; its route is removed", a.name)?;
     } else {
@@ -76,12 +75,9 @@ pub(super) async fn delete(a: DeleteArgs, json_out: bool) -> anyhow::Result<()> 
         }
     }
     let client = daemon(json_out).await?;
-    let answer = client
-        .request("DELETE", &format!("/v1/offers/{}", a.name), None)
-        .await?
-        .ok()?;
+    let answer = client.delete_offer(&a.name).await.map_err(unknown_offer)?;
     if json_out {
-        outln!("{answer}")?;
+        outln!("{}", json_line(&answer)?)?;
     } else {
         outln!("ServiceOffer {} deleted", a.name)?;
     }
@@ -96,25 +92,22 @@ pub(super) async fn pricing(a: PricingArgs, json_out: bool) -> anyhow::Result<()
     };
     let client = daemon(json_out).await?;
     let current = if a.pay_to.is_some() || a.network.is_some() || facilitator.is_some() {
-        let body = json!({
-            "payTo": a.pay_to.map(|address| address.to_string()),
-            "network": a.network,
-            "facilitator": facilitator.as_ref().map(config::url_text),
-        });
-        client
-            .request("PUT", "/v1/settings", Some(&body))
-            .await?
-            .ok()?
+        let next = Settings {
+            pay_to: a.pay_to.map(|address| address.to_string()),
+            network: a.network,
+            facilitator: facilitator.as_ref().map(config::url_text),
+        };
+        client.put_settings(&next).await?
     } else {
-        client.request("GET", "/v1/settings", None).await?.ok()?
+        client.settings().await?
     };
     if json_out {
-        outln!("{current}")?;
+        outln!("{}", json_line(&current)?)?;
     } else {
-        let show = |k: &str, fallback: &str| {
-            current[k]
-                .as_str()
-                .map_or_else(|| format!("(unset, {fallback})"), str::to_string)
+        let show = |value: &Option<String>, fallback: &str| {
+            value
+                .clone()
+                .unwrap_or_else(|| format!("(unset, {fallback})"))
         };
         let pay_to_fallback = match wallet::default_wallet()? {
             Some((name, address)) => format!("paying to wallet {name} {address}"),
@@ -122,9 +115,9 @@ pub(super) async fn pricing(a: PricingArgs, json_out: bool) -> anyhow::Result<()
         };
         outln!(
             "x402 configured: wallet={} chain={} facilitator={}",
-            show("payTo", &pay_to_fallback),
-            show("network", "base-sepolia"),
-            show("facilitator", serve_cmd::DEFAULT_FACILITATOR)
+            show(&current.pay_to, &pay_to_fallback),
+            show(&current.network, "base-sepolia"),
+            show(&current.facilitator, serve_cmd::DEFAULT_FACILITATOR)
         )?;
     }
     Ok(())
@@ -152,15 +145,15 @@ pub(super) async fn apply(a: ApplyArgs, json_out: bool) -> anyhow::Result<()> {
             outln!(
                 "ServiceOffer {} {} from {}",
                 offer.metadata.name,
-                answer["change"].as_str().unwrap_or("updated"),
+                change_text(answer.change),
                 a.file.display()
             )?;
         }
         results.push(answer);
     }
-    client.request("POST", "/v1/reconcile", None).await?.ok()?;
+    client.reconcile().await?;
     if json_out {
-        outln!("{}", Value::Array(results))?;
+        outln!("{}", json_line(&results)?)?;
     }
     Ok(())
 }

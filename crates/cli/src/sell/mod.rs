@@ -12,17 +12,17 @@ pub(crate) mod research;
 mod show;
 mod spec;
 
-use serde_json::Value;
+use anyhow::anyhow;
+use seller::{AdminClient, AdminError, socket_path};
 use wallet::home;
 
-use crate::admin_client::AdminClient;
-use crate::daemon::socket_path;
 use crate::serve_cmd;
 
 pub(crate) use args::PublishedModel;
 pub use args::SellArgs;
 use args::SellCommand;
 pub use create::wait_ready;
+pub(crate) use research::AgoraWorker;
 
 /// Runs one `agora sell` command.
 pub async fn run(args: SellArgs) -> anyhow::Result<()> {
@@ -64,22 +64,43 @@ async fn daemon(json_out: bool) -> anyhow::Result<AdminClient> {
     if !json_out {
         eprintln!(
             "started the agora daemon in the background (gateway {}, facilitator {}, log {})",
-            started["gatewayUrl"].as_str().unwrap_or("?"),
-            started["facilitator"].as_str().unwrap_or("?"),
-            started["log"].as_str().unwrap_or("?"),
+            started.info.gateway_url,
+            started.info.facilitator,
+            started.log.display(),
         );
     }
     Ok(client)
 }
 
 /// An offer and its recent events, as the daemon stores them.
-async fn fetch(client: &AdminClient, name: &str) -> anyhow::Result<(offers::ServiceOffer, Value)> {
-    let answer = client
-        .request("GET", &format!("/v1/offers/{name}"), None)
-        .await?
-        .ok()?;
-    Ok((
-        serde_json::from_value(answer["offer"].clone())?,
-        answer["events"].clone(),
-    ))
+async fn fetch(
+    client: &AdminClient,
+    name: &str,
+) -> anyhow::Result<(offers::ServiceOffer, Vec<offers::Event>)> {
+    let view = client.offer(name).await.map_err(unknown_offer)?;
+    Ok((view.offer, view.events))
+}
+
+/// The daemon's refusal, naming the command that lists the offers when the one asked
+/// for does not exist.
+fn unknown_offer(e: AdminError) -> anyhow::Error {
+    if e.status() == Some(404) {
+        anyhow!("{e}; list them with: agora sell list")
+    } else {
+        e.into()
+    }
+}
+
+/// What a write did, as the daemon words it on the wire: created, updated or unchanged.
+fn change_text(change: offers::Change) -> String {
+    serde_json::to_value(change)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// `value` as one line of JSON with its keys sorted, as the daemon's answers were
+/// always printed.
+fn json_line(value: &impl serde::Serialize) -> anyhow::Result<String> {
+    Ok(serde_json::to_value(value)?.to_string())
 }

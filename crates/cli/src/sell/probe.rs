@@ -13,7 +13,7 @@ use crate::output::outln;
 /// `agora sell probe NAME [--local] [--paid]`.
 pub(super) async fn probe(a: ProbeArgs, json_out: bool) -> anyhow::Result<()> {
     let client = daemon(json_out).await?;
-    let info = client.request("GET", "/v1/status", None).await?.ok()?;
+    let info = client.status().await?;
     let (offer, _) = fetch(&client, &a.name).await?;
     let resolved = resolve(&offer)?;
     let path = offer.status.endpoint.clone().with_context(|| {
@@ -23,11 +23,11 @@ pub(super) async fn probe(a: ProbeArgs, json_out: bool) -> anyhow::Result<()> {
         )
     })?;
     let base = if a.local {
-        &info["gatewayUrl"]
+        &info.gateway_url
     } else {
-        &info["publicUrl"]
+        &info.public_url
     };
-    let url = format!("{}{path}", base.as_str().unwrap_or_default());
+    let url = format!("{base}{path}");
     let expected = resolved.requirement();
     if !json_out {
         outln!("Probing {url} ...")?;

@@ -22,8 +22,7 @@ pub(super) fn icon(status: &str, reason: &str) -> &'static str {
 /// `agora sell list`: one line per offer with its price and readiness.
 pub(super) async fn list(json_out: bool) -> anyhow::Result<()> {
     let client = daemon(json_out).await?;
-    let offers: Vec<ServiceOffer> =
-        serde_json::from_value(client.request("GET", "/v1/offers", None).await?.ok()?)?;
+    let offers: Vec<ServiceOffer> = client.offers().await?;
     if json_out {
         outln!("{}", serde_json::to_string(&offers)?)?;
         return Ok(());
@@ -64,11 +63,11 @@ pub(super) async fn list(json_out: bool) -> anyhow::Result<()> {
 /// `agora sell status NAME`.
 pub(super) async fn status(name: &str, json_out: bool) -> anyhow::Result<()> {
     let client = daemon(json_out).await?;
-    client.request("POST", "/v1/reconcile", None).await?.ok()?;
-    let info = client.request("GET", "/v1/status", None).await?.ok()?;
+    client.reconcile().await?;
+    let info = client.status().await?;
     let (offer, events) = fetch(&client, name).await?;
     let resolved = resolve(&offer).ok();
-    let public = info["publicUrl"].as_str().unwrap_or_default();
+    let public = &info.public_url;
     let url = offer
         .status
         .endpoint
@@ -84,7 +83,7 @@ pub(super) async fn status(name: &str, json_out: bool) -> anyhow::Result<()> {
                 "forwards": resolved.as_ref().and_then(forwards),
                 "ready": offer.is_ready(),
                 "events": events,
-                "tunnel": info["tunnel"],
+                "tunnel": info.tunnel,
             })
         )?;
         return Ok(());
@@ -98,13 +97,12 @@ pub(super) async fn status(name: &str, json_out: bool) -> anyhow::Result<()> {
         "Endpoint:     {}",
         url.as_deref().unwrap_or("(not published yet)")
     )?;
-    if let Some(tunnel) = info["tunnel"].as_object() {
-        let text = |key: &str| tunnel.get(key).and_then(|v| v.as_str()).unwrap_or("-");
+    if let Some(tunnel) = &info.tunnel {
         outln!(
             "Tunnel:       {} at {} ({})",
-            text("state"),
-            text("url"),
-            text("provider")
+            seller::admin::state_name(tunnel.status.state),
+            tunnel.status.url.as_deref().unwrap_or("-"),
+            tunnel.status.provider
         )?;
     }
     if let Some(r) = &resolved {
@@ -137,15 +135,10 @@ pub(super) async fn status(name: &str, json_out: bool) -> anyhow::Result<()> {
             None => outln!("  ⏳ {kind:<17} {:<20} not reconciled yet", "Pending"),
         }?;
     }
-    if let Some(events) = events.as_array().filter(|e| !e.is_empty()) {
+    if !events.is_empty() {
         outln!("Recent events:")?;
         for e in events.iter().rev().take(8).rev() {
-            outln!(
-                "  {} {:<9} {}",
-                e["at"].as_str().unwrap_or(""),
-                e["kind"].as_str().unwrap_or(""),
-                e["message"].as_str().unwrap_or("")
-            )?;
+            outln!("  {} {:<9} {}", e.at, e.kind, e.message)?;
         }
     }
     Ok(())

@@ -14,14 +14,14 @@ use offers::spec::{
 };
 use offers::validate::{format_duration, parse_duration, parse_price, parse_wallet};
 use offers::{OfferName, OfferType, ServiceOffer};
+use seller::Settings;
+use seller::model_server::Detected;
 use x402::network::USDC_DECIMALS;
 
 use super::args::{
     HttpArgs, InferenceArgs, LimitArgs, PaymentArgs, PriceArgs, RegisterArgs, StopArgs, UpdateArgs,
 };
 use crate::config;
-use crate::daemon::Settings;
-use crate::detect::Detected;
 
 /// Default inference skill and domain (OASF v0.8.0), as the reference uses.
 const INFERENCE_SKILL: &str =

@@ -1,23 +1,22 @@
 //! `agora tunnel status|start|stop|logs|relay` and the `agora serve --tunnel` flags.
 //!
-//! The tunnel itself lives in the daemon ([`follow`]); these commands read its state
+//! The tunnel itself lives in the daemon (`seller::tunnel_follower`); these commands read its state
 //! (from the daemon, or from `tunnel.json` when the daemon is down), hold it up or
 //! down, print its log, and run a bore-compatible relay for a public machine.
-
-pub mod follow;
 
 use std::net::{IpAddr, SocketAddr};
 use std::process::Command;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand, ValueEnum};
-use serde_json::{Value, json};
+use seller::admin::{Control, TunnelView, state_name};
+use seller::tunnel_follower::{log_path, state_path};
+use seller::{AdminClient, AdminError, socket_path};
+use serde_json::json;
 use tunnel::bore::{BoreServer, Limits, Relay, RelayConfig, Secret};
 use tunnel::{Provider, TunnelLog, cloudflared};
 use wallet::home;
 
-use crate::admin_client::AdminClient;
-use crate::daemon::socket_path;
 use crate::output::outln;
 
 use crate::config::{BORE_SECRET as BORE_SECRET_ENV, BORE_SERVER as BORE_SERVER_ENV};
@@ -243,16 +242,19 @@ pub async fn run(args: TunnelArgs) -> anyhow::Result<()> {
     }
 }
 
-fn print_status(status: &Value, note: Option<&str>) -> anyhow::Result<()> {
-    let text = |key: &str| status[key].as_str().unwrap_or("-").to_string();
-    outln!("Provider: {}", text("provider"))?;
-    outln!("State:    {}", text("state"))?;
-    outln!("URL:      {}", text("url"))?;
-    if let Some(control) = status["control"].as_str() {
-        outln!("Control:  {control}")?;
+fn print_status(
+    status: &tunnel::Status,
+    control: Option<Control>,
+    note: Option<&str>,
+) -> anyhow::Result<()> {
+    outln!("Provider: {}", status.provider)?;
+    outln!("State:    {}", state_name(status.state))?;
+    outln!("URL:      {}", status.url.as_deref().unwrap_or("-"))?;
+    if let Some(control) = control {
+        outln!("Control:  {}", control.text())?;
     }
-    outln!("Restarts: {}", status["restarts"].as_u64().unwrap_or(0))?;
-    if let Some(error) = status["lastError"].as_str() {
+    outln!("Restarts: {}", status.restarts)?;
+    if let Some(error) = &status.last_error {
         outln!("Last error: {error}")?;
     }
     if let Some(note) = note {
@@ -261,42 +263,59 @@ fn print_status(status: &Value, note: Option<&str>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How to restart the daemon with a tunnel, said when it runs without one.
+const RESTART_WITH_TUNNEL: &str =
+    "agora serve --tunnel bore --bore-server HOST (or --tunnel cloudflared)";
+
 async fn status(json_out: bool) -> anyhow::Result<()> {
     let home = home::agora_home()?;
     let client = AdminClient::new(&socket_path(&home));
-    let (status, note) = if client.is_up().await {
-        (client.request("GET", "/v1/tunnel", None).await?.ok()?, None)
-    } else {
-        let saved = tunnel::state::load(&follow::state_path(&home))
-            .with_context(|| format!("cannot read {}", follow::state_path(&home).display()))?;
-        match saved {
-            Some(saved) => {
-                let mut value = serde_json::to_value(saved)?;
-                value["daemon"] = json!(false);
-                (
-                    value,
-                    Some(
-                        "The agora daemon is not running: this is the last saved state. Start it with: agora serve --tunnel auto",
-                    ),
-                )
-            }
-            None => bail!(
-                "no tunnel has run here and the agora daemon is not running; start one with: agora serve --tunnel bore --bore-server HOST (or --tunnel cloudflared)"
-            ),
+    if client.is_up().await {
+        let view = client.tunnel().await?;
+        if json_out {
+            outln!("{}", serde_json::to_value(&view)?)?;
+            return Ok(());
         }
+        return match view {
+            TunnelView::Kept(kept) => print_status(&kept.status, Some(kept.control), None),
+            TunnelView::None(_) => {
+                outln!("No tunnel: the agora daemon runs with --tunnel none.")?;
+                outln!("Restart it with: {RESTART_WITH_TUNNEL}")?;
+                Ok(())
+            }
+        };
+    }
+    let saved = tunnel::state::load(&state_path(&home))
+        .with_context(|| format!("cannot read {}", state_path(&home).display()))?;
+    let Some(saved) = saved else {
+        bail!(
+            "no tunnel has run here and the agora daemon is not running; start one with: {RESTART_WITH_TUNNEL}"
+        );
     };
     if json_out {
-        outln!("{status}")?;
+        let mut value = serde_json::to_value(&saved)?;
+        value["daemon"] = json!(false);
+        outln!("{value}")?;
         return Ok(());
     }
-    if status["configured"] == json!(false) {
-        outln!("No tunnel: the agora daemon runs with --tunnel none.")?;
-        outln!(
-            "Restart it with: agora serve --tunnel bore --bore-server HOST (or --tunnel cloudflared)"
-        )?;
-        return Ok(());
+    print_status(
+        &saved,
+        None,
+        Some(
+            "The agora daemon is not running: this is the last saved state. Start it with: agora serve --tunnel auto",
+        ),
+    )
+}
+
+/// The daemon's refusal to steer a tunnel it does not keep, with how to restart it.
+fn no_tunnel(e: AdminError) -> anyhow::Error {
+    if e.status() == Some(409) {
+        anyhow::anyhow!(
+            "this daemon runs with --tunnel none; restart it with {RESTART_WITH_TUNNEL}"
+        )
+    } else {
+        e.into()
     }
-    print_status(&status, note)
 }
 
 async fn steer(action: &str, json_out: bool) -> anyhow::Result<()> {
@@ -305,32 +324,33 @@ async fn steer(action: &str, json_out: bool) -> anyhow::Result<()> {
     if !client.is_up().await {
         bail!("the agora daemon is not running; start it with: agora serve --tunnel auto");
     }
-    let mut status = client
-        .request("POST", &format!("/v1/tunnel/{action}"), None)
-        .await?
-        .ok()?;
+    let up = action == "start";
+    let mut status = client.hold_tunnel(up).await.map_err(no_tunnel)?;
     // Show where it ended up: up (or down, with why) after start, off after stop.
-    let settled: &[&str] = if action == "start" {
-        &["up", "down"]
+    let settled: &[tunnel::State] = if up {
+        &[tunnel::State::Up, tunnel::State::Down]
     } else {
-        &["off"]
+        &[tunnel::State::Off]
     };
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
-    while !settled.iter().any(|s| status["state"] == *s) && tokio::time::Instant::now() < deadline {
+    while !settled.contains(&status.status.state) && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        status = client.request("GET", "/v1/tunnel", None).await?.ok()?;
+        status = match client.tunnel().await? {
+            TunnelView::Kept(kept) => kept,
+            TunnelView::None(_) => bail!("the agora daemon no longer keeps a tunnel"),
+        };
     }
     if json_out {
-        outln!("{status}")?;
+        outln!("{}", serde_json::to_value(&status)?)?;
     } else {
-        print_status(&status, None)?;
+        print_status(&status.status, Some(status.control), None)?;
     }
     Ok(())
 }
 
 fn logs(lines: usize) -> anyhow::Result<()> {
     let home = home::agora_home()?;
-    let log = TunnelLog::new(follow::log_path(&home));
+    let log = TunnelLog::new(log_path(&home));
     let tail = log
         .tail(lines)
         .with_context(|| format!("cannot read {}", log.path().display()))?;

@@ -1,7 +1,7 @@
 //! `agora sell research`: sell autoresearch experiments from this machine.
 //!
 //! The offer is an HTTP offer whose upstream is an `agora research worker` that the
-//! daemon runs as its own child ([`supervise`]): started when the offer appears,
+//! daemon runs as its own child (`seller::research_supervisor`, with [`AgoraWorker`]): started when the offer appears,
 //! restarted when it exits, stopped when the offer goes. What the worker needs
 //! (repository, budget, grace, command, address) rides in the offer's annotations, so
 //! the offer alone says what to run and a daemon restart brings the worker back (and
@@ -19,8 +19,7 @@
 //! writes a change into the offer at most once a minute; the reconciler then
 //! publishes the file and writes the changed values on chain (and only those).
 
-mod metadata;
-mod supervisor;
+mod launcher;
 
 use std::path::PathBuf;
 
@@ -28,6 +27,9 @@ use anyhow::{Context, bail};
 use clap::Args;
 use research::coordinator::price;
 use research::coordinator::workers::{WORKER_DOMAIN, WORKER_SKILL};
+use seller::research_supervisor::annotations::{
+    BUDGET, GRACE, LISTEN, PER_HOUR, REPO, SANDBOX, TRAIN_COMMAND,
+};
 use x402::Money;
 use x402::network::USDC_DECIMALS;
 
@@ -36,22 +38,7 @@ use super::{create, spec};
 use crate::output::outln;
 use crate::research::SandboxArgs;
 
-pub(crate) use supervisor::supervise;
-
-/// Annotation: the repository the worker runs experiments from.
-const REPO: &str = "research.agora/repo";
-/// Annotation: the training budget per run, seconds.
-const BUDGET: &str = "research.agora/budget";
-/// Annotation: the grace after the budget, seconds.
-const GRACE: &str = "research.agora/grace";
-/// Annotation: the training command.
-const TRAIN_COMMAND: &str = "research.agora/train-command";
-/// Annotation: where the worker listens.
-const LISTEN: &str = "research.agora/listen";
-/// Annotation: the hourly price the per-run price was derived from.
-const PER_HOUR: &str = "research.agora/per-hour";
-/// Annotation: the worker's sandbox settings (JSON of [`SandboxArgs`]).
-const SANDBOX: &str = "research.agora/sandbox";
+pub(crate) use launcher::AgoraWorker;
 
 /// `agora sell research` flags.
 #[derive(Debug, Args)]

@@ -2,8 +2,8 @@
 //! every published URL to wherever it points.
 //!
 //! Up when the first offer turns Ready, down when no offer has a route any more
-//! (deleted or stopped), unless the operator holds it up or down (`agora tunnel
-//! start|stop`, until the daemon restarts). Whenever the tunnel's URL changes the
+//! (deleted or stopped), unless the operator holds it up or down (the admin API's
+//! `/v1/tunnel/start|stop`, until the daemon restarts). Whenever the tunnel's URL changes the
 //! gateway's 402 `resource` base and the reconciler's base URL (catalog, registration
 //! file, `setAgentURI` through the Registered stage) move with it; a tunnel that is
 //! down keeps its last URL published while it is retried, and a stopped one gives the
@@ -15,16 +15,17 @@ use std::sync::{Arc, RwLock};
 
 use gateway::Gateway;
 use offers::Reconciler;
-use serde_json::{Value, json};
 use tokio::sync::{Notify, watch};
 use tunnel::{Files, Provider, Supervisor, TunnelLog};
 
-/// `$AGORA_HOME/tunnel.json`.
+use crate::admin::{Control, TunnelStatus};
+
+/// `$AGORA_HOME/tunnel.json`: the tunnel's last state, read while the daemon is down.
 pub fn state_path(home: &Path) -> std::path::PathBuf {
     home.join("tunnel.json")
 }
 
-/// `$AGORA_HOME/logs/tunnel.log`.
+/// `$AGORA_HOME/logs/tunnel.log`: what the tunnel process said.
 pub fn log_path(home: &Path) -> std::path::PathBuf {
     home.join("logs").join("tunnel.log")
 }
@@ -45,17 +46,16 @@ impl TunnelControl {
         self.hold.send_replace(hold);
     }
 
-    /// Status for `agora tunnel status` and `agora sell status`.
-    pub fn describe(&self) -> Value {
-        let status = self.status.borrow().clone();
-        let mut out = serde_json::to_value(&status).unwrap_or_else(|_| json!({}));
-        out["provider"] = json!(self.provider);
-        out["control"] = json!(match *self.hold.borrow() {
-            Some(true) => "held up (agora tunnel start)",
-            Some(false) => "held down (agora tunnel stop)",
-            None => "follows the offers",
-        });
-        out
+    /// The tunnel's status and who steers it, as the admin API answers it.
+    pub fn describe(&self) -> TunnelStatus {
+        let mut status = self.status.borrow().clone();
+        status.provider = self.provider.to_string();
+        let control = match *self.hold.borrow() {
+            Some(true) => Control::HeldUp,
+            Some(false) => Control::HeldDown,
+            None => Control::FollowsOffers,
+        };
+        TunnelStatus { status, control }
     }
 }
 
@@ -65,7 +65,7 @@ pub struct Targets {
     pub gateway: Gateway,
     /// Catalog, registration file and on-chain URI.
     pub reconciler: Arc<Reconciler>,
-    /// What `/v1/status` reports as `publicUrl` (so `sell probe` goes through it).
+    /// What `/v1/status` reports as `publicUrl` (so probes go through the tunnel).
     pub public: PublicUrl,
     /// The URL to give back when the tunnel stops: the gateway's own.
     pub fallback: String,

@@ -5,24 +5,24 @@
 //! it over a Unix socket (mode 0600, so only this user can change what is sold), and
 //! `agora demo` runs it in-process. Metrics are not on the buyers' listener (they show
 //! revenue per route): [`Daemon::start_with`] serves them on a separate operator
-//! listener when `agora serve --metrics-listen` asks for one.
+//! listener when the caller binds one.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::{Context, bail};
-use axum::extract::{Path as UrlPath, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use gateway::{Gateway, GatewayConfig, Site};
-use offers::{Reconciler, ReconcilerConfig, ServiceOffer, Store};
-use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use offers::{Reconciler, ReconcilerConfig, Store};
 use tokio::sync::Notify;
 use x402::Facilitator;
+
+use crate::admin::server::{Admin, router};
+use crate::admin::{AdminClient, FacilitatorInfo, Info};
+use crate::research_supervisor::{WorkerLauncher, supervise};
+use crate::tunnel_follower::{self, Targets};
+
+/// The offer database's file name under the home.
+pub(crate) const OFFER_DB: &str = "agora.db";
 
 /// Everything the daemon needs to start.
 pub struct DaemonConfig {
@@ -34,16 +34,80 @@ pub struct DaemonConfig {
     pub public_url: Option<String>,
     /// Who verifies and settles.
     pub facilitator: Arc<dyn Facilitator>,
-    /// How the facilitator is described in status output.
-    pub facilitator_label: String,
+    /// The same facilitator described for status output.
+    pub facilitator_info: FacilitatorInfo,
     /// Seller name on the storefront.
     pub title: String,
     /// Whether ModelReady may pull missing Ollama models.
     pub pull_models: bool,
     /// On-chain ERC-8004 registration, when a registry key is configured.
     pub registry: Option<offers::RegistryConfig>,
-    /// The tunnel kept up while something is sold (`agora serve --tunnel`).
+    /// The tunnel kept up while something is sold.
     pub tunnel: Option<tunnel::Provider>,
+    /// How research offers' workers are run; without one, research offers are
+    /// served but no worker is started for them.
+    pub workers: Option<Arc<dyn WorkerLauncher>>,
+}
+
+/// Why the daemon did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The home is missing and cannot be made, or others can write it.
+    #[error("{0}")]
+    Home(String),
+    /// The offer database does not open.
+    #[error("cannot open the offer database in {}", .home.display())]
+    Store {
+        /// The home.
+        home: PathBuf,
+        /// Why.
+        #[source]
+        source: offers::StoreError,
+    },
+    /// The gateway's address is taken or not ours.
+    #[error("cannot listen on {addr} (in use?)")]
+    Listen {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A bound listener's address could not be read.
+    #[error("cannot read the bound address of {what}")]
+    Address {
+        /// Which listener.
+        what: &'static str,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The gateway (its payment ledger) did not open.
+    #[error(transparent)]
+    Gateway(#[from] gateway::BuildError),
+    /// The reconciler's configuration is refused.
+    #[error(transparent)]
+    Reconciler(#[from] offers::reconcile::BuildError),
+    /// Another daemon answers on the socket.
+    #[error(
+        "an agora daemon is already running (socket {}); stop it first or use another AGORA_HOME",
+        .socket.display()
+    )]
+    AlreadyRunning {
+        /// The socket.
+        socket: PathBuf,
+    },
+    /// The admin socket could not be made private.
+    #[error("cannot {what} {}", .path.display())]
+    Socket {
+        /// What was being done.
+        what: &'static str,
+        /// The socket's path.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// A running daemon.
@@ -65,20 +129,9 @@ pub fn socket_path(home: &Path) -> PathBuf {
     home.join("agora.sock")
 }
 
-#[derive(Clone)]
-struct Admin {
-    store: Arc<Store>,
-    reconciler: Arc<Reconciler>,
-    wake: Arc<Notify>,
-    info: Value,
-    /// The public URL now (a tunnel moves it).
-    public: crate::tunnel_cmd::follow::PublicUrl,
-    tunnel: Option<Arc<crate::tunnel_cmd::follow::TunnelControl>>,
-}
-
 impl Daemon {
     /// Opens the store, binds the gateway and the admin socket, starts reconciling.
-    pub async fn start(config: DaemonConfig) -> anyhow::Result<Self> {
+    pub async fn start(config: DaemonConfig) -> Result<Self, StartError> {
         Self::start_with(config, None).await
     }
 
@@ -88,26 +141,29 @@ impl Daemon {
     pub async fn start_with(
         config: DaemonConfig,
         operator: Option<tokio::net::TcpListener>,
-    ) -> anyhow::Result<Self> {
-        wallet::home::create_private_dir(&config.home)?;
-        wallet::home::refuse_shared_home(&config.home)?;
-        let store = Arc::new(Store::open(&config.home.join("agora.db")).with_context(|| {
-            format!(
-                "cannot open the offer database in {}",
-                config.home.display()
-            )
+    ) -> Result<Self, StartError> {
+        wallet::home::create_private_dir(&config.home)
+            .map_err(|e| StartError::Home(format!("{e:#}")))?;
+        wallet::home::refuse_shared_home(&config.home)
+            .map_err(|e| StartError::Home(format!("{e:#}")))?;
+        let store = Arc::new(Store::open(&config.home.join(OFFER_DB)).map_err(|source| {
+            StartError::Store {
+                home: config.home.clone(),
+                source,
+            }
         })?);
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
-            .with_context(|| {
-                format!(
-                    "cannot listen on {} (in use? pass --listen 127.0.0.1:0 for a free port)",
-                    config.listen
-                )
+            .map_err(|source| StartError::Listen {
+                addr: config.listen,
+                source,
             })?;
         let bound: SocketAddr = listener
             .local_addr()
-            .context("cannot read the bound address")?;
+            .map_err(|source| StartError::Address {
+                what: "the gateway",
+                source,
+            })?;
         let gateway_url = format!("http://{bound}");
         let public_url = config
             .public_url
@@ -146,7 +202,10 @@ impl Daemon {
         if let Some(listener) = operator {
             let bound = listener
                 .local_addr()
-                .context("cannot read the metrics listener's address")?;
+                .map_err(|source| StartError::Address {
+                    what: "the metrics listener",
+                    source,
+                })?;
             metrics_url = Some(format!("http://{bound}/metrics"));
             let stopped = stop.clone();
             let app = gateway.operator_router();
@@ -174,21 +233,24 @@ impl Daemon {
         tasks.push(tokio::spawn(async move {
             running.run(async move { stopped.notified().await }).await;
         }));
-        // `agora sell research` offers: their workers run as children of the daemon.
-        tasks.push(tokio::spawn(crate::sell::research::supervise(
-            store.clone(),
-            reconciler.waker(),
-            config.home.clone(),
-            stop.clone(),
-        )));
+        // Research offers: their workers run as children of the daemon.
+        if let Some(launcher) = config.workers.clone() {
+            tasks.push(tokio::spawn(supervise(
+                launcher,
+                store.clone(),
+                reconciler.waker(),
+                config.home.clone(),
+                stop.clone(),
+            )));
+        }
         let public = Arc::new(std::sync::RwLock::new(public_url.clone()));
         let mut tunnel = None;
         if let Some(provider) = config.tunnel.clone() {
-            let (control, task) = crate::tunnel_cmd::follow::spawn(
+            let (control, task) = tunnel_follower::spawn(
                 provider,
                 bound,
                 &config.home,
-                crate::tunnel_cmd::follow::Targets {
+                Targets {
                     gateway: gateway.clone(),
                     reconciler: reconciler.clone(),
                     public: public.clone(),
@@ -205,18 +267,20 @@ impl Daemon {
             store: store.clone(),
             wake: reconciler.waker(),
             reconciler,
-            info: json!({
-                "gatewayUrl": gateway_url,
-                "publicUrl": public_url,
-                "facilitator": config.facilitator_label,
-                "metricsUrl": metrics_url,
-                "registry": config.registry.is_some(),
-                "version": env!("CARGO_PKG_VERSION"),
-                "pid": std::process::id(),
-            }),
+            info: Info {
+                facilitator: config.facilitator_info.label(),
+                facilitator_detail: Some(config.facilitator_info.clone()),
+                gateway_url: gateway_url.clone(),
+                metrics_url: metrics_url.clone(),
+                pid: Some(std::process::id()),
+                public_url: public_url.clone(),
+                registry: config.registry.is_some(),
+                tunnel: None,
+                version: env!("CARGO_PKG_VERSION").to_string(),
+            },
         };
         let stopped = stop.clone();
-        let app = admin_router(admin);
+        let app = router(admin);
         tasks.push(tokio::spawn(async move {
             if let Err(e) = axum::serve(admin_listener, app)
                 .with_graceful_shutdown(async move { stopped.notified().await })
@@ -235,6 +299,11 @@ impl Daemon {
         })
     }
 
+    /// A client of this daemon's admin API.
+    pub fn admin(&self) -> AdminClient {
+        AdminClient::new(&self.socket)
+    }
+
     /// Stops accepting, lets paid calls in flight settle, removes the socket.
     pub async fn shutdown(self) {
         self.stop.notify_waiters();
@@ -246,24 +315,28 @@ impl Daemon {
 }
 
 /// Binds the admin socket, replacing a stale one and refusing a live one; 0600.
-async fn bind_socket(path: &Path) -> anyhow::Result<tokio::net::UnixListener> {
+async fn bind_socket(path: &Path) -> Result<tokio::net::UnixListener, StartError> {
+    let failed = |what| {
+        move |source| StartError::Socket {
+            what,
+            path: path.to_path_buf(),
+            source,
+        }
+    };
     if path.exists() {
         if tokio::net::UnixStream::connect(path).await.is_ok() {
-            bail!(
-                "an agora daemon is already running (socket {}); stop it first or use another AGORA_HOME",
-                path.display()
-            );
+            return Err(StartError::AlreadyRunning {
+                socket: path.to_path_buf(),
+            });
         }
-        std::fs::remove_file(path)
-            .with_context(|| format!("cannot remove the stale socket {}", path.display()))?;
+        std::fs::remove_file(path).map_err(failed("remove the stale socket"))?;
     }
-    let listener = bind_private(path)
-        .with_context(|| format!("cannot create the admin socket {}", path.display()))?;
+    let listener = bind_private(path).map_err(failed("create the admin socket"))?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-            .with_context(|| format!("cannot restrict {} to mode 0600", path.display()))?;
+            .map_err(failed("set mode 0600 on the admin socket"))?;
     }
     Ok(listener)
 }
@@ -277,200 +350,6 @@ fn bind_private(path: &Path) -> std::io::Result<tokio::net::UnixListener> {
     let bound = tokio::net::UnixListener::bind(path);
     rustix::process::umask(previous);
     bound
-}
-
-fn admin_router(admin: Admin) -> Router {
-    Router::new()
-        .route("/v1/status", get(status))
-        .route("/v1/offers", get(list))
-        .route("/v1/offers/{name}", get(show).put(put).delete(delete))
-        .route("/v1/reconcile", post(reconcile))
-        .route("/v1/registration", get(registration))
-        .route("/v1/settings", get(settings).put(put_settings))
-        .route("/v1/tunnel", get(tunnel_status))
-        .route("/v1/tunnel/{action}", post(tunnel_steer))
-        .with_state(admin)
-}
-
-fn fail(status: StatusCode, message: impl std::fmt::Display) -> Response {
-    (status, Json(json!({ "error": message.to_string() }))).into_response()
-}
-
-fn internal(e: impl std::fmt::Display) -> Response {
-    fail(StatusCode::INTERNAL_SERVER_ERROR, e)
-}
-
-async fn status(State(admin): State<Admin>) -> Response {
-    let mut info = admin.info.clone();
-    info["publicUrl"] = json!(*admin.public.read().unwrap_or_else(|e| e.into_inner()));
-    info["tunnel"] = admin.tunnel.as_ref().map_or(Value::Null, |t| t.describe());
-    Json(info).into_response()
-}
-
-async fn tunnel_status(State(admin): State<Admin>) -> Response {
-    match &admin.tunnel {
-        Some(t) => Json(t.describe()).into_response(),
-        None => Json(json!({ "configured": false, "state": "off" })).into_response(),
-    }
-}
-
-/// `agora tunnel start|stop`: holds the tunnel up or down.
-async fn tunnel_steer(State(admin): State<Admin>, UrlPath(action): UrlPath<String>) -> Response {
-    let Some(tunnel) = &admin.tunnel else {
-        return fail(
-            StatusCode::CONFLICT,
-            "this daemon runs with --tunnel none; restart it with agora serve --tunnel bore --bore-server HOST (or --tunnel cloudflared)",
-        );
-    };
-    match action.as_str() {
-        "start" => tunnel.hold(Some(true)),
-        "stop" => tunnel.hold(Some(false)),
-        other => {
-            return fail(
-                StatusCode::NOT_FOUND,
-                format!("no tunnel action {other:?}; use start or stop"),
-            );
-        }
-    }
-    Json(tunnel.describe()).into_response()
-}
-
-async fn list(State(admin): State<Admin>) -> Response {
-    match admin.store.list() {
-        Ok(offers) => Json(offers).into_response(),
-        Err(e) => internal(e),
-    }
-}
-
-async fn show(State(admin): State<Admin>, UrlPath(name): UrlPath<String>) -> Response {
-    match (admin.store.get(&name), admin.store.events(&name, 20)) {
-        (Ok(Some(offer)), Ok(events)) => {
-            Json(json!({ "offer": offer, "events": events })).into_response()
-        }
-        (Ok(None), _) => not_found(&name),
-        (Err(e), _) | (_, Err(e)) => internal(e),
-    }
-}
-
-fn not_found(name: &str) -> Response {
-    fail(
-        StatusCode::NOT_FOUND,
-        format!("no offer named {name:?}; list them with: agora sell list"),
-    )
-}
-
-async fn put(
-    State(admin): State<Admin>,
-    UrlPath(name): UrlPath<String>,
-    Json(mut offer): Json<ServiceOffer>,
-) -> Response {
-    offer.metadata.name = name;
-    if let Err(e) = offers::validate::resolve(&offer) {
-        return fail(StatusCode::BAD_REQUEST, e);
-    }
-    match admin.store.put(&offer) {
-        Ok((stored, change)) => {
-            admin.wake.notify_one();
-            Json(json!({ "offer": stored, "change": change })).into_response()
-        }
-        Err(offers::StoreError::Invalid(e)) => fail(StatusCode::BAD_REQUEST, e),
-        Err(e) => internal(e),
-    }
-}
-
-async fn delete(State(admin): State<Admin>, UrlPath(name): UrlPath<String>) -> Response {
-    match admin.store.delete(&name) {
-        Ok(true) => match admin.reconciler.pass().await {
-            Ok(_) => Json(json!({ "deleted": name })).into_response(),
-            Err(e) => internal(e),
-        },
-        Ok(false) => not_found(&name),
-        Err(e) => internal(e),
-    }
-}
-
-async fn reconcile(State(admin): State<Admin>) -> Response {
-    match admin.reconciler.pass().await {
-        Ok(summary) => {
-            Json(json!({ "offers": summary.offers, "ready": summary.ready })).into_response()
-        }
-        Err(e) => internal(e),
-    }
-}
-
-/// The seller's ERC-8004 registration as the last pass left it.
-async fn registration(State(admin): State<Admin>) -> Response {
-    if let Err(e) = admin.reconciler.pass().await {
-        return internal(e);
-    }
-    let mut out = serde_json::Map::new();
-    for key in offers::registry::RECORD_KEYS {
-        match admin.store.setting(key) {
-            Ok(value) => {
-                out.insert(key.to_string(), json!(value));
-            }
-            Err(e) => return internal(e),
-        }
-    }
-    out.insert(
-        "onChain".into(),
-        json!(admin.info["registry"].as_bool().unwrap_or(false)),
-    );
-    Json(Value::Object(out)).into_response()
-}
-
-/// Selling defaults kept by the daemon (`agora sell pricing`).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Settings {
-    /// Default recipient.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pay_to: Option<String>,
-    /// Default network.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub network: Option<String>,
-    /// Default facilitator URL for daemons started later.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub facilitator: Option<String>,
-}
-
-const SETTING_KEYS: [&str; 3] = ["payTo", "network", "facilitator"];
-
-fn read_settings(store: &Store) -> Result<Settings, offers::StoreError> {
-    Ok(Settings {
-        pay_to: store.setting(SETTING_KEYS[0])?,
-        network: store.setting(SETTING_KEYS[1])?,
-        facilitator: store.setting(SETTING_KEYS[2])?,
-    })
-}
-
-async fn settings(State(admin): State<Admin>) -> Response {
-    match read_settings(&admin.store) {
-        Ok(s) => Json(s).into_response(),
-        Err(e) => internal(e),
-    }
-}
-
-async fn put_settings(State(admin): State<Admin>, Json(next): Json<Settings>) -> Response {
-    if let Some(pay_to) = &next.pay_to
-        && let Err(e) = offers::validate::parse_wallet(pay_to)
-    {
-        return fail(StatusCode::BAD_REQUEST, e);
-    }
-    if let Some(network) = &next.network
-        && let Err(e) = x402::Network::parse(network)
-    {
-        return fail(StatusCode::BAD_REQUEST, e);
-    }
-    let values = [&next.pay_to, &next.network, &next.facilitator];
-    for (key, value) in SETTING_KEYS.iter().zip(values) {
-        if let Some(v) = value
-            && let Err(e) = admin.store.set_setting(key, v)
-        {
-            return internal(e);
-        }
-    }
-    settings(State(admin)).await
 }
 
 #[cfg(test)]
@@ -491,11 +370,14 @@ mod tests {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             public_url: None,
             facilitator: Arc::new(facilitator),
-            facilitator_label: "test".into(),
+            facilitator_info: FacilitatorInfo::Remote {
+                url: "http://127.0.0.1:9".into(),
+            },
             title: "test".into(),
             pull_models: false,
             registry: None,
             tunnel: None,
+            workers: None,
         };
         let err = match Daemon::start(config).await {
             Ok(_) => panic!("a world-writable home was accepted"),

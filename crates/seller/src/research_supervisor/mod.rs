@@ -1,21 +1,45 @@
-//! The daemon's side of `agora sell research`: one `agora research worker` child per
-//! research offer, started, restarted and stopped as the offers change, with the pid
-//! file that lets a restarted daemon stop a worker its killed predecessor left behind.
-//! Kept apart from the `sell research` command so the process handling reads alone.
+//! The daemon's side of research offers: one worker process per research offer,
+//! started, restarted and stopped as the offers change, with the pid file that lets a
+//! restarted daemon stop a worker its killed predecessor left behind, and the worker's
+//! leaderboard copied into the offer's registration metadata.
+//!
+//! What a worker needs (repository, budget, grace, command, address, sandbox) rides in
+//! the offer's annotations ([`annotations`], read by [`WorkerSpec::of`]), so the offer
+//! alone says what to run. Which program runs it is the embedder's choice
+//! ([`WorkerLauncher`]): agora's CLI runs itself as `agora research worker`.
+
+mod metadata;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use offers::{ServiceOffer, Store};
 use tokio::process::{Child, Command};
 use tokio::sync::Notify;
 
-use super::metadata::{leaderboard, with_metadata};
-use super::{BUDGET, GRACE, LISTEN, REPO, SANDBOX, TRAIN_COMMAND};
-use crate::research::SandboxArgs;
+use metadata::{leaderboard, with_metadata};
+
+/// The offer annotations that describe a research worker.
+pub mod annotations {
+    /// The repository the worker runs experiments from.
+    pub const REPO: &str = "research.agora/repo";
+    /// The training budget per run, seconds.
+    pub const BUDGET: &str = "research.agora/budget";
+    /// The grace after the budget, seconds.
+    pub const GRACE: &str = "research.agora/grace";
+    /// The training command.
+    pub const TRAIN_COMMAND: &str = "research.agora/train-command";
+    /// Where the worker listens.
+    pub const LISTEN: &str = "research.agora/listen";
+    /// The hourly price the per-run price was derived from.
+    pub const PER_HOUR: &str = "research.agora/per-hour";
+    /// The worker's sandbox settings, as JSON the launcher reads.
+    pub const SANDBOX: &str = "research.agora/sandbox";
+}
+
+use annotations::{BUDGET, GRACE, LISTEN, REPO, SANDBOX, TRAIN_COMMAND};
 
 /// How often the supervisor looks at the offers and the workers.
 const TICK: Duration = Duration::from_secs(2);
@@ -26,21 +50,26 @@ const METADATA_EVERY: Duration = Duration::from_secs(60);
 /// How long a worker gets to exit on SIGTERM before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(5);
 
-/// What the daemon runs for one research offer.
+/// What the daemon runs for one research offer, as its annotations say.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct WorkerSpec {
-    repo: String,
-    budget: String,
-    grace: String,
-    listen: String,
-    train_command: Option<String>,
+pub struct WorkerSpec {
+    /// The repository holding the experiment.
+    pub repo: String,
+    /// Seconds of training per run.
+    pub budget: String,
+    /// Seconds after the budget before a run is killed.
+    pub grace: String,
+    /// Where the worker listens (the offer's upstream).
+    pub listen: String,
+    /// The training command, when not the default.
+    pub train_command: Option<String>,
     /// The sandbox settings; an offer from before them gets the full default sandbox.
-    sandbox: Option<String>,
+    pub sandbox: Option<String>,
 }
 
 impl WorkerSpec {
     /// The worker of `offer`, when it is a research offer.
-    fn of(offer: &ServiceOffer) -> Option<Self> {
+    pub fn of(offer: &ServiceOffer) -> Option<Self> {
         let notes = &offer.metadata.annotations;
         Some(Self {
             repo: notes.get(REPO)?.clone(),
@@ -51,61 +80,18 @@ impl WorkerSpec {
             sandbox: notes.get(SANDBOX).cloned(),
         })
     }
-
-    fn command(&self, data_dir: &Path) -> anyhow::Result<Command> {
-        let exe =
-            std::env::current_exe().context("cannot find the agora binary to run the worker")?;
-        let mut command = Command::new(exe);
-        command.args([
-            "research",
-            "worker",
-            "--repo",
-            &self.repo,
-            "--budget",
-            &self.budget,
-            "--grace",
-            &self.grace,
-            "--listen",
-            &self.listen,
-        ]);
-        command.arg("--data-dir").arg(data_dir);
-        if let Some(c) = &self.train_command {
-            command.args(["--train-command", c]);
-        }
-        let sandbox: SandboxArgs = match &self.sandbox {
-            Some(json) => serde_json::from_str(json).with_context(|| {
-                format!("the offer's {SANDBOX} annotation is not sandbox settings: {json}; sell the offer again")
-            })?,
-            None => SandboxArgs::default(),
-        };
-        command.args(sandbox.flags());
-        // The daemon holds secrets in its environment (AGORA_FACILITATOR_KEY,
-        // TUNNEL_TOKEN, AGORA_BORE_SECRET); the worker gets none of them, only what
-        // it needs and the variables the seller passes to runs.
-        command.env_clear();
-        command.envs(std::env::vars().filter(|(k, _)| {
-            WORKER_ENV.contains(&k.as_str())
-                || k.starts_with("NVIDIA_")
-                || k.starts_with("LC_")
-                || sandbox.pass_env.contains(k)
-        }));
-        Ok(command)
-    }
 }
 
-/// The daemon's environment variables its research workers keep.
-const WORKER_ENV: &[&str] = &[
-    "PATH",
-    "HOME",
-    "LANG",
-    "TZ",
-    "TMPDIR",
-    "AGORA_HOME",
-    "AGORA_BWRAP",
-    "RUST_LOG",
-    "RUST_BACKTRACE",
-    "CUDA_VISIBLE_DEVICES",
-];
+/// Why a worker's command could not be built; the supervisor logs it and retries.
+pub type LaunchError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Builds the process that runs one research worker. The daemon holds secrets in its
+/// environment, so an implementation clears it and passes only what the worker needs.
+pub trait WorkerLauncher: Send + Sync {
+    /// The command for `spec`, keeping its state in `data_dir` (the supervisor sets
+    /// its stdio and starts it).
+    fn command(&self, spec: &WorkerSpec, data_dir: &Path) -> Result<Command, LaunchError>;
+}
 
 /// A worker the supervisor started.
 struct Running {
@@ -116,6 +102,7 @@ struct Running {
 /// Runs the worker of every research offer as a child of the daemon until `stop`,
 /// and keeps each offer's leaderboard metadata current (see the module docs).
 pub(crate) async fn supervise(
+    launcher: Arc<dyn WorkerLauncher>,
     store: Arc<Store>,
     wake: Arc<Notify>,
     home: PathBuf,
@@ -183,7 +170,7 @@ pub(crate) async fn supervise(
                 continue;
             }
             started.insert(name.clone(), Instant::now());
-            match start(&home, name, spec).await {
+            match start(launcher.as_ref(), &home, name, spec).await {
                 Ok(child) => {
                     running.insert(
                         name.clone(),
@@ -193,7 +180,7 @@ pub(crate) async fn supervise(
                         },
                     );
                 }
-                Err(e) => tracing::error!("cannot start the research worker of {name}: {e:#}"),
+                Err(e) => tracing::error!("cannot start the research worker of {name}: {e}"),
             }
         }
         for offer in &offers {
@@ -226,17 +213,22 @@ pub(crate) async fn supervise(
 
 /// Starts one worker, its output appended to `worker.log` in its data directory.
 /// A stale worker (see [`stop_stale`]) is stopped first.
-async fn start(home: &Path, name: &str, spec: &WorkerSpec) -> anyhow::Result<Child> {
+async fn start(
+    launcher: &dyn WorkerLauncher,
+    home: &Path,
+    name: &str,
+    spec: &WorkerSpec,
+) -> Result<Child, LaunchError> {
     let data_dir = home.join("research").join(name);
     std::fs::create_dir_all(&data_dir)
-        .with_context(|| format!("cannot create {}", data_dir.display()))?;
+        .map_err(|e| format!("cannot create {}: {e}", data_dir.display()))?;
     stop_stale(&data_dir).await;
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(data_dir.join("worker.log"))
-        .context("cannot open the worker's log")?;
-    let mut command = spec.command(&data_dir)?;
+        .map_err(|e| format!("cannot open the worker's log: {e}"))?;
+    let mut command = launcher.command(spec, &data_dir)?;
     command
         .stdin(std::process::Stdio::null())
         .stdout(log.try_clone()?)
@@ -244,7 +236,7 @@ async fn start(home: &Path, name: &str, spec: &WorkerSpec) -> anyhow::Result<Chi
         .kill_on_drop(true);
     let child = command
         .spawn()
-        .context("cannot run agora research worker")?;
+        .map_err(|e| format!("cannot run the research worker: {e}"))?;
     if let Some(pid) = child.id() {
         let _ = std::fs::write(data_dir.join(PID_FILE), pid.to_string());
     }
@@ -393,32 +385,16 @@ mod tests {
             offer.metadata.annotations.insert(k.into(), v.into());
         }
         let spec = WorkerSpec::of(&offer).expect("a worker");
-        let command = spec.command(Path::new("/d")).expect("command");
-        let args: Vec<String> = command
-            .as_std()
-            .get_args()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect();
         assert_eq!(
-            args,
-            [
-                "research",
-                "worker",
-                "--repo",
-                "/r",
-                "--budget",
-                "300",
-                "--grace",
-                "60",
-                "--listen",
-                "127.0.0.1:9",
-                "--data-dir",
-                "/d",
-                "--pids",
-                "256",
-                "--disk",
-                "20G"
-            ]
+            spec,
+            WorkerSpec {
+                repo: "/r".into(),
+                budget: "300".into(),
+                grace: "60".into(),
+                listen: "127.0.0.1:9".into(),
+                train_command: None,
+                sandbox: None,
+            }
         );
     }
 }
