@@ -225,7 +225,9 @@ mod tests {
         let e = per_run_price("half", 300).expect_err("not a number");
         assert!(e.to_string().contains("--per-hour"), "{e}");
         let e = per_run_price("0.5", 0).expect_err("no budget");
-        assert!(e.to_string().contains("--budget"), "{e}");
+        // The flag is added where agora prints the error.
+        let printed = crate::hint::describe(&e);
+        assert!(printed.contains("--budget"), "{printed}");
     }
 
     #[test]
