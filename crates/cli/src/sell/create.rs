@@ -13,7 +13,7 @@ use serde_json::json;
 use super::args::{HttpArgs, InferenceArgs, PaymentArgs};
 use super::show::icon;
 use super::spec::{self, Draft};
-use super::{change_text, daemon, fetch};
+use super::{change_text, daemon, fetch, put};
 use crate::output::{Progress, outln};
 
 /// `agora sell http`.
@@ -120,7 +120,7 @@ async fn create(
     json_out: bool,
 ) -> anyhow::Result<()> {
     let name = offer.metadata.name.clone();
-    let answer = client.put_offer(&offer).await?;
+    let answer = put(client, &offer).await?;
     let stored = answer.offer;
     let change = change_text(answer.change);
     let resolved = resolve(&stored)?;

@@ -8,7 +8,7 @@ use offers::validate::{format_duration, resolve};
 use seller::Settings;
 
 use super::args::{ApplyArgs, DeleteArgs, PricingArgs, StopArgs, UpdateArgs};
-use super::{change_text, daemon, fetch, json_line, spec, unknown_offer};
+use super::{change_text, daemon, fetch, json_line, put, spec, unknown_offer};
 use crate::output::outln;
 use crate::{config, serve_cmd};
 
@@ -18,7 +18,7 @@ pub(super) async fn update(a: UpdateArgs, json_out: bool) -> anyhow::Result<()> 
     let client = daemon(json_out).await?;
     let (mut offer, _) = fetch(&client, &a.name).await?;
     changes.apply(&mut offer);
-    let answer = client.put_offer(&offer).await?;
+    let answer = put(&client, &offer).await?;
     client.reconcile().await?;
     if json_out {
         outln!("{}", json_line(&answer)?)?;
@@ -41,7 +41,7 @@ pub(super) async fn stop(a: StopArgs, json_out: bool) -> anyhow::Result<()> {
     let client = daemon(json_out).await?;
     let (mut offer, _) = fetch(&client, &a.name).await?;
     spec::drain(&mut offer, x402::eip3009::unix_now(), grace);
-    let answer = client.put_offer(&offer).await?;
+    let answer = put(&client, &offer).await?;
     client.reconcile().await?;
     if json_out {
         outln!("{}", json_line(&answer)?)?;
@@ -137,8 +137,7 @@ pub(super) async fn apply(a: ApplyArgs, json_out: bool) -> anyhow::Result<()> {
     let client = daemon(json_out).await?;
     let mut results = Vec::new();
     for offer in offers {
-        let answer = client
-            .put_offer(&offer)
+        let answer = put(&client, &offer)
             .await
             .with_context(|| format!("ServiceOffer {}", offer.metadata.name))?;
         if !json_out {

@@ -13,6 +13,7 @@ mod show;
 mod spec;
 
 use anyhow::anyhow;
+use seller::admin::Stored;
 use seller::{AdminClient, AdminError, socket_path};
 use wallet::home;
 
@@ -79,6 +80,17 @@ async fn fetch(
 ) -> anyhow::Result<(offers::ServiceOffer, Vec<offers::Event>)> {
     let view = client.offer(name).await.map_err(unknown_offer)?;
     Ok((view.offer, view.events))
+}
+
+/// Stores `offer` in the daemon, after the daemon's own first check (`resolve`) is
+/// made here: a refusal is then the typed offer error agora adds its flag hint to
+/// (the daemon's path-in-use refusal comes back typed too).
+async fn put(client: &AdminClient, offer: &offers::ServiceOffer) -> anyhow::Result<Stored> {
+    offers::validate::resolve(offer)?;
+    client.put_offer(offer).await.map_err(|e| match e {
+        AdminError::Invalid(invalid) => invalid.into(),
+        other => other.into(),
+    })
 }
 
 /// The daemon's refusal, naming the command that lists the offers when the one asked

@@ -15,7 +15,8 @@ use serde_json::Value;
 use tokio::net::UnixStream;
 
 use super::{
-    Deleted, Info, OfferView, Reconciled, Registration, Settings, Stored, TunnelStatus, TunnelView,
+    ApiError, Deleted, Info, OfferView, PathInUse, Reconciled, Registration, Settings, Stored,
+    TunnelStatus, TunnelView,
 };
 
 /// How long the daemon has to accept a connection.
@@ -70,6 +71,9 @@ pub enum AdminError {
         #[source]
         source: serde_json::Error,
     },
+    /// The offer's path is another offer's (a `PUT /v1/offers/{name}` refusal).
+    #[error("{0}")]
+    Invalid(offers::ValidationError),
     /// The daemon refused, saying why.
     #[error("{message}")]
     Refused {
@@ -93,6 +97,7 @@ impl AdminError {
     pub fn status(&self) -> Option<u16> {
         match self {
             Self::Refused { status, .. } | Self::Status { status, .. } => Some(*status),
+            Self::Invalid(_) => Some(400),
             _ => None,
         }
     }
@@ -199,12 +204,16 @@ impl AdminClient {
         };
         let (status, body) = self.request(method, path, payload).await?;
         if !(200..300).contains(&status) {
-            return Err(match body.get("error").and_then(Value::as_str) {
-                Some(message) => AdminError::Refused {
+            return Err(match serde_json::from_value::<ApiError>(body.clone()) {
+                Ok(ApiError {
+                    path_in_use: Some(PathInUse { path, other }),
+                    ..
+                }) => AdminError::Invalid(offers::ValidationError::PathInUse { path, other }),
+                Ok(refusal) => AdminError::Refused {
                     status,
-                    message: message.to_string(),
+                    message: refusal.error,
                 },
-                None => AdminError::Status { status, body },
+                Err(_) => AdminError::Status { status, body },
             });
         }
         serde_json::from_value(body).map_err(|source| AdminError::Body {

@@ -220,11 +220,25 @@ pub struct Registration {
     pub on_chain: bool,
 }
 
-/// The body of every refusal: what went wrong, in words.
+/// The body of every refusal: what went wrong, in words, and for an offer whose path
+/// another offer holds, which (so a client can say how to choose another).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ApiError {
     /// The reason.
     pub error: String,
+    /// Set when a `PUT /v1/offers/{name}` asks for a path another offer uses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_in_use: Option<PathInUse>,
+}
+
+/// A path another offer already serves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PathInUse {
+    /// The path asked for.
+    pub path: String,
+    /// The offer that has it.
+    pub other: String,
 }
 
 #[cfg(test)]
@@ -278,6 +292,14 @@ mod tests {
         assert_eq!(
             serde_json::to_value(Settings::default()).unwrap(),
             json!({})
+        );
+        let refusal = ApiError {
+            error: "no offer named \"x\"".into(),
+            path_in_use: None,
+        };
+        assert_eq!(
+            serde_json::to_value(refusal).unwrap(),
+            json!({ "error": "no offer named \"x\"" })
         );
         let signer = Address::repeat_byte(0x11);
         let embedded = FacilitatorInfo::Embedded {

@@ -13,8 +13,8 @@ use offers::{Reconciler, ServiceOffer, Store};
 use tokio::sync::Notify;
 
 use super::{
-    ApiError, Deleted, Info, NoTunnel, OfferView, Reconciled, Registration, Settings, Stored,
-    TunnelView,
+    ApiError, Deleted, Info, NoTunnel, OfferView, PathInUse, Reconciled, Registration, Settings,
+    Stored, TunnelView,
 };
 use crate::tunnel_follower::{PublicUrl, TunnelControl};
 
@@ -48,6 +48,7 @@ pub(crate) fn router(admin: Admin) -> Router {
 fn fail(status: StatusCode, message: impl std::fmt::Display) -> Response {
     let body = ApiError {
         error: message.to_string(),
+        path_in_use: None,
     };
     (status, Json(body)).into_response()
 }
@@ -125,6 +126,17 @@ async fn put(
         Ok((offer, change)) => {
             admin.wake.notify_one();
             Json(Stored { offer, change }).into_response()
+        }
+        Err(offers::StoreError::Invalid(offers::ValidationError::PathInUse { path, other })) => {
+            let body = ApiError {
+                error: offers::ValidationError::PathInUse {
+                    path: path.clone(),
+                    other: other.clone(),
+                }
+                .to_string(),
+                path_in_use: Some(PathInUse { path, other }),
+            };
+            (StatusCode::BAD_REQUEST, Json(body)).into_response()
         }
         Err(offers::StoreError::Invalid(e)) => fail(StatusCode::BAD_REQUEST, e),
         Err(e) => internal(e),
