@@ -4,6 +4,34 @@
 //!
 //! This lives in its own crate so the CLI, the seller daemon, the coordinator and the
 //! tests share one implementation of the worker's HTTP API and of the train hash.
+//!
+//! The buying side, [`coordinator::Coordinator`] (feature `coordinator`, on by
+//! default; a GPU worker can build without it and without the buyer's wallet and the
+//! registry client), runs paid experiments without the `agora` CLI.
+//!
+//! # Example
+//!
+//! Run one experiment at a worker for at most 0.05 USDC from the default wallet, and
+//! record it in `$AGORA_HOME/research.db`:
+//!
+//! ```no_run
+//! # #[cfg(feature = "coordinator")]
+//! # async fn one_run() -> Result<(), Box<dyn std::error::Error>> {
+//! use research::coordinator::{Coordinator, Worker, http_client, store};
+//!
+//! let home = wallet::home::agora_home()?; // where the wallets and the results live
+//! let buyer = buyer::Buyer::open(&home, None)?; // the default wallet and its ledger
+//! let limits = buyer::Limits::new().max(wallet::budget::parse_usdc("max", "0.05")?);
+//! let coordinator = Coordinator::new(http_client()?).record_in(home.join(store::FILE));
+//! let worker = Worker::at("https://seller.example/services/worker", &[]);
+//! let train_py = std::fs::read("train.py")?;
+//! let run = coordinator
+//!     .submit(&buyer, &limits, worker, &train_py, serde_json::Map::new())
+//!     .await?; // a busy worker is not paid: SubmitError::Busy, nothing signed
+//! println!("{}: val_bpb {:?}, paid {} atomic", run.experiment_id, run.val_bpb, run.amount_atomic);
+//! # Ok(())
+//! # }
+//! ```
 
 pub mod coordinator;
 pub mod publish;

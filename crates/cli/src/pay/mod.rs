@@ -29,8 +29,7 @@ use x402::Network;
 
 use crate::config;
 
-use exit::failure;
-pub use exit::{Exit, exit_code};
+pub use exit::{Exit, exit_code, failure};
 use show::note;
 
 /// `agora pay URL [flags]`.
@@ -120,6 +119,14 @@ pub async fn run(args: PayArgs) -> anyhow::Result<()> {
 /// `agora pay`'s, exit code and hints included. The answer comes back whole.
 pub async fn buy(spec: &RequestSpec, max: Option<&str>) -> anyhow::Result<Paid> {
     let url = spec.url.as_str();
+    let (buyer, limits) = buyer(url, max)?;
+    buyer.pay(spec, &limits).await.map_err(|e| failure(e, url))
+}
+
+/// The buyer and limits [`buy`] pays `url` with, for a command that hands them to a
+/// library (the coordinator's `research::coordinator::Coordinator::buy`) and reports
+/// its `PayError` through [`failure`].
+pub fn buyer(url: &str, max: Option<&str>) -> anyhow::Result<(Buyer, Limits)> {
     let home = home::agora_home()?;
     let wallet = std::env::var(config::PAY_WALLET).ok();
     let buyer = Buyer::open(&home, wallet.as_deref())
@@ -129,7 +136,7 @@ pub async fn buy(spec: &RequestSpec, max: Option<&str>) -> anyhow::Result<Paid> 
     if let Some(max) = max {
         limits = limits.max(parse_usdc("--max", max)?);
     }
-    buyer.pay(spec, &limits).await.map_err(|e| failure(e, url))
+    Ok((buyer, limits))
 }
 
 /// `agora pay` without `--json`'s error object (see [`run`]): the free answer, the

@@ -1,17 +1,35 @@
 //! The coordinator: the buying side of autoresearch. It finds workers on the ERC-8004
-//! registry by OASF skill and x402 support ([`workers`]), asks an idle one its price,
-//! pays one run through the buyer's wallet (the CLI does that with `agora pay`'s
-//! flow), records what came back ([`store`]) and ranks workers by what they claim
-//! beside what it saw itself ([`board`]). [`price`] holds the per-hour → per-run rule
-//! sellers price with.
+//! registry by OASF skill and x402 support ([`workers`], and the [`Registry`] it asks
+//! through `market`), asks the idle ones their price, [`pick`]s one, pays one run from
+//! a `buyer::Buyer` ([`Coordinator::submit`], as `agora pay` pays: the wallet's limits,
+//! the ledger row written before the payment is sent), records what came back
+//! ([`store`]) and ranks workers by what they claim beside what it saw itself
+//! ([`board`]). [`price`] holds the per-hour → per-run rule sellers price with.
+//!
+//! Finding and paying need the `coordinator` feature (on by default); a GPU worker
+//! built without it has the records, the board and the price rule, not the buyer's
+//! wallet or the registry client.
 //!
 //! Unlike the reference coordinator, the experiment id it makes is sent to the
 //! worker, so both sides file the run under the same id.
 
 pub mod board;
+#[cfg(feature = "coordinator")]
+mod find;
+#[cfg(feature = "coordinator")]
+mod pick;
 pub mod price;
 pub mod store;
+#[cfg(feature = "coordinator")]
+mod submit;
 pub mod workers;
+
+#[cfg(feature = "coordinator")]
+pub use find::{Coordinator, LookupError, Note, Registry, Worker, http_client, search};
+#[cfg(feature = "coordinator")]
+pub use pick::{PickError, pick};
+#[cfg(feature = "coordinator")]
+pub use submit::{Order, SubmitError};
 
 use alloy::primitives::B256;
 

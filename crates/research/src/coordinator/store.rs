@@ -26,6 +26,9 @@ CREATE TABLE IF NOT EXISTS experiments (
 CREATE INDEX IF NOT EXISTS experiments_agent ON experiments (chain_id, agent_id);
 ";
 
+/// The results database's file name in agora's home (`$AGORA_HOME/research.db`).
+pub const FILE: &str = "research.db";
+
 /// Why the results database failed.
 #[derive(Debug, thiserror::Error)]
 #[error("the research results database: {0}; check that $AGORA_HOME is writable")]

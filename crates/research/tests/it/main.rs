@@ -5,5 +5,7 @@
 
 mod support;
 
+#[cfg(feature = "coordinator")]
+mod coordinator;
 mod publish;
 mod worker;

@@ -1,16 +1,16 @@
 //! How the coordinator finds and sizes up workers: the registry lookup (`agora
-//! discover`'s, typed records from `market`), each worker's free `/status` and probed
-//! price, and the `discover` and `probe` subcommands that show them. Apart from
-//! paying, which lives in `submit.rs`, because nothing here signs anything.
+//! discover`'s, typed records from `market`, handed to the library coordinator as its
+//! `Registry`), and the `discover` and `probe` subcommands that show each worker's
+//! free `/status` and probed price. Apart from paying, which lives in `submit.rs`,
+//! because nothing here signs anything.
 
-use erc8004::oasf::{Kind, Taxonomy};
-use market::AgentRecord;
-use research::coordinator::board;
+use market::{AgentRecord, Page, Search};
 use research::coordinator::workers::{self, Candidate, Quote, WorkerStatus};
+use research::coordinator::{Registry, board};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::Coordinator;
+use super::{Coordinator, with_causes};
 use crate::discover;
 use crate::output::outln;
 
@@ -30,30 +30,35 @@ struct Found {
     best_val_bpb: Option<String>,
 }
 
+/// The registry as `agora discover` asks it: the indexer (bought through `agora pay`'s
+/// wallet when it sells its answers) or a scan over `--rpc`. Unreadable records are
+/// warned about there.
+impl Registry for Coordinator {
+    type Error = anyhow::Error;
+
+    async fn agents(&self, search: &Search) -> anyhow::Result<Page> {
+        let mut query =
+            discover::DiscoverQuery::x402(search.limit, self.indexer.clone(), self.rpc.clone());
+        query.search = search.clone();
+        query.quiet = self.json;
+        Ok(Page {
+            agents: discover::agents(&query).await?,
+            unreadable: Vec::new(),
+        })
+    }
+}
+
 impl Coordinator {
     /// The registered agents matching `skills` that accept x402, as indexer records.
     pub(super) async fn agents(&self, skills: &[String]) -> anyhow::Result<Vec<AgentRecord>> {
-        let mut query = discover::DiscoverQuery::x402(100, self.indexer.clone(), self.rpc.clone());
-        query.quiet = self.json;
-        // A filter is an OASF skill or a domain (workers list one of each); an unknown
-        // name goes to the skills, whose error suggests the nearest ones.
-        for name in skills {
-            let domain = Taxonomy::filter(Kind::Skill, name).is_err()
-                && Taxonomy::filter(Kind::Domain, name).is_ok();
-            if domain {
-                query.search.domains.push(name.clone());
-            } else {
-                query.search.skills.push(name.clone());
-            }
-        }
-        discover::agents(&query).await
+        self.lib.agents(self, skills).await
     }
 
     /// The candidates, or none (with a warning) when no registry can be asked: a
     /// `submit` to a known URL does not need one.
     pub(super) async fn lookup(&self, skills: &[String]) -> Vec<Candidate> {
-        match self.agents(skills).await {
-            Ok(agents) => workers::candidates(&agents, skills),
+        match self.lib.candidates(self, skills).await {
+            Ok(candidates) => candidates,
             Err(e) => {
                 eprintln!(
                     "warning: the worker's registration cannot be looked up ({e:#}); its results are recorded without an agent id"
@@ -72,9 +77,9 @@ impl Coordinator {
                 .find(|a| a.chain_id == candidate.chain_id && a.agent_id == candidate.agent_id)
                 .and_then(|a| board::published(a).remove("best_val_bpb"));
             for endpoint in &candidate.endpoints {
-                let (state, quote, error) = match self.size_up(endpoint).await {
+                let (state, quote, error) = match self.lib.size_up(endpoint).await {
                     Ok((status, quote)) => (state_of(&status), Some(quote), None),
-                    Err(e) => ("unreachable".to_string(), None, Some(format!("{e:#}"))),
+                    Err(e) => ("unreachable".to_string(), None, Some(with_causes(&e))),
                 };
                 found.push(Found {
                     chain_id: candidate.chain_id,
@@ -131,15 +136,8 @@ impl Coordinator {
         Ok(())
     }
 
-    /// A worker's state and price: `/status`, then the probe.
-    pub(super) async fn size_up(&self, endpoint: &str) -> anyhow::Result<(WorkerStatus, Quote)> {
-        let status = workers::status(&self.http, endpoint).await?;
-        let quote = workers::probe(&self.http, endpoint, status.budget_seconds).await?;
-        Ok((status, quote))
-    }
-
     pub(super) async fn probe(&self, endpoint: &str) -> anyhow::Result<()> {
-        let (status, quote) = self.size_up(endpoint.trim_end_matches('/')).await?;
+        let (status, quote) = self.lib.size_up(endpoint.trim_end_matches('/')).await?;
         if self.json {
             let mut out = serde_json::to_value(&quote)?;
             out["state"] = Value::String(state_of(&status));

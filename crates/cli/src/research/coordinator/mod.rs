@@ -1,10 +1,13 @@
-//! `agora research coordinator`: the buyer of experiments. Workers are found through
-//! `agora discover`'s own lookup (an indexer, or a registry scan over `--rpc`),
-//! filtered by OASF skill and x402 support; a run is paid through the `buyer` library
-//! that `agora pay` runs on (the default wallet, `--max`, the budgets, the ledger row
-//! written before the payment is sent), never with a second payment path. What comes back goes into
+//! `agora research coordinator`: the buyer of experiments, on `research::coordinator`'s
+//! `Coordinator` (pick, the paid run, the record). Workers are found through `agora
+//! discover`'s own lookup (an indexer, a paid one bought with the wallet, or a registry
+//! scan over `--rpc`); a run is paid through the `buyer` library that `agora pay` runs
+//! on (the default wallet, `--max`, the budgets, the ledger row written before the
+//! payment is sent), never with a second payment path. What comes back goes into
 //! `$AGORA_HOME/research.db` with the settling transaction, and the leaderboard puts
-//! the workers' published claims beside the runs verified here.
+//! the workers' published claims beside the runs verified here. Here are the flags,
+//! the request body kept for `agora pay --resume`, the tables and JSON, and the errors
+//! with their flags and exit codes.
 //!
 //! A worker is asked `/status` (served free by the gate) before anything is signed,
 //! and a busy one is not paid.
@@ -14,14 +17,13 @@ mod leaderboard;
 mod submit;
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use research::coordinator::store::Store;
-use research::coordinator::workers::{Candidate, WORKER_SKILL};
+use research::coordinator::store::{self, Store};
+use research::coordinator::workers::WORKER_SKILL;
+use research::coordinator::{Note, Worker};
 use wallet::home;
-use x402::UnixTimestamp;
 
 use crate::config;
 
@@ -111,20 +113,24 @@ struct LoopFlags {
     run: RunFlags,
 }
 
-/// How long a worker's `/status` and probe may take.
-const ASK_TIMEOUT: Duration = Duration::from_secs(15);
-
 /// Runs one coordinator subcommand.
 pub async fn run(args: CoordinatorArgs) -> anyhow::Result<()> {
+    let http = research::coordinator::http_client().context("cannot build an HTTP client")?;
+    let mut lib = research::coordinator::Coordinator::new(http);
+    if !args.json {
+        lib = lib.on_note(show_note);
+    }
+    if matches!(
+        args.command,
+        CoordinatorCommand::Submit(_) | CoordinatorCommand::Loop(_)
+    ) {
+        lib = lib.record_in(home::agora_home()?.join(store::FILE));
+    }
     let coordinator = Coordinator {
         indexer: args.indexer,
         rpc: args.rpc,
         json: args.json,
-        http: reqwest::Client::builder()
-            .no_proxy()
-            .timeout(ASK_TIMEOUT)
-            .build()
-            .context("cannot build an HTTP client")?,
+        lib,
     };
     match args.command {
         CoordinatorCommand::Discover(f) => coordinator.discover(&f.skills).await,
@@ -132,7 +138,7 @@ pub async fn run(args: CoordinatorArgs) -> anyhow::Result<()> {
         CoordinatorCommand::Submit(f) => {
             let candidates = coordinator.lookup(&[WORKER_SKILL.to_string()]).await;
             let worker = Worker::at(&f.endpoint, &candidates);
-            let done = coordinator.submit(&worker, &f.train_py, &f.run).await?;
+            let done = coordinator.submit(worker, &f.train_py, &f.run).await?;
             coordinator.show_run(&done)
         }
         CoordinatorCommand::Leaderboard(f) => coordinator.leaderboard(&f.skills).await,
@@ -140,38 +146,42 @@ pub async fn run(args: CoordinatorArgs) -> anyhow::Result<()> {
     }
 }
 
+/// The flags every subcommand shares, and the library coordinator they configure.
 struct Coordinator {
     indexer: Option<reqwest::Url>,
     rpc: Option<reqwest::Url>,
     json: bool,
-    http: reqwest::Client,
+    lib: research::coordinator::Coordinator,
 }
 
-/// A worker to pay: its endpoint and, when it is registered, its agent.
-#[derive(Debug, Clone)]
-struct Worker {
-    endpoint: String,
-    agent: Option<(u64, u64)>,
-}
-
-impl Worker {
-    /// The worker at `endpoint`, with its agent when a candidate lists that endpoint.
-    fn at(endpoint: &str, candidates: &[Candidate]) -> Self {
-        let endpoint = endpoint.trim_end_matches('/').to_string();
-        let agent = candidates
-            .iter()
-            .find(|c| c.endpoints.contains(&endpoint))
-            .map(|c| (c.chain_id, c.agent_id));
-        Self { endpoint, agent }
+/// A coordinator note on stderr (not under `--json`).
+fn show_note(note: &Note<'_>) {
+    match note {
+        Note::Skipped { endpoint, error } => {
+            eprintln!("skipping {endpoint}: {}", with_causes(*error))
+        }
+        Note::Unreadable(skipped) => eprintln!(
+            "warning: skipped the indexer's record of agent {}: {}",
+            skipped.agent, skipped.error
+        ),
     }
 }
 
-fn now() -> u64 {
-    UnixTimestamp::now().as_secs()
+/// `error` and its causes, `: `-joined, as `main` prints an error.
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(c) = cause {
+        text.push_str(&format!(": {c}"));
+        cause = c.source();
+    }
+    text
 }
 
+/// The results database, `$AGORA_HOME/research.db` (agora's home created private when
+/// it is missing), for the leaderboard to read.
 fn open_store() -> anyhow::Result<Store> {
     let home = home::agora_home()?;
     home::create_private_dir(&home)?;
-    Ok(Store::open(&home.join("research.db"))?)
+    Ok(Store::open(&home.join(store::FILE))?)
 }

@@ -1,28 +1,28 @@
-//! The coordinator's paid path: one run bought through the `buyer` library, as
-//! `agora pay` buys (`submit`), and `loop`, which picks the cheapest idle worker each
-//! round and submits to it. Kept together because both end in the same paid, recorded
-//! experiment.
+//! The coordinator's paid path: `submit`, one run bought through the library
+//! coordinator with `agora pay`'s wallet and limits, and `loop`, which has the library
+//! pick the cheapest idle worker each round and submits to it. Here are the request
+//! body kept for `agora pay --resume`, the run's rendering, and the library's errors
+//! with the flags, commands and exit codes `agora` reports them with.
 
 use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use buyer::{Paid, RequestSpec};
 use research::coordinator::store::Experiment;
-use research::coordinator::workers::{self, Quote};
-use serde_json::{Value, json};
+use research::coordinator::{Order, PickError, SubmitError, Worker};
+use serde_json::{Map, Value};
 use wallet::home;
 
-use super::{Coordinator, LoopFlags, RunFlags, Worker, now, open_store};
+use super::{Coordinator, LoopFlags, RunFlags};
 use crate::output::outln;
 use crate::pay::{self, Exit};
 
 impl Coordinator {
-    /// One paid run: `/status` (busy: stop, nothing signed), then the purchase,
-    /// then the record. The result is stored even when the run failed: it was paid.
+    /// One paid run: `/status` (busy: stop, nothing signed, exit 2), then the body
+    /// kept for a resend, then the purchase and the record.
     pub(super) async fn submit(
         &self,
-        worker: &Worker,
+        worker: Worker,
         train_py: &Path,
         flags: &RunFlags,
     ) -> anyhow::Result<Experiment> {
@@ -32,109 +32,81 @@ impl Coordinator {
                 train_py.display()
             )
         })?;
-        let text = String::from_utf8(source.clone()).map_err(|_| {
+        let order = Order::new(worker, &source).map_err(|_| {
             anyhow::anyhow!(
                 "{} is not UTF-8 text; the worker API carries train.py as a JSON string",
                 train_py.display()
             )
         })?;
-        let config = match &flags.config {
-            Some(c) => {
-                let value: Value = serde_json::from_str(c).with_context(|| {
-                    format!("--config {c:?} is not JSON; write e.g. --config '{{\"lr\": 0.01}}'")
-                })?;
-                if !value.is_object() {
-                    bail!("--config must be a JSON object, e.g. --config '{{\"lr\": 0.01}}'");
-                }
-                value
-            }
-            None => json!({}),
-        };
-        let status = workers::status(&self.http, &worker.endpoint).await?;
-        if status.busy {
-            return Err(Exit::refused(format!(
-                "the worker at {} is busy with another experiment; nothing was signed or paid. Try again later, or pick another: agora research coordinator discover",
-                worker.endpoint
-            ))
-            .into());
-        }
-        let experiment_id = research::coordinator::experiment_id(now());
-        let train_hash = research::train_hash(&source);
-        let body = json!({
-            "train_py": text,
-            "config": config,
-            "experiment_id": experiment_id,
-        });
+        let order = order.with_config(config(flags.config.as_deref())?);
+        self.lib
+            .check_idle(&order.worker)
+            .await
+            .map_err(|e| match e {
+                SubmitError::Busy { .. } => Exit::refused(format!(
+                    "{e}. Try again later, or pick another: agora research coordinator discover"
+                ))
+                .into(),
+                other => anyhow::Error::new(other),
+            })?;
+        let experiment_id = &order.experiment_id;
+        let endpoint = &order.worker.endpoint;
         // Kept, not temporary: when the answer is lost (exit 3), `agora pay --resume`
         // sends the same authorization with this same body.
         let home = home::agora_home()?;
         let dir = home.join("research-requests");
         home::create_private_dir(&dir)?;
         let body_file = dir.join(format!("{experiment_id}.json"));
-        std::fs::write(&body_file, serde_json::to_vec(&body)?)
+        std::fs::write(&body_file, order.body())
             .with_context(|| format!("cannot write the request body to {}", body_file.display()))?;
         let answer_file = dir.join(format!("{experiment_id}.answer.json"));
-        let url = format!("{}/experiment", worker.endpoint);
+        let url = order.url();
         if !self.json {
             eprintln!(
-                "submitting {experiment_id} ({train_hash}) to {}",
-                worker.endpoint
+                "submitting {experiment_id} ({}) to {endpoint}",
+                order.train_hash
             );
         }
-        let paid = match buy(&url, &body, flags.max.as_deref()).await {
-            Ok(paid) => paid,
-            Err(e) => {
-                let what = format!("experiment {experiment_id} at {}", worker.endpoint);
-                if pay::exit_code(&e) == 3 {
-                    return Err(e.context(format!(
-                        "{what}; to get its answer: agora pay --resume {url} -X POST -d @{} -H 'Content-Type: application/json' -o {}",
-                        body_file.display(),
-                        answer_file.display()
-                    )));
-                }
-                let _ = std::fs::remove_file(&body_file);
-                return Err(e.context(what));
+        // A purchase that stopped: the resend hint when the answer was lost (exit 3),
+        // else the body file goes, nothing having been delivered against it.
+        let stopped = |e: anyhow::Error| {
+            let what = format!("experiment {experiment_id} at {endpoint}");
+            if pay::exit_code(&e) == 3 {
+                return e.context(format!(
+                    "{what}; to get its answer: agora pay --resume {url} -X POST -d @{} -H 'Content-Type: application/json' -o {}",
+                    body_file.display(),
+                    answer_file.display()
+                ));
             }
+            let _ = std::fs::remove_file(&body_file);
+            e.context(what)
         };
-        let (amount, tx) = paid.payment.as_ref().map_or(("0".to_string(), None), |p| {
-            (
-                p.price.money.atomic.to_string(),
-                p.tx.map(|tx| tx.to_string()),
-            )
-        });
-        let result: Value = serde_json::from_slice(&paid.body)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&paid.body).into_owned()));
-        if result.get("experiment_id").is_none() {
-            bail!(
-                "the worker at {} answered without a result: {}{}",
-                worker.endpoint,
-                result,
-                if tx.is_some() {
+        let (buyer, limits) = pay::buyer(&url, flags.max.as_deref()).map_err(stopped)?;
+        match self.lib.buy(&buyer, &limits, &order).await {
+            Ok(experiment) => Ok(experiment),
+            // Named as the buyer names it (the parsed URL), as `pay::buy` reports it.
+            Err(SubmitError::Pay(e)) => {
+                let parsed = reqwest::Url::parse(&url).map_or_else(|_| url.clone(), String::from);
+                Err(stopped(pay::failure(e, &parsed)))
+            }
+            Err(SubmitError::Url { url, reason }) => Err(stopped(
+                anyhow::anyhow!(reason)
+                    .context(format!("{url:?} is not a URL; give the worker's offer URL")),
+            )),
+            Err(SubmitError::NoResult {
+                endpoint,
+                answer,
+                charged,
+            }) => bail!(
+                "the worker at {endpoint} answered without a result: {answer}{}",
+                if charged {
                     " (it was charged: see agora wallet spent)"
                 } else {
                     " (no charge was recorded)"
                 }
-            );
+            ),
+            Err(other) => Err(other.into()),
         }
-        let experiment = Experiment {
-            experiment_id: result["experiment_id"]
-                .as_str()
-                .unwrap_or(&experiment_id)
-                .to_string(),
-            endpoint: worker.endpoint.clone(),
-            chain_id: worker.agent.map(|a| a.0),
-            agent_id: worker.agent.map(|a| a.1.to_string()),
-            train_hash,
-            worker_train_hash: result["train_hash"].as_str().map(str::to_string),
-            status: result["status"].as_str().unwrap_or("unknown").to_string(),
-            val_bpb: result["val_bpb"].as_f64(),
-            amount_atomic: amount,
-            tx,
-            result,
-            created_at: now(),
-        };
-        open_store()?.record(&experiment)?;
-        Ok(experiment)
     }
 
     pub(super) fn show_run(&self, e: &Experiment) -> anyhow::Result<()> {
@@ -178,72 +150,41 @@ impl Coordinator {
         if flags.rounds == 0 {
             bail!("--rounds 0 buys nothing; pass --rounds 1 or more");
         }
-        let prefer = flags.prefer.as_deref().map(|p| p.trim_end_matches('/'));
+        let wait = Duration::from_secs(flags.wait);
         for round in 1..=flags.rounds {
-            let (worker, quote) = self.pick(&flags.skills, prefer, flags.wait).await?;
+            let (worker, quote) = self
+                .lib
+                .next_worker(self, &flags.skills, flags.prefer.as_deref(), wait)
+                .await
+                .map_err(|e| match e {
+                    PickError::Lookup(e) => e,
+                    none @ PickError::NoneIdle { .. } => anyhow::anyhow!(
+                        "{none}; raise --wait, or list them with: agora research coordinator discover"
+                    ),
+                })?;
             if !self.json {
                 eprintln!(
                     "round {round}/{}: {} at {}",
                     flags.rounds, quote.per_run, worker.endpoint
                 );
             }
-            let done = self.submit(&worker, &flags.train_py, &flags.run).await?;
+            let done = self.submit(worker, &flags.train_py, &flags.run).await?;
             self.show_run(&done)?;
         }
         Ok(())
     }
-
-    /// The worker for the next round: `--prefer`'s when it is idle, else the idle one
-    /// with the lowest price per run, waiting up to `wait` seconds for one to be idle.
-    async fn pick(
-        &self,
-        skills: &[String],
-        prefer: Option<&str>,
-        wait: u64,
-    ) -> anyhow::Result<(Worker, Quote)> {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
-        loop {
-            let candidates = workers::candidates(&self.agents(skills).await?, skills);
-            let mut idle = Vec::new();
-            let mut endpoints: Vec<String> = candidates
-                .iter()
-                .flat_map(|c| c.endpoints.clone())
-                .collect();
-            if let Some(p) = prefer
-                && !endpoints.iter().any(|e| e == p)
-            {
-                endpoints.push(p.to_string());
-            }
-            for endpoint in &endpoints {
-                match self.size_up(endpoint).await {
-                    Ok((status, quote)) if !status.busy => idle.push(quote),
-                    Ok(_) => {}
-                    Err(e) if !self.json => eprintln!("skipping {endpoint}: {e:#}"),
-                    Err(_) => {}
-                }
-            }
-            let chosen = idle
-                .iter()
-                .find(|q| Some(q.endpoint.as_str()) == prefer)
-                .or_else(|| idle.iter().min_by_key(|q| (q.amount(), q.endpoint.clone())));
-            if let Some(quote) = chosen {
-                return Ok((Worker::at(&quote.endpoint, &candidates), quote.clone()));
-            }
-            if tokio::time::Instant::now() >= deadline {
-                bail!(
-                    "no idle worker among {} found within {wait} s; raise --wait, or list them with: agora research coordinator discover",
-                    endpoints.len()
-                );
-            }
-            tokio::time::sleep(Duration::from_secs(2)).await;
-        }
-    }
 }
 
-/// `POST url` with the JSON `body`, bought as `agora pay` buys (see [`pay::buy`]).
-async fn buy(url: &str, body: &Value, max: Option<&str>) -> anyhow::Result<Paid> {
-    let target = url
-        .parse()
-        .with_context(|| format!("{url:?} is not a URL; give the worker's offer URL"))?;
-    pay::buy(&RequestSpec::post(target).json(body)?, max).await
+/// `--config`'s JSON object (`{}` without it).
+fn config(text: Option<&str>) -> anyhow::Result<Map<String, Value>> {
+    let Some(c) = text else {
+        return Ok(Map::new());
+    };
+    let value: Value = serde_json::from_str(c).with_context(|| {
+        format!("--config {c:?} is not JSON; write e.g. --config '{{\"lr\": 0.01}}'")
+    })?;
+    match value {
+        Value::Object(map) => Ok(map),
+        _ => bail!("--config must be a JSON object, e.g. --config '{{\"lr\": 0.01}}'"),
+    }
 }
