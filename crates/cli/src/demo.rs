@@ -28,7 +28,7 @@ use x402::Money;
 use x402::eip3009::IEip3009Token;
 use x402::network::USDC_DECIMALS;
 
-use crate::config;
+use crate::env;
 use crate::output::outln;
 
 /// Options of `agora demo`.
@@ -38,7 +38,7 @@ pub struct DemoArgs {
     #[arg(long, default_value = "0.001")]
     price: String,
     /// The anvil binary [default: PATH, then the project's tools/ install].
-    #[arg(long, env = config::ANVIL)]
+    #[arg(long, env = env::ANVIL)]
     anvil: Option<PathBuf>,
     /// Print one JSON object with the proof instead of the narrative.
     #[arg(long)]

@@ -5,7 +5,7 @@
 use anyhow::{Context, anyhow};
 use seller::model_server::{self, DEFAULT_PORTS, Detected, ModelServerError};
 
-use crate::config;
+use crate::env;
 
 /// What kind of server `url` is and which models it serves.
 pub async fn inspect(url: &str) -> anyhow::Result<Detected> {
@@ -19,13 +19,13 @@ pub async fn detect() -> anyhow::Result<Detected> {
 }
 
 fn ports() -> anyhow::Result<Vec<u16>> {
-    match config::var(config::INFERENCE_PORTS) {
+    match env::var(env::INFERENCE_PORTS) {
         Some(list) => list
             .split(',')
             .map(|p| {
                 p.trim()
                     .parse()
-                    .with_context(|| format!("{}: {p:?} is not a port", config::INFERENCE_PORTS))
+                    .with_context(|| format!("{}: {p:?} is not a port", env::INFERENCE_PORTS))
             })
             .collect(),
         None => Ok(DEFAULT_PORTS.to_vec()),

@@ -8,7 +8,7 @@ use devnet::{Devnet, DevnetConfig, DevnetSummary};
 use x402::Money;
 use x402::network::USDC_DECIMALS;
 
-use crate::config;
+use crate::env;
 use crate::output::outln;
 
 /// Options of `agora devnet`.
@@ -24,7 +24,7 @@ pub struct DevnetArgs {
     #[arg(long, default_value_t = 8545)]
     port: u16,
     /// The anvil binary [default: PATH, then the project's tools/ install].
-    #[arg(long, env = config::ANVIL)]
+    #[arg(long, env = env::ANVIL)]
     anvil: Option<PathBuf>,
     /// Print one JSON object describing the chain instead of the human summary.
     #[arg(long)]

@@ -13,7 +13,7 @@ use clap::Args;
 use market::{Agent, AgentRecord, Answer, Asked, IndexerClient, MarketError, Page, Search};
 use serde::Serialize;
 
-use crate::config;
+use crate::env;
 use crate::index_cmd::DEFAULT_INDEXER;
 use crate::output::outln;
 
@@ -21,7 +21,7 @@ use crate::output::outln;
 #[derive(Debug, Args)]
 pub struct DiscoverArgs {
     /// Indexer to ask [default: a local `agora index` on 127.0.0.1:3400].
-    #[arg(long, env = config::INDEXER, value_name = "URL")]
+    #[arg(long, env = env::INDEXER, value_name = "URL")]
     indexer: Option<reqwest::Url>,
     /// Scan the registry over this RPC when no indexer answers.
     #[arg(long, value_name = "URL")]
@@ -183,7 +183,7 @@ pub(crate) async fn agents(query: &DiscoverQuery) -> anyhow::Result<Vec<AgentRec
     };
     let indexer = IndexerClient::new(&base, http()?);
     if !indexer.answers().await {
-        let Some(rpc) = query.rpc.as_ref().map(config::url_text) else {
+        let Some(rpc) = query.rpc.as_ref().map(env::url_text) else {
             bail!(
                 "no indexer answers at {}; start one with `agora index --rpc URL`, pass --indexer URL, or pass --rpc URL to scan the registry directly",
                 indexer.base()

@@ -20,7 +20,7 @@ use wallet::home;
 use wallet::keyfile::{load_key, read_private_file};
 use x402::Network;
 
-use crate::config;
+use crate::env;
 use crate::output::outln;
 
 /// Options of `agora facilitator`.
@@ -244,7 +244,7 @@ pub(crate) fn remote(url: &str, key_file: Option<&Path>) -> anyhow::Result<x402:
 
 /// The settlement key from `--key-file` or `$AGORA_FACILITATOR_KEY`.
 pub(crate) fn load_signer(key_file: Option<&Path>) -> anyhow::Result<PrivateKeySigner> {
-    load_key(key_file, config::FACILITATOR_KEY)
+    load_key(key_file, env::FACILITATOR_KEY)
 }
 
 /// Reads each RPC's chain and applies the `--network` restriction
@@ -257,7 +257,7 @@ pub(crate) async fn served_chains(
     for name in names {
         networks.push(Network::parse(name).with_context(|| format!("--network {name:?}"))?);
     }
-    let rpcs: Vec<String> = rpcs.iter().map(config::url_text).collect();
+    let rpcs: Vec<String> = rpcs.iter().map(env::url_text).collect();
     // The name the user typed for a network, as the flag had it.
     let typed = |network: &Network| {
         names

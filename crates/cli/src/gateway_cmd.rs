@@ -16,7 +16,7 @@ use clap::Args;
 use gateway::{Gateway, GatewayConfig, Site};
 use reqwest::Url;
 
-use crate::config;
+use crate::env;
 
 /// `agora gateway`.
 #[derive(Debug, Args)]
@@ -26,11 +26,11 @@ pub struct GatewayArgs {
     #[arg(long)]
     from_kubernetes: bool,
     /// Address buyers connect to; in a pod, 0.0.0.0:8402.
-    #[arg(long, env = config::LISTEN, value_name = "ADDR", default_value = "127.0.0.1:8402")]
+    #[arg(long, env = env::LISTEN, value_name = "ADDR", default_value = "127.0.0.1:8402")]
     listen: SocketAddr,
     /// The shared x402 facilitator every replica verifies and settles through (in a
     /// cluster, the agora-facilitator Service).
-    #[arg(long, env = config::FACILITATOR_URL, value_name = "URL")]
+    #[arg(long, env = env::FACILITATOR_URL, value_name = "URL")]
     facilitator: Url,
     /// File (mode 0600) with the API key the facilitator requires as
     /// `Authorization: Bearer` (in a cluster, the agora-facilitator-api-key Secret
@@ -99,12 +99,12 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
         _ => None,
     };
     let client = crate::operator_cmd::kube_client().await?;
-    let url = config::url_text(&args.facilitator);
+    let url = env::url_text(&args.facilitator);
     let facilitator: Arc<dyn x402::Facilitator> = Arc::new(crate::facilitator_cmd::remote(
         &url,
         args.facilitator_api_key_file.as_deref(),
     )?);
-    let public_url = args.public_url.as_ref().map(config::url_text);
+    let public_url = args.public_url.as_ref().map(env::url_text);
     let gateway = Gateway::new(
         GatewayConfig {
             public_base_url: public_url.clone(),

@@ -72,7 +72,7 @@ pub async fn run(args: IndexArgs) -> anyhow::Result<()> {
         }
     };
     let mut config = config(
-        &crate::config::url_text(&args.rpc),
+        &crate::env::url_text(&args.rpc),
         args.registry,
         db.clone(),
         args.allow_private_addresses,

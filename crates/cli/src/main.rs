@@ -1,11 +1,11 @@
 //! `agora`: monetize a machine with x402 payments and the ERC-8004 registry.
 
-mod config;
 mod demo;
 mod detect;
 mod devnet_cmd;
 mod discover;
 mod doctor;
+mod env;
 mod facilitator_cmd;
 #[cfg(feature = "kubernetes")]
 mod gateway_cmd;
@@ -99,7 +99,7 @@ enum Command {
 async fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env(config::LOG)
+            tracing_subscriber::EnvFilter::try_from_env(env::LOG)
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)

@@ -11,7 +11,7 @@ use clap::Args;
 use reqwest::Url;
 use x402::HttpFacilitator;
 
-use crate::config;
+use crate::env;
 
 /// `agora crd`.
 #[derive(Debug, Args)]
@@ -38,7 +38,7 @@ pub fn crd(args: &CrdArgs) -> anyhow::Result<()> {
 pub struct OperatorArgs {
     /// x402 facilitator the PaymentGateReady stage asks which networks it settles
     /// (in a cluster, the agora-facilitator Service).
-    #[arg(long, env = config::FACILITATOR_URL, value_name = "URL")]
+    #[arg(long, env = env::FACILITATOR_URL, value_name = "URL")]
     facilitator: Url,
     /// DNS suffix of the cluster's Services, for `{service, namespace, port}`
     /// upstreams.
@@ -59,7 +59,7 @@ pub struct OperatorArgs {
 /// kubeconfig) until SIGINT/SIGTERM.
 pub async fn operator(args: OperatorArgs) -> anyhow::Result<()> {
     let client = kube_client().await?;
-    let url = config::url_text(&args.facilitator);
+    let url = env::url_text(&args.facilitator);
     let facilitator =
         Arc::new(HttpFacilitator::new(&url).with_context(|| format!("--facilitator {url}"))?);
     let ctx = operator::controller::Context::new(

@@ -27,7 +27,7 @@ use serde_json::json;
 use wallet::home;
 use x402::Facilitator;
 
-use crate::config;
+use crate::env;
 use crate::facilitator_cmd::{load_signer, served_chains};
 use crate::output::outln;
 use crate::sell::AgoraWorker;
@@ -53,7 +53,7 @@ pub struct ServeArgs {
     /// Gateway address buyers connect to (port 0 picks a free one).
     #[arg(
         long,
-        env = config::LISTEN,
+        env = env::LISTEN,
         value_name = "ADDR",
         default_value_t = DEFAULT_LISTEN
     )]
@@ -61,7 +61,7 @@ pub struct ServeArgs {
     /// Serve /metrics (per-route requests, revenue, latency) on this operator-only
     /// address, e.g. 127.0.0.1:9402 [default: not served]; it has no authentication,
     /// so keep it on loopback or a private network.
-    #[arg(long, env = config::METRICS_LISTEN, value_name = "ADDR")]
+    #[arg(long, env = env::METRICS_LISTEN, value_name = "ADDR")]
     metrics_listen: Option<SocketAddr>,
     /// Public base URL of the gateway (e.g. a tunnel), used in 402s and the catalog.
     #[arg(long, value_name = "URL")]
@@ -69,7 +69,7 @@ pub struct ServeArgs {
     /// x402 facilitator URL [default: the `agora sell pricing` setting, else https://x402.org/facilitator].
     #[arg(
         long,
-        env = config::FACILITATOR_URL,
+        env = env::FACILITATOR_URL,
         value_name = "URL",
         conflicts_with = "rpcs"
     )]
@@ -122,10 +122,10 @@ impl ServeArgs {
         Ok(Self {
             foreground: false,
             stop: false,
-            listen: config::flag_var(config::LISTEN)?.unwrap_or(DEFAULT_LISTEN),
-            metrics_listen: config::flag_var(config::METRICS_LISTEN)?,
+            listen: env::flag_var(env::LISTEN)?.unwrap_or(DEFAULT_LISTEN),
+            metrics_listen: env::flag_var(env::METRICS_LISTEN)?,
             public_url: None,
-            facilitator: config::flag_var(config::FACILITATOR_URL)?,
+            facilitator: env::flag_var(env::FACILITATOR_URL)?,
             facilitator_api_key_file: None,
             rpcs: Vec::new(),
             key_file: None,
@@ -234,7 +234,7 @@ async fn foreground(args: ServeArgs) -> anyhow::Result<()> {
     let config = DaemonConfig {
         home: home.clone(),
         listen: args.listen,
-        public_url: args.public_url.as_ref().map(config::url_text),
+        public_url: args.public_url.as_ref().map(env::url_text),
         facilitator,
         facilitator_info,
         title: args.title.clone(),
@@ -318,7 +318,7 @@ async fn facilitator_for(
     let url = args
         .facilitator
         .as_ref()
-        .map(config::url_text)
+        .map(env::url_text)
         .or(stored)
         .unwrap_or_else(|| DEFAULT_FACILITATOR.to_string());
     let remote = crate::facilitator_cmd::remote(&url, args.facilitator_api_key_file.as_deref())?;
@@ -327,12 +327,11 @@ async fn facilitator_for(
 
 /// The on-chain registrar, when a registry key is configured.
 async fn registry_for(args: &ServeArgs) -> anyhow::Result<Option<offers::RegistryConfig>> {
-    let from_env = config::var(config::REGISTRY_KEY).is_some();
+    let from_env = env::var(env::REGISTRY_KEY).is_some();
     if args.registry_key_file.is_none() && !from_env {
         return Ok(None);
     }
-    let signer =
-        wallet::keyfile::load_key(args.registry_key_file.as_deref(), config::REGISTRY_KEY)?;
+    let signer = wallet::keyfile::load_key(args.registry_key_file.as_deref(), env::REGISTRY_KEY)?;
     let rpc = args
         .registry_rpc
         .as_ref()
@@ -340,7 +339,7 @@ async fn registry_for(args: &ServeArgs) -> anyhow::Result<Option<offers::Registr
         .context("registration needs a chain: pass --registry-rpc URL (or --rpc URL)")?;
     Ok(Some(
         registry_config(
-            &config::url_text(rpc),
+            &env::url_text(rpc),
             signer,
             args.registry,
             args.registry_inline,
@@ -410,7 +409,7 @@ pub async fn start_background(
         command.arg("--registry-inline");
     }
     if let Some(rpc) = &args.registry_rpc {
-        command.args(["--registry-rpc", &config::url_text(rpc)]);
+        command.args(["--registry-rpc", &env::url_text(rpc)]);
     }
     if let Some(registry) = &args.registry {
         command.args(["--registry", &registry.to_string()]);
@@ -419,19 +418,19 @@ pub async fn start_background(
         command.arg("--registry-key-file").arg(key);
     }
     if let Some(url) = &args.public_url {
-        command.args(["--public-url", &config::url_text(url)]);
+        command.args(["--public-url", &env::url_text(url)]);
     }
     if let Some(addr) = &args.metrics_listen {
         command.args(["--metrics-listen", &addr.to_string()]);
     }
     if let Some(url) = &args.facilitator {
-        command.args(["--facilitator", &config::url_text(url)]);
+        command.args(["--facilitator", &env::url_text(url)]);
     }
     if let Some(key) = &args.facilitator_api_key_file {
         command.arg("--facilitator-api-key-file").arg(key);
     }
     for rpc in &args.rpcs {
-        command.args(["--rpc", &config::url_text(rpc)]);
+        command.args(["--rpc", &env::url_text(rpc)]);
     }
     args.tunnel.pass_to(&mut command);
     if let Some(key) = &args.key_file {
@@ -439,7 +438,7 @@ pub async fn start_background(
     }
     args.batch.pass_to(&mut command);
     command
-        .env(config::HOME, home)
+        .env(env::HOME, home)
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);

@@ -12,7 +12,7 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use serde_json::json;
 
-use crate::config;
+use crate::env;
 use crate::output::{out, outln};
 
 /// One shipped file: its path under the skills directory and its text.
@@ -106,7 +106,7 @@ fn target_dir(target: &Target) -> anyhow::Result<PathBuf> {
         let here = std::env::current_dir().context("cannot read the current directory")?;
         return Ok(here.join(".claude/skills"));
     }
-    let Some(home) = config::var_os("HOME") else {
+    let Some(home) = env::var_os("HOME") else {
         bail!("HOME is not set, so ~/.claude/skills is unknown; pass --dir DIR or --project");
     };
     Ok(PathBuf::from(home).join(".claude/skills"))

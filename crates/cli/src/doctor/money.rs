@@ -12,7 +12,7 @@ use wallet::home;
 use x402::{Facilitator, HttpFacilitator, Network};
 
 use super::{CHECK_TIMEOUT, Check, DoctorArgs};
-use crate::config;
+use crate::env;
 use crate::serve_cmd::DEFAULT_FACILITATOR;
 
 /// The daemon's embedded facilitator, as its status describes it.
@@ -144,7 +144,7 @@ pub(super) async fn facilitator_check(
 /// The facilitator a daemon started now would use: the flag's variable, else the
 /// `agora sell pricing` setting, else the public default.
 fn facilitator_to_be_used() -> String {
-    if let Some(url) = config::var(config::FACILITATOR_URL) {
+    if let Some(url) = env::var(env::FACILITATOR_URL) {
         return url;
     }
     // Reading does not create the database in a home that has none.

@@ -27,7 +27,7 @@ use wallet::budget::parse_usdc;
 use wallet::home;
 use x402::Network;
 
-use crate::config;
+use crate::env;
 
 pub use exit::{Exit, exit_code, failure};
 use show::note;
@@ -61,7 +61,7 @@ pub struct PayArgs {
     #[arg(long = "network", value_name = "NETWORK")]
     networks: Vec<String>,
     /// The wallet that pays (default: the default wallet, see `agora wallet list`).
-    #[arg(long, env = config::PAY_WALLET, value_name = "NAME")]
+    #[arg(long, env = env::PAY_WALLET, value_name = "NAME")]
     wallet: Option<String>,
     /// Also pay this token, NETWORK:ADDRESS (e.g. eip155:84532:0xabc…). Its
     /// decimals are taken as 6 (USDC's): --max and the budgets compare atomic units.
@@ -128,7 +128,7 @@ pub async fn buy(spec: &RequestSpec, max: Option<&str>) -> anyhow::Result<Paid> 
 /// its `PayError` through [`failure`].
 pub fn buyer(url: &str, max: Option<&str>) -> anyhow::Result<(Buyer, Limits)> {
     let home = home::agora_home()?;
-    let wallet = std::env::var(config::PAY_WALLET).ok();
+    let wallet = std::env::var(env::PAY_WALLET).ok();
     let buyer = Buyer::open(&home, wallet.as_deref())
         .map_err(|e| failure(e, url))?
         .on_note(note);

@@ -9,7 +9,7 @@ use clap::{Args, Subcommand};
 use offers::validate::parse_wallet;
 use reqwest::Url;
 
-use crate::config;
+use crate::env;
 
 /// `agora sell` and its subcommands.
 #[derive(Debug, Args)]
@@ -83,7 +83,7 @@ pub(super) struct PaymentArgs {
         visible_aliases = ["recipient", "wallet"],
         short = 'w',
         value_name = "ADDR",
-        env = config::WALLET,
+        env = env::WALLET,
         value_parser = parse_wallet
     )]
     pub(super) pay_to: Option<Address>,
@@ -246,7 +246,7 @@ pub(super) struct PricingArgs {
     #[arg(long, visible_alias = "chain", value_name = "NAME")]
     pub(super) network: Option<String>,
     /// Facilitator URL for daemons started later.
-    #[arg(long, env = config::FACILITATOR_URL, value_name = "URL")]
+    #[arg(long, env = env::FACILITATOR_URL, value_name = "URL")]
     pub(super) facilitator_url: Option<Url>,
     #[command(flatten)]
     pub(super) research: super::pricing_survey::SurveyArgs,
@@ -308,7 +308,7 @@ impl InferenceArgs {
     pub(super) fn published(model: PublishedModel) -> anyhow::Result<Self> {
         let pay_to = match model.pay_to {
             Some(address) => Some(address),
-            None => config::flag_var_with(config::WALLET, parse_wallet)?,
+            None => env::flag_var_with(env::WALLET, parse_wallet)?,
         };
         Ok(Self {
             name: Some(model.name.clone()),

@@ -10,7 +10,7 @@ use seller::Settings;
 use super::args::{ApplyArgs, DeleteArgs, PricingArgs, StopArgs, UpdateArgs};
 use super::{change_text, daemon, fetch, json_line, put, spec, unknown_offer};
 use crate::output::outln;
-use crate::{config, serve_cmd};
+use crate::{env, serve_cmd};
 
 /// `agora sell update NAME`: new price, recipient or network.
 pub(super) async fn update(a: UpdateArgs, json_out: bool) -> anyhow::Result<()> {
@@ -88,14 +88,14 @@ pub(super) async fn delete(a: DeleteArgs, json_out: bool) -> anyhow::Result<()> 
 pub(super) async fn pricing(a: PricingArgs, json_out: bool) -> anyhow::Result<()> {
     let facilitator = match &a.facilitator_url {
         Some(url) => Some(url.clone()),
-        None => config::deprecated_facilitator_url()?,
+        None => env::deprecated_facilitator_url()?,
     };
     let client = daemon(json_out).await?;
     let current = if a.pay_to.is_some() || a.network.is_some() || facilitator.is_some() {
         let next = Settings {
             pay_to: a.pay_to.map(|address| address.to_string()),
             network: a.network,
-            facilitator: facilitator.as_ref().map(config::url_text),
+            facilitator: facilitator.as_ref().map(env::url_text),
         };
         client.put_settings(&next).await?
     } else {

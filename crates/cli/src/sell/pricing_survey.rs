@@ -8,8 +8,8 @@ use clap::Args;
 use market::survey::{self, Report, Scope};
 use reqwest::Url;
 
-use crate::config;
 use crate::discover::{self, DiscoverQuery};
+use crate::env;
 use crate::output::outln;
 
 /// The survey flags of `agora sell pricing` (`--research` is the flag's name users
@@ -28,7 +28,7 @@ pub(crate) struct SurveyArgs {
     #[arg(long, value_name = "MODEL", requires = "research")]
     pub(crate) model: Option<String>,
     /// With --research: the indexer to ask [default: a local `agora index`].
-    #[arg(long, env = config::INDEXER, value_name = "URL")]
+    #[arg(long, env = env::INDEXER, value_name = "URL")]
     pub(crate) indexer: Option<Url>,
     /// With --research: scan the registry over this RPC when no indexer answers.
     #[arg(long, value_name = "URL")]

@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::args::ProbeArgs;
 use super::{daemon, fetch};
-use crate::config;
+use crate::env;
 use crate::output::outln;
 
 /// `agora sell probe NAME [--local] [--paid]`.
@@ -34,7 +34,7 @@ pub(super) async fn probe(a: ProbeArgs, json_out: bool) -> anyhow::Result<()> {
     }
     let report = buyer::probe::probe(&url, &expected).await?;
     let paid = if a.paid && report.passed {
-        let buyer = wallet::keyfile::load_key(a.key_file.as_deref(), config::BUYER_KEY)?;
+        let buyer = wallet::keyfile::load_key(a.key_file.as_deref(), env::BUYER_KEY)?;
         let buyer = buyer::probe::buyer(&expected, buyer)?;
         Some(buyer::probe::pay(&buyer, &url).await?.0)
     } else {

@@ -21,7 +21,7 @@ use x402::network::USDC_DECIMALS;
 use super::args::{
     HttpArgs, InferenceArgs, LimitArgs, PaymentArgs, PriceArgs, RegisterArgs, StopArgs, UpdateArgs,
 };
-use crate::config;
+use crate::env;
 
 /// Default inference skill and domain (OASF v0.8.0), as the reference uses.
 const INFERENCE_SKILL: &str =
@@ -109,7 +109,7 @@ pub(super) fn http(a: &HttpArgs) -> anyhow::Result<Draft> {
         limits: limits_spec(&a.limits),
         model: None,
         upstream: UpstreamSpec {
-            url: Some(config::url_text(upstream)),
+            url: Some(env::url_text(upstream)),
             health_path: Some(a.health_path.clone()),
             ..UpstreamSpec::default()
         },
@@ -312,7 +312,7 @@ fn payment_spec(
         (None, Some(stored)) => parse_wallet(stored)?,
         (None, None) => bail!(
             "recipient required: use --pay-to <addr> or set {} (or create a default wallet, which then receives: agora wallet new)",
-            config::WALLET
+            env::WALLET
         ),
     };
     let network = p

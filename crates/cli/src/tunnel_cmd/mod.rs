@@ -19,8 +19,8 @@ use wallet::home;
 
 use crate::output::outln;
 
-use crate::config::{BORE_SECRET as BORE_SECRET_ENV, BORE_SERVER as BORE_SERVER_ENV};
-use crate::config::{TUNNEL as TUNNEL_ENV, TUNNEL_TOKEN as TUNNEL_TOKEN_ENV};
+use crate::env::{BORE_SECRET as BORE_SECRET_ENV, BORE_SERVER as BORE_SERVER_ENV};
+use crate::env::{TUNNEL as TUNNEL_ENV, TUNNEL_TOKEN as TUNNEL_TOKEN_ENV};
 
 /// Which tunnel `agora serve` keeps up while something is sold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -63,13 +63,12 @@ impl TunnelFlags {
     /// The flags given none: no tunnel, or what the variables that stand for them say,
     /// as clap reads them (`agora sell` starts the daemon with these).
     pub fn from_env() -> anyhow::Result<Self> {
-        let tunnel =
-            crate::config::flag_var_with(TUNNEL_ENV, |t| TunnelChoice::from_str(t, false))?;
+        let tunnel = crate::env::flag_var_with(TUNNEL_ENV, |t| TunnelChoice::from_str(t, false))?;
         Ok(Self {
             tunnel: tunnel.unwrap_or(TunnelChoice::None),
-            bore_server: crate::config::flag_var(BORE_SERVER_ENV)?,
-            bore_secret: crate::config::flag_var(BORE_SECRET_ENV)?,
-            tunnel_token: crate::config::flag_var(TUNNEL_TOKEN_ENV)?,
+            bore_server: crate::env::flag_var(BORE_SERVER_ENV)?,
+            bore_secret: crate::env::flag_var(BORE_SECRET_ENV)?,
+            tunnel_token: crate::env::flag_var(TUNNEL_TOKEN_ENV)?,
             tunnel_hostname: None,
         })
     }

@@ -25,7 +25,7 @@ use research::coordinator::workers::WORKER_SKILL;
 use research::coordinator::{Note, Worker};
 use wallet::home;
 
-use crate::config;
+use crate::env;
 
 /// `agora research coordinator ...`.
 #[derive(Debug, Args)]
@@ -33,7 +33,7 @@ pub struct CoordinatorArgs {
     #[command(subcommand)]
     command: CoordinatorCommand,
     /// Indexer to find workers with [default: a local `agora index` on 127.0.0.1:3400].
-    #[arg(long, global = true, env = config::INDEXER, value_name = "URL")]
+    #[arg(long, global = true, env = env::INDEXER, value_name = "URL")]
     indexer: Option<reqwest::Url>,
     /// Scan the registry over this RPC when no indexer answers.
     #[arg(long, global = true, value_name = "URL")]
