@@ -17,17 +17,15 @@
 //! fees of stuck ones.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use alloy::consensus::{Transaction, TxEnvelope};
 use alloy::eips::{Decodable2718, Encodable2718};
 use alloy::network::{EthereumWallet, NetworkTransactionBuilder, TransactionBuilder};
-use alloy::primitives::{Address, B256, U256};
-use alloy::providers::{DynProvider, Provider, ProviderBuilder};
+use alloy::primitives::{Address, B256};
+use alloy::providers::{DynProvider, Provider};
 use alloy::rpc::types::{TransactionReceipt, TransactionRequest};
-use alloy::signers::local::PrivateKeySigner;
 use alloy::sol_types::SolCall;
 use alloy::transports::RpcError;
 use x402::eip3009::{self, IEip3009Token};
@@ -39,8 +37,11 @@ use x402::{
     SettleResponse, Supported, SupportedKind, VerifyResponse, X402Version,
 };
 
+mod answers;
 mod batch;
+mod config;
 mod resolve;
+mod rpc;
 mod rpc_count;
 mod settle;
 mod simulate;
@@ -48,143 +49,20 @@ mod verify;
 mod watch;
 
 pub use batch::{BatchConfig, MULTICALL3};
+pub use config::{ChainConfig, DEFAULT_GAS_LIMIT_CAP, EmbeddedConfig, OpenError};
+pub use rpc::network_of_rpc;
 pub use rpc_count::RpcCounts;
+
+use answers::{confirmed, failed_settle, invalid_verify, pending, refusal, unexpected};
+use resolve::resolve_forever;
+use rpc::{connect, scrub, unreachable};
 
 use crate::store::{
     AuthorizationKey, Claim, GuardState, Settlement, SettlementStatus, Store, StoreError,
 };
 
-/// One chain the facilitator settles on.
-#[derive(Debug, Clone)]
-pub struct ChainConfig {
-    /// The network, which must match the RPC's chain id.
-    pub network: Network,
-    /// JSON-RPC endpoint.
-    pub rpc_url: String,
-}
-
-/// How to run an embedded facilitator.
-#[derive(Debug, Clone)]
-pub struct EmbeddedConfig {
-    /// Chains to serve.
-    pub chains: Vec<ChainConfig>,
-    /// The key that sends settlement transactions and pays their gas.
-    pub signer: PrivateKeySigner,
-    /// SQLite file for the replay guard and the settlement journal.
-    pub db_path: PathBuf,
-    /// How long a settle waits for its receipt before answering "not known yet".
-    pub receipt_timeout: Duration,
-    /// How long a verified authorization is held for its settle.
-    pub reservation_seconds: u64,
-    /// Tokens settled besides each chain's USDC: the facilitator pays gas for every
-    /// settlement, so it settles only tokens its operator chose.
-    pub extra_assets: Vec<Address>,
-    /// Most gas one settlement may use; a token that wants more is refused rather
-    /// than paid for.
-    pub gas_limit_cap: u64,
-    /// How often the background resolver looks at unresolved settlements.
-    pub resolve_interval: Duration,
-    /// How long a sent settlement may sit unmined before its fees are raised.
-    pub bump_after: Duration,
-    /// When settlements of a chain's known token share one Multicall3 transaction
-    /// (and their verify simulations one `eth_call`).
-    pub batch: BatchConfig,
-}
-
-/// Gas a USDC `transferWithAuthorization` needs with room to spare (about 80k).
-pub const DEFAULT_GAS_LIMIT_CAP: u64 = 250_000;
-
-/// Fee raises per settlement before the resolver only waits.
-const MAX_FEE_BUMPS: usize = 5;
-
-/// A pending row older than this was abandoned mid-send (a live send takes well
-/// under a second between its two journal writes).
-const ABANDONED_PENDING_SECONDS: u64 = 60;
-
-impl EmbeddedConfig {
-    /// Defaults: 30 s receipts, 5 min reservations, USDC only, 250k gas, a resolver
-    /// pass every second, fee bumps after 30 s, and no batching.
-    pub fn new(chains: Vec<ChainConfig>, signer: PrivateKeySigner, db_path: PathBuf) -> Self {
-        Self {
-            chains,
-            signer,
-            db_path,
-            receipt_timeout: Duration::from_secs(30),
-            reservation_seconds: 300,
-            extra_assets: Vec::new(),
-            gas_limit_cap: DEFAULT_GAS_LIMIT_CAP,
-            resolve_interval: Duration::from_secs(1),
-            bump_after: Duration::from_secs(30),
-            batch: BatchConfig::OFF,
-        }
-    }
-}
-
-/// Why the facilitator could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum OpenError {
-    /// No chains.
-    #[error("no chain to serve: the configuration names no RPC endpoint")]
-    NoChains,
-    /// The RPC is down.
-    #[error("cannot reach the RPC {url}: {message}")]
-    Rpc {
-        /// Endpoint (scheme and host only: RPC URLs carry API keys).
-        url: String,
-        /// Error.
-        message: String,
-    },
-    /// The RPC serves another chain.
-    #[error("the RPC {url} serves chain {actual}, not {expected}")]
-    WrongChain {
-        /// Endpoint (scheme and host only).
-        url: String,
-        /// Configured network.
-        expected: String,
-        /// What the RPC said.
-        actual: u64,
-    },
-    /// A non-EVM network.
-    #[error("{0} is not an EVM network; the embedded facilitator settles eip155 chains only")]
-    NotEvm(String),
-    /// The database.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
-
-/// Reads the chain id behind `rpc_url` as a network.
-pub async fn network_of_rpc(rpc_url: &str) -> Result<Network, OpenError> {
-    let provider = connect(rpc_url, &RpcCounts::default())?;
-    provider
-        .get_chain_id()
-        .await
-        .map(Network::Eip155)
-        .map_err(|e| OpenError::Rpc {
-            url: redact::origin(rpc_url),
-            message: scrub(&e.to_string(), rpc_url),
-        })
-}
-
-/// A provider for `rpc_url` whose every call is counted in `counts`.
-fn connect(rpc_url: &str, counts: &RpcCounts) -> Result<DynProvider, OpenError> {
-    let url = rpc_url.parse().map_err(|e| OpenError::Rpc {
-        url: redact::origin(rpc_url),
-        message: format!("not a URL: {e}"),
-    })?;
-    let client = alloy::rpc::client::ClientBuilder::default()
-        .layer(rpc_count::CountingLayer(counts.clone()))
-        .http(url);
-    Ok(ProviderBuilder::new().connect_client(client).erased())
-}
-
-/// `message` with every copy of the RPC URL cut down to its origin.
-fn scrub(message: &str, rpc_url: &str) -> String {
-    if rpc_url.is_empty() {
-        return message.to_string();
-    }
-    message.replace(rpc_url, &redact::origin(rpc_url))
-}
-
+/// One chain as the running facilitator holds it: its provider, its tokens, and the
+/// tasks that send and simulate for it.
 struct Chain {
     network: Network,
     chain_id: u64,
@@ -373,19 +251,6 @@ impl Drop for EmbeddedFacilitator {
     }
 }
 
-/// The background resolver: a pass every `interval` while the facilitator lives.
-async fn resolve_forever(inner: std::sync::Weak<Inner>, interval: Duration) {
-    loop {
-        tokio::time::sleep(interval).await;
-        let Some(inner) = inner.upgrade() else {
-            return;
-        };
-        if let Err(e) = inner.resolve_pass(false).await {
-            tracing::warn!("settlement resolver: {e}");
-        }
-    }
-}
-
 impl Inner {
     /// Runs `work` on the store off the async workers: SQLite waits for the disk.
     async fn db<T: Send + 'static>(
@@ -396,100 +261,6 @@ impl Inner {
         tokio::task::spawn_blocking(move || work(&store))
             .await
             .map_err(|e| StoreError::Corrupt(format!("a database task failed: {e}")))?
-    }
-}
-
-/// The signed transaction behind a journal row.
-fn decode(raw: &[u8]) -> Option<TxEnvelope> {
-    TxEnvelope::decode_2718(&mut &raw[..]).ok()
-}
-
-fn refusal(verdict: Claim) -> Invalid {
-    match verdict {
-        Claim::Settled => Invalid::new(
-            ErrorReason::NonceAlreadyUsed,
-            "this authorization was already settled; sign a new one",
-        ),
-        Claim::InFlight | Claim::Granted => Invalid::new(
-            ErrorReason::NonceAlreadyUsed,
-            "this authorization is already being used by another request; sign a new one",
-        ),
-    }
-}
-
-fn confirmed(payer: Address, hash: B256, network: Network, amount: U256) -> SettleResponse {
-    SettleResponse {
-        success: true,
-        error_reason: None,
-        error_message: None,
-        payer: Some(payer),
-        transaction: Some(hash),
-        network,
-        amount: Some(amount),
-        extensions: None,
-    }
-}
-
-/// The answer for a sent settlement whose outcome is not known yet: unsuccessful but
-/// carrying the hash, which callers must read as "pending", never as "not charged".
-fn pending(row: &Settlement, payer: Address, network: Network, waited: Duration) -> SettleResponse {
-    let hash = row.tx_hash.unwrap_or_default();
-    failed_settle(
-        Invalid::new(
-            ErrorReason::UnexpectedSettleError,
-            format!(
-                "settlement {hash} was not mined within {}s; it is still pending, settle the same authorization again to learn its outcome",
-                waited.as_secs()
-            ),
-        ),
-        Some(payer),
-        Some(hash),
-        network,
-    )
-}
-
-fn unexpected(want: GuardState) -> ErrorReason {
-    match want {
-        GuardState::Reserved => ErrorReason::UnexpectedVerifyError,
-        GuardState::Settling | GuardState::Settled => ErrorReason::UnexpectedSettleError,
-    }
-}
-
-/// An RPC failure as callers may see it: the RPC's origin only, never its path or
-/// query (provider API keys live there); the full text goes to the log.
-fn unreachable(chain: &Chain, e: impl std::fmt::Display) -> FacilitatorError {
-    let message = scrub(&e.to_string(), &chain.rpc_url);
-    tracing::warn!(rpc = %redact::origin(&chain.rpc_url), "chain RPC failed: {message}");
-    FacilitatorError::Unreachable {
-        endpoint: redact::origin(&chain.rpc_url),
-        message,
-    }
-}
-
-fn invalid_verify(invalid: Invalid, payer: Option<Address>) -> VerifyResponse {
-    VerifyResponse {
-        is_valid: false,
-        invalid_reason: Some(invalid.reason.as_str().to_string()),
-        invalid_message: Some(invalid.message),
-        payer,
-    }
-}
-
-fn failed_settle(
-    invalid: Invalid,
-    payer: Option<Address>,
-    transaction: Option<B256>,
-    network: Network,
-) -> SettleResponse {
-    SettleResponse {
-        success: false,
-        error_reason: Some(invalid.reason.as_str().to_string()),
-        error_message: Some(invalid.message),
-        payer,
-        transaction,
-        network,
-        amount: None,
-        extensions: None,
     }
 }
 

@@ -15,6 +15,31 @@ use x402::eip3009::{Spent, spent_in};
 
 use super::*;
 
+/// Fee raises per settlement before the resolver only waits.
+const MAX_FEE_BUMPS: usize = 5;
+
+/// A pending row older than this was abandoned mid-send (a live send takes well
+/// under a second between its two journal writes).
+const ABANDONED_PENDING_SECONDS: u64 = 60;
+
+/// The background resolver: a pass every `interval` while the facilitator lives.
+pub(super) async fn resolve_forever(inner: std::sync::Weak<Inner>, interval: Duration) {
+    loop {
+        tokio::time::sleep(interval).await;
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        if let Err(e) = inner.resolve_pass(false).await {
+            tracing::warn!("settlement resolver: {e}");
+        }
+    }
+}
+
+/// The signed transaction behind a journal row.
+fn decode(raw: &[u8]) -> Option<TxEnvelope> {
+    TxEnvelope::decode_2718(&mut &raw[..]).ok()
+}
+
 /// Blocks searched back from the head for the log that used or cancelled an
 /// authorization (RPC providers cap `eth_getLogs` ranges near this).
 const LOG_WINDOW: u64 = 9_999;
