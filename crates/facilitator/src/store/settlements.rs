@@ -1,7 +1,7 @@
 //! The settlement journal's rows: recording each settlement ahead of the chain
 //! (pending, then sent with its signed bytes, then confirmed or failed) and reading
-//! them back. Kept apart from the replay guard and the group-commit connection in
-//! `mod.rs` so each file stays one concern; the SQL is unchanged from there.
+//! them back. Kept apart from the replay guard (`guard.rs`) and the group-commit
+//! connection (`mod.rs`) so each file stays one concern.
 
 use alloy::primitives::{Address, B256, Bytes, U256};
 use rusqlite::{Connection, params};

@@ -2,6 +2,7 @@
 //! reopens, the lock, the sweep of orphans and conditional closes.
 
 use alloy::primitives::{Address, B256, U256};
+use rusqlite::params;
 
 use super::*;
 
