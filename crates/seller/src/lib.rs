@@ -1,8 +1,9 @@
 //! agora's seller runtime, for embedding: the daemon that sells services behind x402
 //! (offer store, reconciler, gateway, admin API, optional metrics listener), the typed
 //! admin API and its client, the tunnel follower that keeps a public URL in step with
-//! what is sold, the research-worker supervisor, model-server detection, and the
-//! builders of the daemon's facilitator and registrar.
+//! what is sold, the research-worker supervisor, model-server detection, the
+//! builders of the daemon's facilitator and registrar, and [`doctor`], the checks of
+//! whether this machine is ready to sell.
 //!
 //! `agora serve`, `agora sell`, `agora tunnel` and `agora doctor` are thin layers over
 //! this crate. A program of your own can run the daemon and steer it the same way:
@@ -40,6 +41,7 @@
 pub mod admin;
 mod builders;
 mod daemon;
+pub mod doctor;
 pub mod model_server;
 pub mod research_supervisor;
 pub mod tunnel_follower;

@@ -7,31 +7,22 @@ use std::net::IpAddr;
 
 use offers::{STAGES, ServiceOffer, Stage};
 use reqwest::Url;
-use seller::admin::{TunnelStatus, state_name};
-use seller::{AdminClient, socket_path};
-use serde_json::{Value, json};
 use wallet::home;
 
-use super::{CHECK_TIMEOUT, Check, DaemonView};
-use crate::detect;
+use super::{CHECK_TIMEOUT, Check, DaemonView, Details, Fix, OfferFix, OfferStep, Stuck, chain};
+use crate::admin::{TunnelStatus, state_name};
+use crate::model_server::Detected;
+use crate::{AdminClient, socket_path};
 
 /// Whether a daemon answers on the admin socket, with its status and settings.
 pub(super) async fn daemon_check() -> Result<(Check, Option<DaemonView>), Box<Check>> {
-    let home = home::agora_home().map_err(|e| {
-        Box::new(Check::fail(
-            "daemon",
-            format!("{e:#}"),
-            "export AGORA_HOME=DIR",
-        ))
-    })?;
+    let home = home::agora_home()
+        .map_err(|e| Box::new(Check::fail("daemon", format!("{e:#}"), Fix::SetHome)))?;
     let socket = socket_path(&home);
     let client = AdminClient::new(&socket);
     let info = match client.status().await {
         Ok(info) => info,
-        Err(e) => {
-            let e = anyhow::Error::new(e);
-            return Ok((Check::fail("daemon", format!("{e:#}"), "agora serve"), None));
-        }
+        Err(e) => return Ok((Check::fail("daemon", chain(&e), Fix::StartDaemon), None)),
     };
     let settings = client.settings().await.unwrap_or_default();
     let check = Check::ok(
@@ -63,23 +54,20 @@ pub(super) async fn gateway_checks(daemon: Option<&DaemonView>) -> Vec<Check> {
     };
     let gateway = daemon.info.gateway_url.as_str();
     let public = daemon.info.public_url.as_str();
-    let log = home::agora_home()
-        .map(|h| h.join("logs/serve.log").display().to_string())
-        .unwrap_or_else(|_| "the daemon's log".into());
     let gateway_check = match healthz(gateway).await {
         Ok(()) => Check::ok("gateway", format!("answers on {gateway}")),
         Err(e) => Check::fail(
             "gateway",
             format!("{gateway} does not answer /healthz: {e}"),
-            format!("read {log}, then restart the daemon: agora serve --stop && agora serve"),
+            Fix::RestartDaemon,
         ),
     };
     let public_check = public_url_check(public, gateway, daemon.info.tunnel.as_ref()).await;
     vec![gateway_check, public_check]
 }
 
-/// The URL buyers are given: a tunnel's while one is up, else `--public-url`, else the
-/// gateway's own address (reachable from this machine only).
+/// The URL buyers are given: a tunnel's while one is up, else the daemon's configured
+/// public URL, else the gateway's own address (reachable from this machine only).
 async fn public_url_check(public: &str, gateway: &str, tunnel: Option<&TunnelStatus>) -> Check {
     let provider = tunnel.map_or("tunnel", |t| t.status.provider.as_str());
     let last_error = tunnel
@@ -92,7 +80,7 @@ async fn public_url_check(public: &str, gateway: &str, tunnel: Option<&TunnelSta
                 format!(
                     "the {provider} tunnel is down ({last_error}); buyers cannot reach {public}"
                 ),
-                "agora tunnel logs (to see why), then: agora tunnel start",
+                Fix::RestartTunnel,
             );
         }
         Some("starting") => {
@@ -101,7 +89,7 @@ async fn public_url_check(public: &str, gateway: &str, tunnel: Option<&TunnelSta
                 format!(
                     "the {provider} tunnel is starting; buyers reach the gateway once it is up"
                 ),
-                "agora tunnel status",
+                Fix::WatchTunnel,
             );
         }
         Some("off") if is_local(public) => {
@@ -110,7 +98,7 @@ async fn public_url_check(public: &str, gateway: &str, tunnel: Option<&TunnelSta
                 format!(
                     "the {provider} tunnel is off until an offer is Ready; {public} is reachable from this machine only"
                 ),
-                "agora tunnel start",
+                Fix::StartTunnel,
             );
         }
         _ => {}
@@ -119,7 +107,7 @@ async fn public_url_check(public: &str, gateway: &str, tunnel: Option<&TunnelSta
         return Check::warn(
             "public_url",
             format!("{public} is reachable from this machine only; buyers elsewhere cannot pay"),
-            "restart the daemon with a tunnel (agora serve --stop && agora serve --tunnel auto) or behind your own proxy (agora serve --stop && agora serve --public-url https://YOUR-HOST)",
+            Fix::PublishGateway,
         );
     }
     match healthz(public).await {
@@ -127,9 +115,10 @@ async fn public_url_check(public: &str, gateway: &str, tunnel: Option<&TunnelSta
         Err(e) => Check::fail(
             "public_url",
             format!("{public} does not reach the gateway: {e}"),
-            format!(
-                "start the tunnel or proxy that forwards {public} to {gateway} (agora tunnel status), or restart the daemon with: agora serve --stop && agora serve --public-url https://YOUR-HOST"
-            ),
+            Fix::ForwardPublicUrl {
+                public: public.into(),
+                gateway: gateway.into(),
+            },
         ),
     }
 }
@@ -169,12 +158,11 @@ pub(super) async fn registry_check(daemon: Option<&DaemonView>) -> Check {
     let Some(daemon) = daemon else {
         return needs_daemon("registry");
     };
-    let fix = "restart the daemon with a funded key: agora serve --stop && agora serve --registry-key-file PATH --registry-rpc URL";
     if !daemon.info.registry {
         return Check::warn(
             "registry",
             "no registry key: the registration is only served at /.well-known/agent-registration.json, not listed on ERC-8004",
-            fix,
+            Fix::AddRegistryKey,
         );
     }
     match daemon.client.registration().await {
@@ -186,28 +174,24 @@ pub(super) async fn registry_check(daemon: Option<&DaemonView>) -> Check {
                     record.agent_chain_id.as_deref().unwrap_or("?")
                 ),
             )
-            .details(serde_json::to_value(&record).unwrap_or_default()),
+            .details(Details::Registration(record.clone())),
             None => Check::warn(
                 "registry",
                 "registry key set, but the agent is not registered yet (the registry key needs gas)",
-                "agora sell register",
+                Fix::Register,
             ),
         },
-        Err(e) => Check::fail(
-            "registry",
-            format!("{:#}", anyhow::Error::new(e)),
-            "agora sell register",
-        ),
+        Err(e) => Check::fail("registry", chain(&e), Fix::Register),
     }
 }
 
-/// A model server on the usual ports, and its models.
-pub(super) async fn models_check() -> Check {
-    match detect::detect().await {
+/// The model server found, and its models.
+pub(super) fn models_check(found: &Result<Detected, String>) -> Check {
+    match found {
         Ok(found) if found.models.is_empty() => Check::warn(
             "models",
             format!("{} at {} serves no model", found.runtime, found.url),
-            "pull one, e.g.: ollama pull qwen3:8b",
+            Fix::PullModel,
         ),
         Ok(found) => Check::ok(
             "models",
@@ -218,16 +202,8 @@ pub(super) async fn models_check() -> Check {
                 found.models.join(", ")
             ),
         )
-        .details(json!([{
-            "runtime": found.runtime,
-            "url": found.url,
-            "models": found.models,
-        }])),
-        Err(e) => Check::warn(
-            "models",
-            format!("{e:#}"),
-            "start a model server (e.g. ollama serve), or sell an HTTP service: agora sell http NAME --upstream URL --per-request PRICE",
-        ),
+        .details(Details::ModelServer(found.clone())),
+        Err(e) => Check::warn("models", e.clone(), Fix::StartModelServer),
     }
 }
 
@@ -243,29 +219,23 @@ pub(super) async fn offers_check(daemon: Option<&DaemonView>) -> Check {
     };
     let offers: Vec<ServiceOffer> = match listed {
         Ok(offers) => offers,
-        Err(e) => {
-            let e = anyhow::Error::new(e);
-            return Check::fail("offers", format!("{e:#}"), "agora sell list");
-        }
+        Err(e) => return Check::fail("offers", chain(&e), Fix::ListOffers),
     };
     if offers.is_empty() {
-        return Check::ok(
-            "offers",
-            "no offers yet (sell one: agora sell http NAME --upstream URL --per-request PRICE)",
-        );
+        return Check::ok("offers", "no offers yet").fix(Fix::SellOffer);
     }
-    let stuck: Vec<Value> = offers
+    let stuck: Vec<Stuck> = offers
         .iter()
         .filter(|o| !o.is_ready())
         .map(|o| {
             let (stage, reason, message) = first_problem(o);
-            json!({
-                "name": o.metadata.name,
-                "stage": stage,
-                "reason": reason,
-                "message": message,
-                "fix": stage_fix(o, &stage),
-            })
+            Stuck {
+                name: o.metadata.name.clone(),
+                fix: offer_fix(o, &stage),
+                stage,
+                reason,
+                message,
+            }
         })
         .collect();
     if stuck.is_empty() {
@@ -277,15 +247,12 @@ pub(super) async fn offers_check(daemon: Option<&DaemonView>) -> Check {
         .map(|s| {
             format!(
                 "{} not Ready: {} {} ({})",
-                s["name"].as_str().unwrap_or_default(),
-                s["stage"].as_str().unwrap_or_default(),
-                s["reason"].as_str().unwrap_or_default(),
-                s["message"].as_str().unwrap_or_default()
+                s.name, s.stage, s.reason, s.message
             )
         })
         .collect();
-    let fixes: Vec<&str> = stuck.iter().filter_map(|s| s["fix"].as_str()).collect();
-    Check::fail("offers", summary.join("; "), fixes.join("; ")).details(json!(stuck))
+    let fixes = stuck.iter().map(|s| s.fix.clone()).collect();
+    Check::fail("offers", summary.join("; "), Fix::Offers(fixes)).details(Details::Offers(stuck))
 }
 
 /// The first stage of `offer` that is not True, in stage order.
@@ -309,36 +276,43 @@ fn first_problem(offer: &ServiceOffer) -> (String, String, String) {
     ("Ready".into(), "Unknown".into(), String::new())
 }
 
-/// The command that fixes an offer stuck at `stage`.
-fn stage_fix(offer: &ServiceOffer, stage: &str) -> String {
-    let name = &offer.metadata.name;
-    match stage {
-        "ModelReady" => {
-            let model = offer
-                .spec
-                .model
-                .as_ref()
-                .map_or("MODEL", |m| m.name.as_str());
-            format!(
-                "put the model on the server (ollama pull {model}) or let the daemon pull it: agora serve --pull-models; then agora sell status {name}"
-            )
+/// What unsticks `offer` at `stage`.
+fn offer_fix(offer: &ServiceOffer, stage: &str) -> OfferFix {
+    let step = match stage {
+        "ModelReady" => OfferStep::PullModel {
+            model: offer.spec.model.as_ref().map(|m| m.name.clone()),
+        },
+        "UpstreamHealthy" => OfferStep::StartUpstream {
+            url: offer.spec.upstream.url.clone(),
+            health_path: offer.spec.upstream.health_path.clone(),
+        },
+        "PaymentGateReady" => OfferStep::ChangeNetwork,
+        "RoutePublished" => OfferStep::ChangePath,
+        _ => OfferStep::Wait,
+    };
+    OfferFix {
+        offer: offer.metadata.name.clone(),
+        step,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_local;
+
+    #[test]
+    fn loopback_private_and_localhost_urls_are_local() {
+        for url in [
+            "http://127.0.0.1:8402",
+            "http://10.0.0.5/",
+            "http://[::1]:8402",
+            "http://localhost:8402",
+            "http://shop.localhost",
+        ] {
+            assert!(is_local(url), "{url}");
         }
-        "UpstreamHealthy" => format!(
-            "start the service at {} (health path {}), then: agora sell status {name}",
-            offer.spec.upstream.url.as_deref().unwrap_or("its upstream"),
-            offer
-                .spec
-                .upstream
-                .health_path
-                .as_deref()
-                .unwrap_or("/health")
-        ),
-        "PaymentGateReady" => format!(
-            "use a network the facilitator settles (see the facilitator check): agora sell update {name} --network NAME"
-        ),
-        "RoutePublished" => format!(
-            "its path clashes with another offer's or a reserved path: agora sell delete {name}, then sell it again with --path /services/OTHER"
-        ),
-        _ => format!("wait, then: agora sell status {name}"),
+        for url in ["https://shop.example", "http://8.8.8.8/", "not a url"] {
+            assert!(!is_local(url), "{url}");
+        }
     }
 }

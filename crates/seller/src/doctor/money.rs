@@ -4,16 +4,12 @@
 //! file reads as one question.
 
 use alloy::primitives::{Address, U256};
-use seller::FacilitatorInfo;
-use serde_json::json;
 use wallet::budget::usdc_text;
 use wallet::chain::{self, Chain};
-use wallet::home;
 use x402::{Facilitator, HttpFacilitator, Network};
 
-use super::{CHECK_TIMEOUT, Check, DoctorArgs};
-use crate::env;
-use crate::serve_cmd::DEFAULT_FACILITATOR;
+use super::{CHECK_TIMEOUT, Check, Details, Fix, Options};
+use crate::FacilitatorInfo;
 
 /// The daemon's embedded facilitator, as its status describes it.
 pub(super) struct Embedded {
@@ -36,11 +32,11 @@ impl Embedded {
 
 /// The network the checks are for, and a connection to it for balances (or why none).
 pub(super) async fn connect_chain(
-    args: &DoctorArgs,
+    options: &Options,
     configured: Option<String>,
     embedded: Option<&Embedded>,
 ) -> (Result<Chain, String>, Network) {
-    let named = args.network.clone().or(configured);
+    let named = options.network.clone().or(configured);
     let fallback = embedded
         .and_then(|e| e.networks.first().cloned())
         .unwrap_or(Network::BASE_SEPOLIA);
@@ -49,15 +45,15 @@ pub(super) async fn connect_chain(
         Some(Err(e)) => return (Err(format!("{e}")), fallback),
         None => None,
     };
-    // Without a named network, an --rpc decides; without either, the fallback.
-    let network_arg = match (&wanted, &args.rpc) {
+    // Without a named network, an RPC decides; without either, the fallback.
+    let network_arg = match (&wanted, &options.rpc) {
         (Some(n), _) => Some(n.caip2()),
         (None, Some(_)) => None,
         (None, None) => Some(fallback.caip2()),
     };
     let connected = tokio::time::timeout(
         CHECK_TIMEOUT,
-        chain::connect(network_arg.as_deref(), args.rpc.as_ref()),
+        chain::connect(network_arg.as_deref(), options.rpc.as_ref()),
     )
     .await;
     match connected {
@@ -73,11 +69,11 @@ pub(super) async fn connect_chain(
     }
 }
 
-/// The facilitator settles the network: the embedded one by its chains, a remote one by
-/// its `/supported`.
+/// The facilitator settles the network: the embedded one by its chains, the one at
+/// `url` by its `/supported`.
 pub(super) async fn facilitator_check(
     network: &Network,
-    label: Option<&str>,
+    url: &str,
     embedded: Option<&Embedded>,
 ) -> Check {
     let caip2 = network.caip2();
@@ -95,22 +91,18 @@ pub(super) async fn facilitator_check(
                     "the daemon settles {} itself, not {caip2}",
                     served.join(", ")
                 ),
-                format!(
-                    "restart the daemon with the RPC of {caip2}: agora serve --stop && agora serve --rpc URL"
-                ),
+                Fix::SettleNetwork {
+                    network: network.clone(),
+                },
             )
         };
     }
-    let url = match label {
-        Some(url) => url.to_string(),
-        None => facilitator_to_be_used(),
+    let use_another = Fix::UseFacilitator {
+        network: network.clone(),
     };
-    let fix_url = format!(
-        "agora sell pricing --facilitator-url {DEFAULT_FACILITATOR} (or a facilitator that settles {caip2}), then restart the daemon: agora serve --stop && agora serve"
-    );
-    let remote = match HttpFacilitator::new(&url) {
+    let remote = match HttpFacilitator::new(url) {
         Ok(remote) => remote.with_timeout(CHECK_TIMEOUT),
-        Err(e) => return Check::fail("facilitator", format!("{url}: {e}"), fix_url),
+        Err(e) => return Check::fail("facilitator", format!("{url}: {e}"), use_another),
     };
     match remote.supported().await {
         Ok(supported) if supported.supports("exact", network) => {
@@ -128,39 +120,24 @@ pub(super) async fn facilitator_check(
                     "{url} does not settle exact payments on {caip2}; its /supported lists: {}",
                     listed.join(", ")
                 ),
-                format!(
-                    "sell on a network it settles (agora sell pricing --network NAME), or {fix_url}"
-                ),
+                Fix::SellOnSettledNetwork {
+                    network: network.clone(),
+                },
             )
         }
         Err(e) => Check::fail(
             "facilitator",
             format!("{url}/supported did not answer: {e}"),
-            fix_url,
+            use_another,
         ),
     }
 }
 
-/// The facilitator a daemon started now would use: the flag's variable, else the
-/// `agora sell pricing` setting, else the public default.
-fn facilitator_to_be_used() -> String {
-    if let Some(url) = env::var(env::FACILITATOR_URL) {
-        return url;
-    }
-    // Reading does not create the database in a home that has none.
-    let stored = home::agora_home()
-        .ok()
-        .and_then(|home| seller::stored_settings(&home)?.facilitator);
-    stored.unwrap_or_else(|| DEFAULT_FACILITATOR.to_string())
-}
-
-/// Who gets paid: `agora sell pricing --pay-to`, else the default wallet.
+/// Who gets paid: the daemon's configured recipient, else the default wallet.
 pub(super) fn recipient_check(pay_to: Option<String>) -> Check {
     if let Some(address) = pay_to {
-        return Check::ok(
-            "recipient",
-            format!("payments go to {address} (agora sell pricing)"),
-        );
+        return Check::ok("recipient", format!("payments go to {address}"))
+            .fix(Fix::ChangeRecipient);
     }
     match wallet::default_wallet() {
         Ok(Some((name, address))) => Check::ok(
@@ -169,23 +146,24 @@ pub(super) fn recipient_check(pay_to: Option<String>) -> Check {
         ),
         Ok(None) => Check::fail(
             "recipient",
-            "no recipient: no agora sell pricing --pay-to and no wallet",
-            "agora wallet new (or: agora sell pricing --pay-to 0xYOUR_ADDRESS)",
+            "no recipient: no address to pay is set and no wallet",
+            Fix::AddRecipient,
         ),
-        Err(e) => Check::fail("recipient", format!("{e:#}"), "agora wallet list"),
+        Err(e) => Check::fail("recipient", format!("{e:#}"), Fix::ListWallets),
     }
 }
 
-/// The default wallet exists and holds USDC on the network (it pays for
-/// `agora sell probe --paid` and any buying).
+/// The default wallet exists and holds USDC on the network (it pays for paid probes
+/// and any buying).
 pub(super) async fn wallet_check(network: &Network, chain: &Result<Chain, String>) -> Check {
     let caip2 = network.caip2();
+    let pass_rpc = || Fix::PassRpc {
+        network: network.clone(),
+    };
     let (name, address) = match wallet::default_wallet() {
         Ok(Some(found)) => found,
-        Ok(None) => {
-            return Check::fail("wallet", "no agora wallet", "agora wallet new");
-        }
-        Err(e) => return Check::fail("wallet", format!("{e:#}"), "agora wallet list"),
+        Ok(None) => return Check::fail("wallet", "no agora wallet", Fix::CreateWallet),
+        Err(e) => return Check::fail("wallet", format!("{e:#}"), Fix::ListWallets),
     };
     let chain = match chain {
         Ok(chain) => chain,
@@ -193,7 +171,7 @@ pub(super) async fn wallet_check(network: &Network, chain: &Result<Chain, String
             return Check::fail(
                 "wallet",
                 format!("cannot read {name}'s balance on {caip2}: {e}"),
-                format!("pass the RPC of {caip2}: agora doctor --rpc URL"),
+                pass_rpc(),
             );
         }
     };
@@ -201,11 +179,15 @@ pub(super) async fn wallet_check(network: &Network, chain: &Result<Chain, String
         Ok(b) if b.usdc.is_zero() => Check::fail(
             "wallet",
             format!("wallet {name} ({address}) holds no USDC on {caip2}"),
-            format!(
-                "send USDC on {caip2} to {address} (test USDC: https://faucet.circle.com), then check: agora wallet balance"
-            ),
+            Fix::FundWallet {
+                network: network.clone(),
+                address,
+            },
         )
-        .details(json!({ "address": address, "usdc": "0" })),
+        .details(Details::Wallet {
+            address,
+            usdc: "0".into(),
+        }),
         Ok(b) => Check::ok(
             "wallet",
             format!(
@@ -213,11 +195,14 @@ pub(super) async fn wallet_check(network: &Network, chain: &Result<Chain, String
                 usdc_text(b.usdc)
             ),
         )
-        .details(json!({ "address": address, "usdc": usdc_text(b.usdc) })),
+        .details(Details::Wallet {
+            address,
+            usdc: usdc_text(b.usdc),
+        }),
         Err(e) => Check::fail(
             "wallet",
             format!("cannot read {name}'s balance: {e:#}"),
-            format!("pass the RPC of {caip2}: agora doctor --rpc URL"),
+            pass_rpc(),
         ),
     }
 }
@@ -236,13 +221,16 @@ pub(super) async fn gas_check(
     };
     let symbol = chain::gas_symbol(network);
     let caip2 = network.caip2();
+    let pass_rpc = || Fix::PassRpc {
+        network: network.clone(),
+    };
     let chain = match chain {
         Ok(chain) => chain,
         Err(e) => {
             return Check::fail(
                 "settlement_gas",
                 format!("cannot read the settlement key's {symbol}: {e}"),
-                format!("pass the RPC of {caip2}: agora doctor --rpc URL"),
+                pass_rpc(),
             );
         }
     };
@@ -252,7 +240,11 @@ pub(super) async fn gas_check(
             format!(
                 "the settlement key {signer} holds no {symbol} on {caip2}, so no payment can settle"
             ),
-            format!("send {symbol} on {caip2} to {signer}"),
+            Fix::FundSettlementKey {
+                network: network.clone(),
+                symbol,
+                signer,
+            },
         ),
         Ok(b) => Check::ok(
             "settlement_gas",
@@ -264,7 +256,7 @@ pub(super) async fn gas_check(
         Err(e) => Check::fail(
             "settlement_gas",
             format!("cannot read the settlement key's {symbol}: {e:#}"),
-            format!("pass the RPC of {caip2}: agora doctor --rpc URL"),
+            pass_rpc(),
         ),
     }
 }
