@@ -7,6 +7,7 @@
 pub mod bore;
 pub mod cloudflared;
 pub mod log;
+pub mod relay;
 pub mod state;
 pub mod supervisor;
 
