@@ -40,8 +40,7 @@ pub struct DemoArgs {
     /// The anvil binary [default: PATH, then the project's tools/ install].
     #[arg(long, env = env::ANVIL)]
     anvil: Option<PathBuf>,
-    /// Print one JSON object with the proof instead of the narrative.
-    #[arg(long)]
+    #[arg(long, help = crate::output::JSON_HELP)]
     json: bool,
 }
 

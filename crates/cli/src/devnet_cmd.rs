@@ -26,8 +26,7 @@ pub struct DevnetArgs {
     /// The anvil binary [default: PATH, then the project's tools/ install].
     #[arg(long, env = env::ANVIL)]
     anvil: Option<PathBuf>,
-    /// Print one JSON object describing the chain instead of the human summary.
-    #[arg(long)]
+    #[arg(long, help = crate::output::JSON_HELP)]
     json: bool,
 }
 

@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use crate::env;
 use crate::index_cmd::DEFAULT_INDEXER;
-use crate::output::outln;
+use crate::output::{Items, outln};
 
 /// Options of `agora discover`.
 #[derive(Debug, Args)]
@@ -54,8 +54,7 @@ pub struct DiscoverArgs {
     /// (paid like `agora pay`: the default wallet, its budgets and its ledger).
     #[arg(long, value_name = "USDC")]
     max: Option<String>,
-    /// Machine-readable output.
-    #[arg(long)]
+    #[arg(long, help = crate::output::JSON_HELP)]
     json: bool,
 }
 
@@ -264,7 +263,7 @@ async fn probe(client: &reqwest::Client, endpoint: &str) -> Price {
 
 fn print(found: &[Found], args: &DiscoverArgs) -> anyhow::Result<()> {
     if args.json {
-        outln!("{}", serde_json::to_string(found)?)?;
+        outln!("{}", serde_json::to_string(&Items { items: found })?)?;
         return Ok(());
     }
     if found.is_empty() {

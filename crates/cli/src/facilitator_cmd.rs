@@ -65,8 +65,7 @@ pub struct FacilitatorArgs {
     /// who reaches /settle spends this facilitator's gas.
     #[arg(long, conflicts_with = "api_key_file")]
     no_auth: bool,
-    /// Print the startup line as one JSON object.
-    #[arg(long)]
+    #[arg(long, help = crate::output::JSON_HELP)]
     json: bool,
 }
 

@@ -43,8 +43,7 @@ pub struct IndexArgs {
     /// when the RPC itself is on loopback, i.e. a local chain).
     #[arg(long)]
     allow_private_addresses: bool,
-    /// Print the startup line as JSON.
-    #[arg(long)]
+    #[arg(long, help = crate::output::JSON_HELP)]
     json: bool,
 }
 

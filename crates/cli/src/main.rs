@@ -6,6 +6,7 @@ mod devnet_cmd;
 mod discover;
 mod doctor;
 mod env;
+mod exit;
 mod facilitator_cmd;
 #[cfg(feature = "kubernetes")]
 mod gateway_cmd;
@@ -24,7 +25,7 @@ mod skills;
 mod tunnel_cmd;
 mod wallet_cmd;
 
-use clap::{Parser, Subcommand};
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 // Without the `kubernetes` feature the commands keep their names and answer how to
 // get them (see without_kubernetes.rs).
@@ -37,7 +38,13 @@ use without_kubernetes as operator_cmd;
 
 /// agora: sell, buy and discover x402-paid services.
 #[derive(Debug, Parser)]
-#[command(name = "agora", version, about, propagate_version = true)]
+#[command(
+    name = "agora",
+    version,
+    about,
+    propagate_version = true,
+    after_help = exit::help()
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -104,7 +111,9 @@ async fn main() -> std::process::ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let json = json_asked(&matches);
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let result = match cli.command {
         Command::Devnet(args) => devnet_cmd::run(args).await,
         Command::Demo(args) => demo::run(args).await,
@@ -125,13 +134,93 @@ async fn main() -> std::process::ExitCode {
         Command::Gateway(args) => gateway_cmd::run(*args).await,
     };
     match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        // `agora sell list | head -1`: the reader has what it wanted.
-        Err(e) if output::is_stdout_closed(&e) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {}", hint::describe(&e));
-            // `agora pay` tells refusals (2) and unknown outcomes (3) apart.
-            std::process::ExitCode::from(pay::exit_code(&e))
+        Ok(()) => exit::Code::Ok,
+        Err(e) => report(&e, json),
+    }
+    .into()
+}
+
+/// Whether the command ran with `--json` (its own flag, or a global one of its
+/// command tree, as declared today): then a failure is also one JSON object on stdout.
+fn json_asked(matches: &ArgMatches) -> bool {
+    matches!(matches.try_get_one::<bool>("json"), Ok(Some(true)))
+        || matches.subcommand().is_some_and(|(_, sub)| json_asked(sub))
+}
+
+/// Reports a failed command once, whichever it was: `error: …` with the flag hint on
+/// stderr and, with `--json`, `{"error", "kind", "exitCode"}` on stdout; a closed
+/// stdout (`agora sell list | head -1`) ends it quietly, as the reader has what it
+/// wanted.
+fn report(error: &anyhow::Error, json: bool) -> exit::Code {
+    let code = exit::code(error);
+    if code == exit::Code::Ok {
+        return code;
+    }
+    eprintln!("error: {}", hint::describe(error));
+    if json {
+        // Nothing is left to tell when stdout is gone as well; stderr has it.
+        let _ = output::outln!("{}", exit::json_error(error));
+    }
+    code
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::ArgAction;
+
+    use super::*;
+
+    /// Every `--json` of the command tree, as (command path, arg).
+    fn json_flags(command: &clap::Command, path: &str, found: &mut Vec<(String, clap::Arg)>) {
+        let path = [path, command.get_name()].join(" ").trim().to_string();
+        for arg in command.get_arguments().filter(|a| a.get_id() == "json") {
+            found.push((path.clone(), arg.clone()));
         }
+        for sub in command.get_subcommands() {
+            json_flags(sub, &path, found);
+        }
+    }
+
+    #[test]
+    fn every_json_flag_is_the_one_contract() {
+        let mut found = Vec::new();
+        json_flags(&Cli::command(), "", &mut found);
+        assert!(found.len() > 10, "{found:?}");
+        for (path, arg) in found {
+            assert!(
+                matches!(arg.get_action(), ArgAction::SetTrue),
+                "{path}: --json must be a flag"
+            );
+            // `agora crd --json` chooses JSON over YAML for one document.
+            if path != "agora crd" {
+                assert_eq!(
+                    arg.get_help().map(ToString::to_string).as_deref(),
+                    Some(output::JSON_HELP),
+                    "{path}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn json_is_seen_at_any_depth_of_the_command() {
+        let asked = |argv: &[&str]| {
+            let matches = Cli::command()
+                .try_get_matches_from(argv)
+                .expect("valid flags");
+            json_asked(&matches)
+        };
+        assert!(asked(&["agora", "wallet", "--json", "list"]));
+        assert!(asked(&["agora", "wallet", "list", "--json"]));
+        assert!(asked(&["agora", "pay", "http://h/x", "--json"]));
+        assert!(asked(&[
+            "agora",
+            "research",
+            "coordinator",
+            "leaderboard",
+            "--json"
+        ]));
+        assert!(!asked(&["agora", "wallet", "list"]));
+        assert!(!asked(&["agora", "pay", "http://h/x", "-H", "X: --json"]));
     }
 }

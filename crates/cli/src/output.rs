@@ -9,6 +9,7 @@ use std::io::{ErrorKind, IsTerminal, Write};
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::Serialize;
 
 /// Prints one line on stdout; evaluates to `anyhow::Result<()>`, an error when stdout
 /// is gone.
@@ -27,6 +28,10 @@ macro_rules! out {
 
 pub(crate) use {out, outln};
 
+/// The help of every command's `--json`: one contract, the same in each (`main` prints
+/// the failure's object; `agora --help` lists the exit codes).
+pub const JSON_HELP: &str = "Print one JSON object on stdout: the result, or on failure {\"error\", \"kind\", \"exitCode\"}";
+
 /// The reader of stdout went away (`| head`); the command has nothing left to do.
 #[derive(Debug)]
 pub struct StdoutClosed;
@@ -39,10 +44,23 @@ impl fmt::Display for StdoutClosed {
 
 impl std::error::Error for StdoutClosed {}
 
+/// A list as `--json` prints it, `{"items": [...]}`: stdout carries one object in
+/// every command, so a list is never the top level.
+#[derive(Debug, Serialize)]
+pub struct Items<'a, T> {
+    /// The entries, in the command's order.
+    pub items: &'a [T],
+}
+
 /// Writes to stdout and flushes, so a closed pipe shows up at this line.
 pub fn write(args: fmt::Arguments<'_>) -> anyhow::Result<()> {
     let mut stdout = std::io::stdout().lock();
-    match stdout.write_fmt(args).and_then(|()| stdout.flush()) {
+    written(stdout.write_fmt(args).and_then(|()| stdout.flush()))
+}
+
+/// A write to stdout as the commands see it: a closed pipe is [`StdoutClosed`].
+fn written(result: std::io::Result<()>) -> anyhow::Result<()> {
+    match result {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == ErrorKind::BrokenPipe => Err(StdoutClosed.into()),
         Err(e) => Err(anyhow::Error::new(e)
@@ -109,10 +127,5 @@ impl Drop for Progress {
 /// seen as it arrives and a closed pipe ends the command quietly like [`write`].
 pub fn write_bytes(bytes: &[u8]) -> anyhow::Result<()> {
     let mut stdout = std::io::stdout().lock();
-    match stdout.write_all(bytes).and_then(|()| stdout.flush()) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == ErrorKind::BrokenPipe => Err(StdoutClosed.into()),
-        Err(e) => Err(anyhow::Error::new(e)
-            .context("cannot write to stdout (redirect it to a file or a pipe that is read)")),
-    }
+    written(stdout.write_all(bytes).and_then(|()| stdout.flush()))
 }

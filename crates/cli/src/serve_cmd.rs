@@ -107,8 +107,7 @@ pub struct ServeArgs {
     /// Seller name shown on the storefront.
     #[arg(long, default_value = DEFAULT_TITLE)]
     title: String,
-    /// Print the startup line as JSON.
-    #[arg(long)]
+    #[arg(long, help = crate::output::JSON_HELP)]
     json: bool,
     #[command(flatten)]
     tunnel: crate::tunnel_cmd::TunnelFlags,

@@ -44,8 +44,7 @@ pub const FILES: &[SkillFile] = shipped![
 pub struct SkillsArgs {
     #[command(subcommand)]
     command: SkillsCommand,
-    /// Machine-readable output.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help = crate::output::JSON_HELP)]
     json: bool,
 }
 
@@ -237,7 +236,7 @@ fn list(json_out: bool) -> anyhow::Result<()> {
                 json!({ "name": name, "description": description, "files": files })
             })
             .collect();
-        return outln!("{}", json!(list));
+        return outln!("{}", json!({ "items": list }));
     }
     for (name, description, _) in &skills {
         let first = description.split(". ").next().unwrap_or_default();

@@ -28,8 +28,7 @@ use crate::output::outln;
 pub struct WalletArgs {
     #[command(subcommand)]
     command: WalletCommand,
-    /// Machine-readable output (one JSON object).
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help = crate::output::JSON_HELP)]
     json: bool,
 }
 

@@ -55,30 +55,30 @@ async fn run_fed(
     child.wait_with_output().await
 }
 
-/// A finished command as a tool result: on success its JSON object (an array becomes
-/// `{"items": …}`, text `{"output": …}`); on failure a tool error with its last
-/// `error: ` line on stderr (else the JSON's `error`, else all of stderr), its exit
-/// code and its JSON.
+/// A finished command as a tool result. Every tool runs its command with `--json`,
+/// whose contract is one JSON object on stdout: on success the result, which is the
+/// tool's (text only if something other than a command answered: `{"output": …}`);
+/// on failure `{"error", "kind", "exitCode"}`, whose `error` (else stderr's last
+/// `error: ` line, else all of stderr) becomes the tool error with the exit code and
+/// that object.
 fn parse_output(output: &Output) -> CallToolResult {
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     let parsed = last_json(&stdout);
     if output.status.success() {
-        return CallToolResult::structured(match parsed {
-            Some(Value::Object(o)) => Value::Object(o),
-            Some(other) => json!({ "items": other }),
-            None => json!({ "output": stdout.trim() }),
-        });
+        return CallToolResult::structured(
+            parsed.unwrap_or_else(|| json!({ "output": stdout.trim() })),
+        );
     }
-    let message = stderr
-        .lines()
-        .rev()
-        .find_map(|l| l.strip_prefix("error: "))
-        .map(str::to_string)
+    let message = parsed
+        .as_ref()
+        .and_then(|p| p["error"].as_str().map(str::to_string))
         .or_else(|| {
-            parsed
-                .as_ref()
-                .and_then(|p| p["error"].as_str().map(str::to_string))
+            stderr
+                .lines()
+                .rev()
+                .find_map(|l| l.strip_prefix("error: "))
+                .map(str::to_string)
         })
         .unwrap_or_else(|| stderr.trim().to_string());
     failure(message, output.status.code(), parsed)
@@ -127,7 +127,7 @@ mod tests {
 
     #[test]
     fn a_command_s_outcome_becomes_the_tool_result() {
-        let listed = parse_output(&output(0, "[{\"name\":\"a\"}]\n", ""));
+        let listed = parse_output(&output(0, "{\"items\":[{\"name\":\"a\"}]}\n", ""));
         assert_eq!(listed.is_error, Some(false));
         assert_eq!(
             listed.structured_content,
@@ -135,21 +135,26 @@ mod tests {
         );
         let text = parse_output(&output(0, "done\n", ""));
         assert_eq!(text.structured_content, Some(json!({"output": "done"})));
-        // Exit status 2: the stderr's last `error: ` line wins over the JSON's.
+        // Exit status 2: the error object's message, code and object.
         let refused = parse_output(&output(
             2 << 8,
-            "{\"error\":\"from json\"}\n",
-            "warn: x\nerror: above max\n",
+            "{\"error\":\"above max; raise --max\",\"kind\":\"refused\",\"exitCode\":2}\n",
+            "warn: x\nerror: above max; raise --max\n",
         ));
         assert_eq!(refused.is_error, Some(true));
         assert_eq!(
             refused.structured_content,
-            Some(json!({"error": "above max", "exitCode": 2, "output": {"error": "from json"}}))
+            Some(json!({
+                "error": "above max; raise --max",
+                "exitCode": 2,
+                "output": {"error": "above max; raise --max", "kind": "refused", "exitCode": 2}
+            }))
         );
-        let quiet = parse_output(&output(1 << 8, "{\"error\":\"from json\"}\n", ""));
+        // No object (the command did not start): stderr's `error: ` line.
+        let bare = parse_output(&output(1 << 8, "", "error: unexpected argument\n"));
         assert_eq!(
-            quiet.structured_content.map(|v| v["error"].clone()),
-            Some(json!("from json"))
+            bare.structured_content.map(|v| v["error"].clone()),
+            Some(json!("unexpected argument"))
         );
     }
 }

@@ -7,12 +7,12 @@
 
 mod render;
 
-use anyhow::bail;
 use clap::Args;
 use reqwest::Url;
 use seller::doctor::{self, Options};
 use wallet::home;
 
+use crate::exit::{Code, Stop};
 use crate::output::outln;
 use crate::serve_cmd::DEFAULT_FACILITATOR;
 use crate::{detect, env};
@@ -28,27 +28,36 @@ pub struct DoctorArgs {
     /// chain, else base-sepolia].
     #[arg(long, value_name = "NAME")]
     pub network: Option<String>,
-    /// Machine-readable output (one JSON object).
-    #[arg(long)]
+    #[arg(long, help = crate::output::JSON_HELP)]
     pub json: bool,
 }
 
-/// Runs `agora doctor`: prints the report and fails (exit 1) when a check failed.
+/// Runs `agora doctor`: prints the report and fails (exit 1) when a check failed;
+/// with `--json` a failure's error object carries the report's fields, so stdout
+/// holds one object either way.
 pub async fn run(args: DoctorArgs) -> anyhow::Result<()> {
     let report = doctor::diagnose(&options(&args).await).await;
     let shown = Shown::of(&report);
-    if args.json {
-        outln!("{}", serde_json::to_string(&shown)?)?;
-    } else {
-        shown.print()?;
-    }
     let failed: Vec<&str> = report.failed().map(|c| c.name).collect();
+    if !args.json {
+        shown.print()?;
+    } else if failed.is_empty() {
+        outln!("{}", serde_json::to_string(&shown)?)?;
+    }
     if !failed.is_empty() {
-        bail!(
+        let message = format!(
             "{} check(s) failed: {}; run the fix printed for each, then agora doctor again",
             failed.len(),
             failed.join(", ")
         );
+        // A report is a JSON object: its fields join the error object.
+        let fields = serde_json::to_value(&shown)?
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        return Err(Stop::new(Code::Error, "check_failed", message)
+            .with_fields(fields)
+            .into());
     }
     Ok(())
 }

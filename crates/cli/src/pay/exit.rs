@@ -1,62 +1,22 @@
-//! How `agora pay` reports a `buyer::PayError`: the exit code that tells scripts which
-//! way it went (2 refused before signing, 3 outcome unknown or answer cut, 4 the
-//! server refused the signed payment, 1 anything else), and the message with the
-//! flags and commands to type, which the library leaves to its front-ends.
+//! How `agora pay` reports a `buyer::PayError`: the message with the flags and
+//! commands to type, which the library leaves to its front-ends, and the way it
+//! stopped, from `crate::exit`'s table (refused before signing, outcome unknown or
+//! answer cut, the server refused the signed payment; an error for anything else).
 
 use buyer::{Before, BoxError, NotResumable, PayError, Refusal};
 use x402::Money;
 
+use crate::exit::{Code, Stop};
 use crate::output::{StdoutClosed, is_stdout_closed};
 
-/// Why `agora pay` stopped, with the exit code that tells scripts which way.
-#[derive(Debug)]
-pub struct Exit {
-    /// The process exit code (2, 3 or 4; see the module comment).
-    pub code: u8,
-    /// `refused`, `pending`, `unknown`, `incomplete` or `rejected`, for `--json`.
-    pub kind: &'static str,
-    /// What happened and what to type.
-    pub message: String,
-}
-
-impl std::fmt::Display for Exit {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for Exit {}
-
-impl Exit {
-    /// Refused before signing: exit 2.
-    pub fn refused(message: impl Into<String>) -> Self {
-        Self {
-            code: 2,
-            kind: "refused",
-            message: message.into(),
-        }
-    }
-
-    fn outcome(code: u8, kind: &'static str, message: String) -> Self {
-        Self {
-            code,
-            kind,
-            message,
-        }
-    }
-}
-
-/// The exit code for an error `main` is about to print: [`Exit`]'s own, else 1.
-pub fn exit_code(error: &anyhow::Error) -> u8 {
-    error
-        .chain()
-        .find_map(|cause| cause.downcast_ref::<Exit>())
-        .map_or(1, |exit| exit.code)
+/// Refused before signing: exit 2, kind `refused`.
+fn refused_stop(message: String) -> Stop {
+    Stop::new(Code::Refused, "refused", message)
 }
 
 /// The refusal when a 402 meets no cap at all, naming the price it asks.
-fn no_cap(price: &str) -> Exit {
-    Exit::refused(format!(
+fn no_cap(price: &str) -> Stop {
+    refused_stop(format!(
         "the price is {price} and no spending cap is set: pass --max USDC (e.g. --max 0.01), or set one for every call with: agora wallet budget --per-call 0.01; nothing was signed"
     ))
 }
@@ -81,8 +41,8 @@ pub fn failure(e: PayError, url: &str) -> anyhow::Error {
             tx,
             retry_after,
             ..
-        } => Exit::outcome(
-            3,
+        } => Stop::new(
+            Code::Unknown,
             "pending",
             format!(
                 "the payment of {price} was sent but the server does not know yet whether it settled ({}{}); nothing new will be signed. Get the answer {} with: {resume_hint}",
@@ -94,8 +54,8 @@ pub fn failure(e: PayError, url: &str) -> anyhow::Error {
             ),
         )
         .into(),
-        PayError::Unknown { price, error, .. } => Exit::outcome(
-            3,
+        PayError::Unknown { price, error, .. } => Stop::new(
+            Code::Unknown,
             "unknown",
             format!(
                 "the payment of {price} was sent but its answer was lost ({error}); it may or may not have been charged. Get the answer with the same authorization: {resume_hint}"
@@ -107,8 +67,8 @@ pub fn failure(e: PayError, url: &str) -> anyhow::Error {
             if is_stdout_closed(&e) {
                 return e;
             }
-            Exit::outcome(
-                3,
+            Stop::new(
+                Code::Unknown,
                 "incomplete",
                 format!(
                     "{e:#}; the payment of {price} was charged, and the server owes the rest: get the whole answer with the same authorization: {resume_hint}"
@@ -134,7 +94,7 @@ pub fn failure(e: PayError, url: &str) -> anyhow::Error {
                     "{error}. This authorization was charged earlier (see agora wallet spent); the server will not serve it again"
                 ),
             };
-            Exit::outcome(4, "rejected", message).into()
+            Stop::new(Code::Rejected, "rejected", message).into()
         }
         PayError::NotResumable(NotResumable::Nothing { wallet, url }) => anyhow::anyhow!(
             "the ledger holds no payment of wallet {wallet} for {url} whose answer is missing; see agora wallet spent, or pay anew with: agora pay {url} --max USDC"
@@ -158,7 +118,7 @@ pub fn failure(e: PayError, url: &str) -> anyhow::Error {
 }
 
 /// A refusal before signing (exit 2), naming the flag or command that changes it.
-fn refused(refusal: Refusal) -> Exit {
+fn refused(refusal: Refusal) -> Stop {
     match refusal {
         Refusal::Policy {
             refusal,
@@ -173,10 +133,10 @@ fn refused(refusal: Refusal) -> Exit {
                 ),
                 other => with_hint(other.to_string(), crate::hint::refusal(other)),
             };
-            Exit::refused(format!("{message}; nothing was signed"))
+            refused_stop(format!("{message}; nothing was signed"))
         }
         Refusal::NoCap { price } => no_cap(&price.to_string()),
-        Refusal::Open { wallet, url, entry } => Exit::refused(format!(
+        Refusal::Open { wallet, url, entry } => refused_stop(format!(
             "ledger entry {} is a payment of wallet {wallet} for {url} that is still open ({}{}) and may yet be charged until {}; send the same authorization again with: agora pay --resume {url} (same -X/-d/-H flags), or sign a second one anyway (both may be charged) with: agora pay --new {url} --max USDC (MCP pay tool: new: true); nothing was signed",
             entry.id,
             serde_json::to_value(entry.status)
@@ -191,11 +151,11 @@ fn refused(refusal: Refusal) -> Exit {
             x402::time::format_rfc3339(entry.valid_before),
         )),
         Refusal::Budget(refusal) => {
-            Exit::refused(format!("{refusal}; the signature was dropped unsent"))
+            refused_stop(format!("{refusal}; the signature was dropped unsent"))
         }
         Refusal::Unpayable(e) => {
             let message = with_hint(e.to_string(), crate::hint::of(&e));
-            Exit::refused(format!("{message}; nothing was signed"))
+            refused_stop(format!("{message}; nothing was signed"))
         }
     }
 }
@@ -215,7 +175,7 @@ mod tests {
     #[test]
     fn a_missing_cap_exits_2_naming_the_flags() {
         let e: anyhow::Error = no_cap("0.001 USDC on base-sepolia").into();
-        assert_eq!(exit_code(&e), 2);
+        assert_eq!(crate::exit::code(&e), Code::Refused);
         assert!(e.to_string().contains("--max"), "{e}");
     }
 
@@ -227,7 +187,7 @@ mod tests {
             "http://h/x",
         );
         assert_eq!(format!("{e:#}"), "cannot write to out.json: disk full");
-        assert_eq!(exit_code(&e), 1);
+        assert_eq!(crate::exit::code(&e), Code::Error);
         let closed: anyhow::Error = StdoutClosed.into();
         let e = failure(
             PayError::Other(closed.reallocate_into_boxed_dyn_error_without_backtrace()),

@@ -10,10 +10,10 @@
 //! BEFORE it is sent; and a lost answer is resent from that record (`--resume`, or the
 //! one automatic retry), never signed anew, so it can be charged at most once.
 //!
-//! Exit codes: 0 answered (paid or free), 1 an error before anything was signed or an
-//! I/O failure, 2 refused before signing, 3 sent but the outcome is unknown or the
-//! paid answer arrived cut (run `agora pay --resume URL`), 4 the server refused the
-//! signed payment.
+//! Exit codes (crate::exit's table): 0 answered (paid or free), 1 an error before
+//! anything was signed or an I/O failure, 2 refused before signing, 3 sent but the
+//! outcome is unknown or the paid answer arrived cut (run `agora pay --resume URL`), 4
+//! the server refused the signed payment.
 
 mod exit;
 mod request;
@@ -29,7 +29,7 @@ use x402::Network;
 
 use crate::env;
 
-pub use exit::{Exit, exit_code, failure};
+pub use exit::failure;
 use show::note;
 
 /// `agora pay URL [flags]`.
@@ -84,32 +84,8 @@ pub struct PayArgs {
     /// refuses, naming --resume.
     #[arg(long = "new", conflicts_with = "resume")]
     new_payment: bool,
-    /// One JSON object: status, body (or file), receipt; or the refusal.
-    #[arg(long)]
+    #[arg(long, help = crate::output::JSON_HELP)]
     json: bool,
-}
-
-/// Runs `agora pay`. With `--json` a stop also prints `{"error", "kind",
-/// "exitCode"}` on stdout (`kind` is `error` for anything but a refusal or a
-/// payment outcome), so scripts read one object either way.
-pub async fn run(args: PayArgs) -> anyhow::Result<()> {
-    let json = args.json;
-    let result = call(args).await;
-    if json
-        && let Err(e) = &result
-        && !crate::output::is_stdout_closed(e)
-    {
-        let exit = e.chain().find_map(|c| c.downcast_ref::<Exit>());
-        crate::output::outln!(
-            "{}",
-            serde_json::json!({
-                "error": crate::hint::describe(e),
-                "kind": exit.map_or("error", |x| x.kind),
-                "exitCode": exit_code(e),
-            })
-        )?;
-    }
-    result
 }
 
 /// Buys `spec` as `agora pay` would, for the commands that buy (the research
@@ -139,9 +115,9 @@ pub fn buyer(url: &str, max: Option<&str>) -> anyhow::Result<(Buyer, Limits)> {
     Ok((buyer, limits))
 }
 
-/// `agora pay` without `--json`'s error object (see [`run`]): the free answer, the
-/// dry run, the paid call or `--resume`.
-async fn call(args: PayArgs) -> anyhow::Result<()> {
+/// Runs `agora pay`: the free answer, the dry run, the paid call or `--resume`; a
+/// stop carries its exit code and `--json` kind (exit.rs).
+pub async fn run(args: PayArgs) -> anyhow::Result<()> {
     let home = home::agora_home()?;
     let buyer = Buyer::open(&home, args.wallet.as_deref())
         .map_err(|e| failure(e, &args.url))?

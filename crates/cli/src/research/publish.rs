@@ -50,8 +50,7 @@ pub struct PublishArgs {
     /// With --sell: wait until the offer is Ready (seconds).
     #[arg(long, value_name = "SECONDS")]
     pub wait: Option<u64>,
-    /// Machine-readable output.
-    #[arg(long)]
+    #[arg(long, help = crate::output::JSON_HELP)]
     pub json: bool,
 }
 

@@ -36,8 +36,7 @@ pub struct WorkerArgs {
     pub data_dir: Option<PathBuf>,
     #[command(flatten)]
     pub sandbox: SandboxArgs,
-    /// Print the startup line as JSON.
-    #[arg(long)]
+    #[arg(long, help = crate::output::JSON_HELP)]
     pub json: bool,
 }
 

@@ -16,8 +16,7 @@ use crate::env;
 pub struct SellArgs {
     #[command(subcommand)]
     pub(super) command: SellCommand,
-    /// Machine-readable output.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help = crate::output::JSON_HELP)]
     pub(super) json: bool,
 }
 

@@ -9,7 +9,7 @@ use seller::Settings;
 
 use super::args::{ApplyArgs, DeleteArgs, PricingArgs, StopArgs, UpdateArgs};
 use super::{change_text, daemon, fetch, json_line, put, spec, unknown_offer};
-use crate::output::outln;
+use crate::output::{Items, outln};
 use crate::{env, serve_cmd};
 
 /// `agora sell update NAME`: new price, recipient or network.
@@ -152,7 +152,7 @@ pub(super) async fn apply(a: ApplyArgs, json_out: bool) -> anyhow::Result<()> {
     }
     client.reconcile().await?;
     if json_out {
-        outln!("{}", json_line(&results)?)?;
+        outln!("{}", json_line(&Items { items: &results })?)?;
     }
     Ok(())
 }

@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::args::GetArgs;
 use super::{daemon, fetch};
-use crate::output::{out, outln};
+use crate::output::{Items, out, outln};
 
 /// The icon of a condition: done, informational, failing or pending.
 pub(super) fn icon(status: &str, reason: &str) -> &'static str {
@@ -24,7 +24,7 @@ pub(super) async fn list(json_out: bool) -> anyhow::Result<()> {
     let client = daemon(json_out).await?;
     let offers: Vec<ServiceOffer> = client.offers().await?;
     if json_out {
-        outln!("{}", serde_json::to_string(&offers)?)?;
+        outln!("{}", serde_json::to_string(&Items { items: &offers })?)?;
         return Ok(());
     }
     if offers.is_empty() {

@@ -31,22 +31,19 @@ pub struct TunnelArgs {
 enum TunnelCommand {
     /// Show the tunnel: provider, state (off, starting, up, down), public URL, restarts.
     Status {
-        /// Print JSON.
-        #[arg(long)]
+        #[arg(long, help = crate::output::JSON_HELP)]
         json: bool,
     },
     /// Hold the tunnel up even with nothing Ready (until `agora tunnel stop` or a
     /// daemon restart).
     Start {
-        /// Print JSON.
-        #[arg(long)]
+        #[arg(long, help = crate::output::JSON_HELP)]
         json: bool,
     },
     /// Take the tunnel down and keep it down (until `agora tunnel start` or a daemon
     /// restart); buyers then reach only the gateway's own address.
     Stop {
-        /// Print JSON.
-        #[arg(long)]
+        #[arg(long, help = crate::output::JSON_HELP)]
         json: bool,
     },
     /// Print the tunnel's log (cloudflared's output, connects, crashes, restarts).

@@ -33,8 +33,7 @@ pub(super) struct RelayArgs {
     /// is visible to every user of the machine (ps).
     #[arg(long, env = BORE_SECRET_ENV, hide_env_values = true, value_name = "SECRETS")]
     secret: Option<String>,
-    /// Print the startup line as JSON.
-    #[arg(long)]
+    #[arg(long, help = crate::output::JSON_HELP)]
     json: bool,
 }
 

@@ -125,7 +125,9 @@ async fn discover_pays_an_indexer_sold_through_the_gateway_within_max() {
     )
     .await;
     refused.exits_saying(2, &["0.0001 USDC", "--max"]);
-    assert!(refused.stdout.is_empty(), "{}", refused.stdout);
+    // --json: the failure is one object on stdout, as pay's.
+    assert_eq!(refused.json()["kind"], "refused", "{}", refused.stdout);
+    assert_eq!(refused.json()["exitCode"], 2, "{}", refused.stdout);
     assert_eq!(chain.usdc_balance(payee).await.unwrap(), payee_before);
     assert_eq!(chain.usdc_balance(buyer).await.unwrap(), buyer_before);
 
@@ -144,7 +146,7 @@ async fn discover_pays_an_indexer_sold_through_the_gateway_within_max() {
     .await;
     out.exits_saying(0, &["paid 0.0001 USDC on base-sepolia, tx 0x"]);
     let found: Value = serde_json::from_str(out.stdout.lines().last().unwrap()).unwrap();
-    let names: Vec<&str> = found
+    let names: Vec<&str> = found["items"]
         .as_array()
         .unwrap()
         .iter()

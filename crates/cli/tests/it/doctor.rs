@@ -65,7 +65,11 @@ async fn a_broken_setup_names_each_problem_and_the_command_that_fixes_it() {
     )
     .await;
     assert_eq!(out.code, Some(1), "{}\n{}", out.stdout, out.stderr);
+    // --json: one object, the failure's, carrying the report.
+    assert_eq!(out.stdout.lines().count(), 1, "{}", out.stdout);
     let report = out.json();
+    assert_eq!(report["kind"], "check_failed", "{report}");
+    assert_eq!(report["exitCode"], 1, "{report}");
     assert_eq!(report["ok"], false);
     assert_eq!(report["network"], "eip155:84532");
 

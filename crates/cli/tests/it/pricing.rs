@@ -189,7 +189,7 @@ async fn research_finds_the_median_of_three_sellers_and_applies_nothing() {
     // The sellers' prices are what they set: research applied nothing.
     for (name, ..) in &SELLERS {
         let offers = ok(&dir.path().join(name), &["sell", "list", "--json"]).await;
-        assert_eq!(offers.as_array().unwrap().len(), 1, "{offers}");
+        assert_eq!(offers["items"].as_array().unwrap().len(), 1, "{offers}");
     }
     let alpha = ok(
         &dir.path().join("alpha"),

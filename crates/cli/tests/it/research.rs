@@ -135,7 +135,7 @@ async fn a_coordinator_finds_pays_and_ranks_a_worker_sold_per_hour() {
     let found = call(coordinator(&["discover"])).await;
     assert!(found.success(), "{}\n{}", found.stdout, found.stderr);
     let found = found.json();
-    let workers = found.as_array().unwrap();
+    let workers = found["items"].as_array().unwrap();
     assert_eq!(workers.len(), 1, "{found}");
     assert_eq!(workers[0]["endpoint"], endpoint.as_str());
     assert_eq!(
@@ -156,7 +156,7 @@ async fn a_coordinator_finds_pays_and_ranks_a_worker_sold_per_hour() {
     ]))
     .await;
     assert_eq!(
-        by_domain.json().as_array().unwrap().len(),
+        by_domain.json()["items"].as_array().unwrap().len(),
         1,
         "{}",
         by_domain.stderr
@@ -167,7 +167,7 @@ async fn a_coordinator_finds_pays_and_ranks_a_worker_sold_per_hour() {
         "natural_language_processing/natural_language_generation/text_completion",
     ]))
     .await;
-    assert_eq!(other.json(), json!([]), "{}", other.stderr);
+    assert_eq!(other.json(), json!({"items": []}), "{}", other.stderr);
 
     // probe: the 402 read, per run and per hour.
     let probed = call(coordinator(&["probe", &endpoint])).await;
@@ -250,7 +250,7 @@ async fn a_coordinator_finds_pays_and_ranks_a_worker_sold_per_hour() {
     for _ in 0..120 {
         let out = call(coordinator(&["leaderboard"])).await;
         assert!(out.success(), "{}\n{}", out.stdout, out.stderr);
-        board = out.json();
+        board = out.json()["items"].clone();
         if board[0]["claimedBest"].as_f64() == Some(val_bpb) {
             break;
         }

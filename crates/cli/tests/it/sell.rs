@@ -219,6 +219,7 @@ async fn sell_http_end_to_end_through_the_binary() {
     let (daemon, started) = serve(&home, &chain, &key).await;
     let gateway = started["gatewayUrl"].as_str().unwrap().to_string();
     let listed = ok(&home, &["sell", "list", "--json"]).await.json();
+    let listed = &listed["items"];
     assert_eq!(listed.as_array().unwrap().len(), 1);
     assert_eq!(listed[0]["spec"]["payment"]["price"]["perRequest"], "0.002");
     assert_eq!(listed[0]["metadata"]["generation"], 2);
@@ -247,7 +248,7 @@ async fn sell_http_end_to_end_through_the_binary() {
     refused.fails_saying(&["pass --yes"]);
     ok(&home, &["sell", "delete", "echo", "--yes"]).await;
     let listed = ok(&home, &["sell", "list", "--json"]).await.json();
-    assert_eq!(listed, json!([]));
+    assert_eq!(listed, json!({"items": []}));
     stop(daemon).await;
 }
 
@@ -857,7 +858,7 @@ async fn discover_finds_sellers_by_skill_domain_and_owner_with_their_live_price(
             let mut all = vec!["discover".to_string(), "--json".to_string()];
             all.extend(args);
             let refs: Vec<&str> = all.iter().map(String::as_str).collect();
-            ok(&home, &refs).await.json()
+            ok(&home, &refs).await.json()["items"].clone()
         }
     };
     let names = |found: &Value| -> Vec<String> {

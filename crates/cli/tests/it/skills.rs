@@ -158,7 +158,7 @@ async fn project_and_dir_installs_go_where_asked_and_both_together_are_refused()
 async fn list_and_show_print_the_shipped_skills_and_an_unknown_name_names_the_real_ones() {
     let home = tempfile::tempdir().unwrap();
     let list = ok(home.path(), &["skills", "list", "--json"]).await.json();
-    let names: Vec<&str> = list
+    let names: Vec<&str> = list["items"]
         .as_array()
         .unwrap()
         .iter()

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use super::{Coordinator, with_causes};
 use crate::discover;
-use crate::output::outln;
+use crate::output::{Items, outln};
 
 /// One worker endpoint as `discover` shows it.
 #[derive(Debug, Serialize)]
@@ -94,7 +94,7 @@ impl Coordinator {
             }
         }
         if self.json {
-            return outln!("{}", serde_json::to_string(&found)?);
+            return outln!("{}", serde_json::to_string(&Items { items: &found })?);
         }
         if found.is_empty() {
             return outln!(

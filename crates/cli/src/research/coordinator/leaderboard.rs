@@ -7,7 +7,7 @@ use research::coordinator::board::{self, Entry};
 use research::coordinator::workers;
 
 use super::{Coordinator, open_store};
-use crate::output::outln;
+use crate::output::{Items, outln};
 
 impl Coordinator {
     pub(super) async fn leaderboard(&self, skills: &[String]) -> anyhow::Result<()> {
@@ -31,7 +31,7 @@ impl Coordinator {
             .collect();
         let entries = board::build(&workers, &open_store()?.all()?);
         if self.json {
-            return outln!("{}", serde_json::to_string(&entries)?);
+            return outln!("{}", serde_json::to_string(&Items { items: &entries })?);
         }
         show_board(&entries)
     }

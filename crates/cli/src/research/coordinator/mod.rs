@@ -38,8 +38,7 @@ pub struct CoordinatorArgs {
     /// Scan the registry over this RPC when no indexer answers.
     #[arg(long, global = true, value_name = "URL")]
     rpc: Option<reqwest::Url>,
-    /// Machine-readable output.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help = crate::output::JSON_HELP)]
     json: bool,
 }
 

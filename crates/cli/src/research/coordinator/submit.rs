@@ -14,8 +14,9 @@ use serde_json::{Map, Value};
 use wallet::home;
 
 use super::{Coordinator, LoopFlags, RunFlags};
+use crate::exit::{self, Code, Stop};
 use crate::output::outln;
-use crate::pay::{self, Exit};
+use crate::pay;
 
 impl Coordinator {
     /// One paid run: `/status` (busy: stop, nothing signed, exit 2), then the body
@@ -43,9 +44,13 @@ impl Coordinator {
             .check_idle(&order.worker)
             .await
             .map_err(|e| match e {
-                SubmitError::Busy { .. } => Exit::refused(format!(
-                    "{e}. Try again later, or pick another: agora research coordinator discover"
-                ))
+                SubmitError::Busy { .. } => Stop::new(
+                    Code::Refused,
+                    "busy",
+                    format!(
+                        "{e}. Try again later, or pick another: agora research coordinator discover"
+                    ),
+                )
                 .into(),
                 other => anyhow::Error::new(other),
             })?;
@@ -71,7 +76,7 @@ impl Coordinator {
         // else the body file goes, nothing having been delivered against it.
         let stopped = |e: anyhow::Error| {
             let what = format!("experiment {experiment_id} at {endpoint}");
-            if pay::exit_code(&e) == 3 {
+            if exit::code(&e) == Code::Unknown {
                 return e.context(format!(
                     "{what}; to get its answer: agora pay --resume {url} -X POST -d @{} -H 'Content-Type: application/json' -o {}",
                     body_file.display(),
