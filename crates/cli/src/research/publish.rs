@@ -1,6 +1,7 @@
 //! `agora research publish`: turns the best kept experiment of a repo's `results.tsv`
 //! into provenance (with the hash of `train.py` as committed) and a GGUF checkpoint,
-//! and with `--sell` sells it as an inference offer carrying that provenance.
+//! and with `--sell` sells it as an inference offer carrying that provenance (under
+//! `--json`, one object: the publication, with the sale in `sale`).
 
 use std::path::PathBuf;
 
@@ -94,23 +95,20 @@ pub async fn run(a: PublishArgs) -> anyhow::Result<()> {
         )
     });
     let create = format!("ollama create {name} -f {}", modelfile.display());
-    if a.json {
-        outln!(
-            "{}",
-            json!({
-                "experiment": {
-                    "commit": best.commit,
-                    "val_bpb": best.val_bpb,
-                    "description": best.description,
-                },
-                "provenance": provenance,
-                "provenanceFile": output,
-                "checkpoint": checkpoint,
-                "modelfile": modelfile,
-                "name": name,
-            })
-        )?;
-    } else {
+    // `--json`'s one object, printed at the end: with `--sell`, the sale joins it.
+    let mut published = json!({
+        "experiment": {
+            "commit": best.commit,
+            "val_bpb": best.val_bpb,
+            "description": best.description,
+        },
+        "provenance": provenance,
+        "provenanceFile": output,
+        "checkpoint": checkpoint,
+        "modelfile": modelfile,
+        "name": name,
+    });
+    if !a.json {
         outln!(
             "best experiment {} (val_bpb {}, {}): provenance in {}, trainHash {}",
             best.commit,
@@ -132,7 +130,11 @@ pub async fn run(a: PublishArgs) -> anyhow::Result<()> {
         }
     }
     if !a.sell {
-        return Ok(());
+        return if a.json {
+            outln!("{published}")
+        } else {
+            Ok(())
+        };
     }
     let Some(price) = a.price else {
         bail!("--sell needs --price, e.g. --price 0.001");
@@ -173,5 +175,10 @@ pub async fn run(a: PublishArgs) -> anyhow::Result<()> {
         pay_to,
         wait: a.wait,
     };
-    crate::sell::sell_published(model, a.json).await
+    let sold = crate::sell::sell_published(model, a.json).await?;
+    if a.json {
+        published["sale"] = serde_json::to_value(&sold)?;
+        outln!("{published}")?;
+    }
+    Ok(())
 }

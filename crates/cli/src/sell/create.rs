@@ -1,5 +1,6 @@
 //! `agora sell http` and `agora sell inference`: build the offer, hand it to the daemon
-//! and, with `--wait`, follow its stages until Ready.
+//! and, with `--wait`, follow its stages until Ready; the sale comes back as [`Sold`],
+//! which `--json` prints (alone, or inside `agora research publish --sell`'s object).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -8,7 +9,7 @@ use anyhow::bail;
 use offers::ServiceOffer;
 use offers::validate::resolve;
 use seller::{AdminClient, Settings};
-use serde_json::json;
+use serde::Serialize;
 
 use super::args::{HttpArgs, InferenceArgs, PaymentArgs};
 use super::show::icon;
@@ -16,14 +17,33 @@ use super::spec::{self, Draft};
 use super::{change_text, daemon, fetch, put};
 use crate::output::{Progress, outln};
 
+/// What a sale came to: the change the daemon made, the offer as it stands (Ready
+/// after `--wait`) and whether it is Ready; `--json`'s object.
+#[derive(Debug, Serialize)]
+pub(crate) struct Sold {
+    change: String,
+    offer: ServiceOffer,
+    ready: bool,
+}
+
+impl Sold {
+    /// Prints the sale under `--json` (the human lines were printed as it went).
+    pub(super) fn print(&self, json_out: bool) -> anyhow::Result<()> {
+        if json_out {
+            outln!("{}", serde_json::to_value(self)?)?;
+        }
+        Ok(())
+    }
+}
+
 /// `agora sell http`.
-pub(super) async fn http(a: HttpArgs, json_out: bool) -> anyhow::Result<()> {
+pub(super) async fn http(a: HttpArgs, json_out: bool) -> anyhow::Result<Sold> {
     let draft = spec::http(&a)?;
     sell(draft, &a.payment, a.wait, json_out).await
 }
 
 /// `agora sell inference`: finds the model server and model before selling.
-pub(super) async fn inference(a: InferenceArgs, json_out: bool) -> anyhow::Result<()> {
+pub(super) async fn inference(a: InferenceArgs, json_out: bool) -> anyhow::Result<Sold> {
     let draft = spec::inference(&a)?;
     let detected = match &a.upstream {
         Some(url) => crate::detect::inspect(url.as_str()).await?,
@@ -80,7 +100,7 @@ async fn sell(
     payment: &PaymentArgs,
     wait: Option<u64>,
     json_out: bool,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Sold> {
     sell_shaped(draft, payment, wait, json_out, |_| {}).await
 }
 
@@ -92,7 +112,7 @@ pub(super) async fn sell_shaped(
     wait: Option<u64>,
     json_out: bool,
     shape: impl FnOnce(&mut ServiceOffer),
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Sold> {
     let client = daemon(json_out).await?;
     let mut defaults: Settings = client.settings().await?;
     // No --pay-to and no `sell pricing` recipient: the default wallet receives.
@@ -118,7 +138,7 @@ async fn create(
     offer: ServiceOffer,
     wait: Option<u64>,
     json_out: bool,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Sold> {
     let name = offer.metadata.name.clone();
     let answer = put(client, &offer).await?;
     let stored = answer.offer;
@@ -150,14 +170,12 @@ async fn create(
             None
         }
     };
-    if json_out {
-        let offer = final_offer.unwrap_or(stored);
-        outln!(
-            "{}",
-            json!({ "change": change, "offer": offer, "ready": offer.is_ready() })
-        )?;
-    }
-    Ok(())
+    let offer = final_offer.unwrap_or(stored);
+    Ok(Sold {
+        change,
+        ready: offer.is_ready(),
+        offer,
+    })
 }
 
 /// Polls until Ready, showing each condition the first time it turns True (and, on a

@@ -22,6 +22,7 @@ use crate::serve_cmd;
 pub(crate) use args::PublishedModel;
 pub use args::SellArgs;
 use args::SellCommand;
+pub(crate) use create::Sold;
 pub use create::wait_ready;
 pub(crate) use research::AgoraWorker;
 
@@ -29,8 +30,8 @@ pub(crate) use research::AgoraWorker;
 pub async fn run(args: SellArgs) -> anyhow::Result<()> {
     let json_out = args.json;
     match args.command {
-        SellCommand::Http(a) => create::http(a, json_out).await,
-        SellCommand::Inference(a) => create::inference(a, json_out).await,
+        SellCommand::Http(a) => create::http(a, json_out).await?.print(json_out),
+        SellCommand::Inference(a) => create::inference(a, json_out).await?.print(json_out),
         SellCommand::Research(a) => research::sell(a, json_out).await,
         SellCommand::List => show::list(json_out).await,
         SellCommand::Status(a) => show::status(&a.name, json_out).await,
@@ -48,8 +49,9 @@ pub async fn run(args: SellArgs) -> anyhow::Result<()> {
     }
 }
 
-/// Sells a model `agora research publish` made, as `agora sell inference` does.
-pub(crate) async fn sell_published(model: PublishedModel, json_out: bool) -> anyhow::Result<()> {
+/// Sells a model `agora research publish` made, as `agora sell inference` does; the
+/// sale comes back for publish's one `--json` object.
+pub(crate) async fn sell_published(model: PublishedModel, json_out: bool) -> anyhow::Result<Sold> {
     create::inference(args::InferenceArgs::published(model)?, json_out).await
 }
 

@@ -127,19 +127,17 @@ async fn publish_sell_puts_the_provenance_in_the_registration() {
         ],
     )
     .await;
-    let lines: Vec<Value> = sold
-        .stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    assert_eq!(lines[0]["provenance"]["experimentId"], best);
-    assert_eq!(lines[1]["ready"], true, "{}", sold.stdout);
+    // --json: one object, the publication with its sale.
+    assert_eq!(sold.stdout.lines().count(), 1, "{}", sold.stdout);
+    let published = sold.json();
+    assert_eq!(published["provenance"]["experimentId"], best);
+    assert_eq!(published["sale"]["ready"], true, "{}", sold.stdout);
     assert_eq!(
-        lines[1]["offer"]["spec"]["provenance"],
-        lines[0]["provenance"]
+        published["sale"]["offer"]["spec"]["provenance"],
+        published["provenance"]
     );
 
-    let want = lines[0]["provenance"].clone();
+    let want = published["provenance"].clone();
     let url = format!("{gateway}/.well-known/agent-registration.json");
     testkit::eventually(
         "the registration to carry the provenance",

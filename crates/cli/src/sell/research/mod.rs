@@ -201,7 +201,8 @@ pub(super) async fn sell(a: ResearchArgs, json_out: bool) -> anyhow::Result<()> 
             );
         }
     })
-    .await
+    .await?
+    .print(json_out)
 }
 
 /// A free loopback port for the worker, chosen now and kept in the offer.
