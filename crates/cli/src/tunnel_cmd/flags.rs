@@ -12,6 +12,10 @@ use tunnel::{Provider, cloudflared};
 use crate::env::{BORE_SECRET as BORE_SECRET_ENV, BORE_SERVER as BORE_SERVER_ENV};
 use crate::env::{TUNNEL as TUNNEL_ENV, TUNNEL_TOKEN as TUNNEL_TOKEN_ENV};
 
+/// The flags whose values are secrets: a background daemon gets them in its
+/// environment instead, since a command line is visible to every user (ps).
+pub const SECRET_FLAGS: [&str; 2] = ["--bore-secret", "--tunnel-token"];
+
 /// Which tunnel `agora serve` keeps up while something is sold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum TunnelChoice {
@@ -132,18 +136,9 @@ impl TunnelFlags {
         }
     }
 
-    /// Passes these flags to a background `agora serve --foreground`; secrets go in
-    /// its environment, never on its command line.
-    pub fn pass_to(&self, command: &mut Command) {
-        if let Some(choice) = self.tunnel.to_possible_value() {
-            command.args(["--tunnel", choice.get_name()]);
-        }
-        if let Some(server) = &self.bore_server {
-            command.args(["--bore-server", server]);
-        }
-        if let Some(host) = &self.tunnel_hostname {
-            command.args(["--tunnel-hostname", host]);
-        }
+    /// Gives a background `agora serve --foreground` the secrets in its environment,
+    /// never on its command line ([`SECRET_FLAGS`] are taken off it).
+    pub fn pass_secrets_to(&self, command: &mut Command) {
         if let Some(secret) = &self.bore_secret {
             command.env(BORE_SECRET_ENV, secret);
         }
