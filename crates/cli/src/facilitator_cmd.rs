@@ -107,15 +107,6 @@ impl BatchArgs {
             max_wait: std::time::Duration::from_millis(self.batch_wait_ms),
         }
     }
-
-    /// The same flags, for a re-executed `agora serve`.
-    pub fn pass_to(&self, command: &mut std::process::Command) {
-        command
-            .arg("--batch-max")
-            .arg(self.batch_max.to_string())
-            .arg("--batch-wait-ms")
-            .arg(self.batch_wait_ms.to_string());
-    }
 }
 
 /// The startup line: where the facilitator listens and who signs, never the key.

@@ -9,6 +9,7 @@
 //! (off by default) serves it on a second, operator-only listener, on loopback unless
 //! told otherwise.
 
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -31,6 +32,7 @@ use crate::env;
 use crate::facilitator_cmd::{load_signer, served_chains};
 use crate::output::outln;
 use crate::sell::AgoraWorker;
+use crate::tunnel_cmd::SECRET_FLAGS;
 
 /// The public x402 facilitator used when none is configured.
 pub const DEFAULT_FACILITATOR: &str = "https://x402.org/facilitator";
@@ -111,6 +113,11 @@ pub struct ServeArgs {
     json: bool,
     #[command(flatten)]
     tunnel: crate::tunnel_cmd::TunnelFlags,
+    /// The words of this `agora serve` (its command line), which a background daemon
+    /// is started with so that no flag is lost; none for `agora sell`'s start, whose
+    /// daemon runs with the defaults and their variables.
+    #[arg(skip)]
+    given: Vec<OsString>,
 }
 
 impl ServeArgs {
@@ -137,6 +144,7 @@ impl ServeArgs {
             title: DEFAULT_TITLE.to_string(),
             json: false,
             tunnel: crate::tunnel_cmd::TunnelFlags::from_env()?,
+            given: Vec::new(),
         })
     }
 }
@@ -149,6 +157,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         foreground(args).await
     } else {
         let home = home::agora_home()?;
+        let args = ServeArgs {
+            given: std::env::args_os().skip(1).collect(),
+            ..args
+        };
         let started = start_background(&home, &args).await?;
         if args.json {
             outln!("{}", serde_json::to_value(&started)?)?;
@@ -374,7 +386,41 @@ pub struct Background {
     pub log: PathBuf,
 }
 
-/// Spawns `agora serve --foreground` detached and waits until it answers.
+/// The command line of the background daemon: `given` (this `agora serve`'s words)
+/// with `--foreground` after `serve`, `--json` for the log's startup line, and no
+/// secret, which goes in its environment ([`SECRET_FLAGS`]); `serve --foreground
+/// --json` alone when none were given.
+fn background_argv(given: &[OsString]) -> Vec<OsString> {
+    let serve = given.iter().position(|word| word == "serve");
+    let (before, after) = match serve {
+        Some(at) => given.split_at(at + 1),
+        None => (&[][..], given),
+    };
+    let mut argv = before.to_vec();
+    if serve.is_none() {
+        argv.push("serve".into());
+    }
+    argv.push("--foreground".into());
+    if !given.iter().any(|word| word == "--json") {
+        argv.push("--json".into());
+    }
+    let mut words = after.iter();
+    while let Some(word) = words.next() {
+        let text = word.to_string_lossy();
+        if SECRET_FLAGS.contains(&text.as_ref()) {
+            words.next(); // its value
+        } else if !SECRET_FLAGS
+            .iter()
+            .any(|flag| text.starts_with(&format!("{flag}=")))
+        {
+            argv.push(word.clone());
+        }
+    }
+    argv
+}
+
+/// Spawns `agora serve --foreground` detached, with the flags it was given (see
+/// [`background_argv`]), and waits until it answers.
 pub async fn start_background(
     home: &std::path::Path,
     args: &ServeArgs,
@@ -398,44 +444,8 @@ pub async fn start_background(
         .with_context(|| format!("cannot open {}", log_path.display()))?;
     let exe = std::env::current_exe().context("cannot find the agora executable")?;
     let mut command = std::process::Command::new(exe);
-    command.arg("serve").arg("--foreground").arg("--json");
-    command.arg("--listen").arg(args.listen.to_string());
-    command.args(["--title", &args.title]);
-    if args.pull_models {
-        command.arg("--pull-models");
-    }
-    if args.registry_inline {
-        command.arg("--registry-inline");
-    }
-    if let Some(rpc) = &args.registry_rpc {
-        command.args(["--registry-rpc", &env::url_text(rpc)]);
-    }
-    if let Some(registry) = &args.registry {
-        command.args(["--registry", &registry.to_string()]);
-    }
-    if let Some(key) = &args.registry_key_file {
-        command.arg("--registry-key-file").arg(key);
-    }
-    if let Some(url) = &args.public_url {
-        command.args(["--public-url", &env::url_text(url)]);
-    }
-    if let Some(addr) = &args.metrics_listen {
-        command.args(["--metrics-listen", &addr.to_string()]);
-    }
-    if let Some(url) = &args.facilitator {
-        command.args(["--facilitator", &env::url_text(url)]);
-    }
-    if let Some(key) = &args.facilitator_api_key_file {
-        command.arg("--facilitator-api-key-file").arg(key);
-    }
-    for rpc in &args.rpcs {
-        command.args(["--rpc", &env::url_text(rpc)]);
-    }
-    args.tunnel.pass_to(&mut command);
-    if let Some(key) = &args.key_file {
-        command.arg("--key-file").arg(key);
-    }
-    args.batch.pass_to(&mut command);
+    command.args(background_argv(&args.given));
+    args.tunnel.pass_secrets_to(&mut command);
     command
         .env(env::HOME, home)
         .stdin(Stdio::null())
@@ -475,21 +485,80 @@ pub async fn start_background(
 
 #[cfg(test)]
 mod tests {
+    use std::ffi::OsString;
+
     use clap::Parser;
 
-    use super::ServeArgs;
+    use super::{ServeArgs, background_argv};
+
+    #[derive(Parser)]
+    struct Wrapper {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    /// `agora serve`'s options from the words after `serve`.
+    fn parse(words: &[OsString]) -> ServeArgs {
+        let argv = std::iter::once(OsString::from("agora")).chain(words.iter().cloned());
+        Wrapper::try_parse_from(argv).unwrap().serve
+    }
+
+    fn words(list: &[&str]) -> Vec<OsString> {
+        list.iter().map(OsString::from).collect()
+    }
 
     /// `agora sell` starts the daemon with what `agora serve` given no flags runs with,
     /// in this environment too.
     #[test]
     fn from_env_is_what_clap_parses_from_no_flags() {
-        #[derive(Parser)]
-        struct Wrapper {
-            #[command(flatten)]
-            serve: ServeArgs,
-        }
         let parsed = Wrapper::try_parse_from(["agora"]).unwrap().serve;
         let built = ServeArgs::from_env().unwrap();
         assert_eq!(format!("{built:?}"), format!("{parsed:?}"));
+    }
+
+    /// Every flag reaches the background daemon as given (a flag added to `ServeArgs`
+    /// needs nothing here), but the secrets, which go in its environment.
+    #[test]
+    fn a_background_daemon_parses_the_flags_it_was_given_without_the_secrets() {
+        let flags = [
+            "--listen",
+            "127.0.0.1:0",
+            "--title",
+            "serve",
+            "--pull-models",
+            "--rpc",
+            "http://127.0.0.1:8545/",
+            "--key-file",
+            "k",
+            "--batch-max",
+            "3",
+            "--registry-inline",
+            "--tunnel",
+            "bore",
+            "--bore-server",
+            "relay.example:7835",
+        ];
+        let secrets = ["--bore-secret", "0123456789abcdef", "--tunnel-token=tok"];
+        let given = words(&[&["serve"][..], &secrets, &flags].concat());
+        let argv = background_argv(&given);
+        let wanted = [&["serve", "--foreground", "--json"][..], &flags].concat();
+        assert_eq!(argv, words(&wanted));
+        // The daemon runs with what this `agora serve` parsed, in the foreground.
+        let mut parent = parse(&words(&flags));
+        parent.foreground = true;
+        parent.json = true;
+        assert_eq!(format!("{:?}", parse(&argv[1..])), format!("{parent:?}"));
+
+        // --json is not given twice.
+        let given = words(&["serve", "--json", "--title", "x"]);
+        assert_eq!(
+            background_argv(&given),
+            words(&["serve", "--foreground", "--json", "--title", "x"])
+        );
+        // `agora sell`'s start: the defaults.
+        assert_eq!(
+            background_argv(&[]),
+            words(&["serve", "--foreground", "--json"])
+        );
     }
 }

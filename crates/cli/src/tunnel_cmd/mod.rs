@@ -17,7 +17,7 @@ use tunnel::TunnelLog;
 use wallet::home;
 
 use crate::output::outln;
-pub use flags::TunnelFlags;
+pub use flags::{SECRET_FLAGS, TunnelFlags};
 use relay::RelayArgs;
 
 /// `agora tunnel`.
