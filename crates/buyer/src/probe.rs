@@ -105,8 +105,7 @@ fn check(checks: &mut Vec<Check>, what: &str, ok: bool, detail: impl Into<String
 }
 
 fn client() -> Result<reqwest::Client, ProbeError> {
-    reqwest::Client::builder()
-        .no_proxy()
+    x402::http::direct()
         .timeout(std::time::Duration::from_secs(30))
         .build()
         .map_err(ProbeError::Client)
@@ -306,8 +305,7 @@ pub fn buyer(
 ) -> Result<Client, ProbeError> {
     // Like `x402::client::http_client`, no redirects: one would carry the signed
     // header elsewhere. No proxy, as for the unpaid probe: the gateway may be local.
-    let http = reqwest::Client::builder()
-        .no_proxy()
+    let http = x402::http::direct()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(std::time::Duration::from_secs(30))
         .build()

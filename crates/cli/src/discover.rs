@@ -140,9 +140,21 @@ struct Price {
     error: Option<String>,
 }
 
+/// The client for sellers' public endpoints (`--probe`, the pricing survey): the
+/// environment's proxy applies, as when `agora pay` calls them (they used to ask with
+/// no proxy, review §2 row 8).
 pub(crate) fn http() -> anyhow::Result<reqwest::Client> {
-    reqwest::Client::builder()
-        .no_proxy()
+    with_timeout(x402::http::public())
+}
+
+/// The client for the indexer's free answers: no proxy, as always, since the default
+/// indexer is this machine's (`agora index`).
+fn indexer_http() -> anyhow::Result<reqwest::Client> {
+    with_timeout(x402::http::direct())
+}
+
+fn with_timeout(builder: reqwest::ClientBuilder) -> anyhow::Result<reqwest::Client> {
+    builder
         .timeout(Duration::from_secs(10))
         .build()
         .context("cannot build an HTTP client")
@@ -180,7 +192,7 @@ pub(crate) async fn agents(query: &DiscoverQuery) -> anyhow::Result<Vec<AgentRec
         Some(url) => url.clone(),
         None => DEFAULT_INDEXER.parse().context("the default indexer URL")?,
     };
-    let indexer = IndexerClient::new(&base, http()?);
+    let indexer = IndexerClient::new(&base, indexer_http()?);
     if !indexer.answers().await {
         let Some(rpc) = query.rpc.as_ref().map(env::url_text) else {
             bail!(

@@ -47,8 +47,7 @@ pub enum ModelServerError {
 }
 
 fn client() -> Result<reqwest::Client, ModelServerError> {
-    reqwest::Client::builder()
-        .no_proxy()
+    x402::http::direct()
         .timeout(Duration::from_secs(2))
         .build()
         .map_err(ModelServerError::Client)

@@ -139,8 +139,7 @@ fn is_local(url: &str) -> bool {
 }
 
 async fn healthz(base: &str) -> Result<(), String> {
-    let http = reqwest::Client::builder()
-        .no_proxy()
+    let http = x402::http::direct()
         .timeout(CHECK_TIMEOUT)
         .build()
         .map_err(|e| e.to_string())?;

@@ -110,11 +110,7 @@ pub(crate) async fn supervise(
 ) {
     let stopped = stop.notified();
     tokio::pin!(stopped);
-    let http = match reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(2))
-        .build()
-    {
+    let http = match x402::http::direct().timeout(Duration::from_secs(2)).build() {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(
