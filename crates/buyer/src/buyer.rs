@@ -12,19 +12,16 @@ use std::time::Duration;
 use alloy::primitives::{Address, U256};
 use alloy::signers::local::PrivateKeySigner;
 use wallet::ledger::{Ledger, NewEntry};
+use x402::Money;
 use x402::client::{
     Balances, Client, ClientError, Delivered, Outcome, Policy, Price, Probe, SignedPayment,
 };
-use x402::{Money, UnixTimestamp};
+use x402::time::unix_now;
 
 use crate::error::{Before, BoxError, NotResumable, PayError, Refusal};
 use crate::limits::{Cap, Limits};
 use crate::paid::{Collect, Note, Paid, Payment, Quote, Sink};
 use crate::request::RequestSpec;
-
-fn now() -> u64 {
-    UnixTimestamp::now().as_secs()
-}
 
 /// The wallet's (anyhow) errors, kept whole: their text and their causes.
 fn other(e: anyhow::Error) -> PayError {
@@ -49,7 +46,7 @@ fn stop(e: ClientError) -> PayError {
 /// timeout keeps an unreachable host from hanging the call, while the answer itself
 /// may take as long as it streams.
 pub fn http_client() -> Result<reqwest::Client, reqwest::Error> {
-    reqwest::Client::builder()
+    x402::http::public()
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(Duration::from_secs(15))
         .build()
@@ -152,7 +149,7 @@ impl Buyer {
         }
         let signed = client.prepare(&challenge).map_err(stop)?;
         let id = self.record(spec, &signed)?;
-        self.ledger().mark_sent(id, now()).map_err(other)?;
+        self.ledger().mark_sent(id, unix_now()).map_err(other)?;
         let first = client.send(self.request(spec)?, &signed).await;
         let (outcome, before) = match first {
             // The connection broke after the header may have arrived: the same
@@ -211,7 +208,7 @@ impl Buyer {
                 error: e.to_string(),
             })
         })?;
-        if !settled && signed.valid_before_secs() <= now() {
+        if !settled && signed.valid_before_secs() <= unix_now() {
             return Err(PayError::NotResumable(NotResumable::Expired {
                 ledger_id: id,
                 valid_before: signed.valid_before_secs(),
@@ -225,7 +222,7 @@ impl Buyer {
         let before = if settled {
             Before::Settled
         } else {
-            self.ledger().mark_sent(id, now()).map_err(other)?;
+            self.ledger().mark_sent(id, unix_now()).map_err(other)?;
             Before::Sent
         };
         // The policy is never consulted: nothing is chosen or signed on a resume.
@@ -263,7 +260,7 @@ impl Buyer {
             let budget = ledger.budget().map_err(other)?;
             (
                 budget.per_call,
-                ledger.remaining_daily_budget(now()).map_err(other)?,
+                ledger.remaining_daily_budget(unix_now()).map_err(other)?,
             )
         };
         let cap = limits.cap(per_call);
@@ -303,7 +300,7 @@ impl Buyer {
         let url = spec.url.as_str();
         let open = self
             .ledger()
-            .open_payment(&self.wallet, url, now())
+            .open_payment(&self.wallet, url, unix_now())
             .map_err(other)?;
         match open {
             None => Ok(()),
@@ -333,7 +330,7 @@ impl Buyer {
         };
         let payment = serde_json::to_string(signed).map_err(|e| PayError::Other(Box::new(e)))?;
         self.ledger()
-            .record_payment_within_budget(&entry, &payment, now())
+            .record_payment_within_budget(&entry, &payment, unix_now())
             .map_err(other)?
             .map_err(|refusal| PayError::Refused(Box::new(Refusal::Budget(refusal))))
     }
@@ -354,7 +351,7 @@ impl Buyer {
             if settled {
                 Ok(())
             } else {
-                self.ledger().mark_unknown(id, now())
+                self.ledger().mark_unknown(id, unix_now())
             }
         };
         match outcome {
@@ -374,7 +371,7 @@ impl Buyer {
                         if settled {
                             Ok(())
                         } else {
-                            self.ledger().mark_settled(id, &tx.to_string(), now())
+                            self.ledger().mark_settled(id, &tx.to_string(), unix_now())
                         }
                     }
                     // Charged earlier (a cut answer fetched again): nothing to record.
@@ -410,7 +407,7 @@ impl Buyer {
                     }
                 };
                 marked
-                    .and_then(|()| self.ledger().mark_delivered(id, now()))
+                    .and_then(|()| self.ledger().mark_delivered(id, unix_now()))
                     .map_err(|e| PayError::Unrecorded {
                         ledger_id: id,
                         source: boxed(e),
@@ -438,7 +435,7 @@ impl Buyer {
                     // signed authorization and may still submit it before it expires.
                     Before::Fresh => self
                         .ledger()
-                        .mark_refused_after_sending(id, &error.to_string(), now())
+                        .mark_refused_after_sending(id, &error.to_string(), unix_now())
                         .map_err(other)?,
                     Before::Sent => unknown().map_err(other)?,
                     Before::Settled => {}

@@ -310,7 +310,7 @@ fn set_budget(agora_home: &Path, a: BudgetArgs, json: bool) -> anyhow::Result<()
     if a.daily.is_some() || a.per_call.is_some() {
         store.set_budget(&budget)?;
     }
-    let now = x402::UnixTimestamp::now().as_secs();
+    let now = x402::time::unix_now();
     let remaining = store.remaining_daily_budget(now)?;
     if json {
         return outln!(
@@ -341,7 +341,7 @@ async fn spent(agora_home: &Path, a: &SpentArgs, json: bool) -> anyhow::Result<(
     if let Some(rpc) = &a.rpc {
         let chain = chain::connect(None, Some(rpc)).await?;
         let network = chain.network.caip2();
-        let now = x402::UnixTimestamp::now().as_secs();
+        let now = x402::time::unix_now();
         let chain = &chain;
         let changed = store
             .resolve_open(now, |e| {
@@ -358,7 +358,7 @@ async fn spent(agora_home: &Path, a: &SpentArgs, json: bool) -> anyhow::Result<(
             outln!("{changed} payment(s) resolved on chain")?;
         }
     }
-    let now = x402::UnixTimestamp::now().as_secs();
+    let now = x402::time::unix_now();
     let since = now.saturating_sub(window.as_secs());
     let entries = store.entries_since(since)?;
     let total = store.spent_since(since, now)?;
@@ -367,7 +367,7 @@ async fn spent(agora_home: &Path, a: &SpentArgs, json: bool) -> anyhow::Result<(
         return outln!(
             "{}",
             json!({
-                "since": offers::time::format_rfc3339(since),
+                "since": x402::time::format_rfc3339(since),
                 "spent": usdc_text(total),
                 "spentAtomic": total.to_string(),
                 "remainingDaily": remaining.map(usdc_text),
@@ -377,7 +377,7 @@ async fn spent(agora_home: &Path, a: &SpentArgs, json: bool) -> anyhow::Result<(
     }
     outln!(
         "spent since {}: {} USDC (settled, plus payments not known to have failed that are still valid)",
-        offers::time::format_rfc3339(since),
+        x402::time::format_rfc3339(since),
         usdc_text(total)
     )?;
     if let Some(left) = remaining {
@@ -391,7 +391,7 @@ async fn spent(agora_home: &Path, a: &SpentArgs, json: bool) -> anyhow::Result<(
         };
         outln!(
             "  {}  {:<8} {} to {} for {}{}{}",
-            offers::time::format_rfc3339(e.signed_at),
+            x402::time::format_rfc3339(e.signed_at),
             serde_json::to_value(e.status)?.as_str().unwrap_or("?"),
             usdc_text(e.amount),
             e.pay_to,

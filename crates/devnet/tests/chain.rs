@@ -87,7 +87,7 @@ async fn agora_signed_authorization_moves_exactly_the_value_and_cannot_be_replay
     let payer = eip3009::verify_offline(
         &as_payment(&req, payload.clone()),
         &req,
-        eip3009::unix_now(),
+        x402::time::unix_now(),
     )
     .expect("agora verifies its own signature");
     assert_eq!(payer, buyer.address());
@@ -151,7 +151,7 @@ async fn wrong_domain_name_is_refused_by_agora_and_reverts_on_chain() {
     let refusal = eip3009::verify_offline(
         &as_payment(&right, payload.clone()),
         &right,
-        eip3009::unix_now(),
+        x402::time::unix_now(),
     )
     .unwrap_err();
     assert_eq!(refusal.reason, x402::ErrorReason::InvalidSignature);
@@ -251,7 +251,7 @@ async fn official_python_x402_payment_is_verified_by_agora_and_settles() {
         Some(&req),
         "the SDK echoes the requirement"
     );
-    let payer = eip3009::verify_offline(&payment, &req, eip3009::unix_now())
+    let payer = eip3009::verify_offline(&payment, &req, x402::time::unix_now())
         .expect("agora verifies the official SDK's signature");
     assert_eq!(payer, buyer.address());
 

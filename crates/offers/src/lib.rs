@@ -13,7 +13,6 @@ pub mod reconcile;
 pub mod registry;
 pub mod spec;
 pub mod store;
-pub mod time;
 pub mod validate;
 
 pub use condition::{Condition, ConditionStatus, STAGES, Stage};

@@ -307,7 +307,7 @@ impl Context {
 /// and message (so `kubectl get so` shows it not Ready, and `describe` says why),
 /// each keeping its transition time while it stays False.
 fn refused_status(previous: &OfferStatus, generation: u64, refused: &Refusal) -> OfferStatus {
-    let now = offers::time::format_rfc3339(x402::eip3009::unix_now());
+    let now = x402::time::now_rfc3339();
     let conditions = STAGES
         .into_iter()
         .map(|stage| {

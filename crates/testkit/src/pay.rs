@@ -5,7 +5,8 @@
 use alloy::primitives::{Address, B256, U256};
 use alloy::signers::local::PrivateKeySigner;
 use devnet::Devnet;
-use x402::eip3009::{self, unix_now};
+use x402::eip3009;
+use x402::time::unix_now;
 use x402::wire::X402Version;
 use x402::{
     Authorization, ExactEvmPayload, FacilitatorRequest, PaymentPayload, PaymentRequirements,

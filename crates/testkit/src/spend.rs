@@ -7,7 +7,8 @@
 use alloy::primitives::{B256, U256};
 use alloy::signers::local::PrivateKeySigner;
 use devnet::Devnet;
-use x402::eip3009::{self, IEip3009Token, VALID_AFTER_SKEW_SECONDS, unix_now};
+use x402::eip3009::{self, IEip3009Token, VALID_AFTER_SKEW_SECONDS};
+use x402::time::unix_now;
 use x402::{Authorization, PaymentRequirements};
 
 /// How the buyer spends its nonce.

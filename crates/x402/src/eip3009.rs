@@ -117,10 +117,6 @@ pub enum SignError {
     Signer(String),
 }
 
-/// The clock an authorization's validity window is checked against: the workspace's
-/// one clock, [`crate::time::unix_now`], named here beside the window it checks.
-pub use crate::time::unix_now;
-
 /// The EIP-712 domain of `token` on `chain_id`.
 pub fn domain(name: &str, version: &str, chain_id: u64, token: Address) -> Eip712Domain {
     Eip712Domain::new(

@@ -40,7 +40,7 @@ pub(super) async fn stop(a: StopArgs, json_out: bool) -> anyhow::Result<()> {
     let grace = spec::grace(&a)?;
     let client = daemon(json_out).await?;
     let (mut offer, _) = fetch(&client, &a.name).await?;
-    spec::drain(&mut offer, x402::eip3009::unix_now(), grace);
+    spec::drain(&mut offer, x402::time::unix_now(), grace);
     let answer = put(&client, &offer).await?;
     client.reconcile().await?;
     if json_out {

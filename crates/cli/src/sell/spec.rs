@@ -233,7 +233,7 @@ pub(super) fn grace(a: &StopArgs) -> anyhow::Result<Duration> {
 
 /// Marks an offer to drain from `now` (Unix seconds) for `grace`.
 pub(super) fn drain(offer: &mut ServiceOffer, now: u64, grace: Duration) {
-    offer.spec.drain_at = Some(offers::time::format_rfc3339(now));
+    offer.spec.drain_at = Some(x402::time::format_rfc3339(now));
     offer.spec.drain_grace_period = Some(format_duration(grace));
 }
 

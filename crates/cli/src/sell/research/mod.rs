@@ -195,10 +195,7 @@ pub(super) async fn sell(a: ResearchArgs, json_out: bool) -> anyhow::Result<()> 
             metadata.insert("framework".into(), "autoresearch".into());
             metadata.insert("gpu".into(), gpu);
             metadata.insert("total_experiments".into(), "0".into());
-            metadata.insert(
-                "updated".into(),
-                offers::time::format_rfc3339(x402::UnixTimestamp::now().as_secs()),
-            );
+            metadata.insert("updated".into(), x402::time::now_rfc3339());
         }
     })
     .await?

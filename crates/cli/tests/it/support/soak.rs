@@ -24,7 +24,7 @@ use devnet::Devnet;
 use testkit::spend::{Spend, spend};
 use tokio::sync::Notify;
 use x402::PaymentRequirements;
-use x402::eip3009::unix_now;
+use x402::time::unix_now;
 
 use super::{Answer, PRICE, Rng, Seller, UPSTREAM_FAILURE};
 
