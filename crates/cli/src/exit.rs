@@ -118,12 +118,10 @@ pub fn code(error: &anyhow::Error) -> Code {
 /// message as `main` prints it (with the flag hint), `kind` `error` for anything but a
 /// [`Stop`], and a stop's further fields.
 pub fn json_error(error: &anyhow::Error) -> Value {
-    let mut object = stop(error).map(|s| s.fields.clone()).unwrap_or_default();
+    let stopped = stop(error);
+    let mut object = stopped.map(|s| s.fields.clone()).unwrap_or_default();
     object.insert("error".into(), json!(crate::hint::describe(error)));
-    object.insert(
-        "kind".into(),
-        json!(stop(error).map_or("error", |s| s.kind)),
-    );
+    object.insert("kind".into(), json!(stopped.map_or("error", |s| s.kind)));
     object.insert("exitCode".into(), json!(code(error) as u8));
     Value::Object(object)
 }
