@@ -1,40 +1,19 @@
 //! `agora`: monetize a machine with x402 payments and the ERC-8004 registry.
 
-mod demo;
-mod detect;
-mod devnet_cmd;
-mod discover;
-mod doctor;
+mod cmd;
 mod env;
 mod exit;
-mod facilitator_cmd;
-#[cfg(feature = "kubernetes")]
-mod gateway_cmd;
 mod hint;
-mod index_cmd;
-mod mcp;
-#[cfg(feature = "kubernetes")]
-mod operator_cmd;
+mod model_lookup;
 mod output;
-mod pay;
-mod research;
-mod sell;
-mod serve_cmd;
 mod signals;
-mod skills;
-mod tunnel_cmd;
-mod wallet_cmd;
 
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 
-// Without the `kubernetes` feature the commands keep their names and answer how to
-// get them (see without_kubernetes.rs).
-#[cfg(not(feature = "kubernetes"))]
-mod without_kubernetes;
-#[cfg(not(feature = "kubernetes"))]
-use without_kubernetes as gateway_cmd;
-#[cfg(not(feature = "kubernetes"))]
-use without_kubernetes as operator_cmd;
+use cmd::{
+    demo, devnet, discover, doctor, facilitator, gateway, index, mcp, operator, pay, research,
+    sell, serve, skills, tunnel, wallet,
+};
 
 /// agora: sell, buy and discover x402-paid services.
 #[derive(Debug, Parser)]
@@ -53,26 +32,26 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run a local chain that looks like Base Sepolia (USDC + ERC-8004 registry) until Ctrl-C.
-    Devnet(devnet_cmd::DevnetArgs),
+    Devnet(devnet::DevnetArgs),
     /// Start a devnet, the seller daemon and a sample service; sell it, probe it, buy it,
     /// and print the on-chain proof.
     Demo(demo::DemoArgs),
     /// Serve the x402 facilitator API (/verify, /settle, /supported, /health), settling
     /// USDC payments on the given chains with your key, until Ctrl-C.
-    Facilitator(facilitator_cmd::FacilitatorArgs),
+    Facilitator(facilitator::FacilitatorArgs),
     /// Run the seller daemon (offers, reconciler, gateway, admin socket); in the
     /// background unless --foreground.
-    Serve(Box<serve_cmd::ServeArgs>),
+    Serve(Box<serve::ServeArgs>),
     /// Sell services behind the x402 gate: http, inference, list, status, update, stop,
     /// delete, pricing, get, apply, probe.
     Sell(Box<sell::SellArgs>),
     /// Follow the ERC-8004 Identity Registry into SQLite and serve an 8004scan-shaped API.
-    Index(Box<index_cmd::IndexArgs>),
+    Index(Box<index::IndexArgs>),
     /// Find sellers by OASF skill/domain and x402 support (via an indexer, or over RPC).
     Discover(Box<discover::DiscoverArgs>),
     /// The buyer's wallets: new, import, list, address, balance, use, budget, spent,
     /// export.
-    Wallet(Box<wallet_cmd::WalletArgs>),
+    Wallet(Box<wallet::WalletArgs>),
     /// Call a URL like curl, paying its x402 402 from the wallet within --max and the
     /// budgets (exit 2: refused before signing; 3: outcome unknown, use --resume).
     Pay(Box<pay::PayArgs>),
@@ -90,16 +69,16 @@ enum Command {
     /// failure and exits 1 when one fails.
     Doctor(Box<doctor::DoctorArgs>),
     /// The public tunnel to the gateway: status, start, stop, logs; and a bore relay.
-    Tunnel(Box<tunnel_cmd::TunnelArgs>),
+    Tunnel(Box<tunnel::TunnelArgs>),
     /// Print the ServiceOffer CustomResourceDefinition (serviceoffers.obol.org,
     /// v1alpha1), generated from agora's types: `agora crd | kubectl apply -f -`.
-    Crd(operator_cmd::CrdArgs),
+    Crd(operator::CrdArgs),
     /// Run the Kubernetes operator: reconcile every ServiceOffer through the six stages
     /// and write the conditions to its status, until Ctrl-C.
-    Operator(Box<operator_cmd::OperatorArgs>),
+    Operator(Box<operator::OperatorArgs>),
     /// Run the gateway alone with --from-kubernetes: routes from the cluster's
     /// ServiceOffers and Services, payments through a shared facilitator.
-    Gateway(Box<gateway_cmd::GatewayArgs>),
+    Gateway(Box<gateway::GatewayArgs>),
 }
 
 #[tokio::main]
@@ -115,23 +94,23 @@ async fn main() -> std::process::ExitCode {
     let json = json_asked(&matches);
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let result = match cli.command {
-        Command::Devnet(args) => devnet_cmd::run(args).await,
+        Command::Devnet(args) => devnet::run(args).await,
         Command::Demo(args) => demo::run(args).await,
-        Command::Facilitator(args) => facilitator_cmd::run(args).await,
-        Command::Serve(args) => serve_cmd::run(*args).await,
+        Command::Facilitator(args) => facilitator::run(args).await,
+        Command::Serve(args) => serve::run(*args).await,
         Command::Sell(args) => sell::run(*args).await,
-        Command::Index(args) => index_cmd::run(*args).await,
+        Command::Index(args) => index::run(*args).await,
         Command::Discover(args) => discover::run(*args).await,
-        Command::Wallet(args) => wallet_cmd::run(*args).await,
+        Command::Wallet(args) => wallet::run(*args).await,
         Command::Pay(args) => pay::run(*args).await,
         Command::Mcp(args) => mcp::run(args).await,
         Command::Research(args) => research::run(*args).await,
-        Command::Tunnel(args) => tunnel_cmd::run(*args).await,
+        Command::Tunnel(args) => tunnel::run(*args).await,
         Command::Skills(args) => skills::run(*args).await,
         Command::Doctor(args) => doctor::run(*args).await,
-        Command::Crd(args) => operator_cmd::crd(&args),
-        Command::Operator(args) => operator_cmd::operator(*args).await,
-        Command::Gateway(args) => gateway_cmd::run(*args).await,
+        Command::Crd(args) => operator::crd(&args),
+        Command::Operator(args) => operator::operator(*args).await,
+        Command::Gateway(args) => gateway::run(*args).await,
     };
     match result {
         Ok(()) => exit::Code::Ok,

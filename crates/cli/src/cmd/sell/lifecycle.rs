@@ -9,8 +9,9 @@ use seller::Settings;
 
 use super::args::{ApplyArgs, DeleteArgs, PricingArgs, StopArgs, UpdateArgs};
 use super::{change_text, daemon, fetch, json_line, put, spec, unknown_offer};
+use crate::cmd::serve;
+use crate::env;
 use crate::output::{Items, outln};
-use crate::{env, serve_cmd};
 
 /// `agora sell update NAME`: new price, recipient or network.
 pub(super) async fn update(a: UpdateArgs, json_out: bool) -> anyhow::Result<()> {
@@ -117,7 +118,7 @@ pub(super) async fn pricing(a: PricingArgs, json_out: bool) -> anyhow::Result<()
             "x402 configured: wallet={} chain={} facilitator={}",
             show(&current.pay_to, &pay_to_fallback),
             show(&current.network, "base-sepolia"),
-            show(&current.facilitator, serve_cmd::DEFAULT_FACILITATOR)
+            show(&current.facilitator, serve::DEFAULT_FACILITATOR)
         )?;
     }
     Ok(())

@@ -184,7 +184,7 @@ async fn sell_and_buy(
         title: "agora demo seller".into(),
         pull_models: false,
         registry: Some(
-            crate::serve_cmd::registry_config(chain.rpc_url(), seller.signer(), None, false)
+            crate::cmd::serve::registry_config(chain.rpc_url(), seller.signer(), None, false)
                 .await?,
         ),
         tunnel: None,
@@ -277,7 +277,7 @@ impl Story<'_> {
             seller.address()
         ))?;
         let ready =
-            crate::sell::wait_ready(&client, name, std::time::Duration::from_secs(60), quiet)
+            crate::cmd::sell::wait_ready(&client, name, std::time::Duration::from_secs(60), quiet)
                 .await?;
         let conditions: Vec<String> = ready
             .status

@@ -7,8 +7,8 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use wallet::home;
 
+use crate::cmd::serve::DEFAULT_FACILITATOR;
 use crate::output::outln;
-use crate::serve_cmd::DEFAULT_FACILITATOR;
 
 /// The report as printed: `--json` writes exactly this object.
 #[derive(Debug, Serialize)]

@@ -11,7 +11,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::{Coordinator, with_causes};
-use crate::discover;
+use crate::cmd::discover;
 use crate::output::{Items, outln};
 
 /// One worker endpoint as `discover` shows it.

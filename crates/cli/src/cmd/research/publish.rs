@@ -167,7 +167,7 @@ pub async fn run(a: PublishArgs) -> anyhow::Result<()> {
         .pay_to
         .map(|p| parse_wallet(&p).map_err(|e| invalid("--pay-to <ADDR>", &p, &e)))
         .transpose()?;
-    let model = crate::sell::PublishedModel {
+    let model = crate::cmd::sell::PublishedModel {
         name,
         price,
         provenance_file: output,
@@ -175,7 +175,7 @@ pub async fn run(a: PublishArgs) -> anyhow::Result<()> {
         pay_to,
         wait: a.wait,
     };
-    let sold = crate::sell::sell_published(model, a.json).await?;
+    let sold = crate::cmd::sell::sell_published(model, a.json).await?;
     if a.json {
         published["sale"] = serde_json::to_value(&sold)?;
         outln!("{published}")?;

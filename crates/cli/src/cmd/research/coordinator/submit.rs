@@ -14,9 +14,9 @@ use serde_json::{Map, Value};
 use wallet::home;
 
 use super::{Coordinator, LoopFlags, RunFlags};
+use crate::cmd::pay;
 use crate::exit::{self, Code, Stop};
 use crate::output::outln;
-use crate::pay;
 
 impl Coordinator {
     /// One paid run: `/status` (busy: stop, nothing signed, exit 2), then the body

@@ -8,7 +8,7 @@ use clap::Args;
 use market::survey::{self, Report, Scope};
 use reqwest::Url;
 
-use crate::discover::{self, DiscoverQuery};
+use crate::cmd::discover::{self, DiscoverQuery};
 use crate::env;
 use crate::output::outln;
 

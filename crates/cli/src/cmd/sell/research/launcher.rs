@@ -10,7 +10,7 @@ use seller::research_supervisor::annotations::SANDBOX;
 use seller::research_supervisor::{LaunchError, WorkerLauncher, WorkerSpec};
 use tokio::process::Command;
 
-use crate::research::SandboxArgs;
+use crate::cmd::research::SandboxArgs;
 
 /// Runs research workers as `agora research worker` children of the daemon.
 pub(crate) struct AgoraWorker;

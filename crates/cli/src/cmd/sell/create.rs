@@ -46,8 +46,8 @@ pub(super) async fn http(a: HttpArgs, json_out: bool) -> anyhow::Result<Sold> {
 pub(super) async fn inference(a: InferenceArgs, json_out: bool) -> anyhow::Result<Sold> {
     let draft = spec::inference(&a)?;
     let detected = match &a.upstream {
-        Some(url) => crate::detect::inspect(url.as_str()).await?,
-        None => crate::detect::detect().await?,
+        Some(url) => crate::model_lookup::inspect(url.as_str()).await?,
+        None => crate::model_lookup::detect().await?,
     };
     let (model, picked) = spec::model(a.model.as_deref(), &detected)?;
     if picked && !json_out {

@@ -98,9 +98,9 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
         }
         _ => None,
     };
-    let client = crate::operator_cmd::kube_client().await?;
+    let client = crate::cmd::operator::kube_client().await?;
     let url = env::url_text(&args.facilitator);
-    let facilitator: Arc<dyn x402::Facilitator> = Arc::new(crate::facilitator_cmd::remote(
+    let facilitator: Arc<dyn x402::Facilitator> = Arc::new(crate::cmd::facilitator::remote(
         &url,
         args.facilitator_api_key_file.as_deref(),
     )?);

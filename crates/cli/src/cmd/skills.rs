@@ -26,7 +26,7 @@ pub struct SkillFile {
 /// Every shipped file; each skill is the directory of a `SKILL-NAME/SKILL.md`.
 macro_rules! shipped {
     ($($path:literal),* $(,)?) => {
-        &[$(SkillFile { path: $path, contents: include_str!(concat!("../skills/", $path)) }),*]
+        &[$(SkillFile { path: $path, contents: include_str!(concat!("../../skills/", $path)) }),*]
     };
 }
 

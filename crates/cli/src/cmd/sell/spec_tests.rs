@@ -5,7 +5,7 @@ use clap::Parser;
 use offers::ServiceOffer;
 
 use super::*;
-use crate::sell::args::{SellArgs, SellCommand};
+use crate::cmd::sell::args::{SellArgs, SellCommand};
 
 /// `agora sell ARGS` as clap reads it.
 fn parse(args: &[&str]) -> SellCommand {

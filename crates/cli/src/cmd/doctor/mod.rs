@@ -12,10 +12,10 @@ use reqwest::Url;
 use seller::doctor::{self, Options};
 use wallet::home;
 
+use crate::cmd::serve::DEFAULT_FACILITATOR;
 use crate::exit::{Code, Stop};
 use crate::output::outln;
-use crate::serve_cmd::DEFAULT_FACILITATOR;
-use crate::{detect, env};
+use crate::{env, model_lookup};
 use render::Shown;
 
 /// Options of `agora doctor`.
@@ -69,8 +69,8 @@ async fn options(args: &DoctorArgs) -> Options {
         network: args.network.clone(),
         rpc: args.rpc.clone(),
         facilitator_url: facilitator_to_be_used(),
-        model_server: detect::detect().await.map_err(|e| format!("{e:#}")),
-        sandbox: crate::research::SandboxArgs::default()
+        model_server: model_lookup::detect().await.map_err(|e| format!("{e:#}")),
+        sandbox: crate::cmd::research::SandboxArgs::default()
             .sandbox()
             .map_err(|e| format!("{e:#}")),
     }

@@ -28,11 +28,11 @@ use serde_json::json;
 use wallet::home;
 use x402::Facilitator;
 
+use crate::cmd::facilitator::{load_signer, served_chains};
+use crate::cmd::sell::AgoraWorker;
+use crate::cmd::tunnel::SECRET_FLAGS;
 use crate::env;
-use crate::facilitator_cmd::{load_signer, served_chains};
 use crate::output::outln;
-use crate::sell::AgoraWorker;
-use crate::tunnel_cmd::SECRET_FLAGS;
 
 /// The public x402 facilitator used when none is configured.
 pub const DEFAULT_FACILITATOR: &str = "https://x402.org/facilitator";
@@ -88,7 +88,7 @@ pub struct ServeArgs {
     #[arg(long, value_name = "PATH")]
     key_file: Option<PathBuf>,
     #[command(flatten)]
-    batch: crate::facilitator_cmd::BatchArgs,
+    batch: crate::cmd::facilitator::BatchArgs,
     /// Key file (mode 0600) of the wallet that registers this seller on the ERC-8004
     /// Identity Registry [env: AGORA_REGISTRY_KEY]; without one the registration file is
     /// only published at /.well-known/agent-registration.json.
@@ -112,7 +112,7 @@ pub struct ServeArgs {
     #[arg(long, help = crate::output::JSON_HELP)]
     json: bool,
     #[command(flatten)]
-    tunnel: crate::tunnel_cmd::TunnelFlags,
+    tunnel: crate::cmd::tunnel::TunnelFlags,
     /// The words of this `agora serve` (its command line), which a background daemon
     /// is started with so that no flag is lost; none for `agora sell`'s start, whose
     /// daemon runs with the defaults and their variables.
@@ -135,7 +135,7 @@ impl ServeArgs {
             facilitator_api_key_file: None,
             rpcs: Vec::new(),
             key_file: None,
-            batch: crate::facilitator_cmd::BatchArgs::default(),
+            batch: crate::cmd::facilitator::BatchArgs::default(),
             registry_key_file: None,
             registry_rpc: None,
             registry: None,
@@ -143,7 +143,7 @@ impl ServeArgs {
             pull_models: false,
             title: DEFAULT_TITLE.to_string(),
             json: false,
-            tunnel: crate::tunnel_cmd::TunnelFlags::from_env()?,
+            tunnel: crate::cmd::tunnel::TunnelFlags::from_env()?,
             given: Vec::new(),
         })
     }
@@ -332,7 +332,7 @@ async fn facilitator_for(
         .map(env::url_text)
         .or(stored)
         .unwrap_or_else(|| DEFAULT_FACILITATOR.to_string());
-    let remote = crate::facilitator_cmd::remote(&url, args.facilitator_api_key_file.as_deref())?;
+    let remote = crate::cmd::facilitator::remote(&url, args.facilitator_api_key_file.as_deref())?;
     Ok((Arc::new(remote), FacilitatorInfo::Remote { url }))
 }
 

@@ -13,8 +13,8 @@ use clap::Args;
 use market::{Agent, AgentRecord, Answer, Asked, IndexerClient, MarketError, Page, Search};
 use serde::Serialize;
 
+use crate::cmd::index::DEFAULT_INDEXER;
 use crate::env;
-use crate::index_cmd::DEFAULT_INDEXER;
 use crate::output::{Items, outln};
 
 /// Options of `agora discover`.
@@ -238,10 +238,10 @@ fn explain(error: MarketError) -> anyhow::Error {
 }
 
 /// An indexer sold through x402 (selling indexing): the query is bought as `agora pay`
-/// buys ([`crate::pay::buy`]), so `--max`, the wallet's budgets, the ledger and the
+/// buys ([`crate::cmd::pay::buy`]), so `--max`, the wallet's budgets, the ledger and the
 /// refusals (exit 2, nothing signed) are exactly `agora pay`'s.
 async fn paid_query(url: &reqwest::Url, max: Option<&str>) -> anyhow::Result<Page> {
-    let paid = crate::pay::buy(&RequestSpec::get(url.clone()), max)
+    let paid = crate::cmd::pay::buy(&RequestSpec::get(url.clone()), max)
         .await
         .with_context(|| format!("the indexer at {url} asks payment"))?;
     IndexerClient::read_paid(url, &paid.body).map_err(explain)

@@ -35,8 +35,8 @@ use x402::network::USDC_DECIMALS;
 
 use super::args::{HttpArgs, LimitArgs, PaymentArgs, PriceArgs, RegisterArgs};
 use super::{create, spec};
+use crate::cmd::research::SandboxArgs;
 use crate::output::outln;
-use crate::research::SandboxArgs;
 
 pub(crate) use launcher::AgoraWorker;
 

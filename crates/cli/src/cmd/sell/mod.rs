@@ -17,7 +17,7 @@ use seller::admin::Stored;
 use seller::{AdminClient, AdminError, socket_path};
 use wallet::home;
 
-use crate::serve_cmd;
+use crate::cmd::serve;
 
 pub(crate) use args::PublishedModel;
 pub use args::SellArgs;
@@ -62,8 +62,8 @@ async fn daemon(json_out: bool) -> anyhow::Result<AdminClient> {
     if client.is_up().await {
         return Ok(client);
     }
-    let args = serve_cmd::ServeArgs::from_env()?;
-    let started = serve_cmd::start_background(&home, &args).await?;
+    let args = serve::ServeArgs::from_env()?;
+    let started = serve::start_background(&home, &args).await?;
     if !json_out {
         eprintln!(
             "started the agora daemon in the background (gateway {}, facilitator {}, log {})",
