@@ -278,7 +278,10 @@ mod tests {
         let text = err.to_string();
         assert!(text.contains("not installed"), "{text}");
         assert!(text.contains("AGORA_CLOUDFLARED"), "{text}");
-        assert!(!text.contains("--"), "no CLI flag in a library error: {text}");
+        assert!(
+            !text.contains("--"),
+            "no CLI flag in a library error: {text}"
+        );
         let err = locate_in(Some(dir.join("no-such-cloudflared").into()), None).unwrap_err();
         assert!(err.to_string().contains("not an executable"), "{err}");
     }

@@ -368,7 +368,8 @@ async fn networks_are_checked_against_the_rpcs_and_state_defaults_to_agora_home(
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("another process is using the facilitator database") && stderr.contains("AGORA_HOME"),
+        stderr.contains("another process is using the facilitator database")
+            && stderr.contains("AGORA_HOME"),
         "the refusal says what holds the journal and what to change: {stderr}"
     );
 
