@@ -9,17 +9,13 @@
 use std::path::Path;
 use std::time::Duration;
 
+use crate::support::agora;
 use alloy::primitives::U256;
 use serde_json::Value;
 use testkit::chain::{Parties, parties};
 use testkit::daemon;
 use testkit::process;
 use testkit::upstream::echo;
-use tokio::process::Command;
-
-fn agora(home: &Path) -> Command {
-    process::agora(env!("CARGO_BIN_EXE_agora"), home)
-}
 
 async fn run(home: &Path, args: &[&str]) -> process::Output {
     process::run(agora(home), args, None).await

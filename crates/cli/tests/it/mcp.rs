@@ -17,16 +17,13 @@ use crate::pay_servers;
 
 use std::path::{Path, PathBuf};
 
+use crate::support::agora;
 use alloy::primitives::U256;
 use serde_json::{Value, json};
 use testkit::chain::{Parties, parties};
 use testkit::daemon;
 use testkit::process;
 use tokio::process::Command;
-
-fn agora(home: &Path) -> Command {
-    process::agora(env!("CARGO_BIN_EXE_agora"), home)
-}
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")

@@ -11,15 +11,11 @@
 use std::path::Path;
 use std::time::Duration;
 
+use crate::support::agora;
 use serde_json::Value;
 use testkit::daemon;
 use testkit::process;
 use testkit::upstream::ollama;
-use tokio::process::Command;
-
-fn agora(home: &Path) -> Command {
-    process::agora(env!("CARGO_BIN_EXE_agora"), home)
-}
 
 async fn ok(home: &Path, args: &[&str]) -> Value {
     process::ok(agora(home), args).await.json()

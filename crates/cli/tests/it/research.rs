@@ -11,6 +11,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use crate::support::agora;
 use alloy::primitives::U256;
 use serde_json::{Value, json};
 use testkit::chain::{Parties, parties};
@@ -20,10 +21,6 @@ use tokio::process::Command;
 
 /// 0.50 USDC/h × 300 s / 3600 s = 41 666.67 atomic units, rounded up.
 const PER_RUN_ATOMIC: u64 = 41_667;
-
-fn agora(home: &Path) -> Command {
-    process::agora(env!("CARGO_BIN_EXE_agora"), home)
-}
 
 async fn run(home: &Path, args: &[&str]) -> process::Output {
     process::run(agora(home), args, None).await

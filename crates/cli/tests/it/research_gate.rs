@@ -5,18 +5,13 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::path::Path;
 use std::time::Duration;
 
+use crate::support::agora;
 use serde_json::{Value, json};
 use testkit::chain::{Parties, parties};
 use testkit::daemon;
 use testkit::process;
-use tokio::process::Command;
-
-fn agora(home: &Path) -> Command {
-    process::agora(env!("CARGO_BIN_EXE_agora"), home)
-}
 
 #[tokio::test]
 async fn a_paid_call_to_a_busy_worker_gets_409_and_is_not_charged() {

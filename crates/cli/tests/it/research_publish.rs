@@ -7,16 +7,12 @@
 
 use std::path::Path;
 
+use crate::support::agora;
 use serde_json::{Value, json};
 use testkit::daemon;
 use testkit::process;
-use tokio::process::Command;
 
 const TRAIN_PY: &str = "# lr 0.04\r\nprint('val_bpb: 0.993200')  \n\n";
-
-fn agora(home: &Path) -> Command {
-    process::agora(env!("CARGO_BIN_EXE_agora"), home)
-}
 
 /// A repo whose best kept experiment is the commit of [`TRAIN_PY`]; returns it.
 fn repo(dir: &Path) -> String {

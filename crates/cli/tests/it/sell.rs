@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::support::agora;
 use alloy::primitives::U256;
 use devnet::Devnet;
 use serde_json::{Value, json};
@@ -15,10 +16,6 @@ use testkit::loopback::{self, serve_on};
 use testkit::process::{self, Output};
 use testkit::upstream::{echo, ollama};
 use tokio::process::{Child, Command};
-
-fn agora(home: &Path) -> Command {
-    process::agora(env!("CARGO_BIN_EXE_agora"), home)
-}
 
 async fn run(home: &Path, args: &[&str]) -> Output {
     process::run(agora(home), args, None).await

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
+use crate::support::agora;
 use alloy::primitives::U256;
 use devnet::Devnet;
 use erc8004::IIdentityRegistry;
@@ -23,10 +24,6 @@ use tokio::process::{Child, Command};
 
 /// The relay's secret in these tests: long enough for agora to accept it.
 const RELAY_SECRET: &str = "relay-secret-0123456789abcdef";
-
-fn agora(home: &Path) -> Command {
-    process::agora(env!("CARGO_BIN_EXE_agora"), home)
-}
 
 async fn ok(home: &Path, args: &[&str]) -> Output {
     process::ok(agora(home), args).await

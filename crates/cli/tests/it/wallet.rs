@@ -7,6 +7,7 @@
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
+use crate::support::agora;
 use alloy::primitives::{Address, B256, U256};
 use alloy::providers::Provider;
 use serde_json::Value;
@@ -14,11 +15,6 @@ use testkit::daemon;
 use testkit::loopback;
 use testkit::process::{self, Output};
 use testkit::upstream::echo;
-use tokio::process::Command;
-
-fn agora(home: &Path) -> Command {
-    process::agora(env!("CARGO_BIN_EXE_agora"), home)
-}
 
 async fn run_with_stdin(home: &Path, args: &[&str], stdin: Option<&str>) -> Output {
     process::run(agora(home), args, stdin).await
